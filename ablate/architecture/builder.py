@@ -1,0 +1,131 @@
+"""Architecture description -> plain ``torch.nn.Module`` in eval mode."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from ablate.architecture.channels import (
+    expanded_channels,
+    make_divisible,
+    scale_channels,
+    squeeze_channels,
+)
+from ablate.architecture.description import Architecture, Block
+from ablate.architecture.layers import (
+    ACTIVATIONS,
+    ConvBatchNormActivation,
+    MobileNet,
+    SqueezeExcitation,
+    initialize,
+)
+from ablate.architecture.layers import (
+    Block as BlockModule,
+)
+
+
+def build_module(architecture: Architecture) -> MobileNet:
+    width = architecture.width
+    epsilon = architecture.batch_norm_epsilon
+    stem = architecture.stem
+    channels = scale_channels(stem.channels, width)
+    parts: OrderedDict[str, nn.Module] = OrderedDict(
+        stem=ConvBatchNormActivation(
+            3,
+            channels,
+            stem.kernel_size,
+            stride=stem.stride,
+            activation=stem.activation,
+            batch_norm_epsilon=epsilon,
+        )
+    )
+    blocks = []
+    for block in architecture.blocks:
+        blocks.append(_build_block(block, channels, width, epsilon))
+        channels = scale_channels(block.out_channels, width)
+    parts["blocks"] = nn.Sequential(*blocks)
+    parts.update(_build_tail(architecture, channels))
+    model = MobileNet(parts)
+    initialize(model)
+    return model.eval()
+
+
+def _build_block(block: Block, in_channels: int, width: float, epsilon: float) -> BlockModule:
+    out_channels = scale_channels(block.out_channels, width)
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if block.kind == "bottleneck":
+        hidden = expanded_channels(
+            block.expansion.ratio, block.expansion.channels, in_channels, width
+        )
+    else:
+        hidden = in_channels
+    if hidden != in_channels:
+        layers["expand"] = ConvBatchNormActivation(
+            in_channels, hidden, 1, activation=block.activation, batch_norm_epsilon=epsilon
+        )
+    layers["depthwise"] = ConvBatchNormActivation(
+        hidden,
+        hidden,
+        block.kernel_size,
+        stride=block.stride,
+        groups=hidden,
+        activation=block.activation,
+        batch_norm_epsilon=epsilon,
+    )
+    if block.squeeze_excite is not None:
+        layers["se"] = SqueezeExcitation(
+            hidden,
+            squeeze_channels(hidden, block.squeeze_excite.ratio),
+            block.squeeze_excite.gate,
+        )
+    # Bottlenecks project linearly (V2 Section 3.2); separable blocks keep the activation.
+    layers["project"] = ConvBatchNormActivation(
+        hidden,
+        out_channels,
+        1,
+        activation=block.activation if block.kind == "separable" else None,
+        batch_norm_epsilon=epsilon,
+    )
+    residual = block.stride == 1 and in_channels == out_channels and block.kind == "bottleneck"
+    return BlockModule(layers, residual)
+
+
+def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, nn.Module]:
+    last = architecture.last_stage
+    activation = architecture.last_stage_activation
+    width = architecture.width
+    epsilon = architecture.batch_norm_epsilon
+    parts: OrderedDict[str, nn.Module] = OrderedDict()
+    if last.kind == "none":
+        return parts
+    stage: OrderedDict[str, nn.Module] = OrderedDict()
+    classifier: OrderedDict[str, nn.Module] = OrderedDict()
+    if last.kind == "v2":
+        assert last.channels is not None
+        # V2 reference: 1280 channels are kept when width < 1 (make_divisible(1280 x max(1, w))).
+        conv_channels = make_divisible(last.channels * max(1.0, width))
+        stage["pointwise"] = ConvBatchNormActivation(
+            channels, conv_channels, 1, activation=activation, batch_norm_epsilon=epsilon
+        )
+        channels = conv_channels
+    elif last.kind == "v3":
+        conv_channels = 6 * channels
+        stage["pointwise"] = ConvBatchNormActivation(
+            channels, conv_channels, 1, activation=activation, batch_norm_epsilon=epsilon
+        )
+        channels = conv_channels
+    stage["pool"] = nn.AdaptiveAvgPool2d(1)
+    stage["flatten"] = nn.Flatten(1)
+    if last.kind == "v3":
+        assert last.channels is not None
+        hidden = scale_channels(last.channels, width)
+        classifier["hidden"] = nn.Linear(channels, hidden)
+        classifier["act"] = ACTIVATIONS.get(activation)()
+        channels = hidden
+    if last.dropout > 0:
+        classifier["dropout"] = nn.Dropout(p=last.dropout, inplace=True)
+    classifier["output"] = nn.Linear(channels, architecture.num_classes)
+    parts["last_stage"] = nn.Sequential(stage)
+    parts["classifier"] = nn.Sequential(classifier)
+    return parts

@@ -1,0 +1,100 @@
+"""Typed, declarative description of a MobileNet-family network.
+
+Channel counts are given at width 1.0; the builder scales and rounds them (see channels.py).
+Records are frozen so that a resolved variant can be hashed, compared and deduplicated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+BlockKind = Literal["separable", "bottleneck"]
+LastStageKind = Literal["v1", "v2", "v3", "none"]
+
+BLOCK_KINDS: tuple[BlockKind, ...] = ("separable", "bottleneck")
+LAST_STAGE_KINDS: tuple[LastStageKind, ...] = ("v1", "v2", "v3", "none")
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Width of a bottleneck's expanded layer, in one of the two conventions of the papers.
+
+    ``ratio``: V2 paper Table 2 "t": expanded = round(scaled input channels x t).
+    ``channels``: V3 paper Table 1 "exp size": expanded = the count scaled by the width
+    multiplier and rounded to a multiple of 8, independently of the input channels.
+    Exactly one is set; expanded == input channels means the block has no expansion conv.
+    """
+
+    ratio: float | None = None
+    channels: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ratio is None) == (self.channels is None):
+            raise ValueError("Expansion takes exactly one of ratio or channels")
+
+    def describe(self) -> str:
+        if self.ratio is not None:
+            return f"x{self.ratio:g}"
+        return f"{self.channels} ch"
+
+
+NO_EXPANSION = Expansion(ratio=1.0)
+
+
+@dataclass(frozen=True)
+class SqueezeExcite:
+    """SE after the depthwise conv; the bottleneck is ``ratio`` of the expanded channels."""
+
+    ratio: float = 0.25
+    gate: str = "hsigmoid"
+
+
+@dataclass(frozen=True)
+class Stem:
+    channels: int
+    kernel_size: int
+    stride: int
+    activation: str
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: BlockKind
+    kernel_size: int
+    expansion: Expansion
+    out_channels: int
+    stride: int
+    squeeze_excite: SqueezeExcite | None
+    activation: str
+
+
+@dataclass(frozen=True)
+class LastStage:
+    """What follows the last block.
+
+    ``v1``: global pool, linear classifier (V1 paper Table 1).
+    ``v2``: 1x1 conv to ``channels`` at the final resolution, pool, dropout, linear (V2 Table 2).
+    ``v3``: 1x1 conv to 6x the last block's channels, pool, linear to ``channels`` with the
+    activation, dropout, linear: the efficient last stage of V3 Section 5.1.
+    ``none``: a feature extractor, no pooling and no classifier.
+    """
+
+    kind: LastStageKind
+    channels: int | None = None
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class Architecture:
+    # The name does not take part in equality: two variants that resolve to the same network
+    # are built, counted and measured once.
+    name: str = field(compare=False)
+    stem: Stem
+    blocks: tuple[Block, ...]
+    last_stage: LastStage
+    last_stage_activation: str
+    num_classes: int = 1000
+    width: float = 1.0
+    resolution: int = 224
+    batch_norm_epsilon: float = 1e-5

@@ -1,0 +1,50 @@
+"""The `ablate` command line: assembles the command functions and maps user errors to exit 2.
+
+Nothing heavy is imported here so that `ablate --help` answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from ablate.commands.architecture import factors_command, inspect_command, models_command
+from ablate.errors import AblateError
+
+app = typer.Typer(
+    name="ablate",
+    help="Which MobileNet design change buys the speed? Build variants, count, measure, compare.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """An AblateError becomes one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AblateError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+def _register(name: str, command: Callable[..., Any]) -> None:
+    app.command(name)(_user_errors(command))
+
+
+_register("models", models_command)
+_register("factors", factors_command)
+_register("inspect", inspect_command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,94 @@
+"""The factor vocabulary: every design choice of the MobileNetV3 paper as a named knob.
+
+Each factor applies to every base architecture, defaults to the base's own setting, and also
+accepts the name of another built-in architecture, meaning "that architecture's setting".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ACTIVATION_NAMES = ("relu", "relu6", "hswish", "swish")
+SE_GATE_NAMES = ("hsigmoid", "sigmoid")
+KERNEL_SIZES = (3, 5, 7)
+LAST_STAGE_NAMES = ("v1", "v2", "v3", "none")
+WIDTH_RANGE = (0.1, 4.0)
+RESOLUTION_RANGE = (32, 2048)
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    meaning: str
+    values: str
+
+
+FACTORS: dict[str, Factor] = {
+    factor.name: factor
+    for factor in (
+        Factor(
+            "width",
+            "width multiplier of every channel count, rounded to multiples of 8 as the "
+            "reference implementations do",
+            f"a number in [{WIDTH_RANGE[0]}, {WIDTH_RANGE[1]}], e.g. 0.35, 0.75, 1.0, 1.4",
+        ),
+        Factor(
+            "resolution",
+            "input height and width in pixels (the network is resolution-agnostic; counts "
+            "and latency use it)",
+            f"an integer in [{RESOLUTION_RANGE[0]}, {RESOLUTION_RANGE[1]}], e.g. 160, 224, 320",
+        ),
+        Factor("num_classes", "classifier outputs", "a positive integer"),
+        Factor(
+            "activation",
+            "nonlinearity of the stem, the blocks (after expansion and depthwise convs) and "
+            "the last stage; V3 Section 5.2 uses h-swish only in the deep half",
+            "relu | relu6 | hswish | swish everywhere; or a placement by depth "
+            "{early: relu, late: hswish, from_channels: 80} (the paper's h-swish@80) or "
+            "{early: ..., late: ..., from_block: 7} (1-based), optional stem: NAME (default: "
+            "the base's stem activation; the last stage takes `late`); or a per-block list",
+        ),
+        Factor(
+            "se",
+            "squeeze-and-excite after the depthwise conv of each block (V3 Section 5.3)",
+            "on | off (YAML true/false too), or a per-block list of on/off",
+        ),
+        Factor(
+            "se_ratio",
+            "SE bottleneck as a fraction of the expanded channels, rounded to a multiple of 8",
+            "a number in (0, 1], e.g. 0.25 (V3) or 0.5",
+        ),
+        Factor(
+            "se_gate",
+            "the gate of SE: hard sigmoid (V3) or sigmoid (MnasNet)",
+            " | ".join(SE_GATE_NAMES),
+        ),
+        Factor(
+            "kernel",
+            "depthwise kernel of the blocks; the stem keeps its own 3x3",
+            "3 | 5 | 7, or a per-block list",
+        ),
+        Factor(
+            "expansion",
+            "expansion ratio of the inverted bottlenecks (expanded / input channels)",
+            "a number in [1, 16] for all bottlenecks, or a per-block list",
+        ),
+        Factor(
+            "stem_channels",
+            "output channels of the first 3x3 conv (V3 Section 5.1: 16 instead of 32)",
+            "a positive integer, e.g. 16 or 32",
+        ),
+        Factor(
+            "last_stage",
+            "what follows the last block (V3 Section 5.1, Figure 5)",
+            "v1 (pool, linear) | v2 (1x1 conv to 1280 at the final resolution, pool, "
+            "linear) | v3 (efficient last stage: 1x1 conv to 6x, pool, linear to 1280 or "
+            "1024, linear) | none (feature extractor)",
+        ),
+        Factor(
+            "layout",
+            "channels, depths and strides of the stages (block kinds included)",
+            "the name of a built-in architecture",
+        ),
+    )
+}

@@ -1,0 +1,344 @@
+"""Base architecture + factor settings -> one concrete ``Architecture``.
+
+Every value is validated here, once: an invalid one raises ``FactorError`` naming the factor
+(its key path), the value and the valid choices. Nothing given is ever ignored: a setting
+that could have no effect (``se_ratio`` with no SE block, ``num_classes`` without a classifier)
+is an error too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ablate.architecture.description import (
+    NO_EXPANSION,
+    Architecture,
+    Block,
+    Expansion,
+    LastStage,
+    SqueezeExcite,
+    Stem,
+)
+from ablate.architecture.tables import ARCHITECTURES
+from ablate.errors import FactorError
+from ablate.variants.factors import (
+    ACTIVATION_NAMES,
+    FACTORS,
+    KERNEL_SIZES,
+    LAST_STAGE_NAMES,
+    RESOLUTION_RANGE,
+    SE_GATE_NAMES,
+    WIDTH_RANGE,
+)
+from ablate.variants.stages import map_blocks
+
+T = TypeVar("T")
+DEFAULT_SQUEEZE_EXCITE = SqueezeExcite(ratio=0.25, gate="hsigmoid")
+ARCHITECTURE_NAMES = tuple(ARCHITECTURES)
+_ON_WORDS = {True: True, False: False, "on": True, "off": False}
+
+
+def architecture_named(name: object, factor: str = "base") -> Architecture:
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise FactorError(factor, name, "unknown architecture", ARCHITECTURE_NAMES)
+    return ARCHITECTURES[name]
+
+
+def _is_architecture_name(value: object) -> bool:
+    return isinstance(value, str) and value in ARCHITECTURES
+
+
+def resolve_architecture(base: str, factors: Mapping[str, Any] | None = None) -> Architecture:
+    """Apply ``factors`` to the built-in architecture ``base``."""
+    factors = dict(factors or {})
+    base_architecture = architecture_named(base)
+    for name, value in factors.items():
+        if name not in FACTORS:
+            raise FactorError(name, value, "unknown factor", FACTORS)
+    resolver = _Resolver(base_architecture, factors)
+    return resolver.architecture()
+
+
+class _Resolver:
+    def __init__(self, base: Architecture, factors: dict[str, Any]):
+        self.base = base
+        self.factors = factors
+        self.layout = self._layout()
+        self.block_count = len(self.layout.blocks)
+
+    def architecture(self) -> Architecture:
+        width = self._number("width", self.base.width, WIDTH_RANGE, integer=False)
+        resolution = self._number("resolution", self.base.resolution, RESOLUTION_RANGE)
+        stem_channels = self._number("stem_channels", self.base.stem.channels, (1, 4096))
+        stem_activation, block_activations, last_activation = self._activations()
+        kernels = self._kernels()
+        expansions = self._expansions(stem_channels)
+        squeeze_excite = self._squeeze_excite()
+        last_stage = self._last_stage()
+        num_classes = self._number("num_classes", self.base.num_classes, (1, 10**7))
+        if last_stage.kind == "none" and "num_classes" in self.factors:
+            raise FactorError(
+                "num_classes", self.factors["num_classes"], "has no effect with last_stage none"
+            )
+        blocks = tuple(
+            dataclasses.replace(
+                block,
+                kernel_size=kernels[index],
+                expansion=expansions[index],
+                squeeze_excite=squeeze_excite[index],
+                activation=block_activations[index],
+            )
+            for index, block in enumerate(self.layout.blocks)
+        )
+        layout_stem = self.layout.stem
+        return Architecture(
+            name=self.base.name,
+            stem=Stem(stem_channels, layout_stem.kernel_size, layout_stem.stride, stem_activation),
+            blocks=blocks,
+            last_stage=last_stage,
+            last_stage_activation=last_activation,
+            num_classes=num_classes,
+            width=width,
+            resolution=resolution,
+            batch_norm_epsilon=self.layout.batch_norm_epsilon,
+        )
+
+    # -- whole-network factors ---------------------------------------------------------
+
+    def _layout(self) -> Architecture:
+        value = self.factors.get("layout", self.base.name)
+        return architecture_named(value, "layout")
+
+    def _number(
+        self, factor: str, default: float, bounds: tuple[float, float], *, integer: bool = True
+    ) -> Any:
+        value = self.factors.get(factor, default)
+        if _is_architecture_name(value):
+            source = ARCHITECTURES[value]
+            return source.stem.channels if factor == "stem_channels" else getattr(source, factor)
+        kind = "an integer" if integer else "a number"
+        valid_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        low, high = bounds
+        if isinstance(value, bool) or not valid_type or not (low <= value <= high):
+            raise FactorError(
+                factor, value, f"expected {kind} in [{low:g}, {high:g}]", ARCHITECTURE_NAMES
+            )
+        return float(value) if not integer else value
+
+    def _last_stage(self) -> LastStage:
+        value = self.factors.get("last_stage", self.base.name)
+        if _is_architecture_name(value):
+            return ARCHITECTURES[value].last_stage
+        if value not in LAST_STAGE_NAMES:
+            raise FactorError(
+                "last_stage", value, "unknown last stage", (*LAST_STAGE_NAMES, *ARCHITECTURE_NAMES)
+            )
+        if value == self.base.last_stage.kind:
+            return self.base.last_stage
+        # The canonical stage of that kind: V2's (1280), V3-Large's (1280), V1's.
+        canonical = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3": "mobilenet_v3_large"}
+        if value == "none":
+            return LastStage("none", dropout=0.0)
+        return ARCHITECTURES[canonical[value]].last_stage
+
+    # -- per-block factors --------------------------------------------------------------
+
+    def _per_block(
+        self,
+        factor: str,
+        extract: Callable[[Architecture, int], T],
+        parse: Callable[[str, object], T],
+    ) -> list[T]:
+        """One value per block of the layout, from a scalar, a list or an architecture."""
+        value = self.factors.get(factor, self.base.name)
+        if _is_architecture_name(value):
+            source = ARCHITECTURES[value]
+            return [extract(source, index) for index in map_blocks(source, self.layout)]
+        if isinstance(value, list | tuple):
+            if len(value) != self.block_count:
+                raise FactorError(
+                    factor,
+                    value,
+                    f"a per-block list needs {self.block_count} entries for the "
+                    f"{self.layout.name} layout, got {len(value)}",
+                )
+            return [parse(f"{factor}[{index}]", item) for index, item in enumerate(value)]
+        return [parse(factor, value)] * self.block_count
+
+    def _kernels(self) -> list[int]:
+        def parse(key: str, value: object) -> int:
+            if isinstance(value, bool) or value not in KERNEL_SIZES:
+                raise FactorError(
+                    key, value, "unsupported depthwise kernel", (*KERNEL_SIZES, *ARCHITECTURE_NAMES)
+                )
+            return int(value)  # type: ignore[call-overload]
+
+        return self._per_block(
+            "kernel", lambda source, index: source.blocks[index].kernel_size, parse
+        )
+
+    def _squeeze_excite(self) -> list[SqueezeExcite | None]:
+        base_se = next(
+            (block.squeeze_excite for block in self.base.blocks if block.squeeze_excite), None
+        )
+        default = base_se or DEFAULT_SQUEEZE_EXCITE
+        ratio = self.factors.get("se_ratio", default.ratio)
+        if _is_architecture_name(ratio):
+            ratio = _squeeze_excite_of(ARCHITECTURES[ratio]).ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
+            raise FactorError("se_ratio", ratio, "expected a number in (0, 1]", ARCHITECTURE_NAMES)
+        gate = self.factors.get("se_gate", default.gate)
+        if _is_architecture_name(gate):
+            gate = _squeeze_excite_of(ARCHITECTURES[gate]).gate
+        if gate not in SE_GATE_NAMES:
+            raise FactorError(
+                "se_gate", gate, "unknown SE gate", (*SE_GATE_NAMES, *ARCHITECTURE_NAMES)
+            )
+        squeeze_excite = SqueezeExcite(ratio=float(ratio), gate=gate)
+
+        def parse(key: str, value: object) -> bool:
+            if isinstance(value, str | bool) and value in _ON_WORDS:
+                return _ON_WORDS[value]
+            raise FactorError(key, value, "expected on or off", ("on", "off", *ARCHITECTURE_NAMES))
+
+        presence = self._per_block(
+            "se", lambda source, index: source.blocks[index].squeeze_excite is not None, parse
+        )
+        if not any(presence):
+            for factor in ("se_ratio", "se_gate"):
+                if factor in self.factors:
+                    raise FactorError(factor, self.factors[factor], "has no effect: no SE block")
+        return [squeeze_excite if present else None for present in presence]
+
+    def _expansions(self, stem_channels: int) -> list[Expansion]:
+        layout_blocks = self.layout.blocks
+        input_channels = [stem_channels] + [block.out_channels for block in layout_blocks[:-1]]
+        bottlenecks = [block.kind == "bottleneck" for block in layout_blocks]
+        value = self.factors.get("expansion", self.base.name)
+
+        if _is_architecture_name(value):
+            source = ARCHITECTURES[value]
+            source_inputs = [source.stem.channels] + [b.out_channels for b in source.blocks[:-1]]
+            expansions = []
+            for target, index in enumerate(map_blocks(source, self.layout)):
+                expansion = source.blocks[index].expansion
+                if not bottlenecks[target]:
+                    expansions.append(NO_EXPANSION)
+                elif expansion.channels is None or source_inputs[index] == input_channels[target]:
+                    expansions.append(expansion)
+                else:
+                    # Another input width: keep the searched ratio, not the channel count.
+                    expansions.append(
+                        Expansion(ratio=expansion.channels / source_inputs[index])
+                    )
+            return expansions
+
+        if not any(bottlenecks):
+            raise FactorError(
+                "expansion", value, f"the {self.layout.name} layout has no inverted bottleneck"
+            )
+
+        def parse(key: str, item: object) -> Expansion:
+            if (
+                isinstance(item, bool)
+                or not isinstance(item, int | float)
+                or not math.isfinite(item)
+                or not 1 <= item <= 16
+            ):
+                raise FactorError(key, item, "expected an expansion ratio in [1, 16]")
+            return Expansion(ratio=float(item))
+
+        ratios = self._per_block("expansion", lambda source, index: NO_EXPANSION, parse)
+        return [
+            ratio if bottleneck else NO_EXPANSION
+            for ratio, bottleneck in zip(ratios, bottlenecks, strict=True)
+        ]
+
+    def _activations(self) -> tuple[str, list[str], str]:
+        value = self.factors.get("activation", self.base.name)
+        choices = (*ACTIVATION_NAMES, *ARCHITECTURE_NAMES)
+        if _is_architecture_name(value):
+            source = ARCHITECTURES[value]
+            blocks = [source.blocks[index].activation for index in map_blocks(source, self.layout)]
+            return source.stem.activation, blocks, source.last_stage_activation
+        if isinstance(value, str):
+            name = _activation("activation", value, choices)
+            return name, [name] * self.block_count, name
+        if isinstance(value, list | tuple):
+            blocks = self._per_block("activation", lambda source, index: "", _checked_activation)
+            return self.base.stem.activation, blocks, self.base.last_stage_activation
+        if isinstance(value, Mapping):
+            return self._activation_placement(value)
+        raise FactorError(
+            "activation", value, "expected a name, a placement mapping or a per-block list", choices
+        )
+
+    def _activation_placement(self, value: Mapping[str, Any]) -> tuple[str, list[str], str]:
+        keys = ("early", "late", "from_block", "from_channels", "stem")
+        for key in value:
+            if key not in keys:
+                raise FactorError(f"activation.{key}", value[key], "unknown key", keys)
+        for key in ("early", "late"):
+            if key not in value:
+                raise FactorError("activation", dict(value), f"missing key {key!r}", keys)
+        early = _checked_activation("activation.early", value["early"])
+        late = _checked_activation("activation.late", value["late"])
+        stem = _checked_activation("activation.stem", value.get("stem", self.base.stem.activation))
+        if ("from_block" in value) == ("from_channels" in value):
+            raise FactorError(
+                "activation", dict(value), "give exactly one of from_block or from_channels", keys
+            )
+        if "from_block" in value:
+            start = value["from_block"]
+            if isinstance(start, bool) or not isinstance(start, int) or not (
+                1 <= start <= self.block_count + 1
+            ):
+                raise FactorError(
+                    "activation.from_block",
+                    start,
+                    f"expected a block number in [1, {self.block_count + 1}] (1-based)",
+                )
+            first = start - 1
+        else:
+            threshold = value["from_channels"]
+            if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+                raise FactorError(
+                    "activation.from_channels", threshold, "expected a positive channel count"
+                )
+            first = next(
+                (
+                    index
+                    for index, block in enumerate(self.layout.blocks)
+                    if block.out_channels >= threshold
+                ),
+                self.block_count,
+            )
+        blocks = [early if index < first else late for index in range(self.block_count)]
+        return stem, blocks, late
+
+
+def _activation(key: str, value: object, choices: Sequence[str]) -> str:
+    if value not in ACTIVATION_NAMES:
+        raise FactorError(key, value, "unknown activation", choices)
+    return str(value)
+
+
+def _checked_activation(key: str, value: object) -> str:
+    return _activation(key, value, ACTIVATION_NAMES)
+
+
+def _squeeze_excite_of(architecture: Architecture) -> SqueezeExcite:
+    for block in architecture.blocks:
+        if block.squeeze_excite is not None:
+            return block.squeeze_excite
+    return DEFAULT_SQUEEZE_EXCITE
+
+
+def block_input_channels(architecture: Architecture) -> list[int]:
+    return [architecture.stem.channels] + [b.out_channels for b in architecture.blocks[:-1]]
+
+
+__all__ = ["ARCHITECTURE_NAMES", "Block", "architecture_named", "resolve_architecture"]

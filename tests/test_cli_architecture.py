@@ -1,0 +1,122 @@
+"""`ablate models`, `ablate factors`, `ablate inspect` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ablate.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ablate.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'inspect' in result.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "False"
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "Usage" in result.stdout and "inspect" in result.stdout
+
+
+def test_models_lists_exact_parameter_counts() -> None:
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert {name: row["params"] for name, row in rows.items()} == {
+        "mobilenet_v1": 4_231_976,
+        "mobilenet_v2": 3_504_872,
+        "mobilenet_v3_large": 5_483_032,
+        "mobilenet_v3_small": 2_542_856,
+    }
+    assert rows["mobilenet_v2"]["blocks"] == 17
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0 and "5,483,032" in table.output
+
+
+def test_factors_lists_every_factor() -> None:
+    result = runner.invoke(app, ["factors"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("width", "resolution", "activation", "se_ratio", "kernel", "layout"):
+        assert name in result.output
+
+
+def test_inspect_table_and_totals() -> None:
+    result = runner.invoke(app, ["inspect", "mobilenet_v3_large"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "5,483,032 parameters" in result.output
+    assert "bneck 5x5" in result.output and "hswish" in result.output
+
+
+def test_inspect_json_with_set_values_read_as_yaml() -> None:
+    result = runner.invoke(
+        app,
+        ["inspect", "mobilenet_v3_large", "--set", "se=off", "--set", "kernel=5", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["factors"] == {"se": False, "kernel": 5}
+    # 5,483,032 - 1,512,280 (SE) + 5x5 on the nine 3x3 blocks: (2,112 channels x 16) = 4,004,544
+    assert data["params"] == 5_483_032 - 1_512_280 + 33_792
+    assert isinstance(data["params"], int)
+    blocks = [layer for layer in data["layers"] if layer["module"].startswith("blocks.")]
+    assert len(blocks) == 15
+    assert {layer["kernel_size"] for layer in blocks} == {5}
+    assert not any(layer["squeeze_excite"] for layer in blocks)
+    assert blocks[0]["input_height"] == 112 and blocks[-1]["input_height"] == 7
+    assert sum(layer["params"] for layer in data["layers"]) == data["params"]
+
+
+def test_inspect_per_block_list_and_placement_mapping() -> None:
+    kernels = "[3,3,3,5,5,5,3,3,3,3,3,3,5,5,5]"
+    placement = "{early: relu, late: hswish, from_channels: 112}"
+    result = runner.invoke(
+        app,
+        ["inspect", "mobilenet_v3_large", "--set", f"kernel={kernels}",
+         "--set", f"activation={placement}", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    blocks = [row for row in json.loads(result.output)["layers"] if row["layer"].isdigit()]
+    assert [row["activation"] for row in blocks] == ["relu"] * 10 + ["hswish"] * 5
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["inspect", "mobilenet_v3_large", "--set", "kernel=4"],
+         "error: kernel: unsupported depthwise kernel (got 4); valid: 3, 5, 7"),
+        (["inspect", "mobilenet_v3_large", "--set", "kernel"],
+         "error: --set 'kernel': expected FACTOR=VALUE"),
+        (["inspect", "mobilenet_v3_large", "--set", "kernel=[3,"],
+         "error: --set 'kernel=[3,': VALUE is not valid YAML"),
+        (["inspect", "mobilenet_v3_large", "--set", "kernel=3", "--set", "kernel=5"],
+         "factor 'kernel' is set twice"),
+        (["inspect", "mobilenet_v3_large", "--set", "depth=3"],
+         "error: depth: unknown factor (got 3); valid: width"),
+        (["inspect", "resnet50"], "error: base: unknown architecture (got 'resnet50')"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
