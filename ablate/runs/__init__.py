@@ -1,0 +1,1 @@
+"""Run directories: what an experiment run writes, atomically, so that nothing is lost."""

@@ -1,0 +1,89 @@
+"""Atomic writes and the measurement journal (torn last line, damaged lines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import InputFileError
+from ablate.runs.atomic import write_json_atomic, write_text_atomic
+from ablate.runs.journal import append_round, read_rounds
+from ablate.variants.describe import describe_factors
+from ablate.variants.resolve import resolve_architecture
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "results.json"
+    write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 2, "b": [1, 2]})
+    assert json.loads(target.read_text()) == {"a": 2, "b": [1, 2]}
+    assert [p.name for p in target.parent.iterdir()] == ["results.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    write_text_atomic(target, "old")
+
+    class Unserialisable:
+        pass
+
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"x": Unserialisable()})
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_journal_round_trip_and_torn_last_line(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    assert read_rounds(journal, {"a", "b"}) == []
+    append_round(journal, 0, {"a": 0.010, "b": 0.012})
+    append_round(journal, 1, {"a": 0.011, "b": 0.013})
+    with journal.open("a") as handle:
+        handle.write('{"round": 2, "seconds": {"a": 0.0')  # killed mid-write
+    assert read_rounds(journal, {"a", "b"}) == [
+        {"a": 0.010, "b": 0.012},
+        {"a": 0.011, "b": 0.013},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"round": 0, "seconds": {"a": 1.0}}\nnot json\n',
+            "journal.jsonl:2: malformed journal line (expected {round, seconds})",
+        ),
+        ('{"round": 1, "seconds": {"a": 1.0}}\n', "journal.jsonl:1: round 1 out of order"),
+        (
+            '{"round": 0, "seconds": {"z": 1.0}}\n',
+            "journal.jsonl:1: seconds: round does not time the run's variants; valid: a",
+        ),
+        (
+            '{"round": 0, "seconds": {"a": -1}}\n',
+            "journal.jsonl:1: seconds: round holds a non-positive or non-finite time",
+        ),
+    ],
+)
+def test_damaged_journal_is_reported_with_file_and_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(content)
+    with pytest.raises(InputFileError) as raised:
+        read_rounds(journal, {"a"})
+    assert message in str(raised.value)
+
+
+def test_describe_factors_of_published_v3_large() -> None:
+    described = describe_factors(resolve_architecture("mobilenet_v3_large"))
+    assert described["layout"] == "mobilenet_v3_large"
+    assert described["kernel"] == [3, 3, 3, 5, 5, 5, 3, 3, 3, 3, 3, 3, 5, 5, 5]
+    assert described["expansion"][:3] == [1.0, "64ch", "72ch"]
+    assert described["se"].count(True) == 8 and described["se_ratio"] == 0.25
+    assert described["activation"]["stem"] == "hswish"
+    assert described["last_stage"] == {"kind": "v3", "channels": 1280}
+    mixed = describe_factors(resolve_architecture("mobilenet_v2", {"se": "off", "width": 0.5}))
+    assert mixed["layout"] == "mobilenet_v2" and mixed["se_gate"] is None
+    assert mixed["width"] == 0.5
