@@ -1,0 +1,25 @@
+"""Counting engine: MACs, elementwise ops, memory traffic and activation peak, per layer.
+
+One forward pass under a TorchDispatchMode records every aten op at its module; conventions
+are applied afterwards as pure functions of shapes. See README, "Counting conventions".
+"""
+
+from ablate.counting.crosscheck import CrosscheckResult, PeerCount, crosscheck
+from ablate.counting.engine import count_model
+from ablate.counting.grouping import ROOT_GROUP, block_group
+from ablate.counting.kinds import Kind
+from ablate.counting.records import CountResult, KindSummary, LayerSummary, OpRecord
+
+__all__ = [
+    "ROOT_GROUP",
+    "CountResult",
+    "CrosscheckResult",
+    "Kind",
+    "KindSummary",
+    "LayerSummary",
+    "OpRecord",
+    "PeerCount",
+    "block_group",
+    "count_model",
+    "crosscheck",
+]

@@ -1,0 +1,69 @@
+"""Op kinds: the vocabulary every counting record, table and JSON key is written in.
+
+A kind names what an op *is* in a MobileNet (a depthwise conv, an SE multiply), not which
+aten overload ran, so that variants built from different code paths compare kind by kind.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """What an aten op is, for counting. The value is the stable key used in JSON."""
+
+    CONV_DENSE = "conv_dense"
+    CONV_POINTWISE = "conv_pointwise"
+    CONV_DEPTHWISE = "conv_depthwise"
+    CONV_GROUPED = "conv_grouped"
+    CONV_TRANSPOSED = "conv_transposed"
+    LINEAR = "linear"
+    MATMUL = "matmul"
+    BATCH_NORM = "batch_norm"
+    RELU = "relu"
+    RELU6 = "relu6"
+    HARDTANH = "hardtanh"
+    CLAMP = "clamp"
+    HARDSWISH = "hardswish"
+    HARDSIGMOID = "hardsigmoid"
+    SILU = "silu"
+    SIGMOID = "sigmoid"
+    SE_POOL = "se_pool"
+    GLOBAL_POOL = "global_pool"
+    AVG_POOL = "avg_pool"
+    MAX_POOL = "max_pool"
+    REDUCTION = "reduction"
+    SE_MULTIPLY = "se_multiply"
+    RESIDUAL_ADD = "residual_add"
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    DROPOUT = "dropout"
+    COPY = "copy"
+    ALLOCATE = "allocate"
+    VIEW = "view"
+    UNKNOWN = "unknown"
+
+
+# Kinds whose MACs are the conv+linear convention (FlopCounterMode / 2).
+MAC_KINDS: frozenset[Kind] = frozenset(
+    {
+        Kind.CONV_DENSE,
+        Kind.CONV_POINTWISE,
+        Kind.CONV_DEPTHWISE,
+        Kind.CONV_GROUPED,
+        Kind.CONV_TRANSPOSED,
+        Kind.LINEAR,
+        Kind.MATMUL,
+    }
+)
+
+# Activations that are a clamp (min/max of constants). Mobile inference engines apply them as
+# the epilogue of the conv that produces their input (TFLite's fused_activation_function,
+# XNNPACK's output_min/output_max); h-swish, sigmoid and swish run as kernels of their own.
+CLAMP_KINDS: frozenset[Kind] = frozenset({Kind.RELU, Kind.RELU6, Kind.HARDTANH, Kind.CLAMP})
+
+POOL_KINDS: frozenset[Kind] = frozenset(
+    {Kind.SE_POOL, Kind.GLOBAL_POOL, Kind.AVG_POOL, Kind.MAX_POOL}
+)
