@@ -12,6 +12,8 @@ from typing import Any
 import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
+from ablate.commands.experiment import run_command
+from ablate.commands.spec import validate_command
 from ablate.errors import AblateError
 
 app = typer.Typer(
@@ -44,6 +46,8 @@ def _register(name: str, command: Callable[..., Any]) -> None:
 _register("models", models_command)
 _register("factors", factors_command)
 _register("inspect", inspect_command)
+_register("validate", validate_command)
+_register("run", run_command)
 
 
 def main() -> None:

@@ -120,3 +120,42 @@ def test_bad_input_gets_one_line_and_exit_2(arguments: list[str], message: str) 
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_inspect_json_carries_the_counts() -> None:
+    result = runner.invoke(app, ["inspect", "mobilenet_v3_large", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # ../shared/reference/mobilenet-facts.md: conv+linear MACs of V3-Large at 224x224.
+    assert data["macs"] == 216_589_760
+    for key in ("macs", "flops", "bytes_unfused", "bytes_fused", "activation_peak_bytes"):
+        assert isinstance(data[key], int) and data[key] > 0
+    assert data["flops"] > 2 * data["macs"]  # elementwise ops on top of 2 x MACs
+    assert data["bytes_fused"] < data["bytes_unfused"]
+    assert data["unknown_ops"] == {}
+    assert set(data["by_kind"]) >= {"conv_depthwise", "conv_pointwise", "hardswish", "se_multiply"}
+    layers = data["layers"]
+    # Every op lands in exactly one row: the rows add up to the totals.
+    assert sum(layer["macs"] for layer in layers) == data["macs"]
+    assert sum(layer["bytes_unfused"] for layer in layers) == data["bytes_unfused"]
+    assert sum(layer["bytes_fused"] for layer in layers) == data["bytes_fused"]
+    assert abs(sum(layer["macs_share"] for layer in layers) - 1.0) < 1e-9
+    # The classifier's h-swish is booked with the hidden linear layer it follows.
+    hidden = next(layer for layer in layers if layer["layer"] == "hidden")
+    assert hidden["macs"] == 960 * 1280 and hidden["flops"] > 2 * 960 * 1280
+
+
+def test_inspect_crosscheck_json_explains_the_peers() -> None:
+    result = runner.invoke(app, ["inspect", "mobilenet_v3_large", "--crosscheck", "--json"])
+    assert result.exit_code == 0, result.output
+    crosscheck = json.loads(result.output)["crosscheck"]
+    assert crosscheck["fvcore"]["total"] == 226_033_824
+    assert crosscheck["ptflops"]["total"] == 230_719_008
+    assert crosscheck["fvcore"]["residual"] == 0 and crosscheck["ptflops"]["residual"] == 0
+
+
+def test_inspect_table_shows_counts_with_units() -> None:
+    result = runner.invoke(app, ["inspect", "mobilenet_v2"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "MACs (M)" in result.output and "MB fused" in result.output
+    assert "300.77" in result.output  # V2 conv+linear MACs, millions

@@ -47,13 +47,22 @@ def inspect_command(
     model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
     set_options: SetOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    crosscheck: Annotated[
+        bool, typer.Option("--crosscheck", help="fvcore's and ptflops' totals beside ours.")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size of the counted input.")] = 1,
 ) -> None:
-    """Per-block table of an architecture (paper Table 1 style) with parameter counts."""
+    """Per-block table (paper Table 1 style): parameters, MACs, FLOPs, bytes, intensity."""
     from ablate.inspection import inspect_model
     from ablate.report.console import print_inspection
     from ablate.variants import parse_set_options
 
-    inspection = inspect_model(model=model, factors=parse_set_options(set_options or []))
+    inspection = inspect_model(
+        model=model,
+        factors=parse_set_options(set_options or []),
+        batch=batch,
+        crosscheck=crosscheck,
+    )
     if json_output:
         typer.echo(json.dumps(inspection.to_json(), indent=2))
     else:

@@ -1,0 +1,58 @@
+"""Every default of an experiment spec, in one place.
+
+The schema, the resolved spec written into results and `ablate validate` all read these; a
+default changed here changes everywhere at once.
+"""
+
+from __future__ import annotations
+
+# The paper's subject: variants without a `base` start from the published V3-Large.
+BASE = "mobilenet_v3_large"
+
+# input: the paper's Table 3 and Table 5 timings are single images at 224x224.
+RESOLUTION = 224
+BATCH = 1
+
+# measure: one thread by default, because multi-threaded timings on a shared machine measure
+# the neighbours as much as the model.
+BACKEND = "eager"
+DEVICE = "cpu"
+THREADS = 1
+CHANNELS_LAST = False
+# Stop once every latency ratio's 95% interval is within +-1% of its estimate ...
+TARGET_CI = 0.01
+# ... or once the whole measurement (all variants together, interleaved) took this long.
+BUDGET_S = 60.0
+# Upper bound on each variant's warm-up; warm-up usually settles in well under a second.
+WARMUP_S = 10.0
+# The distribution-free 95% interval of a median needs at least 6 samples; 20 rounds also
+# give the drift checks something to compare.
+MIN_ROUNDS = 20
+MIN_ROUNDS_FLOOR = 6
+MAX_ROUNDS: int | None = None
+# Seeds the random order of each round (and nothing else).
+MEASURE_SEED = 0
+QUICK = False
+
+# measure.quick: a smoke run that checks an experiment end to end in seconds; its numbers are
+# for plumbing, not conclusions. These caps replace the settings above when quick is on.
+QUICK_BUDGET_S = 10.0
+QUICK_WARMUP_S = 1.0
+QUICK_MIN_ROUNDS = MIN_ROUNDS_FLOOR
+
+# attribution: exact Shapley values up to 8 factors (2^8 = 256 variants), sampled beyond.
+ATTRIBUTION_METHOD = "auto"
+ATTRIBUTION_METHODS = ("auto", "exact", "sampled")
+# Antithetic sampling pairs each order with its reverse, so the count must be even and at
+# least 4 (two pairs) for a standard error.
+PERMUTATIONS = 1000
+MIN_PERMUTATIONS = 4
+ATTRIBUTION_SEED = 0
+
+# Used when the measurement engine's backend registry cannot be imported (see schema.py).
+FALLBACK_BACKEND_NAMES = ("eager", "torchscript", "onnxruntime", "compile")
+# Half-widths of 50% or more are no longer a precision target: the ratio could be anything.
+TARGET_CI_LIMIT = 0.5
+
+# Limits, not defaults: a grid is a full factorial and grows fast.
+MAX_GRID_VARIANTS = 1024

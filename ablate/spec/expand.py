@@ -1,0 +1,194 @@
+"""Variants before validation: the listed ones, the grid's full factorial, the attribution's
+coalitions, each remembering where every setting came from (for errors)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ablate.analysis.checks import AttributionError
+from ablate.analysis.shapley import MAX_EXACT_FACTORS
+from ablate.spec import defaults
+from ablate.spec.keypath import KeyPath
+from ablate.spec.model import AttributionSpec
+from ablate.spec.schema import FACTOR_NAMES, SpecDocument
+from ablate.spec.source import SpecSource
+
+VARIANT_KEYS = ("base", *FACTOR_NAMES)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting was written: its key path, and whether the value itself is there (so a
+    problem inside it, like ``kernel[3]``, extends the path) or only implied by it."""
+
+    path: KeyPath
+    literal: bool = True
+
+
+@dataclass(frozen=True)
+class VariantDraft:
+    name: str
+    base: str
+    factors: dict[str, Any]
+    source_key_path: KeyPath
+    # "base" and each factor -> where its value came from.
+    origins: Mapping[str, Origin]
+    # Named by the loader (grid, attribution): errors then say which variant failed.
+    generated: bool
+
+
+def render_value(value: object) -> str:
+    """Compact text of a factor value for a variant name: ``3``, ``on``, ``[3,5]``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"  # YAML reads on/off as booleans; `se` accepts both
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(render_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{render_value(item)}" for key, item in value.items()) + "}"
+    return str(value)
+
+
+def _with_resolution(
+    factors: dict[str, Any], origins: dict[str, Origin], document: SpecDocument
+) -> None:
+    if "resolution" not in factors:
+        factors["resolution"] = document.input.resolution
+        origins["resolution"] = Origin(("input", "resolution"))
+
+
+def _check_keys(keys: Iterable[str], path: KeyPath, source: SpecSource) -> None:
+    for key in keys:
+        if key not in VARIANT_KEYS:
+            raise source.error((*path, key), "unknown factor", VARIANT_KEYS)
+
+
+def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft]:
+    drafts = []
+    for name, entry in (document.variants or {}).items():
+        path: KeyPath = ("variants", name)
+        if not name.strip():
+            raise source.error(path, "a variant name must not be blank")
+        _check_keys(entry, path, source)
+        factors = {key: copy.deepcopy(value) for key, value in entry.items() if key != "base"}
+        origins = {key: Origin((*path, key)) for key in entry}
+        origins.setdefault("base", Origin(("base",)))
+        _with_resolution(factors, origins, document)
+        base = entry.get("base", document.base)
+        drafts.append(VariantDraft(name, base, factors, path, origins, generated=False))
+    return drafts
+
+
+def grid_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft]:
+    grid = document.grid or {}
+    if not grid:  # the product of no factors would be one unnamed variant
+        return []
+    _check_keys(grid, ("grid",), source)
+    for key, values in grid.items():
+        rendered: dict[str, int] = {}
+        for index, value in enumerate(values):
+            text = render_value(value)
+            if text in rendered:
+                raise source.bad_value(
+                    ("grid", key, index), f"listed twice (first at [{rendered[text]}])", value
+                )
+            rendered[text] = index
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    if count > defaults.MAX_GRID_VARIANTS:
+        raise source.error(
+            ("grid",),
+            f"the grid has {count} combinations, more than the {defaults.MAX_GRID_VARIANTS} "
+            f"allowed; split the experiment",
+        )
+
+    drafts = []
+    keys = list(grid)
+    for indices in itertools.product(*(range(len(values)) for values in grid.values())):
+        chosen = dict(zip(keys, indices, strict=True))
+        settings = {key: copy.deepcopy(grid[key][index]) for key, index in chosen.items()}
+        origins = {key: Origin(("grid", key, index)) for key, index in chosen.items()}
+        origins.setdefault("base", Origin(("base",)))
+        name = ",".join(f"{key}={render_value(value)}" for key, value in settings.items())
+        base = settings.pop("base", document.base)
+        _with_resolution(settings, origins, document)
+        drafts.append(VariantDraft(name, base, settings, ("grid",), origins, generated=True))
+    return drafts
+
+
+def attribution_spec(document: SpecDocument, source: SpecSource) -> AttributionSpec | None:
+    section = document.attribution
+    if section is None:
+        return None
+    first_index: dict[str, int] = {}
+    for index, factor in enumerate(section.factors):
+        if factor in first_index:
+            raise source.bad_value(
+                ("attribution", "factors", index),
+                f"listed twice (first at [{first_index[factor]}])",
+                factor,
+            )
+        first_index[factor] = index
+    if section.to_architecture == section.from_architecture:
+        raise source.bad_value(
+            ("attribution", "to"), "must differ from `from`", section.to_architecture
+        )
+    if section.method == "exact" and len(section.factors) > MAX_EXACT_FACTORS:
+        raise source.bad_value(
+            ("attribution", "method"),
+            f"exact needs all 2^n coalitions: at most {MAX_EXACT_FACTORS} factors, got "
+            f"{len(section.factors)}; use sampled or auto",
+            section.method,
+        )
+    return AttributionSpec(
+        from_architecture=section.from_architecture,
+        to_architecture=section.to_architecture,
+        factors=tuple(section.factors),
+        method=section.method,
+        permutations=section.permutations,
+        seed=section.seed,
+    )
+
+
+def attribution_drafts(
+    attribution: AttributionSpec, document: SpecDocument, source: SpecSource
+) -> list[VariantDraft]:
+    path: KeyPath = ("attribution",)
+    try:
+        plan = attribution.plan()
+    except AttributionError as error:
+        raise source.error(path, str(error)) from None
+    space = plan.space
+    masks = space.masks() if plan.method == "exact" else plan.required_masks()
+    sides = {"from": attribution.from_architecture, "to": attribution.to_architecture}
+    # The values are architecture names implied by the coalition, not written anywhere:
+    # a problem points at the factor's entry in the list.
+    origins: dict[str, Origin] = {
+        factor: Origin(("attribution", "factors", index), literal=False)
+        for index, factor in enumerate(attribution.factors)
+    }
+    origins["base"] = Origin(("attribution", "from"), literal=False)
+    drafts = []
+    for mask in masks:
+        settings: dict[str, Any] = {
+            factor: sides[side] for factor, side in space.settings(int(mask)).items()
+        }
+        variant_origins = dict(origins)
+        _with_resolution(settings, variant_origins, document)
+        drafts.append(
+            VariantDraft(
+                space.variant_name(int(mask)),
+                attribution.from_architecture,
+                settings,
+                path,
+                variant_origins,
+                generated=True,
+            )
+        )
+    return drafts

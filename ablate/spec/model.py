@@ -1,0 +1,176 @@
+"""The loaded experiment: frozen dataclasses with every default filled in.
+
+`ExperimentSpec.to_json()` is the resolved spec in the shape of the YAML document (defaults
+written out), so it can be stored with results and loaded again as a spec.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablate.architecture.description import Architecture
+from ablate.errors import UnknownNameError
+from ablate.spec import defaults
+
+if TYPE_CHECKING:
+    from ablate.analysis.plan import AttributionPlan
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    resolution: int
+    batch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    backend: str
+    device: str
+    threads: int
+    channels_last: bool
+    target_ci: float
+    budget_s: float
+    warmup_s: float
+    min_rounds: int
+    max_rounds: int | None
+    seed: int
+    quick: bool
+
+    def effective(self) -> MeasureSpec:
+        """The settings a run uses: with `quick`, the smoke-run caps of `defaults`."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(
+            self,
+            budget_s=min(self.budget_s, defaults.QUICK_BUDGET_S),
+            warmup_s=min(self.warmup_s, defaults.QUICK_WARMUP_S),
+            min_rounds=min(self.min_rounds, defaults.QUICK_MIN_ROUNDS),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AttributionSpec:
+    from_architecture: str
+    to_architecture: str
+    factors: tuple[str, ...]
+    method: str  # as given: auto | exact | sampled
+    permutations: int
+    seed: int
+
+    def plan(self) -> AttributionPlan:
+        """The plan the loader expanded the variants from; the analysis must use the same."""
+        from ablate.analysis.plan import plan_attribution
+
+        return plan_attribution(
+            self.factors,
+            method=self.method,  # type: ignore[arg-type]  # checked by the schema
+            permutation_count=self.permutations,
+            sampling_seed=self.seed,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": self.from_architecture,
+            "to": self.to_architecture,
+            "factors": list(self.factors),
+            "method": self.method,
+            "permutations": self.permutations,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    base: str
+    # Factor settings as written (or generated), without `base`, with the resolution default.
+    factors: dict[str, Any]
+    # Where the variant was defined: `variants.NAME`, `grid` or `attribution`.
+    source_key_path: str
+    # Validated and resolved at load time; identical architectures are built and timed once.
+    architecture: Architecture = field(repr=False, compare=False)
+
+    @property
+    def section(self) -> str:
+        return self.source_key_path.partition(".")[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base": self.base,
+            "factors": copy.deepcopy(self.factors),
+            "source_key_path": self.source_key_path,
+        }
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    description: str | None
+    base: str
+    input: InputSpec
+    measure: MeasureSpec
+    baseline: str
+    # Listed variants first, then the grid's, then the attribution's, in that order.
+    variants: tuple[VariantSpec, ...]
+    attribution: AttributionSpec | None
+    # The grid as given (factor -> values), kept for the resolved spec.
+    grid: Mapping[str, tuple[Any, ...]] | None
+    source_path: Path | None  # None for a spec given as text
+    source_label: str  # the path, or the label given to load_spec_text, as errors name it
+    source_text: str = field(repr=False)
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(variant.name for variant in self.variants)
+
+    def variant(self, name: str) -> VariantSpec:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise UnknownNameError("variant", name, self.variant_names)
+
+    @property
+    def baseline_variant(self) -> VariantSpec:
+        return self.variant(self.baseline)
+
+    def architecture_groups(self) -> dict[Architecture, tuple[str, ...]]:
+        """Variant names by distinct architecture, in variant order; the first name of each
+        group is the one that gets built and timed."""
+        groups: dict[Architecture, list[str]] = {}
+        for variant in self.variants:
+            groups.setdefault(variant.architecture, []).append(variant.name)
+        return {architecture: tuple(names) for architecture, names in groups.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved spec: the document with every default filled in."""
+        listed = {
+            variant.name: {"base": variant.base, **copy.deepcopy(variant.factors)}
+            for variant in self.variants
+            if variant.section == "variants"
+        }
+        grid = None
+        if self.grid is not None:
+            grid = {key: list(values) for key, values in self.grid.items()}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "base": self.base,
+            "input": self.input.to_json(),
+            "measure": self.measure.to_json(),
+            "baseline": self.baseline,
+            "variants": listed,
+            "grid": copy.deepcopy(grid),
+            "attribution": None if self.attribution is None else self.attribution.to_json(),
+        }

@@ -1,0 +1,139 @@
+"""The spec document as pydantic models: every key, type, range and default.
+
+Strict types (no "3" for 3, no 1.0 for an integer) and no unknown keys at any level. Factor
+values are not checked here: `resolve_architecture` owns the factor vocabulary, and
+`assemble.py` calls it for every variant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from ablate.architecture.tables import ARCHITECTURES
+from ablate.spec import defaults
+from ablate.variants.factors import FACTORS, RESOLUTION_RANGE
+
+try:
+    from ablate.measurement.backends import BACKENDS
+    from ablate.measurement.setup import DEVICES
+
+    BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS.names())
+    DEVICE_NAMES: tuple[str, ...] = tuple(DEVICES)
+except ImportError:  # the measurement engine is optional for checking a spec
+    BACKEND_NAMES = defaults.FALLBACK_BACKEND_NAMES
+    DEVICE_NAMES = ("cpu", "cuda")
+
+ARCHITECTURE_NAMES = tuple(ARCHITECTURES)
+FACTOR_NAMES = tuple(FACTORS)
+# Also a directory name: no separators, no spaces, not "." or "..".
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+NAME_MAX_LENGTH = 100
+
+T = TypeVar("T")
+
+
+def _one_of(kind: str, choices: Collection[str]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise PydanticCustomError("choice", f"unknown {kind}", {"choices": tuple(choices)})
+        return value
+
+    return AfterValidator(check)
+
+
+def _rule(condition: Callable[[T], bool], message: str) -> AfterValidator:
+    def check(value: T) -> T:
+        if not condition(value):
+            raise PydanticCustomError("rule", message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _null_is_empty(value: Any) -> Any:
+    # `published:` with nothing after it reads as null: an unchanged variant, like `{}`.
+    return {} if value is None else value
+
+
+Architecture = Annotated[str, _one_of("architecture", ARCHITECTURE_NAMES)]
+FactorName = Annotated[str, _one_of("factor", FACTOR_NAMES)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ExperimentName = Annotated[
+    str,
+    Field(max_length=NAME_MAX_LENGTH),
+    _rule(
+        lambda name: bool(NAME_PATTERN.fullmatch(name)) and set(name) != {"."},
+        "expected letters, digits, '.', '_' or '-' only (it names a directory)",
+    ),
+]
+VariantEntry = Annotated[dict[str, Any], BeforeValidator(_null_is_empty)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InputSection(_Section):
+    resolution: int = Field(defaults.RESOLUTION, ge=RESOLUTION_RANGE[0], le=RESOLUTION_RANGE[1])
+    batch: int = Field(defaults.BATCH, ge=1)
+
+
+class MeasureSection(_Section):
+    backend: Annotated[str, _one_of("backend", BACKEND_NAMES)] = defaults.BACKEND
+    device: Annotated[str, _one_of("device", DEVICE_NAMES)] = defaults.DEVICE
+    threads: int = Field(defaults.THREADS, ge=1)
+    channels_last: bool = defaults.CHANNELS_LAST
+    target_ci: FiniteFloat = Field(defaults.TARGET_CI, gt=0, lt=defaults.TARGET_CI_LIMIT)
+    budget_s: FiniteFloat = Field(defaults.BUDGET_S, gt=0)
+    warmup_s: FiniteFloat = Field(defaults.WARMUP_S, gt=0)
+    min_rounds: int = Field(defaults.MIN_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
+    max_rounds: int | None = Field(defaults.MAX_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
+    seed: int = Field(defaults.MEASURE_SEED, ge=0)
+    quick: bool = defaults.QUICK
+
+
+class AttributionSection(_Section):
+    from_architecture: Architecture = Field(alias="from")
+    to_architecture: Architecture = Field(alias="to")
+    factors: list[FactorName] = Field(min_length=1)
+    method: Annotated[str, _one_of("method", defaults.ATTRIBUTION_METHODS)] = (
+        defaults.ATTRIBUTION_METHOD
+    )
+    permutations: Annotated[
+        int,
+        Field(ge=defaults.MIN_PERMUTATIONS),
+        _rule(lambda count: count % 2 == 0, "must be even (each order is paired with its reverse)"),
+    ] = defaults.PERMUTATIONS
+    seed: int = Field(defaults.ATTRIBUTION_SEED, ge=0)
+
+
+class SpecDocument(_Section):
+    name: ExperimentName
+    description: str | None = None
+    base: Architecture = defaults.BASE
+    input: InputSection = InputSection()
+    measure: MeasureSection = MeasureSection()
+    baseline: str | None = None
+    variants: dict[str, VariantEntry] | None = None
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
+    attribution: AttributionSection | None = None
+
+
+def section_keys(path: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The keys the section at ``path`` accepts (for "unknown key" errors), in file order."""
+    model: type[BaseModel] = SpecDocument
+    for part in path:
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        annotation = None if field is None else field.annotation
+        # `X | None` sections: the model is the non-None member.
+        candidates = getattr(annotation, "__args__", (annotation,))
+        model_types = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not model_types:
+            return ()
+        model = model_types[0]
+    return tuple(field.alias or name for name, field in model.model_fields.items())
