@@ -111,6 +111,10 @@ class _Run:
     # -- state ---------------------------------------------------------------------------
 
     def start(self, resume: bool) -> None:
+        from ablate.measurement.setup import configure_torch
+
+        # Before anything is recorded or built: the environment record states these settings.
+        configure_torch(self.setup)
         if resume and self.results_path.exists():
             from ablate.runs.schema import load_results
 
@@ -184,11 +188,10 @@ class _Run:
         from ablate.measurement.calibrate import cached_calibration
         from ablate.measurement.latency import measure_latency
         from ablate.measurement.rounds import StoppingPolicy
-        from ablate.measurement.setup import configure_torch, example_input
+        from ablate.measurement.setup import example_input
         from ablate.measurement.summary import relative_half_widths
         from ablate.measurement.warmup import WarmupPolicy
 
-        configure_torch(self.setup)
         measure = self.spec.measure
         names = [unit.name for unit in self.units]
         baseline = self.unit_of[self.spec.baseline].name
@@ -214,17 +217,18 @@ class _Run:
             for name in names:
                 samples[name].append(seconds[name])
         started = time.perf_counter()
+        widest: list[float | None] = [None]
 
         def on_round(index: int, seconds: Mapping[str, float]) -> None:
             append_round(journal, index, seconds)
             for name in names:
                 samples[name].append(seconds[name])
-            width = None
+            # A bootstrap per variant: cheap next to a round, but not worth every round.
             if len(names) > 1 and len(samples[baseline]) >= 6 and index % 5 == 0:
                 widths = relative_half_widths(samples, baseline, seed=index)
-                width = max(widths.values(), default=None)
+                widest[0] = max(widths.values(), default=None)
             self.progress.measuring(
-                index, baseline, width, budget - (time.perf_counter() - started)
+                index, baseline, widest[0], budget - (time.perf_counter() - started)
             )
 
         result = measure_latency(

@@ -1,0 +1,190 @@
+"""`ablate run` end to end: results, the run directory, resume after a kill at any stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import ablate.runs.runner as runner_module
+from ablate.cli import app
+from ablate.errors import AblateError
+from ablate.runs.journal import read_rounds
+from ablate.runs.runner import run_experiment
+from ablate.runs.schema import load_results
+
+TINY_SPEC = """\
+name: tiny
+base: mobilenet_v3_small
+input: {resolution: 64}
+measure: {budget_s: 3, warmup_s: 0.1, min_rounds: 12, max_rounds: 24, target_ci: 0.001}
+baseline: published
+variants:
+  published: {}
+  relu: {activation: relu}
+  same-as-published: {kernel: mobilenet_v3_small}
+  no-se: {se: off}
+"""
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", str(tiny_spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])  # the last line
+    assert directory.parent == out and directory.name.endswith("-tiny")
+    assert {path.name for path in directory.iterdir()} == {
+        "spec.yaml",
+        "resolved_spec.json",
+        "environment.json",
+        "journal.jsonl",
+        "results.json",
+    }
+    assert (directory / "spec.yaml").read_text() == TINY_SPEC
+    resolved = json.loads((directory / "resolved_spec.json").read_text())
+    assert resolved["measure"]["threads"] == 1 and resolved["input"]["batch"] == 1
+    environment = json.loads((directory / "environment.json").read_text())
+    assert environment["threads"] == 1 and environment["packages"]["torch"]
+    results = load_results(directory)
+    assert results.status == "complete" and not results.quick
+    assert [v.name for v in results.variants] == ["published", "relu", "same-as-published", "no-se"]
+    published, relu, same, no_se = results.variants
+    # Identical architectures are counted and timed once.
+    assert same.measured_as == "published" and same.latency == published.latency
+    assert published.latency is not None and published.latency.ratio_to_baseline is None
+    assert relu.latency is not None and relu.latency.ratio_to_baseline is not None
+    low, high = relu.latency.ci95_ms
+    assert low <= relu.latency.median_ms <= high
+    # Counts: an activation swap changes no MAC; SE off removes MACs and parameters.
+    assert relu.macs == published.macs and relu.params == published.params
+    assert no_se.macs < published.macs and no_se.params < published.params
+    assert sum(block.macs for block in published.blocks) == published.macs
+    shares = [block.time_share for block in published.blocks]
+    assert all(share is not None for share in shares) and abs(sum(shares) - 1) < 0.05
+    rounds = read_rounds(directory / "journal.jsonl", {"published", "relu", "no-se"})
+    assert results.measurement is not None and results.measurement.rounds == len(rounds)
+    assert 12 <= len(rounds) <= 24
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, not even `except Exception`."""
+
+
+def test_resume_after_a_kill_during_measurement(
+    tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "runs"
+    real_append = runner_module.append_round
+
+    def append_then_die(path: Path, index: int, seconds: dict[str, float]) -> None:
+        real_append(path, index, seconds)
+        if index == 7:
+            raise Killed
+
+    monkeypatch.setattr(runner_module, "append_round", append_then_die)
+    with pytest.raises(Killed):
+        run_experiment(spec_path=tiny_spec, out_dir=out)
+    (directory,) = out.iterdir()
+    assert load_results(directory).status == "counted"  # counts were saved before measuring
+    names = {"published", "relu", "no-se"}
+    before = read_rounds(directory / "journal.jsonl", names)
+    assert len(before) == 8
+
+    monkeypatch.setattr(runner_module, "append_round", real_append)
+    import ablate.counting.engine as engine
+
+    def no_recount(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counting was redone after resume")
+
+    monkeypatch.setattr(engine, "count_model", no_recount)
+    assert run_experiment(spec_path=tiny_spec, out_dir=out, resume=True) == directory
+    after = read_rounds(directory / "journal.jsonl", names)
+    assert after[:8] == before and len(after) > 8
+    results = load_results(directory)
+    assert results.status == "complete"
+    assert results.measurement is not None and results.measurement.rounds == len(after)
+
+
+def test_resume_after_a_kill_during_counting(
+    tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ablate.counting.engine as engine
+
+    out = tmp_path / "runs"
+    real_count = engine.count_model
+    calls: list[int] = []
+
+    def count_then_die(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real_count(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "count_model", count_then_die)
+    with pytest.raises(Killed):
+        run_experiment(spec_path=tiny_spec, out_dir=out)
+    (directory,) = out.iterdir()
+    partial = json.loads((directory / "results.json").read_text())
+    assert partial["status"] == "counting"
+    # The first distinct architecture (published and its twin) was saved.
+    assert [v["name"] for v in partial["variants"]] == ["published", "same-as-published"]
+
+    calls.clear()
+    monkeypatch.setattr(
+        engine, "count_model", lambda *a, **k: (calls.append(1), real_count(*a, **k))[1]
+    )
+    run_experiment(spec_path=tiny_spec, out_dir=out, resume=True)
+    assert len(calls) == 2  # relu and no-se only
+    assert load_results(directory).status == "complete"
+
+
+def test_resume_needs_an_unfinished_run_of_an_unchanged_spec(
+    tiny_spec: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", str(tiny_spec), "--out", str(out), "--resume"])
+    assert result.exit_code == 2
+    assert f"error: {out}: no unfinished run of 'tiny' to resume" in result.output
+    directory = out / "20260101-000000-tiny"
+    directory.mkdir(parents=True)
+    (directory / "resolved_spec.json").write_text(json.dumps({"name": "tiny", "other": 1}))
+    with pytest.raises(AblateError, match="the spec of 'tiny' changed since this run started"):
+        run_experiment(spec_path=tiny_spec, out_dir=out, resume=True)
+
+
+def test_resume_reports_a_corrupt_results_file(tiny_spec: Path, tmp_path: Path) -> None:
+    from ablate.spec import load_spec
+
+    out = tmp_path / "runs"
+    directory = out / "20260101-000000-tiny"
+    directory.mkdir(parents=True)
+    resolved = load_spec(tiny_spec).to_json()
+    (directory / "resolved_spec.json").write_text(json.dumps(resolved))
+    (directory / "results.json").write_text('{"schema": "ablate.results/1", "status": ')
+    result = CliRunner().invoke(app, ["run", str(tiny_spec), "--out", str(out), "--resume"])
+    assert result.exit_code == 2
+    assert "results.json:1: not valid JSON" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_quick_run_of_a_shipped_experiment(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app, ["run", "experiments/hswish.yaml", "--quick", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    results = load_results(Path(result.output.strip().splitlines()[-1]))
+    assert results.quick and results.status == "complete"
+    assert len(results.variants) == 8
+    assert len({variant.measured_as for variant in results.variants}) == 7
+    assert all(variant.latency is not None for variant in results.variants)
+    assert results.measurement is not None and results.measurement.budget_s <= 10
