@@ -13,6 +13,7 @@ import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
 from ablate.commands.experiment import run_command
+from ablate.commands.experiment_views import compare_command, report_command
 from ablate.commands.spec import validate_command
 from ablate.errors import AblateError
 
@@ -48,6 +49,8 @@ _register("factors", factors_command)
 _register("inspect", inspect_command)
 _register("validate", validate_command)
 _register("run", run_command)
+_register("compare", compare_command)
+_register("report", report_command)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -181,8 +182,6 @@ class _Run:
         self.save("counted")
 
     def measure(self) -> None:
-        import time
-
         from ablate.architecture.builder import build_module
         from ablate.measurement.backends import prepare_runnable
         from ablate.measurement.calibrate import cached_calibration
@@ -345,20 +344,21 @@ def run_experiment(
     else:
         directory = new_run_directory(out_dir, spec.name)
     run = _Run(spec, directory, progress)
+    stages = (
+        ("counting", run.count, "counted"),
+        ("counted", run.measure, "measured"),
+        ("measured", run.profile, "profiled"),
+        ("profiled", run.attribute, "complete"),
+    )
     try:
         run.start(resume)
         status = run.document["status"]
-        if status == "counting":
-            run.count()
-            status = "counted"
-        if status == "counted":
-            run.measure()
-            status = "measured"
-        if status == "measured":
-            run.profile()
-            status = "profiled"
-        if status == "profiled":
-            run.attribute()
+        for before, stage, after in stages:
+            if status == before:
+                started = time.perf_counter()
+                stage()
+                progress.note(f"{after} in {time.perf_counter() - started:.1f} s")
+                status = after
     finally:
         progress.close()
     return directory

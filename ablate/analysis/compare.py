@@ -1,0 +1,302 @@
+"""Every variant of a run against a baseline: counts, latency and the blocks that differ.
+
+A pure function of the `Results` model. Latency conventions:
+
+- Measured baseline (the run's own): the change is the median of the per-round paired ratios
+  variant / baseline that the run recorded, with its 95% interval; significant when that
+  interval excludes 1.0. The change in ms is the difference of the two medians.
+- Another baseline B (`--baseline`): no run paired the variants with B, and results.json keeps
+  no rounds, so the ratio is approximate: r_V / r_B, the quotient of the two recorded ratios
+  to the measured baseline M (still paired with M round by round, so machine drift cancels).
+  Its interval is the conservative quotient of the two 95% intervals, [low_V / high_B,
+  high_V / low_B], which covers the true ratio whenever both intervals do: at least 90% of
+  the time by Bonferroni, usually more. It is marked approximate everywhere it is shown; for
+  an exact interval, run again with B as the spec's baseline.
+
+A variant timed as the measured baseline's architecture (same `measured_as`) has ratio 1 to
+it by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ablate.analysis.block_diff import BlockChange, block_changes
+from ablate.analysis.changes import COUNT_METRICS, CountChange, Direction, sign
+from ablate.errors import AblateError
+from ablate.runs.schema import Flag, Latency, Results, Variant
+
+# Op kinds that launch no kernel (reshapes), left out of the operator count.
+KERNEL_FREE_KINDS = frozenset({"view"})
+
+Disagreement = Literal["opposite", "macs_flat"]
+"""How MACs and latency disagree: `opposite` directions (MACs down, latency significantly
+up, or the reverse), or latency significantly changed with `macs_flat` (MACs unchanged)."""
+
+
+@dataclass(frozen=True)
+class LatencyChange:
+    """A variant's latency and its change against the baseline."""
+
+    median_ms: float
+    ci95_ms: tuple[float, float]
+    delta_ms: float  # difference of the medians
+    ratio: float  # variant / baseline
+    ratio_ci95: tuple[float, float] | None  # None for the baseline itself
+    significant: bool | None  # the ratio interval excludes 1.0; None for the baseline
+    approximate: bool  # re-based on a baseline the run did not pair with (module docstring)
+    rounds: int
+    flags: tuple[Flag, ...]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.ratio - 1.0)
+
+    @property
+    def percent_ci95(self) -> tuple[float, float] | None:
+        if self.ratio_ci95 is None:
+            return None
+        low, high = self.ratio_ci95
+        return 100.0 * (low - 1.0), 100.0 * (high - 1.0)
+
+    @property
+    def direction(self) -> Direction:
+        """+1 slower, -1 faster, 0 not distinguishable from the baseline."""
+        return sign(self.ratio - 1.0) if self.significant else 0
+
+
+@dataclass(frozen=True)
+class OperatorShare:
+    """An aten operator's share of the profiled (eager) forward time, in both models."""
+
+    operator: str  # profiler name, e.g. "aten::conv2d"
+    baseline: float  # in [0, 1]; 0 when the baseline never runs it
+    value: float
+
+    @property
+    def delta_points(self) -> float:
+        return 100.0 * (self.value - self.baseline)
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    name: str
+    is_baseline: bool
+    measured_as: str
+    same_architecture: bool  # built and timed as the baseline's architecture
+    changed_factors: tuple[str, ...]  # resolved factors that differ from the baseline's
+    counts: Mapping[str, CountChange]  # COUNT_METRICS
+    operators: CountChange | None  # aten ops per forward pass, views excluded, when recorded
+    latency: LatencyChange | None  # None when the run has no latency for it
+    blocks: tuple[BlockChange, ...]
+    operator_shares: tuple[OperatorShare, ...] = ()  # largest share change first
+
+    @property
+    def disagreement(self) -> Disagreement | None:
+        if self.latency is None or self.latency.direction == 0:
+            return None
+        macs = self.counts["macs"].direction
+        if macs == 0:
+            return "macs_flat"
+        return "opposite" if macs != self.latency.direction else None
+
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        return () if self.latency is None else self.latency.flags
+
+
+@dataclass(frozen=True)
+class Comparison:
+    experiment: str
+    baseline: str
+    measured_baseline: str  # the baseline the run paired its rounds with
+    quick: bool
+    status: str
+    backend: str | None  # None when the run has no measurement yet
+    rows: tuple[VariantComparison, ...]
+
+    @property
+    def rebased(self) -> bool:
+        return self.baseline != self.measured_baseline
+
+    @property
+    def measured(self) -> bool:
+        return any(row.latency is not None for row in self.rows)
+
+    def row(self, name: str) -> VariantComparison:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+
+def check_baseline(results: Results, baseline: str | None) -> str:
+    """The baseline to compare against; an unknown name is a one-line user error."""
+    names = [variant.name for variant in results.variants]
+    if not names:
+        raise AblateError(
+            f"experiment {results.experiment!r}: no variant counted yet (status "
+            f"{results.status}); wait for the run to count one"
+        )
+    if baseline is None:
+        if results.baseline not in names:
+            raise AblateError(
+                f"experiment {results.experiment!r}: its baseline {results.baseline!r} is not "
+                f"counted yet (status {results.status}); pass --baseline, one of: "
+                f"{', '.join(names)}"
+            )
+        return results.baseline
+    if baseline not in names:
+        raise AblateError(
+            f"--baseline: no variant {baseline!r} in experiment {results.experiment!r}; "
+            f"valid: {', '.join(names)}"
+        )
+    return baseline
+
+
+def compare_variants(results: Results, baseline: str | None = None) -> Comparison:
+    """Every variant, in the run's order, against `baseline` (default: the run's own)."""
+    name = check_baseline(results, baseline)
+    reference = results.variant(name)
+    measured_reference = _measured_baseline(results)
+    backend = results.measurement.backend if results.measurement else None
+    rows = tuple(
+        VariantComparison(
+            name=variant.name,
+            is_baseline=variant.name == name,
+            measured_as=variant.measured_as,
+            same_architecture=variant.measured_as == reference.measured_as,
+            changed_factors=_changed_factors(reference.resolved_factors, variant.resolved_factors),
+            counts={
+                metric: CountChange(getattr(reference, metric), getattr(variant, metric))
+                for metric in COUNT_METRICS
+            },
+            operators=_operator_change(reference, variant),
+            latency=_latency_change(variant, reference, measured_reference),
+            blocks=block_changes(
+                reference.blocks,
+                variant.blocks,
+                baseline_median_ms=_median(reference),
+                variant_median_ms=_median(variant),
+                backend=backend,
+            ),
+            operator_shares=_operator_shares(reference, variant),
+        )
+        for variant in results.variants
+    )
+    return Comparison(
+        experiment=results.experiment,
+        baseline=name,
+        measured_baseline=results.baseline,
+        quick=results.quick,
+        status=results.status,
+        backend=backend,
+        rows=rows,
+    )
+
+
+def _measured_baseline(results: Results) -> Variant | None:
+    try:
+        return results.variant(results.baseline)
+    except AblateError:
+        return None  # a hand-made file whose baseline is not among its variants
+
+
+def _median(variant: Variant) -> float | None:
+    return None if variant.latency is None else variant.latency.median_ms
+
+
+def _operator_count(variant: Variant) -> int | None:
+    counts = [
+        summary.get("operator_count")
+        for kind, summary in variant.by_kind.items()
+        if kind not in KERNEL_FREE_KINDS
+    ]
+    if not counts or not all(isinstance(count, int) for count in counts):
+        return None
+    return sum(counts)
+
+
+def _operator_change(reference: Variant, variant: Variant) -> CountChange | None:
+    before, after = _operator_count(reference), _operator_count(variant)
+    return None if before is None or after is None else CountChange(before, after)
+
+
+def _operator_shares(reference: Variant, variant: Variant) -> tuple[OperatorShare, ...]:
+    if reference.op_time_shares is None or variant.op_time_shares is None:
+        return ()
+    before = reference.op_time_shares.get("by_operator", {})
+    after = variant.op_time_shares.get("by_operator", {})
+    names = list(after) + [name for name in before if name not in after]
+    shares = [OperatorShare(name, before.get(name, 0.0), after.get(name, 0.0)) for name in names]
+    return tuple(sorted(shares, key=lambda share: -abs(share.delta_points)))
+
+
+def _changed_factors(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    keys = list(before) + [key for key in after if key not in before]
+    return tuple(key for key in keys if before.get(key) != after.get(key))
+
+
+def _ratio_to_measured(variant: Variant, measured: Variant | None) -> tuple[float, float, float]:
+    """(median, low, high) of variant / measured baseline; exactly 1 for its architecture."""
+    latency = variant.latency
+    assert latency is not None
+    if latency.ratio_to_baseline is not None:
+        low, high = latency.ratio_to_baseline.ci95
+        return latency.ratio_to_baseline.median, low, high
+    if measured is not None and variant.measured_as != measured.measured_as:
+        raise AblateError(
+            f"results.json: variant {variant.name!r} has latency but no ratio to the baseline "
+            f"{measured.name!r}"
+        )
+    return 1.0, 1.0, 1.0
+
+
+def _latency_change(
+    variant: Variant, reference: Variant, measured: Variant | None
+) -> LatencyChange | None:
+    latency, base = variant.latency, reference.latency
+    if latency is None or base is None:
+        return None
+    common = {
+        "median_ms": latency.median_ms,
+        "ci95_ms": latency.ci95_ms,
+        "delta_ms": latency.median_ms - base.median_ms,
+        "rounds": latency.rounds,
+        "flags": tuple(latency.flags),
+    }
+    if variant.measured_as == reference.measured_as:
+        # One architecture, one timing: equal by construction, not by measurement.
+        return LatencyChange(
+            ratio=1.0, ratio_ci95=None, significant=None, approximate=False, **common
+        )
+    if measured is not None and reference.measured_as == measured.measured_as:
+        return _measured_change(latency, common)
+    median_v, low_v, high_v = _ratio_to_measured(variant, measured)
+    median_b, low_b, high_b = _ratio_to_measured(reference, measured)
+    interval = (low_v / high_b, high_v / low_b)
+    return LatencyChange(
+        ratio=median_v / median_b,
+        ratio_ci95=interval,
+        significant=not interval[0] <= 1.0 <= interval[1],
+        approximate=True,
+        **common,
+    )
+
+
+def _measured_change(latency: Latency, common: dict[str, Any]) -> LatencyChange:
+    ratio = latency.ratio_to_baseline
+    if ratio is None:
+        raise AblateError("results.json: a variant with latency has no ratio to the baseline")
+    significant = latency.significant
+    if significant is None:
+        significant = not ratio.ci95[0] <= 1.0 <= ratio.ci95[1]
+    return LatencyChange(
+        ratio=ratio.median,
+        ratio_ci95=ratio.ci95,
+        significant=significant,
+        approximate=False,
+        **common,
+    )

@@ -1,0 +1,402 @@
+"""Rich renderers of `ablate compare`: pure functions of the results, returning renderables.
+
+One run: a header (what, where, how long), the counts table, the latency table, one table of
+differing blocks per variant, the legend and the generated summary. Two runs: the environment
+differences first, then every variant's latency in both runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ablate.analysis.block_diff import BlockChange
+from ablate.analysis.compare import Comparison, LatencyChange, VariantComparison, compare_variants
+from ablate.analysis.compare_runs import PairedVariant, RunComparison, compare_runs
+from ablate.report.formatting import (
+    CONVENTIONS,
+    NOT_AVAILABLE,
+    change_percent,
+    count_change,
+    latency_text,
+    percent,
+    percent_interval,
+    signed_megabytes,
+    signed_milliseconds,
+)
+from ablate.report.summary import comparison_summary, machine_phrase
+from ablate.runs.schema import Results
+
+OPPOSITE_MARK = "◆ opposite"
+MACS_FLAT_MARK = "● MACs flat"
+FLIP_MARK = "⇅ flips"
+APPROXIMATE_MARK = "≈"
+STOP_REASONS = {
+    "target": "every interval reached the target width",
+    "budget": "the time budget ran out first",
+    "max_rounds": "the round cap was reached first",
+}
+LEGEND = (
+    f"{OPPOSITE_MARK}: MACs and latency move in opposite directions (latency significantly). "
+    f"{MACS_FLAT_MARK}: latency moved significantly, MACs did not. "
+    "sig.: the 95% interval of the ratio to the baseline excludes 1.0. "
+    f"{APPROXIMATE_MARK}: re-based on a baseline the run did not pair with; ratio = quotient "
+    "of the two paired ratios to the measured baseline, interval = conservative quotient of "
+    "the two 95% intervals (coverage at least 90%); rerun with that baseline for an exact one."
+)
+
+
+def header_lines(results: Results, comparison: Comparison) -> list[str]:
+    """The lines above the tables: what is compared, on what, how the measurement ended."""
+    lines = [
+        f"{results.experiment}: {len(results.variants)} variants against {comparison.baseline}"
+    ]
+    if results.description:
+        lines.append(results.description)
+    if comparison.rebased:
+        lines.append(
+            f"Re-based: the run was measured against {comparison.measured_baseline}; latency "
+            f"changes against {comparison.baseline} are approximate ({APPROXIMATE_MARK})."
+        )
+    lines.append(f"Machine: {machine_phrase(results)}")
+    measurement = results.measurement
+    if measurement is not None:
+        lines.append(
+            f"Measurement: {measurement.rounds} rounds in {measurement.elapsed_s:.1f} s, stopped "
+            f"on {measurement.stop_reason} ({STOP_REASONS[measurement.stop_reason]}), target "
+            f"+/-{measurement.target_ci:.1%}"
+        )
+    if results.status != "complete":
+        lines.append(f"Status: {results.status} (the run did not finish every stage)")
+    return lines
+
+
+def quick_warning(results: Results) -> str | None:
+    if not results.quick:
+        return None
+    return "QUICK RUN: smoke-test timings (few rounds, loose target); do not draw conclusions."
+
+
+def significance(latency: LatencyChange | None) -> str:
+    if latency is None:
+        return NOT_AVAILABLE
+    if latency.significant is None:
+        return "-"
+    mark = APPROXIMATE_MARK if latency.approximate else ""
+    return f"{mark}{'yes' if latency.significant else 'no'}"
+
+
+def disagreement_mark(row: VariantComparison) -> str:
+    return {"opposite": OPPOSITE_MARK, "macs_flat": MACS_FLAT_MARK, None: ""}[row.disagreement]
+
+
+def flags_text(row: VariantComparison) -> str:
+    return ", ".join(flag.name for flag in row.flags)
+
+
+def noise_flag_lines(comparison: Comparison) -> list[str]:
+    """`- variant: name: detail`, one line per flag."""
+    return [
+        f"- {row.name}: {flag.name}: {flag.detail}" for row in comparison.rows for flag in row.flags
+    ]
+
+
+def counts_table(comparison: Comparison) -> Table:
+    table = Table(
+        title=f"Counts per forward pass (change vs {comparison.baseline})",
+        caption="M = 1e6; MB = 1e6 bytes; unfused = eager ops, fused = conv+BN+act as one kernel",
+    )
+    table.add_column("variant")
+    for column in (
+        "params",
+        "MACs",
+        "FLOPs",
+        "bytes unfused",
+        "bytes fused",
+        "activation peak",
+    ):
+        table.add_column(column, justify="right")
+    for row in comparison.rows:
+        counts = row.counts
+        table.add_row(
+            _name(row),
+            count_change(counts["params"], digits=2),
+            count_change(counts["macs"]),
+            count_change(counts["flops"]),
+            count_change(counts["bytes_unfused"], bytes_unit=True),
+            count_change(counts["bytes_fused"], bytes_unit=True),
+            count_change(counts["activation_peak_bytes"], bytes_unit=True, digits=2),
+        )
+    return table
+
+
+def latency_table(comparison: Comparison) -> Table:
+    table = Table(title=f"Latency (median [95% interval]) vs {comparison.baseline}")
+    table.add_column("variant")
+    for column in ("median ms [95% CI]", "Δ ms", "Δ % [95% CI]", "sig.", "MACs Δ"):
+        table.add_column(column, justify="right")
+    table.add_column("MACs vs latency")
+    table.add_column("noise flags")
+    for row in comparison.rows:
+        latency = row.latency
+        if latency is None:
+            table.add_row(_name(row), "not measured", *[""] * 6)
+            continue
+        approximate = APPROXIMATE_MARK if latency.approximate else ""
+        table.add_row(
+            _name(row),
+            latency_text(latency.median_ms, latency.ci95_ms),
+            "0" if row.is_baseline else signed_milliseconds(latency.delta_ms),
+            "-" if latency.ratio_ci95 is None else approximate + _percent_with_interval(latency),
+            significance(latency),
+            change_percent(row.counts["macs"]),
+            disagreement_mark(row),
+            flags_text(row),
+        )
+    return table
+
+
+def _percent_with_interval(latency: LatencyChange) -> str:
+    return f"{percent(latency.percent)} {percent_interval(latency.percent_ci95)}"
+
+
+def _name(row: VariantComparison) -> str:
+    if row.is_baseline:
+        return f"{row.name} (baseline)"
+    if row.same_architecture:
+        return f"{row.name} (= baseline's architecture)"
+    return row.name
+
+
+def _share(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else f"{100 * value:.1f}%"
+
+
+def _bytes_delta(block: BlockChange, metric: str) -> str:
+    change = block.count(metric)
+    if change.delta == 0:
+        return "0"
+    share = "new" if change.percent is None else percent(change.percent, 0)
+    return f"{signed_megabytes(change.delta, 2)} ({share})"
+
+
+def block_cells(block: BlockChange) -> list[str]:
+    """Cells of one differing block; shared by the console and Markdown tables."""
+    macs = block.count("macs")
+    time_delta = block.time_delta_ms
+    return [
+        block.name,
+        block.status,
+        f"{macs.baseline / 1e6:.2f}→{macs.value / 1e6:.2f}",
+        change_percent(macs),
+        change_percent(block.count("flops")),
+        _bytes_delta(block, "bytes_unfused"),
+        _bytes_delta(block, "bytes_fused"),
+        f"{block.intensity_fused:.1f}",
+        NOT_AVAILABLE if block.bound is None else block.bound.removesuffix("-bound"),
+        f"{_share(block.baseline_time.share)}→{_share(block.variant_time.share)}",
+        NOT_AVAILABLE if time_delta is None else signed_milliseconds(time_delta),
+        OPPOSITE_MARK if block.opposite else "",
+    ]
+
+
+BLOCK_COLUMNS = (
+    "block",
+    "status",
+    "MACs, M",
+    "MACs Δ",
+    "FLOPs Δ",
+    "bytes unfused Δ",
+    "bytes fused Δ",
+    "FLOPs/B fused",
+    "roofline",
+    "time share",
+    "est. Δ ms",
+    "MACs vs time",
+)
+
+
+def block_caption(comparison: Comparison) -> str:
+    estimate = (
+        "est. Δ ms = profiled time share x median latency, each model's own"
+        if comparison.backend == "eager"
+        else "no ms estimate: the profile is eager, the latency is not"
+    )
+    return (
+        "A side without the block counts 0; FLOPs/B: FLOPs (BN folded) per byte, fused view; "
+        f"roofline: this machine's bound; time share: of the profiled (eager) forward time; "
+        f"{estimate}"
+    )
+
+
+OPERATOR_LIMIT = 4
+OPERATOR_MIN_POINTS = 0.5  # smaller share moves are within one profile's noise
+
+
+def operator_share_line(row: VariantComparison) -> str | None:
+    """The operators whose share of the profiled time moved most, or None."""
+    moved = [s for s in row.operator_shares if abs(s.delta_points) >= OPERATOR_MIN_POINTS]
+    if not moved:
+        return None
+    shown = ", ".join(
+        f"{share.operator} {_share(share.baseline)}→{_share(share.value)} "
+        f"({share.delta_points:+.1f} pp)"
+        for share in moved[:OPERATOR_LIMIT]
+    )
+    return f"Operator time shares that moved most (profiled, eager): {shown}."
+
+
+def blocks_table(row: VariantComparison, comparison: Comparison) -> Table:
+    factors = ", ".join(row.changed_factors) or "none"
+    table = Table(
+        title=f"{row.name} vs {comparison.baseline}: {len(row.blocks)} blocks differ "
+        f"(factors changed: {factors})",
+        caption=block_caption(comparison),
+    )
+    for column in BLOCK_COLUMNS:
+        table.add_column(column, justify="left" if column in ("block", "status") else "right")
+    for block in row.blocks:
+        table.add_row(*block_cells(block))
+    return table
+
+
+def comparison_renderables(results: Results, baseline: str | None = None) -> list[RenderableType]:
+    comparison = compare_variants(results, baseline)
+    parts: list[RenderableType] = [Text("\n".join(header_lines(results, comparison)))]
+    warning = quick_warning(results)
+    if warning:
+        parts.append(Text(warning, style="bold yellow"))
+    parts.append(counts_table(comparison))
+    if comparison.measured:
+        parts.append(latency_table(comparison))
+    for row in comparison.rows:
+        if row.blocks and not row.is_baseline:
+            parts.append(blocks_table(row, comparison))
+            line = operator_share_line(row)
+            if line:
+                parts.append(Text(line))
+    parts.append(Text(f"{CONVENTIONS}\n{LEGEND}", style="dim"))
+    flags = noise_flag_lines(comparison)
+    if flags:
+        parts.append(Text("Noise flags:\n" + "\n".join(flags)))
+    parts.append(Text("Summary", style="bold"))
+    parts.extend(Text(paragraph) for paragraph in comparison_summary(results, comparison))
+    return parts
+
+
+# -- two runs ---------------------------------------------------------------------------------
+
+
+def _run_label(index: int, results: Results) -> str:
+    label = f"run {index}: {results.experiment}, created {results.created}, "
+    measurement = results.measurement
+    if measurement is None:
+        return label + "not measured"
+    quick = ", quick" if results.quick else ""
+    return label + (
+        f"{machine_phrase(results)}{quick}; {measurement.rounds} rounds, stopped on "
+        f"{measurement.stop_reason}"
+    )
+
+
+def environment_table(comparison: RunComparison) -> Table:
+    table = Table(title="Environment differences")
+    for column in ("setting", "run 1", "run 2"):
+        table.add_column(column)
+    for difference in comparison.environment:
+        table.add_row(difference.key, str(difference.first), str(difference.second))
+    return table
+
+
+def _ratio_cell(row: VariantComparison | None) -> str:
+    if row is None:
+        return "absent"
+    latency = row.latency
+    if latency is None:
+        return "not measured"
+    if latency.ratio_ci95 is None:
+        return "baseline" if row.is_baseline else "= baseline"
+    approximate = APPROXIMATE_MARK if latency.approximate else ""
+    return (
+        f"{approximate}{percent(latency.percent)} {percent_interval(latency.percent_ci95)} "
+        f"{significance(latency)}"
+    )
+
+
+def _median_cell(row: VariantComparison | None) -> str:
+    if row is None:
+        return "absent"
+    if row.latency is None:
+        return "not measured"
+    return latency_text(row.latency.median_ms, row.latency.ci95_ms)
+
+
+def paired_cells(pair: PairedVariant) -> list[str]:
+    """Cells of one variant in both runs; shared by the console and Markdown tables."""
+    ratio = pair.median_ratio
+    return [
+        pair.name,
+        _median_cell(pair.first),
+        _median_cell(pair.second),
+        NOT_AVAILABLE if ratio is None else f"{ratio:.3f}",
+        _ratio_cell(pair.first),
+        _ratio_cell(pair.second),
+        FLIP_MARK if pair.verdict_changed else "",
+    ]
+
+
+def paired_columns(comparison: RunComparison) -> tuple[str, ...]:
+    one, two = comparison.first.baseline, comparison.second.baseline
+    return (
+        "variant",
+        "run 1 ms [95% CI]",
+        "run 2 ms [95% CI]",
+        "run 2 / run 1 (medians)",
+        f"run 1 Δ % vs {one} [95% CI] sig.",
+        f"run 2 Δ % vs {two} [95% CI] sig.",
+        "verdict",
+    )
+
+
+def paired_table(comparison: RunComparison) -> Table:
+    table = Table(title="Latency in both runs, each against its own baseline")
+    for column in paired_columns(comparison):
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+    for pair in comparison.variants:
+        table.add_row(*paired_cells(pair))
+    return table
+
+
+def run_comparison_renderables(
+    first: Results, second: Results, baseline: str | None = None
+) -> list[RenderableType]:
+    comparison = compare_runs(first, second, baseline)
+    lines = [_run_label(1, first), _run_label(2, second)]
+    parts: list[RenderableType] = [Text("\n".join(lines))]
+    for index, results in enumerate((first, second), start=1):
+        warning = quick_warning(results)
+        if warning:
+            parts.append(Text(f"run {index}: {warning}", style="bold yellow"))
+    if comparison.environment:
+        parts.append(environment_table(comparison))
+    else:
+        parts.append(Text("Environment differences: none recorded."))
+    parts.append(paired_table(comparison))
+    flips = [pair.name for pair in comparison.variants if pair.verdict_changed]
+    notes = [
+        f"{FLIP_MARK}: significantly faster than the baseline in one run and slower in the "
+        "other. run 2 / run 1 is the ratio of the two medians, unpaired (the runs were not "
+        "interleaved), so it has no interval.",
+        LEGEND,
+    ]
+    if flips:
+        notes.insert(0, f"The verdict flips between the runs for: {', '.join(flips)}.")
+    parts.append(Text("\n".join(notes), style="dim"))
+    return parts
+
+
+def print_renderables(parts: Sequence[RenderableType], console: Console | None = None) -> None:
+    (console or Console()).print(Group(*parts))

@@ -1,0 +1,105 @@
+"""Number formats shared by the console, Markdown and summary text: one convention each.
+
+Counts in millions ("M" = 1e6), bytes in MB (1e6 bytes), latency in ms, changes as signed
+percentages. Plain ASCII signs, so the same text reads the same in a terminal, a Markdown
+table and a CSV-minded diff.
+"""
+
+from __future__ import annotations
+
+from ablate.analysis.changes import CountChange
+
+NOT_AVAILABLE = "n/a"
+BYTES_PER_MB = 1e6
+CONVENTIONS = (
+    "MACs: conv+linear multiply-accumulates. FLOPs: 2 x MACs + elementwise ops (BN unfolded). "
+    "Bytes: memory traffic per forward pass, unfused = every eager op reads its inputs and "
+    "weights and writes its output; fused = conv+BN+activation as one kernel. "
+    "M = 1e6; MB = 1e6 bytes. Latency: median per forward pass over the measurement rounds, "
+    "with its 95% interval; a change is significant only when the 95% interval of the "
+    "paired ratio to the baseline excludes 1.0."
+)
+
+
+def millions(value: float, digits: int = 1) -> str:
+    return f"{value / 1e6:.{digits}f} M"
+
+
+def signed_millions(value: float, digits: int = 1) -> str:
+    return "0" if value == 0 else f"{value / 1e6:+.{digits}f} M"
+
+
+def megabytes(value: float, digits: int = 1) -> str:
+    return f"{value / BYTES_PER_MB:.{digits}f} MB"
+
+
+def signed_megabytes(value: float, digits: int = 1) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) < 0.5 * 10 ** (6 - digits):
+        return f"{value:+,.0f} B"  # too small for the MB digits: exact bytes
+    return f"{value / BYTES_PER_MB:+.{digits}f} MB"
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    if 0 < abs(value) < 10**-digits:
+        # A real but tiny change must not read as "+0.0%", which looks like no change.
+        if abs(value) < 1e-4:
+            return "+<0.0001%" if value > 0 else "-<0.0001%"
+        return f"{value:+.{digits}g}%"
+    return f"{value:+.{digits}f}%"
+
+
+def change_percent(change: CountChange) -> str:
+    """`-28.0%`, `unchanged`, or `new` when the baseline count is zero."""
+    if change.delta == 0:
+        return "unchanged"
+    return "new" if change.percent is None else percent(change.percent)
+
+
+def milliseconds(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def signed_milliseconds(value: float) -> str:
+    return f"{value:+.3f}" if abs(value) < 10 else f"{value:+.2f}"
+
+
+def ms_interval(interval: tuple[float, float]) -> str:
+    return f"[{milliseconds(interval[0])}, {milliseconds(interval[1])}]"
+
+
+def signed_ms_interval(interval: tuple[float, float]) -> str:
+    return f"[{signed_milliseconds(interval[0])}, {signed_milliseconds(interval[1])}]"
+
+
+def percent_interval(interval: tuple[float, float] | None, digits: int = 1) -> str:
+    if interval is None:
+        return NOT_AVAILABLE
+    return f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]%"
+
+
+def latency_text(median_ms: float, ci95_ms: tuple[float, float]) -> str:
+    """`14.10 [14.05, 14.16] ms`-style median with its 95% interval."""
+    return f"{milliseconds(median_ms)} {ms_interval(ci95_ms)}"
+
+
+def count_change(change: CountChange, *, bytes_unit: bool = False, digits: int = 1) -> str:
+    """The variant's value and its change: `216.6 M (-28.0%)`; the baseline shows no change."""
+    value = megabytes(change.value, digits) if bytes_unit else millions(change.value, digits)
+    if change.delta == 0:
+        return value
+    return f"{value} ({percent(change.percent)})"
+
+
+def delta_text(change: CountChange, *, bytes_unit: bool = False, digits: int = 2) -> str:
+    """Just the change: `-10.44 M (-3.5%)`, `0` when equal."""
+    if change.delta == 0:
+        return "0"
+    if bytes_unit:
+        absolute = signed_megabytes(change.delta, digits)
+    else:
+        absolute = signed_millions(change.delta, digits)
+    return f"{absolute} ({percent(change.percent)})"

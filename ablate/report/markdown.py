@@ -1,0 +1,518 @@
+"""The self-contained Markdown report: a pure function of the results and the figure names.
+
+`render_markdown(results, plots=...)` returns the text; the figures are drawn beforehand by
+`plots.write_report_plots`, which returns the file names linked here (relative to the
+report). Nothing here touches the file system.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from ablate.analysis.attribution_view import AttributionView, EffectView, parse_attribution
+from ablate.analysis.compare import Comparison, VariantComparison, compare_variants
+from ablate.analysis.compare_runs import compare_runs
+from ablate.report.compare_console import (
+    APPROXIMATE_MARK,
+    BLOCK_COLUMNS,
+    FLIP_MARK,
+    LEGEND,
+    STOP_REASONS,
+    block_caption,
+    block_cells,
+    disagreement_mark,
+    noise_flag_lines,
+    operator_share_line,
+    paired_cells,
+    paired_columns,
+    significance,
+)
+from ablate.report.formatting import (
+    CONVENTIONS,
+    NOT_AVAILABLE,
+    change_percent,
+    latency_text,
+    megabytes,
+    millions,
+    percent,
+    percent_interval,
+    signed_megabytes,
+    signed_millions,
+    signed_milliseconds,
+    signed_ms_interval,
+)
+from ablate.report.paper import PAPER_TOTAL, PUBLISHED_PAIR, paper_figure
+from ablate.report.plots import BLOCK_TIME_SHARES, LATENCY_DELTA, LATENCY_VS_MACS, WATERFALL
+from ablate.report.summary import (
+    attribution_answer,
+    comparison_summary,
+    machine_phrase,
+    versus_answer,
+)
+from ablate.runs.schema import Results
+
+_FIGURE_TITLES = {
+    LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
+    LATENCY_DELTA: "Latency change per variant against the baseline, with 95% intervals",
+    BLOCK_TIME_SHARES: "Profiled time share of each block",
+}
+_ENVIRONMENT_ROWS = (
+    ("CPU", "cpu_model"),
+    ("device name", "device_name"),
+    ("logical cores", "logical_cores"),
+    ("operating system", "operating_system"),
+    ("Python", "python_version"),
+    ("torch", "torch_version"),
+    ("torch threads", "threads"),
+    ("torch inter-op threads", "interop_threads"),
+    ("channels_last", "channels_last"),
+    ("flush denormals", "flush_denormal"),
+)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], text: Collection[int] = (0,)
+) -> list[str]:
+    """A pipe table; the columns at the `text` indexes are left-aligned, numbers right."""
+    lines = ["| " + " | ".join(_cell(column) for column in columns) + " |"]
+    lines.append("|" + "|".join("---" if i in text else "---:" for i in range(len(columns))) + "|")
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return lines
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _factors_text(factors: Mapping[str, Any]) -> str:
+    shown = ", ".join(f"{key}={_value_text(value)}" for key, value in factors.items())
+    return shown or "as published"
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+def _title(results: Results) -> list[str]:
+    lines = [f"# ablate report: {results.experiment}", ""]
+    if results.description:
+        lines += [results.description, ""]
+    if results.quick:
+        lines += [
+            "> **Quick run.** Few rounds and a loose target: the timings are a smoke test, "
+            "not a result. Do not draw conclusions from them.",
+            "",
+        ]
+    if results.status != "complete":
+        lines += [f"> **Status: {results.status}.** The run did not finish every stage.", ""]
+    return lines
+
+
+def _compared(results: Results, comparison: Comparison) -> list[str]:
+    lines = ["## What was compared", ""]
+    baseline = f"Baseline: **{comparison.baseline}**"
+    if comparison.rebased:
+        baseline += (
+            f", re-based from the run's measured baseline {comparison.measured_baseline}: "
+            f"latency changes are approximate ({APPROXIMATE_MARK}, see the legend)."
+        )
+    else:
+        baseline += " (the run's own baseline, paired with every variant round by round)."
+    lines += [
+        f"{len(results.variants)} variants of experiment `{results.experiment}`, run "
+        f"{results.created} with ablate {results.ablate_version}. {baseline}",
+        "",
+    ]
+    rows = [
+        (
+            variant.name,
+            variant.base,
+            _factors_text(variant.factors),
+            "itself" if variant.measured_as == variant.name else variant.measured_as,
+        )
+        for variant in results.variants
+    ]
+    columns = ("variant", "base", "factors (as in the spec)", "timed as")
+    lines += _table(columns, rows, text=range(4))
+    return [*lines, ""]
+
+
+def _machine(results: Results) -> list[str]:
+    lines = ["## Machine and measurement", "", f"Measured on {machine_phrase(results)}.", ""]
+    environment = results.environment
+    rows: list[tuple[str, object]] = [
+        (label, environment[key]) for label, key in _ENVIRONMENT_ROWS if key in environment
+    ]
+    measurement = results.measurement
+    if measurement is not None:
+        rows += [
+            ("backend", measurement.backend),
+            ("device", measurement.device),
+            ("batch", measurement.batch),
+            ("threads (measurement)", measurement.threads),
+            ("rounds", measurement.rounds),
+            ("measuring time", f"{measurement.elapsed_s:.1f} s of {measurement.budget_s:g} s"),
+            (
+                "stop reason",
+                f"{measurement.stop_reason}: {STOP_REASONS[measurement.stop_reason]}",
+            ),
+            ("target interval", f"+/-{measurement.target_ci:.1%} of the ratio"),
+            ("seed", measurement.seed),
+        ]
+        roofline = measurement.roofline_calibration or {}
+        if "peak_flop_per_second" in roofline:
+            peak = roofline["peak_flop_per_second"] / 1e9
+            rows.append(("roofline peak", f"{peak:.1f} GFLOP/s (fp32 matmul)"))
+        if "bandwidth_bytes_per_second" in roofline:
+            rows.append(
+                (
+                    "roofline bandwidth",
+                    f"{roofline['bandwidth_bytes_per_second'] / 1e9:.1f} GB/s (GB = 1e9 bytes)",
+                )
+            )
+    else:
+        rows.append(("measurement", "none yet: counts only"))
+    lines += _table(("setting", "value"), rows, text=range(2))
+    return [*lines, ""]
+
+
+def _main_row(row: VariantComparison) -> list[str]:
+    counts = row.counts
+    macs = counts["macs"]
+    cells = [
+        f"**{row.name}** (baseline)" if row.is_baseline else row.name,
+        millions(counts["params"].value, 2),
+        millions(macs.value),
+        "" if row.is_baseline else change_percent(macs),
+        millions(counts["flops"].value),
+        megabytes(counts["bytes_unfused"].value),
+        megabytes(counts["bytes_fused"].value),
+        megabytes(counts["activation_peak_bytes"].value, 2),
+    ]
+    latency = row.latency
+    if latency is None:
+        return [*cells, "not measured", "", "", ""]
+    change = ""
+    if latency.ratio_ci95 is not None:
+        mark = APPROXIMATE_MARK if latency.approximate else ""
+        change = f"{mark}{percent(latency.percent)} {percent_interval(latency.percent_ci95)}"
+    elif not row.is_baseline:
+        change = "same architecture"
+    return [
+        *cells,
+        latency_text(latency.median_ms, latency.ci95_ms),
+        change,
+        significance(latency),
+        disagreement_mark(row),
+    ]
+
+
+MAIN_COLUMNS = (
+    "variant",
+    "params",
+    "MACs",
+    "MACs Δ",
+    "FLOPs",
+    "bytes unfused",
+    "bytes fused",
+    "activation peak",
+    "latency ms, median [95% CI]",
+    "latency Δ % [95% CI]",
+    "sig.",
+    "MACs vs latency",
+)
+
+
+def _results_table(comparison: Comparison) -> list[str]:
+    lines = ["## Results", ""]
+    lines += _table(MAIN_COLUMNS, (_main_row(row) for row in comparison.rows))
+    lines += ["", f"Changes are against {comparison.baseline}. {CONVENTIONS}", "", LEGEND, ""]
+    flags = noise_flag_lines(comparison)
+    if flags:
+        lines += ["Noise flags:", "", *flags, ""]
+    return lines
+
+
+def _figures(plots: Mapping[str, str]) -> list[str]:
+    shown = [(key, plots[key]) for key in _FIGURE_TITLES if key in plots]
+    if not shown:
+        return []
+    lines = ["## Figures", ""]
+    for key, name in shown:
+        lines += [f"![{_FIGURE_TITLES[key]}]({name})", ""]
+    return lines
+
+
+def _blocks(comparison: Comparison) -> list[str]:
+    rows = [row for row in comparison.rows if not row.is_baseline and row.blocks]
+    lines = ["## Per-block differences", ""]
+    if not rows:
+        return [*lines, "No variant differs from the baseline block by block.", ""]
+    lines += [block_caption(comparison) + ".", ""]
+    for row in rows:
+        factors = ", ".join(row.changed_factors) or "none"
+        lines += [
+            f"### {row.name} vs {comparison.baseline}",
+            "",
+            f"{len(row.blocks)} blocks differ; factors changed: {factors}.",
+            "",
+        ]
+        lines += _table(BLOCK_COLUMNS, (block_cells(block) for block in row.blocks), text=(0, 1))
+        lines.append("")
+        line = operator_share_line(row)
+        if line:
+            lines += [line, ""]
+    return lines
+
+
+# -- attribution --------------------------------------------------------------------------------
+
+
+def _latency_cells(effect: EffectView) -> list[str]:
+    latency = effect.latency
+    if latency is None:
+        return [NOT_AVAILABLE, NOT_AVAILABLE]
+    return [
+        f"{signed_milliseconds(latency.ms)} {signed_ms_interval(latency.interval_ms)}",
+        f"{percent(latency.percent)} {percent_interval(latency.interval_percent)}",
+    ]
+
+
+def _metric_text(effect: EffectView, name: str, bytes_unit: bool = False) -> str:
+    value = effect.metric(name)
+    if value is None:
+        return NOT_AVAILABLE
+    return signed_megabytes(value, 2) if bytes_unit else signed_millions(value, 2)
+
+
+def _verdict(effect: EffectView) -> str:
+    if effect.latency is None:
+        return NOT_AVAILABLE
+    return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
+
+
+def _attribution_rows(view: AttributionView) -> list[list[str]]:
+    rows = []
+    for effect in [*view.shapley, view.total]:
+        figure = paper_figure(effect.label)
+        if effect is view.total:
+            figure = PAPER_TOTAL if (view.from_name, view.to_name) == PUBLISHED_PAIR else None
+        rows.append(
+            [
+                "**total**" if effect is view.total else effect.label,
+                *_latency_cells(effect),
+                _verdict(effect),
+                _metric_text(effect, "macs"),
+                _metric_text(effect, "flops"),
+                _metric_text(effect, "bytes_unfused", bytes_unit=True),
+                _metric_text(effect, "bytes_fused", bytes_unit=True),
+                "" if figure is None else figure.text(),
+            ]
+        )
+    return rows
+
+
+def _one_factor_rows(view: AttributionView) -> list[list[str]]:
+    added = {effect.label: effect for effect in view.added_to_from}
+    removed = {effect.label: effect for effect in view.removed_from_to}
+    rows = []
+    for factor in view.factors:
+        row = [factor]
+        for effect in (added.get(factor), removed.get(factor)):
+            if effect is None:
+                row += [NOT_AVAILABLE, NOT_AVAILABLE]
+            else:
+                row += [_latency_cells(effect)[0], _metric_text(effect, "macs")]
+        rows.append(row)
+    return rows
+
+
+def _path_rows(view: AttributionView) -> list[list[str]]:
+    rows = []
+    start = view.from_values
+    latency = start.latency.ms if start.latency else None
+    macs = start.metric("macs")
+    for index, step in enumerate(view.path, start=1):
+        effect = step.effect
+        if latency is not None and effect.latency is not None:
+            latency += effect.latency.ms
+        step_macs = effect.metric("macs")
+        if macs is not None and step_macs is not None:
+            macs += step_macs
+        rows.append(
+            [
+                str(index),
+                effect.label,
+                step.coalition,
+                _latency_cells(effect)[0],
+                NOT_AVAILABLE if latency is None else f"{latency:.3f}",
+                _metric_text(effect, "macs"),
+                NOT_AVAILABLE if macs is None else millions(macs),
+            ]
+        )
+    return rows
+
+
+def _interaction_lines(view: AttributionView) -> list[str]:
+    if not view.interactions:
+        return ["No pairwise interactions were computed (sampled attribution).", ""]
+    rows = [
+        [
+            " x ".join(pair.factors),
+            *_latency_cells(pair.effect),
+            _metric_text(pair.effect, "macs"),
+            "yes" if pair.notable else "",
+        ]
+        for pair in view.interactions
+    ]
+    level = f"{view.confidence_percent:g}%"
+    columns = ("pair", f"latency Δ ms [{level}]", f"latency Δ % [{level}]", "MACs", "notable")
+    lines = _table(columns, rows, text=(0, 4))
+    notable = view.notable_interactions
+    lines.append("")
+    if notable:
+        lines.append(
+            "Notable: "
+            + ", ".join(" x ".join(pair.factors) for pair in notable)
+            + f": above {view.interaction_threshold:.0%} of the total change for at least one "
+            "metric (for latency only when its interval excludes 0): together these factors "
+            "do not add up to the sum of their separate effects."
+        )
+    else:
+        lines.append("No interaction is notable: the factors' effects add up.")
+    return [*lines, ""]
+
+
+def _attribution(results: Results, plots: Mapping[str, str], versus: Results | None) -> list[str]:
+    if results.attribution is None:
+        return []
+    view = parse_attribution(results.attribution)
+    level = f"{view.confidence_percent:g}%"
+    lines = [
+        f"## Attribution: {view.from_name} -> {view.to_name}",
+        "",
+        f"Which of the {len(view.factors)} design changes ({', '.join(view.factors)}) make the "
+        f"difference, by {view.method} Shapley values over every combination the run measured. "
+        f"Intervals are {level} bootstrap intervals over the measurement rounds.",
+        "",
+        attribution_answer(view, results),
+        "",
+    ]
+    if versus is not None and versus.attribution is not None:
+        lines += [versus_answer(view, results, parse_attribution(versus.attribution), versus), ""]
+    if WATERFALL in plots:
+        title = "Shapley waterfall: latency and MACs, factor by factor"
+        lines += [f"![{title}]({plots[WATERFALL]})", ""]
+    columns = (
+        "factor",
+        f"latency Δ ms [{level}]",
+        f"latency Δ % [{level}]",
+        "verdict",
+        "MACs Δ",
+        "FLOPs Δ",
+        "bytes unfused Δ",
+        "bytes fused Δ",
+        "paper's figure (adopting V3's choice)",
+    )
+    lines += _table(columns, _attribution_rows(view), text=(0, 3, 8))
+    lines += [
+        "",
+        "Shapley values average each factor's effect over every order of adopting the "
+        "factors, so they add up to the total. The paper's figures are MAdds and Pixel-1 "
+        "milliseconds, quoted for reference, not comparable number for number.",
+        "",
+        "### One factor at a time",
+        "",
+    ]
+    lines += _table(
+        (
+            "factor",
+            f"added alone to {view.from_name}: latency Δ ms [{level}]",
+            "MACs Δ",
+            f"removed alone from {view.to_name}: latency Δ ms [{level}]",
+            "MACs Δ",
+        ),
+        _one_factor_rows(view),
+    )
+    lines += ["", "### Cumulative path", ""]
+    lines += _table(
+        (
+            "step",
+            "factor adopted",
+            "variant reached",
+            f"latency Δ ms [{level}]",
+            "latency ms",
+            "MACs Δ",
+            "MACs",
+        ),
+        _path_rows(view),
+        text=(1, 2),
+    )
+    lines += ["", "### Interactions", ""]
+    lines += _interaction_lines(view)
+    for note in view.notes:
+        lines += [f"Note: {note}", ""]
+    return lines
+
+
+def _versus(results: Results, versus: Results, baseline: str | None) -> list[str]:
+    comparison = compare_runs(results, versus, baseline)
+    lines = [
+        "## Against a second run",
+        "",
+        f"Run 1: this report ({machine_phrase(results)}). Run 2: `{versus.experiment}` created "
+        f"{versus.created} ({machine_phrase(versus)}" + (", quick" if versus.quick else "") + ").",
+        "",
+    ]
+    if comparison.environment:
+        lines += _table(
+            ("setting", "run 1", "run 2"),
+            ((d.key, d.first, d.second) for d in comparison.environment),
+            text=range(3),
+        )
+    else:
+        lines.append("No environment differences recorded.")
+    columns = paired_columns(comparison)
+    rows = map(paired_cells, comparison.variants)
+    lines += ["", *_table(columns, rows, text=(0, len(columns) - 1))]
+    flips = [pair.name for pair in comparison.variants if pair.verdict_changed]
+    lines += [
+        "",
+        f"{FLIP_MARK}: significantly faster than the baseline in one run and slower in the "
+        "other. Run 2 / run 1 is the ratio of the medians; the runs were not interleaved, so "
+        "it has no interval.",
+    ]
+    if flips:
+        lines.append(f"The verdict flips for: {', '.join(flips)}.")
+    return [*lines, ""]
+
+
+def render_markdown(
+    results: Results,
+    *,
+    plots: Mapping[str, str],
+    baseline: str | None = None,
+    versus: Results | None = None,
+) -> str:
+    """The whole report. `plots` maps figure keys (see `plots`) to paths relative to it."""
+    comparison = compare_variants(results, baseline)
+    lines = _title(results)
+    lines += _compared(results, comparison)
+    lines += _machine(results)
+    lines += ["## Summary", ""]
+    for paragraph in comparison_summary(results, comparison):
+        lines += [paragraph, ""]
+    lines += _results_table(comparison)
+    lines += _figures(plots)
+    lines += _blocks(comparison)
+    lines += _attribution(results, plots, versus)
+    if versus is not None:
+        lines += _versus(results, versus, baseline)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""Machine-readable exports of the comparison: JSON (rows and block changes) and CSV (rows).
+
+Column names carry their unit: `_ms`, `_pct` (percent of the baseline), `_bytes`; counts
+(`params`, `macs` = conv+linear multiply-accumulates, `flops` = 2 x MACs + elementwise ops)
+are plain integers. Missing values are JSON null and empty CSV cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from ablate.analysis.block_diff import BlockChange
+from ablate.analysis.compare import Comparison, VariantComparison, compare_variants
+from ablate.runs.schema import Results
+
+COMPARISON_SCHEMA = "ablate.comparison/1"
+# Results key -> export column: counts keep their name, bytes say so.
+_COUNT_COLUMNS = {
+    "params": "params",
+    "macs": "macs",
+    "flops": "flops",
+    "bytes_unfused": "bytes_unfused_bytes",
+    "bytes_fused": "bytes_fused_bytes",
+    "activation_peak_bytes": "activation_peak_bytes",
+}
+CSV_COLUMNS = (
+    "variant",
+    "is_baseline",
+    "measured_as",
+    *_COUNT_COLUMNS.values(),
+    *(f"{column.removesuffix('_bytes')}_delta_pct" for column in _COUNT_COLUMNS.values()),
+    "latency_median_ms",
+    "latency_ci95_low_ms",
+    "latency_ci95_high_ms",
+    "latency_rounds",
+    "latency_delta_ms",
+    "latency_ratio",
+    "latency_delta_pct",
+    "latency_delta_ci95_low_pct",
+    "latency_delta_ci95_high_pct",
+    "significant",
+    "approximate",
+    "macs_vs_latency",
+    "noise_flags",
+)
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def comparison_row(row: VariantComparison) -> dict[str, Any]:
+    """One flat row: every column of `CSV_COLUMNS`."""
+    data: dict[str, Any] = {
+        "variant": row.name,
+        "is_baseline": row.is_baseline,
+        "measured_as": row.measured_as,
+    }
+    for metric, column in _COUNT_COLUMNS.items():
+        data[column] = row.counts[metric].value
+    for metric, column in _COUNT_COLUMNS.items():
+        data[f"{column.removesuffix('_bytes')}_delta_pct"] = _round(row.counts[metric].percent)
+    latency = row.latency
+    interval = None if latency is None else latency.percent_ci95
+    data.update(
+        {
+            "latency_median_ms": None if latency is None else _round(latency.median_ms),
+            "latency_ci95_low_ms": None if latency is None else _round(latency.ci95_ms[0]),
+            "latency_ci95_high_ms": None if latency is None else _round(latency.ci95_ms[1]),
+            "latency_rounds": None if latency is None else latency.rounds,
+            "latency_delta_ms": None if latency is None else _round(latency.delta_ms),
+            "latency_ratio": None if latency is None else _round(latency.ratio),
+            "latency_delta_pct": None if latency is None else _round(latency.percent),
+            "latency_delta_ci95_low_pct": None if interval is None else _round(interval[0]),
+            "latency_delta_ci95_high_pct": None if interval is None else _round(interval[1]),
+            "significant": None if latency is None else latency.significant,
+            "approximate": None if latency is None else latency.approximate,
+            "macs_vs_latency": row.disagreement,
+            "noise_flags": [flag.name for flag in row.flags],
+        }
+    )
+    return data
+
+
+def block_row(block: BlockChange) -> dict[str, Any]:
+    data: dict[str, Any] = {"block": block.name, "status": block.status}
+    for metric in ("params", "macs", "flops", "bytes_unfused", "bytes_fused"):
+        change = block.count(metric)
+        column = _COUNT_COLUMNS[metric]
+        data[f"baseline_{column}"] = change.baseline
+        data[column] = change.value
+    data.update(
+        {
+            "intensity_fused_flops_per_byte": _round(block.intensity_fused, 4),
+            "bound": block.bound,
+            "baseline_time_share": _round(block.baseline_time.share),
+            "time_share": _round(block.variant_time.share),
+            "time_delta_ms_estimate": _round(block.time_delta_ms),
+            "macs_vs_time_opposite": block.opposite,
+        }
+    )
+    return data
+
+
+def comparison_document(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "schema": COMPARISON_SCHEMA,
+        "experiment": comparison.experiment,
+        "baseline": comparison.baseline,
+        "measured_baseline": comparison.measured_baseline,
+        "rebased": comparison.rebased,
+        "quick": comparison.quick,
+        "status": comparison.status,
+        "backend": comparison.backend,
+        "conventions": {
+            "macs": "conv+linear multiply-accumulates",
+            "flops": "2 x MACs + elementwise ops, BN unfolded",
+            "bytes_unfused": "every eager op reads its inputs and weights, writes its output",
+            "bytes_fused": "conv+BN+activation as one kernel",
+            "latency": "median per forward pass, 95% interval; delta from the paired ratio",
+        },
+        "rows": [comparison_row(row) for row in comparison.rows],
+        "blocks": {
+            row.name: [block_row(block) for block in row.blocks]
+            for row in comparison.rows
+            if not row.is_baseline
+        },
+    }
+
+
+def comparison_json(results: Results, baseline: str | None = None) -> str:
+    document = comparison_document(compare_variants(results, baseline))
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(str(item) for item in value)
+    return value
+
+
+def comparison_csv(results: Results, baseline: str | None = None) -> str:
+    comparison = compare_variants(results, baseline)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in comparison.rows:
+        writer.writerow({key: _csv_value(value) for key, value in comparison_row(row).items()})
+    return buffer.getvalue()

@@ -1,0 +1,49 @@
+"""JSON and CSV exports of the comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from report_golden import fixture_results
+
+from ablate.report.tabular import COMPARISON_SCHEMA, CSV_COLUMNS, comparison_csv, comparison_json
+
+
+def test_json_rows_and_blocks() -> None:
+    document = json.loads(comparison_json(fixture_results("hswish_compile")))
+    assert document["schema"] == COMPARISON_SCHEMA
+    assert document["baseline"] == "v3_published" and not document["rebased"]
+    assert document["quick"] is True and document["backend"] == "compile"
+    rows = {row["variant"]: row for row in document["rows"]}
+    assert set(rows) == {"v3_published", "v3_relu", "v3_hswish_at_16", "mobilenet_v2"}
+    v2 = rows["mobilenet_v2"]
+    assert v2["macs"] == 300_774_272 and v2["macs_delta_pct"] == pytest.approx(38.87, abs=0.01)
+    assert v2["macs_vs_latency"] == "opposite" and v2["significant"] is True
+    assert v2["latency_delta_ci95_low_pct"] < v2["latency_delta_pct"] < 0
+    assert rows["v3_published"]["latency_delta_ci95_low_pct"] is None
+    assert set(document["blocks"]) == {"v3_relu", "v3_hswish_at_16", "mobilenet_v2"}
+    added = [b for b in document["blocks"]["mobilenet_v2"] if b["status"] == "added"]
+    assert [b["block"] for b in added] == ["blocks.15", "blocks.16"]
+    assert added[0]["baseline_macs"] == 0
+
+
+def test_csv_has_one_row_per_variant_with_units_in_the_column_names() -> None:
+    text = comparison_csv(fixture_results("hswish_eager"), "mobilenet_v2")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert "latency_median_ms" in CSV_COLUMNS and "bytes_fused_bytes" in CSV_COLUMNS
+    assert [row["variant"] for row in rows] == [
+        "v3_published",
+        "v3_relu",
+        "v3_hswish_at_16",
+        "mobilenet_v2",
+    ]
+    relu = rows[1]
+    assert relu["approximate"] == "True" and relu["significant"] == "True"
+    assert float(relu["latency_median_ms"]) == pytest.approx(13.75, abs=0.01)
+    assert rows[3]["is_baseline"] == "True" and rows[3]["latency_delta_ci95_low_pct"] == ""
+    noisy = rows[2]
+    assert noisy["noise_flags"] == "high_iqr;wide_interval"
