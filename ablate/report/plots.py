@@ -10,8 +10,6 @@ matplotlib is imported inside the functions: the CLI stays quick when no figure 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING
 from ablate.analysis.attribution_view import AttributionView, parse_attribution
 from ablate.analysis.block_diff import merged_order
 from ablate.analysis.compare import Comparison, compare_variants
+from ablate.files import atomic_path, write_bytes_atomic
 from ablate.report.waterfall import LATENCY_AXIS_LABEL, MACS_AXIS_LABEL, write_waterfall
 from ablate.runs.schema import Results
 
@@ -162,19 +161,8 @@ def write_png_atomic(figure: Figure, path: Path) -> Path:
     """Save `figure` as a PNG at `path`; a reader never sees half a file."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_attribution_waterfall_png(view: AttributionView, path: Path) -> Path | None:
@@ -187,9 +175,7 @@ def write_attribution_waterfall_png(view: AttributionView, path: Path) -> Path |
         return None
     if any(latency is None for latency in latencies) or any(value is None for value in macs):
         return None
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(descriptor)
-    try:
+    with atomic_path(path) as temporary:
         write_waterfall(
             temporary,
             factors=view.factors,
@@ -203,10 +189,6 @@ def write_attribution_waterfall_png(view: AttributionView, path: Path) -> Path |
             from_label=view.from_name,
             to_label=view.to_name,
         )
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ablate.counting.grouping import block_group
 from ablate.runs.schema import SCHEMA
 
 if TYPE_CHECKING:
@@ -13,12 +14,6 @@ if TYPE_CHECKING:
     from ablate.measurement.calibration import Calibration
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.results import LatencyResult, VariantResult
-
-
-def group_of_module(module: str) -> str:
-    """The reporting group of a module path, the counting engine's default grouping."""
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] == "blocks" else parts[0]
 
 
 def count_entry(
@@ -33,7 +28,7 @@ def count_entry(
 ) -> dict[str, Any]:
     params_by_group: dict[str, int] = {}
     for row in rows:
-        group = group_of_module(row.module)
+        group = block_group(row.module)
         params_by_group[group] = params_by_group.get(group, 0) + row.params
     blocks = [
         {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate import __version__
-from ablate.runs.atomic import write_json_atomic, write_text_atomic
+from ablate.files import write_json_atomic, write_text_atomic
 from ablate.runs.directory import (
     ENVIRONMENT_NAME,
     RESOLVED_SPEC_NAME,

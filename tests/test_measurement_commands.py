@@ -1,0 +1,188 @@
+"""`bench` and `calibrate` commands and their rendering, with a simulated clock.
+
+The models run for real (tiny ones), but every time reading comes from a fake clock, so
+nothing asserts or depends on real timings.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from ablate.commands.bench import bench_command
+from ablate.commands.calibrate import calibrate_command
+from ablate.errors import AblateError
+from ablate.measurement import bench as bench_module
+from ablate.measurement import calibrate as calibrate_module
+from ablate.measurement.calibration import Calibration, CalibrationKey
+from ablate.measurement.render import latency_table, verdict
+from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
+
+TINY = ["--set", "width=0.25", "--set", "resolution=32"]
+TINY2 = ["--set2", "width=0.25", "--set2", "resolution=32"]
+WIDE = {"COLUMNS": "200"}  # rich wraps tables at the terminal width
+
+
+def step_clock(step: float = 0.01):
+    """Each reading is `step` later than the last: every block 'takes' exactly `step`."""
+    counter = itertools.count()
+    return lambda: next(counter) * step
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> typer.Typer:
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        bench_module, "run_bench", functools.partial(bench_module.run_bench, clock=step_clock())
+    )
+    application = typer.Typer()
+    application.command("bench")(bench_command)
+    application.command("calibrate")(calibrate_command)
+    return application
+
+
+def test_bench_json_for_a_pair(app: typer.Typer):
+    result = CliRunner().invoke(
+        app, ["bench", "mobilenet_v3_small", *TINY, *TINY2, "--set2", "se=off", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    latency = data["latency"]
+    names = [variant["name"] for variant in latency["variants"]]
+    assert names == [
+        "mobilenet_v3_small[width=0.25,resolution=32]",
+        "mobilenet_v3_small[width=0.25,resolution=32,se=false]",
+    ]
+    assert latency["baseline"] == names[0]
+    assert latency["stop_reason"] == "target"  # a constant clock: zero-width intervals
+    assert latency["rounds"] == 20  # the minimum
+    assert (latency["backend"], latency["device"], latency["threads"], latency["batch"]) == (
+        "eager",
+        "cpu",
+        1,
+        1,
+    )
+    assert latency["variants"][1]["ratio_to_baseline"]["median"] == pytest.approx(1.0)
+    assert latency["variants"][1]["significant"] is False
+    assert data["calibrated"] is False
+    assert [b["variant"] for b in data["breakdowns"]] == names
+    assert data["breakdowns"][0]["by_block"][0]["name"] == "stem"
+
+
+def test_bench_a_a_labels_and_table(app: typer.Typer):
+    result = CliRunner().invoke(
+        app, ["bench", "mobilenet_v3_small", *TINY, "--vs", "mobilenet_v3_small", *TINY2], env=WIDE
+    )
+    assert result.exit_code == 0, result.output
+    for text in (
+        "mobilenet_v3_small[width=0.25,resolution=32] #2",
+        "Latency per forward pass",
+        "no significant difference",
+        "every interval reached the target",
+        "Time share by block",
+        "Time share by op",
+        "aten::conv2d",
+        "No roofline: run `ablate calibrate`",
+    ):
+        assert text in result.stdout
+
+
+def test_bench_shows_the_roofline_once_calibrated(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch
+):
+    def fake_measure(key: CalibrationKey) -> Calibration:
+        return Calibration(key, 100e9, 20e9, 1024, 2**20)
+
+    monkeypatch.setattr(calibrate_module, "measure_calibration", fake_measure)
+    monkeypatch.setattr(
+        calibrate_module.calibrate_machine,
+        "__kwdefaults__",
+        {**calibrate_module.calibrate_machine.__kwdefaults__, "measure": fake_measure},
+    )
+    calibrated = CliRunner().invoke(app, ["calibrate"], env=WIDE)
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "100.0 GFLOP/s" in calibrated.stdout and "Measured and cached" in calibrated.stdout
+
+    result = CliRunner().invoke(app, ["bench", "mobilenet_v3_small", *TINY, "--json"])
+    data = json.loads(result.stdout)
+    roofline = data["breakdowns"][0]["roofline"]
+    assert data["calibrated"] is True
+    assert roofline["blocks"][0]["name"] == "stem"
+    assert roofline["blocks"][0]["bound"] in ("memory-bound", "compute-bound")
+    assert roofline["measured_ms"] == pytest.approx(data["latency"]["variants"][0]["median_ms"])
+
+
+def test_bench_user_errors_are_ablate_errors():
+    with pytest.raises(AblateError, match="unknown backend 'nope'"):
+        bench_module.run_bench(model="mobilenet_v3_small", backend="nope", clock=step_clock())
+    with pytest.raises(AblateError, match="target CI"):
+        bench_module.run_bench(model="mobilenet_v3_small", target_ci=0, clock=step_clock())
+
+
+def test_command_modules_do_not_import_torch():
+    code = (
+        "import sys, ablate.commands.bench, ablate.commands.calibrate; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def variant(name: str, ratio: float | None, significant: bool | None) -> VariantResult:
+    return VariantResult(
+        name=name,
+        median_ms=10.0,
+        iqr_ms=0.2,
+        ci95_ms=(9.9, 10.1),
+        rounds=50,
+        iterations_per_round=1,
+        warmup_runs=10,
+        ratio_to_baseline=None
+        if ratio is None
+        else RatioEstimate(ratio, (ratio - 0.005, ratio + 0.005)),
+        significant=significant,
+        flags=(NoiseFlag("high_iqr", "IQR is 14% of the median"),) if ratio == 0.93 else (),
+        samples_ms=(10.0,) * 50,
+    )
+
+
+def test_verdicts():
+    assert verdict(variant("b", None, None)).plain == "baseline"
+    assert verdict(variant("s", 1.031, True)).plain == "3.1% slower"
+    assert verdict(variant("f", 0.93, True)).plain == "7.0% faster"
+    assert verdict(variant("n", 1.004, False)).plain == "no significant difference"
+
+
+def test_latency_table_marks_flagged_variants():
+    from ablate.measurement.results import Environment, LatencyResult
+
+    environment = Environment("CPU", 2, "Linux", "3.11", "2.13", 1, 1, True, False, "CPU")
+    result = LatencyResult(
+        baseline="base",
+        variants=(variant("base", None, None), variant("fast", 0.93, True)),
+        stop_reason="target",
+        rounds=50,
+        elapsed_s=1.0,
+        backend="eager",
+        device="cpu",
+        batch=1,
+        threads=1,
+        target_ci=0.01,
+        budget_s=60.0,
+        seed=0,
+        environment=environment,
+    )
+    console = Console(record=True, width=160)
+    console.print(latency_table(result))
+    text = console.export_text()
+    assert "fast !" in text and "base !" not in text
+    assert "0.9300 [0.9250, 0.9350]" in text
+    assert "10.000 [9.900, 10.100]" in text

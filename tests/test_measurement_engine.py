@@ -1,0 +1,375 @@
+"""The latency engine driven by a simulated machine: nothing here sleeps or times real code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from ablate.measurement.errors import MeasurementError
+from ablate.measurement.latency import measure_latency
+from ablate.measurement.results import LatencyResult, to_json
+from ablate.measurement.rounds import StoppingPolicy
+from ablate.measurement.warmup import WarmupPolicy
+
+
+class FakeMachine:
+    """Simulated time. A variant's run advances it by its cost, scaled by a machine-wide
+    drift (proportional to simulated time) and by lognormal jitter of its own."""
+
+    def __init__(self, seed: int = 0, drift_per_second: float = 0.0):
+        self.now = 0.0
+        self.drift_per_second = drift_per_second
+        self.rng = np.random.default_rng(seed)
+        self.calls: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def variant(
+        self,
+        name: str,
+        seconds: float,
+        *,
+        jitter: float = 0.02,
+        cold_excess: float = 0.0,
+    ) -> Callable[[], None]:
+        """`cold_excess`: the first run costs that much extra, decaying by e every 3 runs
+        (caches, allocator and lazy initialisation warming up)."""
+        runs = 0
+
+        def run() -> None:
+            nonlocal runs
+            cost = seconds * (1 + self.drift_per_second * self.now)
+            cost *= self.rng.lognormal(0.0, jitter) * (1 + cold_excess * np.exp(-runs / 3))
+            runs += 1
+            self.calls.append(name)
+            self.now += cost
+
+        return run
+
+
+def measure(
+    machine: FakeMachine,
+    variants: dict[str, Callable[[], None]],
+    *,
+    baseline: str = "base",
+    **stopping: float,
+) -> LatencyResult:
+    policy = StoppingPolicy(**{"budget_seconds": 30.0, **stopping})  # type: ignore[arg-type]
+    return measure_latency(variants, baseline=baseline, clock=machine.clock, stopping=policy)
+
+
+def test_three_percent_slower_variant_is_called_significant():
+    machine = FakeMachine(seed=1)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010), "slow": machine.variant("slow", 0.0103)},
+    )
+    slow = result.variant("slow")
+    assert result.stop_reason == "target"
+    assert slow.significant is True
+    assert slow.ratio_to_baseline is not None
+    low, high = slow.ratio_to_baseline.ci95
+    assert low <= 1.03 <= high
+    assert low > 1.0
+    assert slow.ratio_to_baseline.median == pytest.approx(1.03, abs=0.01)  # the target
+    assert slow.median_ms == pytest.approx(10.3, rel=0.01)
+    assert result.variant("base").ratio_to_baseline is None
+    assert result.variant("base").significant is None
+    assert slow.flags == ()
+
+
+def test_a_a_comparison_is_not_significant():
+    machine = FakeMachine(seed=2)
+    result = measure(
+        machine, {"base": machine.variant("base", 0.010), "same": machine.variant("same", 0.010)}
+    )
+    same = result.variant("same")
+    assert same.significant is False
+    assert same.ratio_to_baseline is not None
+    low, high = same.ratio_to_baseline.ci95
+    assert low <= 1.0 <= high
+    assert high - low <= 0.02  # stopped on the +/-1% target
+
+
+def test_stop_on_target_leaves_every_interval_within_it():
+    machine = FakeMachine(seed=3)
+    result = measure(
+        machine,
+        {
+            name: machine.variant(name, 0.010 * factor)
+            for name, factor in [("base", 1.0), ("a", 1.05), ("b", 0.93)]
+        },
+        target_ci=0.005,
+    )
+    assert result.stop_reason == "target"
+    assert result.elapsed_s < result.budget_s
+    for name in ("a", "b"):
+        ratio = result.variant(name).ratio_to_baseline
+        assert ratio is not None
+        assert (ratio.ci95[1] - ratio.ci95[0]) / 2 / ratio.median <= 0.005
+    assert result.variant("b").ratio_to_baseline.median == pytest.approx(0.93, abs=0.005)
+
+
+def test_budget_exhaustion_stops_with_reason_budget():
+    machine = FakeMachine(seed=4)
+    result = measure(
+        machine,
+        {
+            "base": machine.variant("base", 0.010, jitter=0.3),
+            "other": machine.variant("other", 0.010, jitter=0.3),
+        },
+        budget_seconds=2.0,
+    )
+    assert result.stop_reason == "budget"
+    # Stops at the first round that ends past the budget: within one round of it.
+    assert 2.0 <= result.elapsed_s < 2.0 + 0.2
+    assert "wide_interval" in result.variant("other").flag_names()
+
+
+def test_minimum_rounds_are_taken_even_past_the_budget():
+    machine = FakeMachine(seed=5)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010), "other": machine.variant("other", 0.011)},
+        budget_seconds=0.001,
+        minimum_rounds=12,
+    )
+    assert result.rounds == 12
+    assert result.stop_reason in ("budget", "target")
+
+
+def test_maximum_rounds_stops_with_reason_max_rounds():
+    machine = FakeMachine(seed=6)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010, jitter=0.3), "x": machine.variant("x", 0.010)},
+        minimum_rounds=10,
+        maximum_rounds=25,
+    )
+    assert (result.stop_reason, result.rounds) == ("max_rounds", 25)
+
+
+def test_high_jitter_raises_the_iqr_flag():
+    machine = FakeMachine(seed=7)
+    result = measure(
+        machine,
+        {
+            "base": machine.variant("base", 0.010, jitter=0.25),
+            "calm": machine.variant("calm", 0.010, jitter=0.01),
+        },
+        budget_seconds=3.0,
+    )
+    base = result.variant("base")
+    assert "high_iqr" in base.flag_names()
+    assert base.iqr_ms / base.median_ms > 0.10
+    assert "high_iqr" not in result.variant("calm").flag_names()
+
+
+def test_a_drifting_machine_raises_the_drift_flag_but_pairing_keeps_the_ratio():
+    machine = FakeMachine(seed=8, drift_per_second=0.1)  # +10% per simulated second
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010), "slow": machine.variant("slow", 0.0103)},
+        budget_seconds=3.0,
+        target_ci=0.001,  # keeps it running through the drift
+    )
+    for variant in result.variants:
+        assert "drift" in variant.flag_names()
+    slow = result.variant("slow")
+    assert slow.ratio_to_baseline is not None
+    low, high = slow.ratio_to_baseline.ci95
+    assert low <= 1.03 <= high
+    assert "ratio_drift" not in slow.flag_names()
+
+
+def test_a_steady_machine_raises_no_drift_flag():
+    machine = FakeMachine(seed=9)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010), "other": machine.variant("other", 0.010)},
+        budget_seconds=3.0,
+        target_ci=0.001,
+    )
+    for variant in result.variants:
+        assert "drift" not in variant.flag_names()
+
+
+def test_every_round_runs_every_variant_once_in_varying_order():
+    machine = FakeMachine(seed=10)
+    names = ["base", "a", "b"]
+    result = measure(
+        machine,
+        {name: machine.variant(name, 0.010) for name in names},
+        maximum_rounds=40,
+        minimum_rounds=40,
+    )
+    rounds_calls = machine.calls[-3 * result.rounds :]
+    orders = {tuple(rounds_calls[index : index + 3]) for index in range(0, len(rounds_calls), 3)}
+    assert all(sorted(order) == sorted(names) for order in orders)
+    assert len(orders) > 3  # not one fixed order
+
+
+def test_warm_up_runs_until_timings_settle_and_keeps_cold_runs_out():
+    machine = FakeMachine(seed=11)
+    result = measure(
+        machine,
+        {
+            "base": machine.variant("base", 0.010, cold_excess=2.0),
+            "other": machine.variant("other", 0.010),
+        },
+    )
+    base = result.variant("base")
+    assert base.warmup_runs > 15  # the excess is still 2.7% at run 15
+    # The first rounds are no slower than the rest: warm-up absorbed the cold runs.
+    assert np.median(base.samples_ms[:10]) == pytest.approx(base.median_ms, rel=0.02)
+    assert "warmup_unstable" not in base.flag_names()
+
+
+def test_warm_up_that_never_settles_is_flagged():
+    machine = FakeMachine(seed=12)
+    result = measure_latency(
+        {
+            "base": machine.variant("base", 0.010, jitter=0.3),
+            "other": machine.variant("other", 0.010),
+        },
+        baseline="base",
+        clock=machine.clock,
+        stopping=StoppingPolicy(budget_seconds=1.0, minimum_rounds=10),
+        warmup=WarmupPolicy(window=5, tolerance=0.001, maximum_blocks=10),
+    )
+    assert "warmup_unstable" in result.variant("base").flag_names()
+
+
+def test_a_fast_variant_is_timed_in_blocks_long_enough_for_the_clock():
+    machine = FakeMachine(seed=13)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 20e-6), "other": machine.variant("other", 0.010)},
+        maximum_rounds=30,
+        minimum_rounds=30,
+    )
+    base = result.variant("base")
+    assert base.iterations_per_round == pytest.approx(50, abs=3)  # 1 ms / 20 us
+    assert base.median_ms == pytest.approx(0.020, rel=0.02)  # per iteration, not per block
+    assert result.variant("other").iterations_per_round == 1
+
+
+def test_on_round_sees_each_round_as_it_is_taken():
+    machine = FakeMachine(seed=14)
+    journal: list[tuple[int, dict[str, float]]] = []
+    result = measure_latency(
+        {"base": machine.variant("base", 0.010), "other": machine.variant("other", 0.012)},
+        baseline="base",
+        clock=machine.clock,
+        on_round=lambda index, seconds: journal.append((index, dict(seconds))),
+    )
+    assert [index for index, _ in journal] == list(range(result.rounds))
+    assert [seconds["other"] * 1e3 for _, seconds in journal] == pytest.approx(
+        list(result.variant("other").samples_ms)
+    )
+
+
+def test_prior_rounds_continue_an_interrupted_measurement():
+    machine = FakeMachine(seed=15)
+    variants = {"base": machine.variant("base", 0.010), "slow": machine.variant("slow", 0.0103)}
+    journal: list[dict[str, float]] = []
+
+    def interrupt_after_30(index: int, seconds: dict[str, float]) -> None:
+        journal.append(seconds)
+        if index == 29:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        measure_latency(variants, baseline="base", clock=machine.clock, on_round=interrupt_after_30)
+    assert len(journal) == 30
+
+    indices: list[int] = []
+    result = measure_latency(
+        variants,
+        baseline="base",
+        clock=machine.clock,
+        prior_rounds=journal,
+        on_round=lambda index, seconds: indices.append(index),
+    )
+    assert indices[0] == 30  # numbering continues the journal
+    assert result.rounds == 30 + len(indices)
+    slow = result.variant("slow")
+    assert [value / 1e3 for value in slow.samples_ms[:30]] == pytest.approx(
+        [r["slow"] for r in journal]
+    )
+    assert slow.significant is True
+
+
+def test_prior_rounds_must_match_the_variants():
+    machine = FakeMachine()
+    with pytest.raises(MeasurementError, match="prior round 1"):
+        measure_latency(
+            {"base": machine.variant("base", 0.01), "x": machine.variant("x", 0.01)},
+            baseline="base",
+            clock=machine.clock,
+            prior_rounds=[{"base": 0.01, "x": 0.01}, {"base": 0.01, "y": 0.01}],
+        )
+
+
+def test_an_unknown_baseline_is_a_one_line_error():
+    machine = FakeMachine()
+    with pytest.raises(MeasurementError, match="baseline 'nope' is not one of the variants"):
+        measure_latency({"base": machine.variant("base", 0.01)}, baseline="nope")
+
+
+def test_a_lone_variant_stops_on_its_latency_interval():
+    machine = FakeMachine(seed=16)
+    result = measure(machine, {"base": machine.variant("base", 0.010)})
+    base = result.variant("base")
+    assert result.stop_reason == "target"
+    assert (base.ci95_ms[1] - base.ci95_ms[0]) / 2 / base.median_ms <= 0.01
+    assert base.ratio_to_baseline is None
+
+
+def test_result_json_has_the_documented_keys():
+    machine = FakeMachine(seed=17)
+    result = measure(
+        machine, {"base": machine.variant("base", 0.01), "x": machine.variant("x", 0.011)}
+    )
+    data = json.loads(to_json(result))
+    assert data["schema"] == "ablate.latency/1"
+    for key in ("stop_reason", "rounds", "elapsed_s", "threads", "backend", "device", "batch"):
+        assert key in data
+    assert {
+        "cpu_model",
+        "logical_cores",
+        "torch_version",
+        "operating_system",
+        "flush_denormal",
+        "channels_last",
+    } <= set(data["environment"])
+    variant = data["variants"][1]
+    assert {
+        "median_ms",
+        "iqr_ms",
+        "ci95_ms",
+        "rounds",
+        "ratio_to_baseline",
+        "significant",
+        "flags",
+    } <= set(variant)
+    assert set(variant["ratio_to_baseline"]) == {"median", "ci95"}
+    assert len(variant["ci95_ms"]) == 2
+    assert "samples_ms" not in variant
+    assert "samples_ms" in json.loads(to_json(result, include_samples=True))["variants"][0]
+
+
+def test_a_result_is_reproducible_from_the_same_seed():
+    results = []
+    for _ in range(2):
+        machine = FakeMachine(seed=18)
+        results.append(
+            measure(
+                machine, {"base": machine.variant("base", 0.01), "x": machine.variant("x", 0.011)}
+            )
+        )
+    assert results[0] == results[1]
