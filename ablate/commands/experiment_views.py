@@ -183,8 +183,8 @@ def _write_format(
     baseline: str | None,
     versus: Results | None,
 ) -> None:
+    from ablate.files import write_text_atomic
     from ablate.report.tabular import comparison_csv, comparison_json
-    from ablate.runs.atomic import write_text_atomic
 
     if name == "markdown":
         text = _markdown(results, run_directory, destination, baseline, versus)
