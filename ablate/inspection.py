@@ -161,6 +161,11 @@ def inspect_model(
     from ablate.counting import crosscheck as run_crosscheck
     from ablate.variants.resolve import resolve_architecture
 
+    import torch
+
+    # Counting needs shapes, not values: randomly initialised weights otherwise drive
+    # activations into denormal slow paths that make one pass take seconds.
+    torch.set_flush_denormal(True)
     architecture = resolve_architecture(model, factors)
     module = build_module(architecture)
     shape = (batch, 3, architecture.resolution, architecture.resolution)
