@@ -28,8 +28,11 @@ def run_command(
     ] = False,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
+    from ablate.analysis.compare import compare_variants
+    from ablate.report.compare_console import latency_table, print_renderables
     from ablate.runs.progress import RichProgress
     from ablate.runs.runner import run_experiment
+    from ablate.runs.schema import load_results
 
     directory = run_experiment(
         spec_path=spec,
@@ -40,4 +43,5 @@ def run_command(
         resume=resume,
         progress=RichProgress(),
     )
+    print_renderables([latency_table(compare_variants(load_results(directory)))])
     typer.echo(str(directory))

@@ -188,7 +188,7 @@ class _Run:
         from ablate.measurement.latency import measure_latency
         from ablate.measurement.rounds import StoppingPolicy
         from ablate.measurement.setup import example_input
-        from ablate.measurement.summary import relative_half_widths
+        from ablate.measurement.summary import stopping_widths
         from ablate.measurement.warmup import WarmupPolicy
 
         measure = self.spec.measure
@@ -224,7 +224,7 @@ class _Run:
                 samples[name].append(seconds[name])
             # A bootstrap per variant: cheap next to a round, but not worth every round.
             if len(names) > 1 and len(samples[baseline]) >= 6 and index % 5 == 0:
-                widths = relative_half_widths(samples, baseline, seed=index)
+                widths = stopping_widths(samples, baseline, seed=index)
                 widest[0] = max(widths.values(), default=None)
             self.progress.measuring(
                 index, baseline, widest[0], budget - (time.perf_counter() - started)
