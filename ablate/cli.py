@@ -12,6 +12,8 @@ from typing import Any
 import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
+from ablate.commands.bench import bench_command
+from ablate.commands.calibrate import calibrate_command
 from ablate.commands.experiment import run_command
 from ablate.commands.experiment_views import compare_command, report_command
 from ablate.commands.spec import validate_command
@@ -51,6 +53,8 @@ _register("validate", validate_command)
 _register("run", run_command)
 _register("compare", compare_command)
 _register("report", report_command)
+_register("bench", bench_command)
+_register("calibrate", calibrate_command)
 
 
 def main() -> None:

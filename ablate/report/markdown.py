@@ -7,6 +7,7 @@ report). Nothing here touches the file system.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -492,6 +493,17 @@ def _versus(results: Results, versus: Results, baseline: str | None) -> list[str
     return [*lines, ""]
 
 
+def _focused(comparison: Comparison, view: AttributionView) -> Comparison:
+    """Only the baseline, the cumulative path and each factor adopted alone."""
+    from ablate.analysis.coalitions import CoalitionSpace
+
+    space = CoalitionSpace(view.factors)
+    names = {comparison.baseline, *(step.coalition for step in view.path)}
+    names |= {space.variant_name(1 << index) for index in range(len(view.factors))}
+    rows = tuple(row for row in comparison.rows if row.name in names)
+    return dataclasses.replace(comparison, rows=rows)
+
+
 def render_markdown(
     results: Results,
     *,
@@ -504,13 +516,18 @@ def render_markdown(
     lines = _title(results)
     lines += _compared(results, comparison)
     lines += _machine(results)
+    detailed = comparison
+    if results.attribution is not None:
+        # The attribution answers the question; with 2^n variants, the per-variant prose and
+        # block tables are kept to the variants a reader follows: the path and single factors.
+        lines += _attribution(results, plots, versus)
+        detailed = _focused(comparison, parse_attribution(results.attribution))
     lines += ["## Summary", ""]
-    for paragraph in comparison_summary(results, comparison):
+    for paragraph in comparison_summary(results, detailed):
         lines += [paragraph, ""]
     lines += _results_table(comparison)
     lines += _figures(plots)
-    lines += _blocks(comparison)
-    lines += _attribution(results, plots, versus)
+    lines += _blocks(detailed)
     if versus is not None:
         lines += _versus(results, versus, baseline)
     while lines and lines[-1] == "":
