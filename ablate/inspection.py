@@ -155,13 +155,13 @@ def list_models() -> list[ModelSummary]:
 def inspect_model(
     *, model: str, factors: dict[str, Any], batch: int = 1, crosscheck: bool = False
 ) -> Inspection:
+    import torch
+
     from ablate.architecture.builder import build_module
     from ablate.architecture.summary import layer_rows
     from ablate.counting import count_model
     from ablate.counting import crosscheck as run_crosscheck
     from ablate.variants.resolve import resolve_architecture
-
-    import torch
 
     # Counting needs shapes, not values: randomly initialised weights otherwise drive
     # activations into denormal slow paths that make one pass take seconds.

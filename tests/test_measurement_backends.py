@@ -172,3 +172,12 @@ def test_cuda_engine_times_with_events_and_records_the_gpu():
     assert result.environment.device_name == torch.cuda.get_device_name()
     assert result.rounds >= 6
     assert all(variant.median_ms > 0 for variant in result.variants)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_configure_torch_steadies_the_allocator_and_records_it():
+    from ablate.measurement.environment import collect_environment
+
+    setup = MeasurementSetup()
+    configure_torch(setup)
+    assert collect_environment(setup).steady_allocator is True

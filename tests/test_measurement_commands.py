@@ -24,7 +24,7 @@ from ablate.errors import AblateError
 from ablate.measurement import bench as bench_module
 from ablate.measurement import calibrate as calibrate_module
 from ablate.measurement.calibration import Calibration, CalibrationKey
-from ablate.measurement.render import latency_table, verdict
+from ablate.measurement.render import flag_notes, latency_table, share_table, verdict
 from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
 
 TINY = ["--set", "width=0.25", "--set", "resolution=32"]
@@ -65,6 +65,7 @@ def test_bench_json_for_a_pair(app: typer.Typer):
     assert latency["baseline"] == names[0]
     assert latency["stop_reason"] == "target"  # a constant clock: zero-width intervals
     assert latency["rounds"] == 20  # the minimum
+    assert [variant["instances"] for variant in latency["variants"]] == [3, 3]
     assert (latency["backend"], latency["device"], latency["threads"], latency["batch"]) == (
         "eager",
         "cpu",
@@ -103,11 +104,6 @@ def test_bench_shows_the_roofline_once_calibrated(
         return Calibration(key, 100e9, 20e9, 1024, 2**20)
 
     monkeypatch.setattr(calibrate_module, "measure_calibration", fake_measure)
-    monkeypatch.setattr(
-        calibrate_module.calibrate_machine,
-        "__kwdefaults__",
-        {**calibrate_module.calibrate_machine.__kwdefaults__, "measure": fake_measure},
-    )
     calibrated = CliRunner().invoke(app, ["calibrate"], env=WIDE)
     assert calibrated.exit_code == 0, calibrated.output
     assert "100.0 GFLOP/s" in calibrated.stdout and "Measured and cached" in calibrated.stdout
@@ -143,6 +139,7 @@ def variant(name: str, ratio: float | None, significant: bool | None) -> Variant
         iqr_ms=0.2,
         ci95_ms=(9.9, 10.1),
         rounds=50,
+        instances=1,
         iterations_per_round=1,
         warmup_runs=10,
         ratio_to_baseline=None
@@ -164,7 +161,9 @@ def test_verdicts():
 def test_latency_table_marks_flagged_variants():
     from ablate.measurement.results import Environment, LatencyResult
 
-    environment = Environment("CPU", 2, "Linux", "3.11", "2.13", 1, 1, True, False, "CPU")
+    environment = Environment(
+        "CPU", 2, "Linux", "3.11", "2.13", 1, 1, True, True, False, "CPU", 3.5
+    )
     result = LatencyResult(
         baseline="base",
         variants=(variant("base", None, None), variant("fast", 0.93, True)),
@@ -186,3 +185,16 @@ def test_latency_table_marks_flagged_variants():
     assert "fast !" in text and "base !" not in text
     assert "0.9300 [0.9250, 0.9350]" in text
     assert "10.000 [9.900, 10.100]" in text
+    notes = flag_notes(result)
+    assert notes is not None
+    assert "fast: high_iqr" in notes.plain
+    assert "busy machine: load average 3.5 on 2 cores" in notes.plain
+
+
+def test_share_table_keeps_factor_settings_in_headers():
+    table = share_table("shares", [("m[se=false]", [("stem", 0.25), ("blocks.0", 0.75)])])
+    console = Console(record=True, width=160)
+    console.print(table)
+    text = console.export_text()
+    assert "m[se=false]" in text  # not swallowed as a markup tag
+    assert "75.0%" in text

@@ -53,7 +53,7 @@ class FakeMachine:
 
 def measure(
     machine: FakeMachine,
-    variants: dict[str, Callable[[], None]],
+    variants: dict[str, Callable[[], None] | list[Callable[[], None]]],
     *,
     baseline: str = "base",
     **stopping: float,
@@ -93,6 +93,26 @@ def test_a_a_comparison_is_not_significant():
     low, high = same.ratio_to_baseline.ci95
     assert low <= 1.0 <= high
     assert high - low <= 0.02  # stopped on the +/-1% target
+
+
+def test_adaptive_stopping_keeps_a_a_coverage_at_95_percent():
+    # Stopping at the first narrow interval would select too-narrow ones (93-94% in
+    # simulation with order-statistic intervals alone); the ratio interval guards that.
+    covered = 0
+    runs = 60
+    for seed in range(runs):
+        machine = FakeMachine(seed=100 + seed)
+        result = measure(
+            machine,
+            {
+                "base": machine.variant("base", 0.010, jitter=0.015),
+                "same": machine.variant("same", 0.010, jitter=0.015),
+            },
+        )
+        ratio = result.variant("same").ratio_to_baseline
+        assert ratio is not None and result.stop_reason == "target"
+        covered += ratio.ci95[0] <= 1.0 <= ratio.ci95[1]
+    assert covered / runs >= 0.95
 
 
 def test_stop_on_target_leaves_every_interval_within_it():
@@ -258,6 +278,34 @@ def test_a_fast_variant_is_timed_in_blocks_long_enough_for_the_clock():
     assert result.variant("other").iterations_per_round == 1
 
 
+def test_instances_of_a_variant_are_cycled_through():
+    machine = FakeMachine(seed=19)
+    result = measure(
+        machine,
+        {
+            "base": machine.variant("base", 0.010, jitter=0.0),
+            # Two builds of one model, one 4% slower (say, where its weights landed).
+            "pair": [
+                machine.variant("pair", 0.010, jitter=0.0),
+                machine.variant("pair", 0.0104, jitter=0.0),
+            ],
+        },
+        minimum_rounds=20,
+        maximum_rounds=20,
+    )
+    pair = result.variant("pair")
+    assert pair.instances == 2 and result.variant("base").instances == 1
+    assert pair.samples_ms[:4] == pytest.approx((10.0, 10.4, 10.0, 10.4))
+    assert pair.warmup_runs == 2 * result.variant("base").warmup_runs
+
+
+def test_a_variant_must_be_runnables():
+    with pytest.raises(MeasurementError, match="variant 'x': expected a runnable"):
+        measure_latency({"x": []}, baseline="x")
+    with pytest.raises(MeasurementError, match="seed must be a non-negative integer"):
+        measure_latency({"x": lambda: None}, baseline="x", seed=-1)
+
+
 def test_on_round_sees_each_round_as_it_is_taken():
     machine = FakeMachine(seed=14)
     journal: list[tuple[int, dict[str, float]]] = []
@@ -346,10 +394,13 @@ def test_result_json_has_the_documented_keys():
         "operating_system",
         "flush_denormal",
         "channels_last",
+        "threads",
+        "load_average",
     } <= set(data["environment"])
     variant = data["variants"][1]
     assert {
         "median_ms",
+        "instances",
         "iqr_ms",
         "ci95_ms",
         "rounds",

@@ -1,0 +1,94 @@
+"""`ablate bench`: options in, one library call (`run_bench`), render.
+
+Only typer and the standard library at import time: torch loads inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+
+def bench_command(
+    model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
+    set_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            metavar="FACTOR=VALUE",
+            help="Factor setting of MODEL, VALUE read as YAML (se=off, kernel=5). Repeatable.",
+        ),
+    ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option("--vs", metavar="MODEL2", help="A second model, timed against MODEL."),
+    ] = None,
+    set2_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set2",
+            metavar="FACTOR=VALUE",
+            help="Factor setting of the second model; without --vs, MODEL with these settings.",
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="eager | torchscript | onnxruntime | compile.")
+    ] = "eager",
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads.")] = 1,
+    budget: Annotated[
+        float, typer.Option(min=0.001, help="Seconds for the whole measurement, warm-up included.")
+    ] = 60.0,
+    device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
+    batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="NHWC memory layout for model and input.")
+    ] = False,
+    target_ci: Annotated[
+        float,
+        typer.Option(help="Stop once every 95% interval is within +/- this fraction (0.01 = 1%)."),
+    ] = 0.01,
+    instances: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Separately built copies of each model, cycled through: two builds of one "
+            "model differ by up to ~1% on CPU (memory placement).",
+        ),
+    ] = 3,
+    breakdown: Annotated[
+        bool,
+        typer.Option(
+            "--breakdown/--no-breakdown", help="Profile per-op time shares (and the roofline)."
+        ),
+    ] = True,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time MODEL (and a second model against it) with intervals, significance and noise flags."""
+    from rich.console import Console
+
+    from ablate.measurement.bench import bench_to_dict, run_bench
+    from ablate.measurement.render import bench_report
+    from ablate.variants import parse_set_options
+
+    report = run_bench(
+        model=model,
+        factors=parse_set_options(set_options or []),
+        vs=vs,
+        vs_factors=parse_set_options(set2_options or [], option="--set2"),
+        backend=backend,
+        threads=threads,
+        budget_s=budget,
+        device=device,
+        batch=batch,
+        channels_last=channels_last,
+        target_ci=target_ci,
+        instances=instances,
+        breakdown=breakdown,
+    )
+    if json_output:
+        typer.echo(json.dumps(bench_to_dict(report), indent=2))
+    else:
+        Console().print(bench_report(report))

@@ -1,0 +1,174 @@
+"""Backends: name -> factory that turns a model and an example input into a prepared runnable.
+
+A runnable is a zero-argument callable running one forward pass and returning its output
+(a tensor, or ONNX Runtime's list of arrays: see `output_array`). All preparation (tracing,
+export, compilation, the first call) happens in the factory, never inside a timed block.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ablate.measurement.clock import Runnable
+from ablate.measurement.errors import BackendUnavailableError, MissingDependencyError
+from ablate.measurement.setup import MeasurementSetup
+from ablate.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+# ONNX opset of the export: 17 has every op a MobileNet uses (HardSwish since 14).
+ONNX_OPSET = 17
+
+
+class BackendFactory(Protocol):
+    def __call__(
+        self, model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+    ) -> Runnable: ...
+
+
+BACKENDS: Registry[BackendFactory] = Registry("backend")
+
+
+def prepare_runnable(
+    model: nn.Module, example_input: torch.Tensor, setup: MeasurementSetup
+) -> Runnable:
+    """Eval mode, device and memory layout from `setup`, then the backend's factory.
+
+    `example_input` must already be on the device and in the layout (see `example_input`).
+    """
+    import torch
+
+    factory = BACKENDS.get(setup.backend)  # an unknown name fails before any work
+    model = model.eval().to(setup.device)
+    if setup.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return factory(model, example_input, threads=setup.threads, device=setup.device)
+
+
+def output_array(output: Any) -> np.ndarray:
+    """A runnable's first output as a numpy array, whatever the backend returned."""
+    import numpy as np
+
+    if isinstance(output, list | tuple):
+        output = output[0]
+    if hasattr(output, "detach"):
+        output = output.detach().cpu().numpy()
+    return np.asarray(output)
+
+
+@BACKENDS.register("eager")
+def eager_backend(
+    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+) -> Runnable:
+    import torch
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(example_input)
+
+    return run
+
+
+@BACKENDS.register("torchscript")
+def torchscript_backend(
+    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+) -> Runnable:
+    """Traced, frozen, and `optimize_for_inference`: batch norm folded into the convs and
+    conv + activation fused, which is what a deployed TorchScript model runs."""
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        # TorchScript is deprecated in favour of torch.compile; it is measured here on purpose,
+        # as the deployment path many MobileNets still take.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(model, example_input, check_trace=False)
+        optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return optimized(example_input)
+
+    run()  # the profiling executor specialises the graph on the first calls
+    return run
+
+
+@BACKENDS.register("onnxruntime")
+def onnxruntime_backend(
+    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+) -> Runnable:
+    """ONNX export, then an ONNX Runtime session with all graph optimisations.
+
+    The export uses the TorchScript-based exporter (`dynamo=False`): it works offline with
+    no extra package, where the dynamo exporter needs onnxscript.
+    """
+    import numpy as np
+    import torch
+
+    for module in ("onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependencyError("backend 'onnxruntime'", module, "onnx") from None
+    import onnxruntime
+
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if provider not in onnxruntime.get_available_providers():
+        raise BackendUnavailableError(
+            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
+            f"(install onnxruntime-gpu for CUDA)"
+        )
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            (example_input,),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["input"],
+            output_names=["output"],
+        )
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=[provider])
+    # ONNX graphs are NCHW whatever the torch layout; the array is made once, outside timing.
+    feed = {"input": np.ascontiguousarray(example_input.detach().cpu().numpy())}
+
+    def run() -> list[np.ndarray]:
+        return session.run(None, feed)
+
+    run()
+    return run
+
+
+@BACKENDS.register("compile")
+def compile_backend(
+    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+) -> Runnable:
+    """`torch.compile` with inductor; compiled here by a first call, so that compile time and
+    compile failures (no C compiler, say) never reach the timed rounds."""
+    import torch
+
+    compiled = torch.compile(model, backend="inductor", dynamic=False)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return compiled(example_input)
+
+    try:
+        run()
+    except Exception as error:  # inductor raises many types; all mean "cannot compile here"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise BackendUnavailableError(
+            f"backend 'compile' could not compile here: {reason}"
+        ) from None
+    return run

@@ -1,0 +1,192 @@
+"""`ablate bench`: build one model or a pair, time them against each other, break the time down."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ablate.measurement.backends import prepare_runnable
+from ablate.measurement.calibrate import cached_calibration
+from ablate.measurement.clock import Clock
+from ablate.measurement.errors import MeasurementError
+from ablate.measurement.latency import measure_latency
+from ablate.measurement.profile import OpProfile, profile_operators
+from ablate.measurement.results import LatencyResult, latency_to_dict
+from ablate.measurement.roofline import RooflineSummary, roofline_summary
+from ablate.measurement.rounds import StoppingPolicy
+from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
+
+if TYPE_CHECKING:
+    import torch
+
+# Two builds of one model differ by up to ~1% on CPU (memory placement); three copies per
+# model average most of that out at a build cost of well under a second in eager mode.
+DEFAULT_INSTANCES = 3
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    architecture: str
+    factors: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.factors:
+            return self.architecture
+        settings = ",".join(f"{name}={_yaml_text(value)}" for name, value in self.factors.items())
+        return f"{self.architecture}[{settings}]"
+
+
+def _yaml_text(value: Any) -> str:
+    """A factor value as it would be typed after --set (YAML booleans are lowercase)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Where one variant's time goes: profiled shares, and the roofline when calibrated."""
+
+    variant: str
+    profile: OpProfile
+    roofline: RooflineSummary | None
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    latency: LatencyResult
+    breakdowns: tuple[Breakdown, ...]
+    calibrated: bool  # False: no calibration cached, so no roofline (run `ablate calibrate`)
+
+
+def run_bench(
+    *,
+    model: str,
+    factors: Mapping[str, Any] | None = None,
+    vs: str | None = None,
+    vs_factors: Mapping[str, Any] | None = None,
+    backend: str = "eager",
+    threads: int = 1,
+    budget_s: float = 60.0,
+    device: str = "cpu",
+    batch: int = 1,
+    channels_last: bool = False,
+    target_ci: float = 0.01,
+    instances: int = DEFAULT_INSTANCES,
+    breakdown: bool = True,
+    seed: int = 0,
+    clock: Clock | None = None,
+) -> BenchReport:
+    """Times `model` (the baseline) and, with `vs` or `vs_factors`, a second model against it.
+
+    `vs_factors` without `vs` compares the same architecture with other settings. Each model
+    is built `instances` times and the rounds cycle through the copies (see rounds.py).
+    `clock` replaces the real clock (tests), as in `measure_latency`.
+    """
+    if instances < 1:
+        raise MeasurementError(f"instances must be at least 1 (got {instances})")
+    setup = MeasurementSetup(
+        backend=backend, device=device, threads=threads, batch=batch, channels_last=channels_last
+    )
+    stopping = StoppingPolicy(target_ci=target_ci, budget_seconds=budget_s)
+    configure_torch(setup)
+    choices = [ModelChoice(model, dict(factors or {}))]
+    if vs is not None or vs_factors:
+        choices.append(ModelChoice(vs or model, dict(vs_factors or {})))
+    labels = _labels(choices)
+
+    # Built alternately (A, B, A, B, ...), so that neither model always gets the earlier memory.
+    copies: dict[str, list[tuple[torch.nn.Module, torch.Tensor]]] = {label: [] for label in labels}
+    for _ in range(instances):
+        for label, choice in zip(labels, choices, strict=True):
+            module, resolution = _build(choice)
+            copies[label].append((module, example_input(setup, resolution)))
+    runnables = {
+        label: [prepare_runnable(module, images, setup) for module, images in pairs]
+        for label, pairs in copies.items()
+    }
+    latency = measure_latency(
+        runnables, baseline=labels[0], setup=setup, stopping=stopping, seed=seed, clock=clock
+    )
+    calibration = cached_calibration(threads=threads, device=device)
+    breakdowns: list[Breakdown] = []
+    if breakdown:
+        for label, [(module, images), *_] in copies.items():
+            profile = profile_operators(module, images, device=device)
+            roofline = None
+            if calibration is not None:
+                per_block = _flops_and_bytes(module, tuple(images.shape), fused=backend != "eager")
+                roofline = roofline_summary(
+                    per_block, calibration, latency.variant(label).median_ms / 1e3
+                )
+            breakdowns.append(Breakdown(label, profile, roofline))
+    return BenchReport(latency, tuple(breakdowns), calibrated=calibration is not None)
+
+
+def _labels(choices: list[ModelChoice]) -> list[str]:
+    labels = [choice.label for choice in choices]
+    if len(labels) == 2 and labels[0] == labels[1]:  # an A/A comparison
+        return [f"{labels[0]} #1", f"{labels[1]} #2"]
+    return labels
+
+
+def _build(choice: ModelChoice) -> tuple[torch.nn.Module, int]:
+    """The model, and the input resolution its factors ask for."""
+    from ablate import build_model
+    from ablate.variants.resolve import resolve_architecture
+
+    resolution = resolve_architecture(choice.architecture, choice.factors).resolution
+    return build_model(choice.architecture, **choice.factors), resolution
+
+
+def _flops_and_bytes(
+    module: torch.nn.Module, input_shape: tuple[int, ...], *, fused: bool
+) -> dict[str, tuple[int, int]]:
+    """Per block: eager runs every op on its own (unfused traffic, batch norm computed);
+    the graph backends fold batch norm and fuse activations into the convs."""
+    from ablate.counting.engine import count_model
+
+    counts = count_model(module, input_shape)
+    if fused:
+        return {layer.name: (layer.flops_folded, layer.bytes_fused) for layer in counts.layers}
+    return {layer.name: (layer.flops, layer.bytes_unfused) for layer in counts.layers}
+
+
+def bench_to_dict(report: BenchReport) -> dict[str, Any]:
+    return {
+        "latency": latency_to_dict(report.latency),
+        "calibrated": report.calibrated,
+        "breakdowns": [_breakdown_to_dict(breakdown) for breakdown in report.breakdowns],
+    }
+
+
+def _breakdown_to_dict(breakdown: Breakdown) -> dict[str, Any]:
+    profile = breakdown.profile
+    data: dict[str, Any] = {
+        "variant": breakdown.variant,
+        "profiled_runs": profile.runs,
+        "by_block": [dataclasses.asdict(share) for share in profile.by_group()],
+        "by_operator": [dataclasses.asdict(share) for share in profile.by_operator()],
+        "roofline": None,
+    }
+    roofline = breakdown.roofline
+    if roofline is not None:
+        data["roofline"] = {
+            "minimum_ms": roofline.minimum_seconds * 1e3,
+            "measured_ms": roofline.measured_seconds * 1e3 if roofline.measured_seconds else None,
+            "attainment": roofline.attainment,
+            "blocks": [
+                {
+                    "name": block.name,
+                    "flops": block.flops,
+                    "bytes_moved": block.bytes_moved,
+                    "minimum_ms": block.minimum_seconds * 1e3,
+                    "bound": block.bound,
+                }
+                for block in roofline.blocks
+            ],
+        }
+    return data

@@ -1,0 +1,191 @@
+"""Pure functions: measurement records -> rich renderables. Nothing here measures or prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ablate.measurement.bench import BenchReport, Breakdown
+from ablate.measurement.calibrate import CalibrationOutcome
+from ablate.measurement.results import LatencyResult, VariantResult
+
+_STOP_REASONS = {
+    "target": "every interval reached the target",
+    "budget": "the time budget ran out",
+    "max_rounds": "the round cap was reached",
+}
+
+
+def verdict(variant: VariantResult) -> Text:
+    ratio = variant.ratio_to_baseline
+    if ratio is None:
+        return Text("baseline", style="dim")
+    if not variant.significant:
+        return Text("no significant difference", style="yellow")
+    word = "slower" if ratio.median > 1 else "faster"
+    return Text(f"{abs(ratio.percent_change):.1f}% {word}", style="bold")
+
+
+def latency_table(result: LatencyResult) -> Table:
+    table = Table(title="Latency per forward pass (95% intervals)", title_justify="left")
+    table.add_column("variant", overflow="fold")
+    table.add_column("median ms", justify="right")
+    table.add_column("IQR ms", justify="right")
+    table.add_column("ratio to baseline", justify="right")
+    table.add_column("verdict")
+    for variant in result.variants:
+        ratio = variant.ratio_to_baseline
+        low, high = variant.ci95_ms
+        name = Text(variant.name)
+        if variant.flags:
+            name.append(" !", style="bold red")  # details in the notes below the table
+        table.add_row(
+            name,
+            f"{variant.median_ms:.3f} [{low:.3f}, {high:.3f}]",
+            f"{variant.iqr_ms:.3f}",
+            "-"
+            if ratio is None
+            else f"{ratio.median:.4f} [{ratio.ci95[0]:.4f}, {ratio.ci95[1]:.4f}]",
+            verdict(variant),
+        )
+    return table
+
+
+def run_summary(result: LatencyResult) -> Text:
+    environment = result.environment
+    threads = "thread" if result.threads == 1 else "threads"
+    return Text(
+        f"Stopped after {result.rounds} rounds, {result.elapsed_s:.1f} s: "
+        f"{_STOP_REASONS[result.stop_reason]} (target +/-{result.target_ci:.1%}, "
+        f"budget {result.budget_s:g} s).\n"
+        f"{result.backend} on {result.device} ({environment.device_name}), {result.threads} "
+        f"{threads}, batch {result.batch}, channels_last {environment.channels_last}, "
+        f"flush denormal {environment.flush_denormal}, torch {environment.torch_version}, "
+        f"load average {environment.load_average:.1f} on {environment.logical_cores} cores."
+    )
+
+
+def flag_notes(result: LatencyResult) -> Text | None:
+    lines = [
+        f"! {variant.name}: {flag.name}: {flag.detail}"
+        for variant in result.variants
+        for flag in variant.flags
+    ]
+    environment = result.environment
+    if environment.busy:
+        lines.append(
+            f"! busy machine: load average {environment.load_average:.1f} on "
+            f"{environment.logical_cores} cores; other jobs share the caches and memory bus, "
+            f"which can move models of different memory intensity by different amounts"
+        )
+    return Text("\n".join(lines), style="red") if lines else None
+
+
+def share_table(title: str, columns: Sequence[tuple[str, Sequence[tuple[str, float]]]]) -> Table:
+    """One row per name, one column per variant: its share of that variant's profiled time."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    names: list[str] = []
+    for _, shares in columns:
+        names += [name for name, _ in shares if name not in names]
+    for variant, _ in columns:
+        # Text, not a str: a str header is read as markup, and "[se=false]" is a markup tag.
+        table.add_column(Text(variant), justify="right", overflow="fold")
+    lookup = [dict(shares) for _, shares in columns]
+    for name in names:
+        table.add_row(
+            name, *(f"{shares[name]:.1%}" if name in shares else "-" for shares in lookup)
+        )
+    return table
+
+
+def roofline_table(breakdown: Breakdown) -> Table | None:
+    roofline = breakdown.roofline
+    if roofline is None:
+        return None
+    table = Table(title=Text(f"Roofline: {breakdown.variant}"), title_justify="left")
+    for column in ("block", "MFLOPs", "MB moved", "bound ms", "bound by", "measured ms*"):
+        table.add_column(column, justify="left" if column in ("block", "bound by") else "right")
+    shares = {share.name: share.share for share in breakdown.profile.by_group()}
+    measured = roofline.measured_seconds
+    for block in roofline.blocks:
+        estimate = "-"
+        if measured is not None and block.name in shares:
+            estimate = f"{measured * shares[block.name] * 1e3:.3f}"
+        table.add_row(
+            block.name,
+            f"{block.flops / 1e6:.1f}",
+            f"{block.bytes_moved / 1e6:.2f}",
+            f"{block.minimum_seconds * 1e3:.3f}",
+            block.bound,
+            estimate,
+        )
+    caption = f"Sum of bounds {roofline.minimum_seconds * 1e3:.3f} ms"
+    if measured is not None and roofline.attainment is not None:
+        caption += (
+            f" vs measured {measured * 1e3:.3f} ms: {roofline.attainment:.0%} of the roofline"
+        )
+    table.caption = caption + ". *The measured median split by profiled shares."
+    return table
+
+
+def bench_report(report: BenchReport) -> Group:
+    parts: list[RenderableType] = [latency_table(report.latency), run_summary(report.latency)]
+    notes = flag_notes(report.latency)
+    if notes is not None:
+        parts.append(notes)
+    if report.breakdowns:
+        parts.append(
+            share_table(
+                "Time share by block (profiled, eager)",
+                [
+                    (b.variant, [(s.name, s.share) for s in b.profile.by_group()])
+                    for b in report.breakdowns
+                ],
+            )
+        )
+        parts.append(
+            share_table(
+                "Time share by op (profiled, eager)",
+                [
+                    (b.variant, [(s.name, s.share) for s in b.profile.by_operator()])
+                    for b in report.breakdowns
+                ],
+            )
+        )
+        parts += [table for b in report.breakdowns if (table := roofline_table(b)) is not None]
+        if not report.calibrated:
+            parts.append(
+                Text("No roofline: run `ablate calibrate` once on this machine.", style="dim")
+            )
+    return Group(*parts)
+
+
+def calibration_report(outcome: CalibrationOutcome) -> Group:
+    calibration = outcome.calibration
+    table = Table(title="Calibration", title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("CPU", Text(calibration.key.cpu_model))
+    table.add_row("device", calibration.key.device)
+    table.add_row("threads", str(calibration.key.threads))
+    table.add_row("torch", calibration.key.torch_version)
+    table.add_row(
+        f"peak fp32 ({calibration.matrix_size}^2 matmul)",
+        f"{calibration.peak_flop_per_second / 1e9:.1f} GFLOP/s",
+    )
+    table.add_row(
+        f"bandwidth ({calibration.copy_bytes // 2**20} MiB copy)",
+        f"{calibration.bandwidth_bytes_per_second / 1e9:.1f} GB/s",
+    )
+    ridge = calibration.peak_flop_per_second / calibration.bandwidth_bytes_per_second
+    table.add_row("ridge point", f"{ridge:.1f} FLOP/byte")
+    notes = {
+        "cache": f"From the cache {outcome.path} (--force to measure again).",
+        "measured": f"Measured and cached in {outcome.path}.",
+        "replaced_corrupt": f"Measured again: {outcome.detail}; replaced.",
+    }
+    return Group(table, Text(notes[outcome.source]))

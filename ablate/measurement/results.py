@@ -1,0 +1,123 @@
+"""What a measurement found, as frozen records; how it is shown lives in render.py.
+
+Times are stored in the unit their field name says (`_ms`, `_s`) and JSON keys are the
+field names, so a JSON file and the Python record read the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+StopReason = Literal["target", "budget", "max_rounds"]
+"""`target`: every interval reached the target width; `budget`: time ran out first;
+`max_rounds`: the round cap was reached first."""
+
+JSON_SCHEMA = "ablate.latency/1"
+
+
+@dataclass(frozen=True)
+class NoiseFlag:
+    """A reason to distrust a number, e.g. name `high_iqr`, detail `IQR is 14% of the median`."""
+
+    name: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """Variant time / baseline time: the median of per-round ratios and its 95% interval."""
+
+    median: float
+    ci95: tuple[float, float]
+
+    @property
+    def percent_change(self) -> float:
+        return (self.median - 1) * 100
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    name: str
+    median_ms: float
+    iqr_ms: float
+    ci95_ms: tuple[float, float]
+    rounds: int
+    instances: int  # separately built copies the rounds cycled through
+    iterations_per_round: int
+    warmup_runs: int
+    # None for the baseline itself, whose ratio is 1 by definition, not by measurement.
+    ratio_to_baseline: RatioEstimate | None
+    # True when the ratio interval excludes 1.0; None for the baseline.
+    significant: bool | None
+    flags: tuple[NoiseFlag, ...]
+    # Per-round time of one iteration, in round order.
+    samples_ms: tuple[float, ...] = dataclasses.field(repr=False)
+
+    def flag_names(self) -> tuple[str, ...]:
+        return tuple(flag.name for flag in self.flags)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the numbers depend on besides the model: recorded with every result."""
+
+    cpu_model: str
+    logical_cores: int
+    operating_system: str
+    python_version: str
+    torch_version: str
+    threads: int
+    interop_threads: int
+    flush_denormal: bool
+    steady_allocator: bool
+    channels_last: bool
+    device_name: str
+    # 1-minute load average at the end: above the core count, other jobs shared the caches
+    # and memory bus, which moves models of different memory intensity by different amounts.
+    load_average: float
+
+    @property
+    def busy(self) -> bool:
+        return self.load_average > self.logical_cores
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    baseline: str
+    variants: tuple[VariantResult, ...]
+    stop_reason: StopReason
+    rounds: int
+    elapsed_s: float
+    backend: str
+    device: str
+    batch: int
+    threads: int
+    target_ci: float
+    budget_s: float
+    seed: int
+    environment: Environment
+
+    def variant(self, name: str) -> VariantResult:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
+
+    @property
+    def flagged(self) -> bool:
+        return any(variant.flags for variant in self.variants)
+
+
+def latency_to_dict(result: LatencyResult, *, include_samples: bool = False) -> dict[str, Any]:
+    data = dataclasses.asdict(result)
+    if not include_samples:
+        for variant in data["variants"]:
+            del variant["samples_ms"]
+    return {"schema": JSON_SCHEMA, **data}
+
+
+def to_json(result: LatencyResult, *, include_samples: bool = False) -> str:
+    return json.dumps(latency_to_dict(result, include_samples=include_samples), indent=2)
