@@ -6,11 +6,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.errors import AblateError
+from ablate.files import write_json_atomic
 
 CACHE_ENVIRONMENT_VARIABLE = "ABLATE_CACHE_DIR"
 _SCHEMA = "ablate.calibration/1"
@@ -80,15 +80,4 @@ def read_calibration(path: Path, key: CalibrationKey) -> Calibration | None:
 
 def write_calibration(path: Path, calibration: Calibration) -> None:
     """Atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"schema": _SCHEMA, **dataclasses.asdict(calibration)}, indent=2)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
-    ) as handle:
-        handle.write(text)
-        temporary = Path(handle.name)
-    try:
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, {"schema": _SCHEMA, **dataclasses.asdict(calibration)})
