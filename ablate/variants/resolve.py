@@ -214,34 +214,18 @@ class _Resolver:
         return [squeeze_excite if present else None for present in presence]
 
     def _expansions(self, stem_channels: int) -> list[Expansion]:
-        layout_blocks = self.layout.blocks
-        input_channels = [stem_channels] + [block.out_channels for block in layout_blocks[:-1]]
-        bottlenecks = [block.kind == "bottleneck" for block in layout_blocks]
+        input_channels = block_input_channels(self.layout, stem_channels)
+        bottlenecks = [block.kind == "bottleneck" for block in self.layout.blocks]
         value = self.factors.get("expansion", self.base.name)
-
-        if _is_architecture_name(value):
-            source = ARCHITECTURES[value]
-            source_inputs = [source.stem.channels] + [b.out_channels for b in source.blocks[:-1]]
-            expansions = []
-            for target, index in enumerate(map_blocks(source, self.layout)):
-                expansion = source.blocks[index].expansion
-                if not bottlenecks[target]:
-                    expansions.append(NO_EXPANSION)
-                elif expansion.channels is None or source_inputs[index] == input_channels[target]:
-                    expansions.append(expansion)
-                else:
-                    # Another input width: keep the searched ratio, not the channel count.
-                    expansions.append(
-                        Expansion(ratio=expansion.channels / source_inputs[index])
-                    )
-            return expansions
-
-        if not any(bottlenecks):
+        if not _is_architecture_name(value) and not any(bottlenecks):
             raise FactorError(
                 "expansion", value, f"the {self.layout.name} layout has no inverted bottleneck"
             )
 
-        def parse(key: str, item: object) -> Expansion:
+        def from_architecture(source: Architecture, index: int) -> tuple[Expansion, int]:
+            return source.blocks[index].expansion, block_input_channels(source)[index]
+
+        def parse(key: str, item: object) -> tuple[Expansion, int]:
             if (
                 isinstance(item, bool)
                 or not isinstance(item, int | float)
@@ -249,27 +233,35 @@ class _Resolver:
                 or not 1 <= item <= 16
             ):
                 raise FactorError(key, item, "expected an expansion ratio in [1, 16]")
-            return Expansion(ratio=float(item))
+            return Expansion(ratio=float(item)), 0
 
-        ratios = self._per_block("expansion", lambda source, index: NO_EXPANSION, parse)
-        return [
-            ratio if bottleneck else NO_EXPANSION
-            for ratio, bottleneck in zip(ratios, bottlenecks, strict=True)
-        ]
+        expansions = []
+        settings = self._per_block("expansion", from_architecture, parse)
+        for target, (expansion, source_input) in enumerate(settings):
+            if not bottlenecks[target]:
+                expansions.append(NO_EXPANSION)
+            elif expansion.channels is None or source_input == input_channels[target]:
+                expansions.append(expansion)
+            else:
+                # Another input width: keep the searched ratio, not the channel count.
+                expansions.append(Expansion(ratio=expansion.channels / source_input))
+        return expansions
 
     def _activations(self) -> tuple[str, list[str], str]:
         value = self.factors.get("activation", self.base.name)
         choices = (*ACTIVATION_NAMES, *ARCHITECTURE_NAMES)
-        if _is_architecture_name(value):
-            source = ARCHITECTURES[value]
-            blocks = [source.blocks[index].activation for index in map_blocks(source, self.layout)]
-            return source.stem.activation, blocks, source.last_stage_activation
+        if _is_architecture_name(value) or isinstance(value, list | tuple):
+            blocks = self._per_block(
+                "activation",
+                lambda source, index: source.blocks[index].activation,
+                _checked_activation,
+            )
+            # The stem and the last stage follow the named architecture, else the base.
+            owner = ARCHITECTURES[value] if _is_architecture_name(value) else self.base
+            return owner.stem.activation, blocks, owner.last_stage_activation
         if isinstance(value, str):
             name = _activation("activation", value, choices)
             return name, [name] * self.block_count, name
-        if isinstance(value, list | tuple):
-            blocks = self._per_block("activation", lambda source, index: "", _checked_activation)
-            return self.base.stem.activation, blocks, self.base.last_stage_activation
         if isinstance(value, Mapping):
             return self._activation_placement(value)
         raise FactorError(
@@ -293,8 +285,10 @@ class _Resolver:
             )
         if "from_block" in value:
             start = value["from_block"]
-            if isinstance(start, bool) or not isinstance(start, int) or not (
-                1 <= start <= self.block_count + 1
+            if (
+                isinstance(start, bool)
+                or not isinstance(start, int)
+                or not (1 <= start <= self.block_count + 1)
             ):
                 raise FactorError(
                     "activation.from_block",
@@ -337,8 +331,10 @@ def _squeeze_excite_of(architecture: Architecture) -> SqueezeExcite:
     return DEFAULT_SQUEEZE_EXCITE
 
 
-def block_input_channels(architecture: Architecture) -> list[int]:
-    return [architecture.stem.channels] + [b.out_channels for b in architecture.blocks[:-1]]
+def block_input_channels(architecture: Architecture, stem_channels: int | None = None) -> list[int]:
+    """Input channels of each block at width 1.0 (the stem's, then the previous block's)."""
+    first = architecture.stem.channels if stem_channels is None else stem_channels
+    return [first] + [block.out_channels for block in architecture.blocks[:-1]]
 
 
 __all__ = ["ARCHITECTURE_NAMES", "Block", "architecture_named", "resolve_architecture"]
