@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ablate.counting.grouping import block_group
-from ablate.runs.schema import SCHEMA
+from ablate.runs.schema import SCHEMA, Measurement
 
 if TYPE_CHECKING:
     from ablate.architecture.summary import LayerRow
@@ -78,24 +78,22 @@ def latency_entry(result: VariantResult) -> dict[str, Any]:
 
 
 def measurement_entry(result: LatencyResult, calibration: Calibration | None) -> dict[str, Any]:
-    return {
-        "stop_reason": result.stop_reason,
-        "rounds": result.rounds,
-        "elapsed_s": result.elapsed_s,
-        "backend": result.backend,
-        "device": result.device,
-        "batch": result.batch,
-        "threads": result.threads,
-        "target_ci": result.target_ci,
-        "budget_s": result.budget_s,
-        "seed": result.seed,
-        "roofline_calibration": None
+    # The schema names the run-level fields; the engine's record carries them under the same
+    # names, so the writer cannot drift from what the reader validates.
+    entry: dict[str, Any] = {
+        name: getattr(result, name)
+        for name in Measurement.model_fields
+        if name != "roofline_calibration"
+    }
+    entry["roofline_calibration"] = (
+        None
         if calibration is None
         else {
             "peak_flop_per_second": calibration.peak_flop_per_second,
             "bandwidth_bytes_per_second": calibration.bandwidth_bytes_per_second,
-        },
-    }
+        }
+    )
+    return entry
 
 
 def op_time_entry(profile: OpProfile) -> dict[str, dict[str, float]]:

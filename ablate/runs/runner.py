@@ -291,13 +291,12 @@ class _Run:
             return
         from ablate.analysis.attribution import attribute
         from ablate.analysis.coalitions import CoalitionSpace
-        from ablate.runs.journal import read_rounds as journal_rounds
 
         space = CoalitionSpace(attribution.factors)
         names = {variant.name for variant in self.spec.variants}
         masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
         units = [self.unit_of[space.variant_name(mask)].name for mask in masks]
-        rounds = journal_rounds(self.directory / JOURNAL_NAME, {unit.name for unit in self.units})
+        rounds = read_rounds(self.directory / JOURNAL_NAME, {unit.name for unit in self.units})
         latency = [[entry[unit] for unit in units] for entry in rounds]
 
         def metric(key: str) -> Any:
