@@ -12,11 +12,13 @@ from typing import Any
 import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
-from ablate.commands.bench import bench_command
-from ablate.commands.calibrate import calibrate_command
-from ablate.commands.experiment import run_command
-from ablate.commands.experiment_views import compare_command, report_command
-from ablate.commands.spec import validate_command
+from ablate.commands.experiment import (
+    compare_command,
+    report_command,
+    run_command,
+    validate_command,
+)
+from ablate.commands.measure import bench_command, calibrate_command
 from ablate.errors import AblateError
 
 app = typer.Typer(

@@ -11,8 +11,31 @@ class AblateError(Exception):
     exit_code = 2
 
 
+KeyPath = tuple[str | int, ...]
+# An echoed value is cut to this many characters: a hostile input must not become a huge
+# "one-line" error.
+EXCERPT_CHARACTERS = 60
+
+
 def _choices_text(choices: Iterable[object]) -> str:
     return ", ".join(str(choice) for choice in choices)
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARACTERS) -> str:
+    """`repr(value)`, cut to `limit` characters with an ellipsis when longer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_key_path(path: Iterable[str | int]) -> str:
+    """``("variants", "relu", "kernel", 3)`` -> ``variants.relu.kernel[3]``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
 
 
 class FactorError(AblateError, ValueError):
@@ -69,3 +92,26 @@ class InputFileError(AblateError):
         if self.choices:
             text += f"; valid: {_choices_text(self.choices)}"
         super().__init__(text)
+
+
+# User-facing measurement errors: each is one line, and the CLI turns it into exit code 2.
+
+class MeasurementError(AblateError):
+    """A measurement that cannot be set up or continued as asked (bad baseline, bad journal)."""
+
+
+class MissingDependencyError(AblateError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+    def __init__(self, feature: str, module: str, extra: str):
+        self.feature = feature
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the Python package {module!r}, which is not installed; "
+            f"install it with: pip install 'ablate[{extra}]'"
+        )
+
+
+class BackendUnavailableError(AblateError):
+    """A backend or device that cannot run on this machine (no GPU, no working compiler)."""

@@ -10,9 +10,8 @@ import torch
 import ablate
 from ablate.measurement.backends import prepare_runnable
 from ablate.measurement.clock import Runnable
-from ablate.measurement.latency import measure_latency
+from ablate.measurement.engine import StoppingPolicy, measure_latency
 from ablate.measurement.results import LatencyResult
-from ablate.measurement.rounds import StoppingPolicy
 from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
 from ablate.variants.resolve import resolve_architecture
 

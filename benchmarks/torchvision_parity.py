@@ -30,8 +30,7 @@ def main() -> None:
 
     import ablate
     from ablate.measurement.backends import prepare_runnable
-    from ablate.measurement.latency import measure_latency
-    from ablate.measurement.rounds import StoppingPolicy
+    from ablate.measurement.engine import StoppingPolicy, measure_latency
     from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
 
     setup = MeasurementSetup(threads=1)

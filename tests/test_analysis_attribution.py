@@ -14,11 +14,10 @@ import pytest
 from ablate.analysis.attribution import Attribution, attribute
 from ablate.analysis.bootstrap import BootstrapSettings, latency_shapley, latency_table
 from ablate.analysis.coalitions import CoalitionSpace, popcount
-from ablate.analysis.one_factor import added_alone_view, path_view, removed_alone_view
-from ablate.analysis.plan import plan_attribution
-from ablate.analysis.sampled import sampled_shapley
+from ablate.analysis.plan import added_alone_view, path_view, plan_attribution, removed_alone_view
 from ablate.analysis.shapley import (
     interaction_view,
+    sampled_shapley,
     shapley_values,
     shapley_values_exact,
     shapley_view,
@@ -331,34 +330,48 @@ def test_attribution_json_has_the_documented_shape_and_exact_numbers() -> None:
     data = json.loads(result.to_json_text())
     assert data["from"] == "mobilenet_v2" and data["to"] == "mobilenet_v3"
     assert data["factors"] == ["kernel", "se", "activation"]
-    assert data["method"] == "exact" and data["sampling_error"] is None
-    assert data["total"]["macs"] == 10_000_001 and data["total"]["params"] == 1000
-    assert data["values"]["from"]["macs"] == 300_000_000
-    kernel = data["shapley"]["kernel"]
-    assert kernel["macs"] == 9_000_000 and isinstance(kernel["macs"], int)
-    assert kernel["flops"] == 18_000_000.0 and isinstance(kernel["flops"], float)
-    assert kernel["params"] == 500 and data["shapley"]["activation"]["params"] == 0
-    assert set(kernel["ci95"]) == {"latency_ms", "latency_pct"}
-    low, high = kernel["ci95"]["latency_ms"]
+    assert data["method"] == "exact" and data["sampling"] is None
+    assert data["total"]["metrics"]["macs"] == 10_000_001
+    assert data["total"]["metrics"]["params"] == 1000
+    assert data["from_values"]["metrics"]["macs"] == 300_000_000
+    shapley = {effect["label"]: effect for effect in data["shapley"]}
+    assert list(shapley) == ["kernel", "se", "activation"]
+    kernel = shapley["kernel"]
+    assert kernel["metrics"]["macs"] == 9_000_000 and isinstance(kernel["metrics"]["macs"], int)
+    assert kernel["metrics"]["flops"] == 18_000_000.0
+    assert isinstance(kernel["metrics"]["flops"], float)
+    assert kernel["metrics"]["params"] == 500 and shapley["activation"]["metrics"]["params"] == 0
+    assert set(kernel["latency"]) == {"ms", "percent", "interval_ms", "interval_percent"}
+    low, high = kernel["latency"]["interval_ms"]
     assert low <= true_latency_shapley()[0] <= high
     assert math.isclose(
-        kernel["latency_pct"], kernel["latency_ms"] / data["values"]["from"]["latency_ms"] * 100
+        kernel["latency"]["percent"],
+        kernel["latency"]["ms"] / data["from_values"]["latency"]["ms"] * 100,
     )
-    assert data["one_factor"]["added_to_from"]["kernel"]["params"] == 0
-    assert data["one_factor"]["removed_from_to"]["kernel"]["params"] == 1000
-    assert [step["factor"] for step in data["path"]] == ["kernel", "se", "activation"]
+    assert data["added_to_from"][0]["label"] == "kernel"
+    assert data["added_to_from"][0]["metrics"]["params"] == 0
+    assert data["removed_from_to"][0]["metrics"]["params"] == 1000
+    assert [step["effect"]["label"] for step in data["path"]] == ["kernel", "se", "activation"]
     assert [step["coalition"] for step in data["path"]] == [
         "to:{kernel}",
         "to:{kernel,se}",
         "to:{kernel,se,activation}",
     ]
-    assert [step["params"] for step in data["path"]] == [0, 1000, 0]
+    assert [step["effect"]["metrics"]["params"] for step in data["path"]] == [0, 1000, 0]
     top = data["interactions"][0]
     assert top["factors"] == ["kernel", "se"] and top["notable"] is True
-    assert top["params"] == 1000 and top["share_of_total"]["params"] == 1.0
+    assert top["effect"]["metrics"]["params"] == 1000 and top["share_of_total"]["params"] == 1.0
     assert {tuple(pair.factors) for pair in result.notable_interactions()} == {("kernel", "se")}
     assert data["bootstrap"] == {"resamples": 500, "confidence": 0.95, "seed": 0, "rounds": 40}
     assert data["interaction_threshold"] == 0.05
+
+
+def test_attribution_json_round_trips_through_the_results_model() -> None:
+    result = v2_to_v3_attribution(bootstrap=BootstrapSettings(resamples=200))
+    loaded = Attribution.model_validate_json(result.to_json_text())
+    assert loaded.to_json() == result.to_json()
+    # Read back, exact fractions have become the JSON numbers they were written as.
+    assert loaded.shapley_of("kernel").metrics["macs"] == 9_000_000
 
 
 def test_record_keeps_exact_fractions_and_notes_non_integer_shares() -> None:
@@ -369,9 +382,9 @@ def test_record_keeps_exact_fractions_and_notes_non_integer_shares() -> None:
     shares = [effect.metrics["macs"] for effect in odd.shapley]
     assert shares == [Fraction(1, 3)] * 3 and sum(shares) == 1
     data = odd.to_json()
-    assert data["shapley"]["a"]["macs"] == pytest.approx(1 / 3)
+    assert data["shapley"][0]["metrics"]["macs"] == pytest.approx(1 / 3)
     assert any("macs" in note and "floats" in note for note in data["notes"])
-    assert "latency_ms" not in data["shapley"]["a"] and data["bootstrap"] is None
+    assert data["shapley"][0]["latency"] is None and data["bootstrap"] is None
 
 
 def test_sampled_method_reports_standard_errors_for_metrics_and_latency() -> None:
@@ -395,11 +408,11 @@ def test_sampled_method_reports_standard_errors_for_metrics_and_latency() -> Non
     )
     data = result.to_json()
     assert data["method"] == "sampled" and data["interactions"] == []
-    assert data["sampling_error"]["permutations"] == 20
-    errors = data["sampling_error"]["standard_errors"]["f0"]
+    assert data["sampling"]["permutations"] == 20
+    errors = data["shapley"][0]["standard_errors"]
     assert errors["macs"] == 0.0 and errors["latency_ms"] >= 0
     # Additive MACs: every order gives each factor its own effect.
-    assert [data["shapley"][name]["macs"] for name in factors] == effects.tolist()
+    assert [effect["metrics"]["macs"] for effect in data["shapley"]] == effects.tolist()
     assert any("sampled" in note for note in data["notes"])
 
 

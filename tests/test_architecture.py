@@ -8,7 +8,7 @@ from torch import nn
 
 import ablate
 from ablate.architecture.builder import build_module
-from ablate.architecture.channels import make_divisible
+from ablate.architecture.description import make_divisible
 from ablate.architecture.layers import Block, SqueezeExcitation
 from ablate.architecture.tables import ARCHITECTURES, decode_block
 from tests.conftest import parameter_count

@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 from report_golden import counts_only, fixture_results, modified_results
 
-from ablate.analysis.block_diff import block_changes, merged_order
-from ablate.analysis.changes import CountChange
-from ablate.analysis.compare import compare_variants
-from ablate.analysis.compare_runs import compare_runs, environment_differences
 from ablate.errors import AblateError
+from ablate.report.changes import CountChange, block_changes, merged_order
+from ablate.report.compare import compare_variants
+from ablate.report.compare_runs import compare_runs, environment_differences
 from ablate.runs.schema import BlockCounts
 
 

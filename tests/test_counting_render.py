@@ -9,7 +9,7 @@ from rich.table import Table
 from torch import nn
 
 from ablate.counting import count_model, crosscheck
-from ablate.counting.render import (
+from ablate.report.console import (
     count_json,
     crosscheck_tables,
     kinds_table,

@@ -10,8 +10,7 @@ import torch
 import ablate
 from ablate.architecture.tables import ARCHITECTURES
 from ablate.errors import AblateError, FactorError
-from ablate.variants.resolve import resolve_architecture
-from ablate.variants.stages import map_blocks, stages_by_output_stride
+from ablate.variants.resolve import map_blocks, resolve_architecture, stages_by_output_stride
 from tests.conftest import parameter_count
 
 V3_LARGE_PARAMS = 5_483_032

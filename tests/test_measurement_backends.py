@@ -9,9 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.errors import AblateError, UnknownNameError
+from ablate.errors import (
+    AblateError,
+    BackendUnavailableError,
+    MissingDependencyError,
+    UnknownNameError,
+)
 from ablate.measurement.backends import BACKENDS, output_array, prepare_runnable
-from ablate.measurement.errors import BackendUnavailableError, MissingDependencyError
 from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -158,8 +162,7 @@ def test_cuda_backend_matches_eager_on_cpu(backend: str):
 @requires_cuda
 def test_cuda_engine_times_with_events_and_records_the_gpu():
     from ablate.measurement.clock import cuda_event_block_timer
-    from ablate.measurement.latency import measure_latency
-    from ablate.measurement.rounds import StoppingPolicy
+    from ablate.measurement.engine import StoppingPolicy, measure_latency
 
     setup = MeasurementSetup(device="cuda")
     configure_torch(setup)
@@ -180,7 +183,7 @@ def test_cuda_engine_times_with_events_and_records_the_gpu():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_configure_torch_steadies_the_allocator_and_records_it():
-    from ablate.measurement.environment import collect_environment
+    from ablate.measurement.setup import collect_environment
 
     setup = MeasurementSetup()
     configure_torch(setup)

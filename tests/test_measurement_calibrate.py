@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from ablate.measurement.calibrate import (
-    CalibrationOutcome,
-    cached_calibration,
-    calibrate_machine,
-    calibration_key,
-)
 from ablate.measurement.calibration import (
     Calibration,
     CalibrationCacheError,
     CalibrationKey,
+    CalibrationOutcome,
     cache_directory,
+    cached_calibration,
+    calibrate_machine,
+    calibration_key,
     read_calibration,
+    roofline,
+    roofline_summary,
 )
-from ablate.measurement.roofline import roofline, roofline_summary
 
 
 def calibration(peak: float = 100e9, bandwidth: float = 20e9) -> Calibration:

@@ -18,14 +18,13 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from ablate.commands.bench import bench_command
-from ablate.commands.calibrate import calibrate_command
+from ablate.commands.measure import bench_command, calibrate_command
 from ablate.errors import AblateError
-from ablate.measurement import bench as bench_module
-from ablate.measurement import calibrate as calibrate_module
+from ablate.measurement import calibration as calibrate_module
 from ablate.measurement.calibration import Calibration, CalibrationKey
-from ablate.measurement.render import flag_notes, latency_table, share_table, verdict
 from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
+from ablate.report.bench_console import flag_notes, latency_table, share_table, verdict
+from ablate.services import bench as bench_module
 
 TINY = ["--set", "width=0.25", "--set", "resolution=32"]
 TINY2 = ["--set2", "width=0.25", "--set2", "resolution=32"]
@@ -126,7 +125,7 @@ def test_bench_user_errors_are_ablate_errors():
 
 def test_command_modules_do_not_import_torch():
     code = (
-        "import sys, ablate.commands.bench, ablate.commands.calibrate; "
+        "import sys, ablate.commands.measure, ablate.commands.measure; "
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ablate.measurement import noise
+from ablate.measurement import statistics as noise
 from ablate.measurement.statistics import (
     Interval,
     bootstrap_median_interval,

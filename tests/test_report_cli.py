@@ -16,8 +16,8 @@ from report_golden import fixture_path
 from typer.testing import CliRunner, Result
 
 from ablate.cli import _user_errors
-from ablate.commands.experiment_views import compare_command, report_command
-from ablate.runs.directory import RESOLVED_SPEC_NAME
+from ablate.commands.experiment import compare_command, report_command
+from ablate.runs.storage import RESOLVED_SPEC_NAME
 
 app = typer.Typer(pretty_exceptions_enable=False)
 app.command("compare")(_user_errors(compare_command))
@@ -231,7 +231,16 @@ def test_report_damaged_attribution(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     line = one_error_line(invoke("report", path))
-    assert line == f"error: {path}: attribution.total: missing"
+    assert line == f"error: {path}: attribution.total: Field required"
+
+
+def test_report_damaged_version_1_attribution(tmp_path: Path) -> None:
+    document = json.loads(fixture_path("why_eager_v1").read_text(encoding="utf-8"))
+    del document["attribution"]["total"]["ci95"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    line = one_error_line(invoke("report", path))
+    assert line == f"error: {path}: attribution.total.ci95: missing"
 
 
 def test_report_unwritable_destination(tmp_path: Path) -> None:

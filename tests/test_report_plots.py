@@ -7,7 +7,7 @@ from pathlib import Path
 
 from report_golden import counts_only, fixture_results, modified_results
 
-from ablate.analysis.compare import compare_variants
+from ablate.report.compare import compare_variants
 from ablate.report.plots import (
     BLOCK_TIME_SHARES,
     LATENCY_DELTA,

@@ -11,7 +11,7 @@ import pytest
 
 from ablate.analysis.attribution import attribute
 from ablate.errors import AblateError
-from ablate.report.waterfall import write_attribution_waterfall, write_waterfall
+from ablate.report.plots import write_attribution_waterfall, write_waterfall
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

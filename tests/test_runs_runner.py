@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 import ablate.runs.runner as runner_module
 from ablate.cli import app
 from ablate.errors import AblateError
-from ablate.runs.journal import read_rounds
-from ablate.runs.runner import run_experiment
 from ablate.runs.schema import load_results
+from ablate.runs.storage import read_rounds
+from ablate.services.experiment import run_experiment
 
 TINY_SPEC = """\
 name: tiny

@@ -9,8 +9,8 @@ import pytest
 
 from ablate.errors import InputFileError
 from ablate.files import write_json_atomic, write_text_atomic
-from ablate.runs.journal import append_round, read_rounds
-from ablate.variants.describe import describe_factors
+from ablate.runs.storage import append_round, read_rounds
+from ablate.variants.factors import describe_factors
 from ablate.variants.resolve import resolve_architecture
 
 

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from ablate.cli import _user_errors
-from ablate.commands.spec import validate_command
+from ablate.commands.experiment import validate_command
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_validate_missing_file(app: typer.Typer, tmp_path: Path) -> None:
 def test_command_module_does_not_import_torch_or_the_loader() -> None:
     code = (
         "import sys\n"
-        "import ablate.commands.spec\n"
+        "import ablate.commands.experiment\n"
         "print('torch' in sys.modules, 'ablate.spec.load' in sys.modules)\n"
     )
     output = subprocess.run(

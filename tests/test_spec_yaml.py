@@ -8,7 +8,7 @@ import pytest
 
 from ablate.errors import InputFileError
 from ablate.spec import load_spec, load_spec_text
-from ablate.spec.yaml_loader import parse_yaml
+from ablate.spec.source import parse_yaml
 
 MINIMAL = "name: t\nvariants:\n  a: {}\n"
 

@@ -19,8 +19,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ablate.analysis.bootstrap import BootstrapSettings, LatencyTable, latency_table
-from ablate.analysis.checks import AttributionError, check_value_vector, is_exact_integer
-from ablate.analysis.linear_view import LinearView
+from ablate.analysis.coalitions import (
+    AttributionError,
+    LinearView,
+    check_value_vector,
+    is_exact_integer,
+)
 from ablate.analysis.plan import AttributionPlan, MethodChoice, plan_attribution
 from ablate.analysis.record import (
     LATENCY_MS,
@@ -29,8 +33,8 @@ from ablate.analysis.record import (
     BootstrapSummary,
     Effect,
     Interaction,
-    Interval,
-    LatencyEffect,
+    LatencyShare,
+    PathStep,
     SamplingSummary,
 )
 from ablate.analysis.shapley import factor_pairs
@@ -130,8 +134,14 @@ def attribute(
     if plan.interactions is not None:
         pairs = factor_pairs(plan.space.factors)
         interactions = tuple(
-            Interaction(pair, effect, _shares(effect, total))
-            for pair, effect in zip(pairs, effects(plan.interactions), strict=True)
+            sorted(
+                (
+                    _interaction(pair, effect, total, interaction_threshold)
+                    for pair, effect in zip(pairs, effects(plan.interactions), strict=True)
+                ),
+                key=Interaction.largest_share,
+                reverse=True,
+            )
         )
     return Attribution(
         from_name=from_name,
@@ -142,10 +152,12 @@ def attribute(
         to_values=effects(plan.to_model)[0],
         total=total,
         shapley=shapley,
-        added_alone=effects(plan.added_alone),
-        removed_alone=effects(plan.removed_alone),
-        path=effects(plan.path),
-        path_variants=tuple(plan.space.variant_name(mask) for mask in plan.path_masks),
+        added_to_from=effects(plan.added_alone),
+        removed_from_to=effects(plan.removed_alone),
+        path=tuple(
+            PathStep(coalition=plan.space.variant_name(mask), effect=effect)
+            for mask, effect in zip(plan.path_masks, effects(plan.path), strict=True)
+        ),
         interactions=interactions,
         interaction_threshold=interaction_threshold,
         bootstrap=None
@@ -171,15 +183,15 @@ def _effects(
     view: LinearView, tables: Mapping[str, _MetricValues], latency: LatencyTable | None
 ) -> tuple[Effect, ...]:
     per_metric = {name: table.apply(view) for name, table in tables.items()}
-    latency_effects: list[LatencyEffect | None] = [None] * len(view.labels)
+    latency_effects: list[LatencyShare | None] = [None] * len(view.labels)
     if latency is not None:
         estimates = latency.estimate(view)
         latency_effects = [
-            LatencyEffect(
-                milliseconds=float(estimates.milliseconds[row]),
-                percent_of_from=float(estimates.percent_of_from[row]),
-                interval_milliseconds=Interval(*map(float, estimates.intervals_milliseconds[row])),
-                interval_percent=Interval(*map(float, estimates.intervals_percent[row])),
+            LatencyShare(
+                ms=float(estimates.milliseconds[row]),
+                percent=float(estimates.percent_of_from[row]),
+                interval_ms=_pair(estimates.intervals_milliseconds[row]),
+                interval_percent=_pair(estimates.intervals_percent[row]),
             )
             for row in range(len(view.labels))
         ]
@@ -222,12 +234,21 @@ def _with_standard_errors(
     )
 
 
-def _shares(effect: Effect, total: Effect) -> dict[str, float | None]:
+def _pair(values: np.ndarray) -> tuple[float, float]:
+    low, high = values
+    return float(low), float(high)
+
+
+def _interaction(
+    factors: tuple[str, str], effect: Effect, total: Effect, threshold: float
+) -> Interaction:
     totals = total.values()
-    return {
+    shares = {
         name: None if totals[name] == 0 else float(abs(value) / abs(totals[name]))
         for name, value in effect.values().items()
     }
+    pair = Interaction(factors=factors, effect=effect, share_of_total=shares, notable=False)
+    return pair.model_copy(update={"notable": pair.matters(threshold)})
 
 
 def _notes(plan: AttributionPlan, shapley: tuple[Effect, ...]) -> tuple[str, ...]:

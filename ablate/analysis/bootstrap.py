@@ -16,9 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ablate.analysis.checks import AttributionError, check_factors, check_rounds
-from ablate.analysis.coalitions import CoalitionSpace
-from ablate.analysis.linear_view import LinearView
+from ablate.analysis.coalitions import (
+    AttributionError,
+    CoalitionSpace,
+    LinearView,
+    check_factors,
+    check_rounds,
+)
 from ablate.analysis.shapley import check_exact_size, shapley_view
 
 MILLISECONDS_PER_SECOND = 1e3

@@ -1,233 +1,33 @@
-"""The attribution result record and its JSON form.
+"""The attribution result: one typed model, built by `attribute`, stored in results.json,
+read back by every report.
 
-Numbers in JSON: integer metrics (MACs, params, bytes) are attributed exactly as fractions.
-A fraction that is a whole number is written as an int; otherwise (Shapley shares are
-multiples of 1/n!) it is written as the nearest float and the metric is named in
-``notes``. The record itself keeps the exact `Fraction`, so shares sum to the total with
-``==``. Float metrics and latency are floats. Latency is ``latency_ms`` (difference of
-per-variant medians) and ``latency_pct`` (percent of the `from` model's median), each with
-a bootstrap interval under ``ci95`` (the key follows the confidence level).
+Numbers: integer metrics (MACs, params, bytes) are attributed exactly, as `Fraction`s, so that
+in memory Shapley shares sum to the total with ``==``. In JSON a whole fraction is an int and
+any other is the nearest float (Shapley shares are multiples of 1/n!), and the metric is named
+in ``notes``; read back, the model holds those ints and floats. Float metrics and latency are
+floats. Latency is the difference of per-variant medians in ms and in percent of the `from`
+model's median, each with a bootstrap interval at the record's confidence.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 LATENCY_MS = "latency_ms"
 LATENCY_PERCENT = "latency_pct"
 RESERVED_KEYS = frozenset({LATENCY_MS, LATENCY_PERCENT, "factor", "factors", "coalition"})
 
+Direction = Literal[-1, 0, 1]
 JsonNumber = int | float
 
 
-@dataclass(frozen=True)
-class Interval:
-    low: float
-    high: float
-
-    def to_json(self) -> list[float]:
-        return [float(self.low), float(self.high)]
-
-
-@dataclass(frozen=True)
-class LatencyEffect:
-    milliseconds: float
-    percent_of_from: float
-    interval_milliseconds: Interval
-    interval_percent: Interval
-
-
-@dataclass(frozen=True)
-class Effect:
-    """One row of a view (a factor, a pair, a path step, an endpoint) on every metric.
-
-    `metrics` holds a `Fraction` for integer metrics and a float otherwise.
-    `standard_errors` (metric -> sampling standard error, latency under ``latency_ms``) is
-    set only for sampled Shapley values.
-    """
-
-    label: str
-    metrics: Mapping[str, Fraction | float]
-    latency: LatencyEffect | None = None
-    standard_errors: Mapping[str, float] | None = None
-
-    def values(self) -> dict[str, Fraction | float]:
-        """Every metric, latency included (as ``latency_ms``), for ranking and sharing."""
-        values = dict(self.metrics)
-        if self.latency is not None:
-            values[LATENCY_MS] = self.latency.milliseconds
-        return values
-
-    def to_json(self, interval_key: str) -> dict[str, Any]:
-        data: dict[str, Any] = {name: json_number(value) for name, value in self.metrics.items()}
-        if self.latency is not None:
-            data[LATENCY_MS] = float(self.latency.milliseconds)
-            data[LATENCY_PERCENT] = float(self.latency.percent_of_from)
-            data[interval_key] = {
-                LATENCY_MS: self.latency.interval_milliseconds.to_json(),
-                LATENCY_PERCENT: self.latency.interval_percent.to_json(),
-            }
-        return data
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """A pair's Shapley interaction index, and its size relative to the total delta.
-
-    `shares` maps each metric to ``|interaction| / |total delta|``, or None where the total
-    delta is zero.
-    """
-
-    factors: tuple[str, str]
-    effect: Effect
-    shares: Mapping[str, float | None]
-
-    def matters(self, threshold: float) -> bool:
-        """True when, for some metric, the interaction exceeds `threshold` of the total.
-
-        For latency it must also be distinguishable from noise: its interval excludes 0.
-        """
-        values = self.effect.values()
-        latency = self.effect.latency
-        for name, share in self.shares.items():
-            large = values[name] != 0 if share is None else share > threshold
-            if name == LATENCY_MS and latency is not None:
-                interval = latency.interval_milliseconds
-                large = large and (interval.low > 0 or interval.high < 0)
-            if large:
-                return True
-        return False
-
-    def largest_share(self) -> float:
-        """The largest share, for ranking; a nonzero interaction with a zero total ranks first."""
-        values = self.effect.values()
-        return max(
-            (math.inf if values[name] != 0 else 0.0) if share is None else share
-            for name, share in self.shares.items()
-        )
-
-
-@dataclass(frozen=True)
-class BootstrapSummary:
-    resamples: int
-    confidence: float
-    seed: int
-    rounds: int
-
-    @property
-    def interval_key(self) -> str:
-        return f"ci{self.confidence * 100:g}"
-
-
-@dataclass(frozen=True)
-class SamplingSummary:
-    permutations: int
-    antithetic: bool
-    seed: int
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """Where the metric changes from `from` to `to` come from, factor by factor."""
-
-    from_name: str
-    to_name: str
-    factors: tuple[str, ...]
-    method: Literal["exact", "sampled"]
-    from_values: Effect
-    to_values: Effect
-    total: Effect
-    shapley: tuple[Effect, ...]
-    added_alone: tuple[Effect, ...]
-    removed_alone: tuple[Effect, ...]
-    path: tuple[Effect, ...]
-    # Variant name of the coalition reached after each path step.
-    path_variants: tuple[str, ...]
-    interactions: tuple[Interaction, ...]
-    interaction_threshold: float
-    bootstrap: BootstrapSummary | None
-    sampling: SamplingSummary | None
-    notes: tuple[str, ...] = field(default=())
-
-    def shapley_of(self, factor: str) -> Effect:
-        return self.shapley[self.factors.index(factor)]
-
-    def notable_interactions(self, threshold: float | None = None) -> tuple[Interaction, ...]:
-        """Interactions above `threshold` (default: the record's) of the total, largest first."""
-        limit = self.interaction_threshold if threshold is None else threshold
-        chosen = [pair for pair in self.interactions if pair.matters(limit)]
-        return tuple(sorted(chosen, key=Interaction.largest_share, reverse=True))
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (plain str/int/float/list/dict/None); see the module docstring."""
-        key = self.bootstrap.interval_key if self.bootstrap else "ci95"
-        total = self.total.to_json(key)
-        interactions = sorted(self.interactions, key=Interaction.largest_share, reverse=True)
-        return {
-            "from": self.from_name,
-            "to": self.to_name,
-            "factors": list(self.factors),
-            "method": self.method,
-            "values": {"from": self.from_values.to_json(key), "to": self.to_values.to_json(key)},
-            "total": total,
-            "shapley": {effect.label: effect.to_json(key) for effect in self.shapley},
-            "one_factor": {
-                "added_to_from": {effect.label: effect.to_json(key) for effect in self.added_alone},
-                "removed_from_to": {
-                    effect.label: effect.to_json(key) for effect in self.removed_alone
-                },
-            },
-            "path": [
-                {"factor": effect.label, "coalition": variant, **effect.to_json(key)}
-                for effect, variant in zip(self.path, self.path_variants, strict=True)
-            ],
-            "interactions": [
-                {
-                    "factors": list(pair.factors),
-                    **pair.effect.to_json(key),
-                    "share_of_total": {
-                        name: None if share is None else float(share)
-                        for name, share in pair.shares.items()
-                    },
-                    "notable": pair.matters(self.interaction_threshold),
-                }
-                for pair in interactions
-            ],
-            "interaction_threshold": self.interaction_threshold,
-            "sampling_error": self._sampling_json(),
-            "bootstrap": None
-            if self.bootstrap is None
-            else {
-                "resamples": self.bootstrap.resamples,
-                "confidence": self.bootstrap.confidence,
-                "seed": self.bootstrap.seed,
-                "rounds": self.bootstrap.rounds,
-            },
-            "notes": list(self.notes),
-        }
-
-    def to_json_text(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_json(), indent=indent, allow_nan=False)
-
-    def _sampling_json(self) -> dict[str, Any] | None:
-        if self.sampling is None:
-            return None
-        return {
-            "permutations": self.sampling.permutations,
-            "antithetic": self.sampling.antithetic,
-            "seed": self.sampling.seed,
-            "standard_errors": {
-                effect.label: {
-                    name: float(error) for name, error in (effect.standard_errors or {}).items()
-                }
-                for effect in self.shapley
-            },
-        }
+def sign(value: float) -> Direction:
+    return 1 if value > 0 else -1 if value < 0 else 0
 
 
 def json_number(value: Fraction | float | int) -> JsonNumber:
@@ -237,3 +37,181 @@ def json_number(value: Fraction | float | int) -> JsonNumber:
     if isinstance(value, int):
         return value
     return float(value)
+
+
+def _metric_value(value: Any) -> Fraction | int | float:
+    if isinstance(value, bool) or not isinstance(value, Fraction | int | float):
+        raise ValueError(f"expected a number, got {value!r:.40}")
+    return value
+
+
+# An attributed metric value: exact in memory, a plain JSON number on disk.
+MetricValue = Annotated[
+    Any, BeforeValidator(_metric_value), PlainSerializer(json_number, when_used="json")
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LatencyShare(_Record):
+    """A latency contribution: ms and % of the `from` model's median, with the interval."""
+
+    ms: float
+    percent: float
+    interval_ms: tuple[float, float]
+    interval_percent: tuple[float, float]
+
+    @property
+    def direction(self) -> Direction:
+        """+1 slows down, -1 speeds up, 0 when the interval includes zero."""
+        low, high = self.interval_ms
+        return 1 if low > 0 else -1 if high < 0 else 0
+
+
+class Effect(_Record):
+    """One row of a view (a factor, a pair, a path step, an endpoint) on every metric.
+
+    `standard_errors` (metric -> sampling standard error, latency under ``latency_ms``) is set
+    only for sampled Shapley values.
+    """
+
+    label: str
+    metrics: dict[str, MetricValue]
+    latency: LatencyShare | None = None
+    standard_errors: dict[str, float] | None = None
+
+    def metric(self, name: str) -> float | None:
+        value = self.metrics.get(name)
+        return None if value is None else float(value)
+
+    def values(self) -> dict[str, Fraction | float]:
+        """Every metric, latency included (as ``latency_ms``), for ranking and sharing."""
+        values: dict[str, Fraction | float] = dict(self.metrics)
+        if self.latency is not None:
+            values[LATENCY_MS] = self.latency.ms
+        return values
+
+
+class Interaction(_Record):
+    """A pair's Shapley interaction index, and its size relative to the total delta.
+
+    `share_of_total` maps each metric to ``|interaction| / |total delta|``, or None where the
+    total delta is zero; `notable` is `matters(interaction_threshold)` of the attribution.
+    """
+
+    factors: tuple[str, str]
+    effect: Effect
+    share_of_total: dict[str, float | None]
+    notable: bool
+
+    def matters(self, threshold: float) -> bool:
+        """True when, for some metric, the interaction exceeds `threshold` of the total.
+
+        For latency it must also be distinguishable from noise: its interval excludes 0.
+        """
+        values = self.effect.values()
+        latency = self.effect.latency
+        for name, share in self.share_of_total.items():
+            large = values[name] != 0 if share is None else share > threshold
+            if name == LATENCY_MS and latency is not None:
+                large = large and latency.direction != 0
+            if large:
+                return True
+        return False
+
+    def largest_share(self) -> float:
+        """The largest share, for ranking; a nonzero interaction with a zero total ranks first."""
+        values = self.effect.values()
+        return max(
+            (
+                (math.inf if values[name] != 0 else 0.0) if share is None else share
+                for name, share in self.share_of_total.items()
+            ),
+            default=0.0,
+        )
+
+
+class PathStep(_Record):
+    coalition: str  # the variant reached after this step
+    effect: Effect
+
+
+class BootstrapSummary(_Record):
+    resamples: int
+    confidence: float
+    seed: int
+    rounds: int
+
+
+class SamplingSummary(_Record):
+    permutations: int
+    antithetic: bool
+    seed: int
+
+
+class Attribution(_Record):
+    """Where the metric changes from `from` to `to` come from, factor by factor."""
+
+    from_name: str = Field(alias="from")
+    to_name: str = Field(alias="to")
+    factors: tuple[str, ...]
+    method: Literal["exact", "sampled"]
+    from_values: Effect
+    to_values: Effect
+    total: Effect
+    shapley: tuple[Effect, ...]
+    added_to_from: tuple[Effect, ...]  # each factor alone, switched on in `from`
+    removed_from_to: tuple[Effect, ...]  # each factor alone, switched back in `to`
+    path: tuple[PathStep, ...]
+    interactions: tuple[Interaction, ...]  # largest share first
+    interaction_threshold: float  # share of the total above which an interaction is notable
+    bootstrap: BootstrapSummary | None
+    sampling: SamplingSummary | None
+    notes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_shapley_value_per_factor(self) -> Attribution:
+        if tuple(effect.label for effect in self.shapley) != self.factors:
+            raise ValueError(f"expected one Shapley value per factor: {', '.join(self.factors)}")
+        return self
+
+    @property
+    def confidence_percent(self) -> float:
+        return 100.0 * (self.bootstrap.confidence if self.bootstrap else 0.95)
+
+    def shapley_of(self, factor: str) -> Effect:
+        return self.shapley[self.factors.index(factor)]
+
+    def by_direction(self, direction: Direction) -> tuple[Effect, ...]:
+        """Factors whose Shapley latency interval lies wholly on one side of zero."""
+        chosen = [
+            effect
+            for effect in self.shapley
+            if effect.latency is not None and effect.latency.direction == direction
+        ]
+        return tuple(sorted(chosen, key=lambda effect: -abs(effect.latency.ms)))  # type: ignore[union-attr]
+
+    def notable_interactions(self, threshold: float | None = None) -> tuple[Interaction, ...]:
+        """Interactions above `threshold` (default: the record's) of the total, largest first."""
+        if threshold is None:
+            chosen = [pair for pair in self.interactions if pair.notable]
+        else:
+            chosen = [pair for pair in self.interactions if pair.matters(threshold)]
+        return tuple(sorted(chosen, key=Interaction.largest_share, reverse=True))
+
+    def latency_interactions(self) -> tuple[Interaction, ...]:
+        """Notable interactions whose latency interval excludes zero."""
+        return tuple(
+            pair
+            for pair in self.notable_interactions()
+            if pair.effect.latency is not None and pair.effect.latency.direction != 0
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form stored in results.json (plain str/int/float/list/dict/None)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json_text(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_json(), indent=indent, allow_nan=False)

@@ -25,8 +25,8 @@ def models_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the built-in architectures with their parameters and block counts."""
-    from ablate.inspection import list_models
     from ablate.report.console import print_models
+    from ablate.services.inspect import list_models
 
     rows = list_models()
     if json_output:
@@ -53,8 +53,8 @@ def inspect_command(
     batch: Annotated[int, typer.Option(min=1, help="Batch size of the counted input.")] = 1,
 ) -> None:
     """Per-block table (paper Table 1 style): parameters, MACs, FLOPs, bytes, intensity."""
-    from ablate.inspection import inspect_model
     from ablate.report.console import print_inspection
+    from ablate.services.inspect import inspect_model
     from ablate.variants import parse_set_options
 
     inspection = inspect_model(

@@ -1,11 +1,59 @@
-"""`ablate run SPEC`: options in, one library call; the run directory is the last line."""
+"""`ablate validate`, `run`, `compare` and `report`: options in, one service call, render.
+
+Only typer, the standard library and the vocabularies at import time: the engines and the
+renderers (rich, matplotlib) load inside the commands.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ablate.measurement.backends import BACKENDS
+
+
+def validate_command(
+    spec: Annotated[
+        Path, typer.Argument(help="An experiment spec (YAML), e.g. experiments/hswish.yaml.")
+    ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the resolved spec (defaults filled in).")
+    ] = False,
+) -> None:
+    """Check a spec: keys, types, values, every variant's architecture. Nothing is run."""
+    from ablate.report.console import summary_line, variant_lines
+    from ablate.spec import load_spec
+
+    experiment = load_spec(spec)
+    if json_output:
+        typer.echo(json.dumps(experiment.to_json(), indent=2))
+        return
+    typer.echo(summary_line(experiment))
+    for line in variant_lines(experiment):
+        typer.echo(line)
+
+
+RunArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A run directory or its results.json (default: the latest run in --out).",
+        show_default=False,
+    ),
+]
+BaselineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline",
+        "-b",
+        help="Compare against this variant instead of the run's baseline; latency changes "
+        "are then approximate (the run paired its rounds with its own baseline).",
+        show_default=False,
+    ),
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Where runs live, for the default RUN.")]
 
 
 def run_command(
@@ -17,7 +65,7 @@ def run_command(
     ),
     backend: Annotated[
         str | None,
-        typer.Option(help="Override the spec: eager | torchscript | onnxruntime | compile."),
+        typer.Option(help=f"Override the spec: {' | '.join(BACKENDS.names())}."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Override the spec's thread count.")] = None,
     quick: Annotated[
@@ -28,11 +76,11 @@ def run_command(
     ] = False,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
-    from ablate.analysis.compare import compare_variants
+    from ablate.report.compare import compare_variants
     from ablate.report.compare_console import latency_table, print_renderables
-    from ablate.runs.progress import RichProgress
-    from ablate.runs.runner import run_experiment
+    from ablate.report.console import RichProgress
     from ablate.runs.schema import load_results
+    from ablate.services.experiment import run_experiment
 
     directory = run_experiment(
         spec_path=spec,
@@ -45,3 +93,76 @@ def run_command(
     )
     print_renderables([latency_table(compare_variants(load_results(directory)))])
     typer.echo(str(directory))
+
+
+def compare_command(
+    run: RunArgument = None,
+    run2: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A second run: the same variants side by side, environment differences first.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: BaselineOption = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Every variant against the baseline: counts, latency with intervals, differing blocks."""
+    from ablate.report.compare_console import (
+        comparison_renderables,
+        print_renderables,
+        run_comparison_renderables,
+    )
+    from ablate.services.experiment import load_run
+
+    _, first = load_run(run, out)
+    if run2 is None:
+        print_renderables(comparison_renderables(first, baseline))
+        return
+    _, second = load_run(run2, out)
+    print_renderables(run_comparison_renderables(first, second, baseline))
+
+
+def report_command(
+    run: RunArgument = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="A Markdown report with figures (the default).")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="The comparison rows and block changes as JSON.")
+    ] = False,
+    csv_output: Annotated[
+        bool, typer.Option("--csv", help="The main table as CSV, one row per variant.")
+    ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write ('-' prints to stdout; missing parent directories are "
+            "created); default RUN/report.md, .json, .csv.",
+            show_default=False,
+        ),
+    ] = None,
+    versus: Annotated[
+        Path | None,
+        typer.Option(
+            "--vs",
+            help="A second run (another backend, say) to set beside this one in the report.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: BaselineOption = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Write a report of a run: Markdown with figures, or the comparison as JSON or CSV."""
+    from ablate.services.experiment import ReportRequest, write_reports
+
+    wanted = (("markdown", markdown), ("json", json_output), ("csv", csv_output))
+    formats = [name for name, chosen in wanted if chosen] or ["markdown"]
+    request = ReportRequest(run, out, formats, output, versus, baseline)
+    for destination, text in write_reports(request):
+        if text is None:
+            typer.echo(f"wrote {destination}")
+        else:
+            typer.echo(text, nl=False)

@@ -6,8 +6,7 @@ are applied afterwards as pure functions of shapes. See README, "Counting conven
 
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount, crosscheck
 from ablate.counting.engine import count_model
-from ablate.counting.grouping import ROOT_GROUP, block_group
-from ablate.counting.kinds import Kind
+from ablate.counting.kinds import ROOT_GROUP, Kind, block_group
 from ablate.counting.records import CountResult, KindSummary, LayerSummary, OpRecord
 
 __all__ = [

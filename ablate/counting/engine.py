@@ -18,14 +18,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
-from ablate.counting.aggregate import summarize
-from ablate.counting.context import refine_se_pools
-from ablate.counting.dataflow import build_dataflow
-from ablate.counting.grouping import GroupOf, block_group
+from ablate.counting.dataflow import (
+    activation_peak_bytes,
+    build_dataflow,
+    fused_traffic,
+    op_traffic,
+    refine_se_pools,
+)
 from ablate.counting.handles import HANDLES, OpCall, OpCost, TensorMeta
-from ablate.counting.kinds import Kind
-from ablate.counting.records import CountResult, OpRecord
-from ablate.counting.traffic import activation_peak_bytes, fused_traffic, op_traffic
+from ablate.counting.kinds import GroupOf, Kind, block_group
+from ablate.counting.records import CountResult, OpRecord, summarize
 
 _INPUT_SEED = 0
 

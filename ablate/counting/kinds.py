@@ -6,6 +6,7 @@ aten overload ran, so that variants built from different code paths compare kind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 
@@ -67,3 +68,23 @@ CLAMP_KINDS: frozenset[Kind] = frozenset({Kind.RELU, Kind.RELU6, Kind.HARDTANH, 
 POOL_KINDS: frozenset[Kind] = frozenset(
     {Kind.SE_POOL, Kind.GLOBAL_POOL, Kind.AVG_POOL, Kind.MAX_POOL}
 )
+
+
+# How module paths group into the layers a report shows (blocks, stem, classifier, ...).
+
+ROOT_GROUP = "(model)"
+
+GroupOf = Callable[[str], str]
+
+
+def block_group(module_path: str) -> str:
+    """ablate's models: `blocks.<i>` for anything inside a block, else the top-level child.
+
+    Ops the root module runs itself (functional calls in its forward) form `(model)`.
+    """
+    if not module_path:
+        return ROOT_GROUP
+    head, _, rest = module_path.partition(".")
+    if head == "blocks" and rest:
+        return f"blocks.{rest.partition('.')[0]}"
+    return head

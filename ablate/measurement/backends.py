@@ -7,12 +7,15 @@ export, compilation, the first call) happens in the factory, never inside a time
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ablate.errors import BackendUnavailableError, MissingDependencyError
 from ablate.measurement.clock import Runnable
-from ablate.measurement.errors import BackendUnavailableError, MissingDependencyError
 from ablate.measurement.setup import MeasurementSetup
 from ablate.registry import Registry
 
@@ -31,7 +34,43 @@ class BackendFactory(Protocol):
     ) -> Runnable: ...
 
 
-BACKENDS: Registry[BackendFactory] = Registry("backend")
+@dataclass(frozen=True)
+class Backend:
+    """A way to run a model, and what the rest of ablate needs to know about it."""
+
+    name: str
+    factory: BackendFactory
+    # Runs conv + BN + activation as one kernel, so its memory traffic is the fused view.
+    fuses: bool
+    # Python modules it needs, and the optional dependency group (pip extra) that has them.
+    modules: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def check_available(self) -> None:
+        """Raise MissingDependencyError, naming the extra, when a module it needs is missing."""
+        for module in self.modules:
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(f"backend {self.name!r}", module, self.extra or "")
+
+
+BACKENDS: Registry[Backend] = Registry("backend")
+
+
+def backend(
+    name: str, *, fuses: bool, modules: tuple[str, ...] = (), extra: str | None = None
+) -> Callable[[BackendFactory], BackendFactory]:
+    """Register the decorated factory as backend `name`."""
+
+    def decorator(factory: BackendFactory) -> BackendFactory:
+        BACKENDS.add(name, Backend(name, factory, fuses, modules, extra))
+        return factory
+
+    return decorator
+
+
+def backend_fuses(name: str) -> bool:
+    """Whether backend `name` fuses; a name this version does not know counts as unfused."""
+    return name in BACKENDS and BACKENDS.get(name).fuses
 
 
 def prepare_runnable(
@@ -43,11 +82,12 @@ def prepare_runnable(
     """
     import torch
 
-    factory = BACKENDS.get(setup.backend)  # an unknown name fails before any work
+    chosen = BACKENDS.get(setup.backend)  # an unknown name fails before any work
+    chosen.check_available()
     model = model.eval().to(setup.device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return factory(model, example_input, threads=setup.threads, device=setup.device)
+    return chosen.factory(model, example_input, threads=setup.threads, device=setup.device)
 
 
 def output_array(output: Any) -> np.ndarray:
@@ -61,7 +101,7 @@ def output_array(output: Any) -> np.ndarray:
     return np.asarray(output)
 
 
-@BACKENDS.register("eager")
+@backend("eager", fuses=False)
 def eager_backend(
     model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
 ) -> Runnable:
@@ -74,7 +114,7 @@ def eager_backend(
     return run
 
 
-@BACKENDS.register("torchscript")
+@backend("torchscript", fuses=True)
 def torchscript_backend(
     model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
 ) -> Runnable:
@@ -97,7 +137,7 @@ def torchscript_backend(
     return run
 
 
-@BACKENDS.register("onnxruntime")
+@backend("onnxruntime", fuses=True, modules=("onnx", "onnxruntime"), extra="onnx")
 def onnxruntime_backend(
     model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
 ) -> Runnable:
@@ -109,11 +149,7 @@ def onnxruntime_backend(
     import numpy as np
     import torch
 
-    for module in ("onnx", "onnxruntime"):
-        try:
-            __import__(module)
-        except ImportError:
-            raise MissingDependencyError("backend 'onnxruntime'", module, "onnx") from None
+    BACKENDS.get("onnxruntime").check_available()
     import onnxruntime
 
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
@@ -150,7 +186,7 @@ def onnxruntime_backend(
     return run
 
 
-@BACKENDS.register("compile")
+@backend("compile", fuses=True)
 def compile_backend(
     model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
 ) -> Runnable:

@@ -6,11 +6,14 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, BackendUnavailableError, MeasurementError
 from ablate.files import write_json_atomic
+from ablate.measurement.setup import DEVICES, cpu_model
 
 CACHE_ENVIRONMENT_VARIABLE = "ABLATE_CACHE_DIR"
 _SCHEMA = "ablate.calibration/1"
@@ -81,3 +84,187 @@ def read_calibration(path: Path, key: CalibrationKey) -> Calibration | None:
 def write_calibration(path: Path, calibration: Calibration) -> None:
     """Atomically: a reader sees the old file or the new one, never half of one."""
     write_json_atomic(path, {"schema": _SCHEMA, **dataclasses.asdict(calibration)})
+
+
+# `ablate calibrate`: measure peak FLOP/s and bandwidth once, then serve them from the cache.
+#
+# A corrupt cache file is recomputed and replaced, not reported as an error: it is ablate's
+# own derived data, and measuring again is both the fix and cheap (about two seconds).
+# The outcome says that it happened and names the file.
+
+# An fp32 matmul this size runs at the FMA units' rate; the copy is far beyond any cache.
+CPU_MATRIX_SIZE = 1024
+CUDA_MATRIX_SIZE = 8192
+COPY_BYTES = 256 * 2**20
+MINIMUM_RUN_SECONDS = 0.5
+
+CalibrationSource = Literal["cache", "measured", "replaced_corrupt"]
+Measure = Callable[[CalibrationKey], Calibration]
+
+
+@dataclass(frozen=True)
+class CalibrationOutcome:
+    calibration: Calibration
+    path: Path
+    source: CalibrationSource
+    detail: str = ""  # why a cache file was replaced
+
+
+def calibration_key(*, threads: int, device: str) -> CalibrationKey:
+    import torch
+
+    if device not in DEVICES:
+        raise MeasurementError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    return CalibrationKey(
+        cpu_model=cpu_model(), threads=threads, torch_version=torch.__version__, device=device
+    )
+
+
+def measure_calibration(key: CalibrationKey) -> Calibration:
+    """Best-block throughput of a large matmul and a large copy, via torch.utils.benchmark.
+
+    The best block, not the median: a roof is what the hardware can do, and on a shared
+    machine slower blocks measure the neighbours.
+    """
+    import torch
+    from torch.utils.benchmark import Timer
+
+    if key.device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("calibration on 'cuda' asked for, but torch sees no GPU")
+    size = CUDA_MATRIX_SIZE if key.device == "cuda" else CPU_MATRIX_SIZE
+    generator = torch.Generator().manual_seed(0)
+    left, right = (torch.randn(size, size, generator=generator).to(key.device) for _ in range(2))
+    product = torch.empty_like(left)
+    source = torch.ones(COPY_BYTES // 4, device=key.device)
+    target = torch.empty_like(source)
+
+    def best_seconds(stmt: str, **tensors: torch.Tensor) -> float:
+        # Timer sets the thread count for the run and synchronises a GPU around each block.
+        timer = Timer(stmt=stmt, globals=tensors, num_threads=key.threads)
+        return min(timer.blocked_autorange(min_run_time=MINIMUM_RUN_SECONDS).times)
+
+    matmul = best_seconds(
+        "torch.mm(left, right, out=product)", left=left, right=right, product=product
+    )
+    copy = best_seconds("target.copy_(source)", source=source, target=target)
+    return Calibration(
+        key=key,
+        peak_flop_per_second=2 * size**3 / matmul,
+        bandwidth_bytes_per_second=2 * COPY_BYTES / copy,  # each byte read once, written once
+        matrix_size=size,
+        copy_bytes=COPY_BYTES,
+    )
+
+
+def calibrate_machine(
+    *,
+    threads: int = 1,
+    device: str = "cpu",
+    force: bool = False,
+    cache_dir: Path | None = None,
+    measure: Measure | None = None,
+) -> CalibrationOutcome:
+    """The cached calibration for this machine, measuring (and caching) it when needed.
+
+    `measure` replaces the measurement (tests); by default `measure_calibration`.
+    """
+    key = calibration_key(threads=threads, device=device)
+    path = cache_path(key, cache_dir)
+    source: CalibrationSource = "measured"
+    detail = ""
+    if not force:
+        try:
+            cached = read_calibration(path, key)
+        except CalibrationCacheError as error:
+            source, detail = "replaced_corrupt", str(error)
+        else:
+            if cached is not None:
+                return CalibrationOutcome(cached, path, "cache")
+    calibration = (measure or measure_calibration)(key)
+    write_calibration(path, calibration)
+    return CalibrationOutcome(calibration, path, source, detail)
+
+
+def cached_calibration(
+    *, threads: int, device: str, cache_dir: Path | None = None
+) -> Calibration | None:
+    """The cached calibration if there is a readable one; never measures (bench stays fast)."""
+    key = calibration_key(threads=threads, device=device)
+    try:
+        return read_calibration(cache_path(key, cache_dir), key)
+    except CalibrationCacheError:
+        return None
+
+
+# The roofline: the least time a block can take on this machine, and what bounds it.
+#
+# Pure functions of (FLOPs, bytes, calibration): no measurement happens here.
+
+Bound = Literal["compute-bound", "memory-bound"]
+
+
+@dataclass(frozen=True)
+class RooflineBound:
+    name: str
+    flops: int
+    bytes_moved: int
+    compute_seconds: float  # flops / peak FLOP/s
+    memory_seconds: float  # bytes / bandwidth
+    bound: Bound
+
+    @property
+    def minimum_seconds(self) -> float:
+        return max(self.compute_seconds, self.memory_seconds)
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return self.flops / self.bytes_moved if self.bytes_moved else float("inf")
+
+
+@dataclass(frozen=True)
+class RooflineSummary:
+    blocks: tuple[RooflineBound, ...]
+    measured_seconds: float | None
+
+    @property
+    def minimum_seconds(self) -> float:
+        """Sum of the blocks' bounds: the model's time if every block ran at its roof."""
+        return sum(block.minimum_seconds for block in self.blocks)
+
+    @property
+    def attainment(self) -> float | None:
+        """Fraction of the roofline reached: bound / measured (1.0 = at the roof)."""
+        if not self.measured_seconds:
+            return None
+        return self.minimum_seconds / self.measured_seconds
+
+
+def roofline(
+    flops: int, bytes_moved: int, calibration: Calibration, name: str = ""
+) -> RooflineBound:
+    compute = flops / calibration.peak_flop_per_second
+    memory = bytes_moved / calibration.bandwidth_bytes_per_second
+    return RooflineBound(
+        name=name,
+        flops=flops,
+        bytes_moved=bytes_moved,
+        compute_seconds=compute,
+        memory_seconds=memory,
+        bound="compute-bound" if compute >= memory else "memory-bound",
+    )
+
+
+def roofline_summary(
+    per_block: Mapping[str, tuple[int, int]],
+    calibration: Calibration,
+    measured_seconds: float | None = None,
+) -> RooflineSummary:
+    """`per_block` maps a block name to (FLOPs, bytes moved), in execution order."""
+    return RooflineSummary(
+        blocks=tuple(
+            roofline(flops, bytes_moved, calibration, name)
+            for name, (flops, bytes_moved) in per_block.items()
+        ),
+        measured_seconds=measured_seconds,
+    )

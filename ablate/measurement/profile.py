@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ablate.counting.grouping import block_group
+from ablate.counting.kinds import block_group
 
 if TYPE_CHECKING:
     import torch

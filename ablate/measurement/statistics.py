@@ -21,11 +21,15 @@ t3, and 10%-preempted rounds; 20 to 550 rounds), at about 5% more rounds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
+
+from ablate.measurement.clock import WarmupOutcome
+from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -120,3 +124,189 @@ def ratio_interval(ratios: ArrayLike, *, confidence: float = CONFIDENCE) -> Inte
 def paired_ratios(variant_seconds: ArrayLike, baseline_seconds: ArrayLike) -> np.ndarray:
     """Per-round ratios: a drift of the machine scales both times of a round alike."""
     return np.asarray(variant_seconds, dtype=float) / np.asarray(baseline_seconds, dtype=float)
+
+
+# Rounds -> per-variant estimates, intervals, significance and noise flags.
+#
+# A pure function of the samples and a seed: the same rounds (a resumed journal, say) give
+# the same summary.
+
+Samples = Mapping[str, Sequence[float]]
+"""Per variant, the seconds of one iteration in each round, in round order."""
+
+
+def judged_interval(
+    samples: Samples, name: str, baseline: str, seed: int
+) -> tuple[float, Interval]:
+    """The estimate a variant is judged by, with its interval.
+
+    In a comparison that is the ratio to the baseline; a variant measured alone is judged
+    by its latency interval, widened like the ratio interval (see statistics.py) so that the
+    stopping rule cannot pick a narrow-by-chance moment either.
+    """
+    values = np.asarray(samples[name], dtype=float)
+    if len(samples) == 1:
+        bootstrap = bootstrap_median_interval(values, rng=_rng(seed, name))
+        smooth = normal_median_interval(values)
+        return median(values), Interval(
+            min(bootstrap.low, smooth.low), max(bootstrap.high, smooth.high)
+        )
+    ratios = paired_ratios(values, samples[baseline])
+    return median(ratios), ratio_interval(ratios)
+
+
+def judged_names(samples: Samples, baseline: str) -> list[str]:
+    """The variants whose interval the stopping rule waits for."""
+    return [name for name in samples if len(samples) == 1 or name != baseline]
+
+
+def stopping_widths(samples: Samples, baseline: str, seed: int) -> dict[str, float]:
+    """Per judged variant, its interval's half-width relative to its estimate."""
+    widths = {}
+    for name in judged_names(samples, baseline):
+        center, interval = judged_interval(samples, name, baseline, seed)
+        widths[name] = interval.relative_half_width(center)
+    return widths
+
+
+def summarise(
+    samples: Samples,
+    *,
+    baseline: str,
+    target_ci: float,
+    warmups: Mapping[str, WarmupOutcome],
+    thresholds: NoiseThresholds,
+    seed: int,
+) -> tuple[VariantResult, ...]:
+    return tuple(
+        _variant_result(samples, name, baseline, target_ci, warmups[name], thresholds, seed)
+        for name in samples
+    )
+
+
+def _variant_result(
+    samples: Samples,
+    name: str,
+    baseline: str,
+    target_ci: float,
+    warmup: WarmupOutcome,
+    thresholds: NoiseThresholds,
+    seed: int,
+) -> VariantResult:
+    seconds = np.asarray(samples[name], dtype=float)
+    latency = bootstrap_median_interval(seconds, rng=_rng(seed, name))
+    flags = spread_flags(seconds, thresholds)
+    flags += drift_flags(
+        seconds, name=DRIFT, threshold=thresholds.latency_drift, what="latency median"
+    )
+    flags += warmup_flags(warmup.runs, warmup.stable)
+    ratio: RatioEstimate | None = None
+    significant: bool | None = None
+    if len(samples) == 1:
+        center, judged = judged_interval(samples, name, baseline, seed)
+        flags += wide_interval_flags(judged, center, target_ci, "latency")
+    elif name != baseline:
+        ratios = paired_ratios(seconds, samples[baseline])
+        center, interval = median(ratios), ratio_interval(ratios)
+        ratio = RatioEstimate(median=center, ci95=interval.as_pair())
+        significant = not interval.contains(1.0)
+        flags += wide_interval_flags(interval, center, target_ci, "ratio")
+        flags += drift_flags(
+            ratios, name=RATIO_DRIFT, threshold=thresholds.ratio_drift, what="ratio"
+        )
+    return VariantResult(
+        name=name,
+        median_ms=median(seconds) * 1e3,
+        iqr_ms=interquartile_range(seconds) * 1e3,
+        ci95_ms=latency.scaled(1e3).as_pair(),
+        rounds=int(seconds.size),
+        instances=warmup.instances,
+        iterations_per_round=warmup.iterations_per_round,
+        warmup_runs=warmup.runs,
+        ratio_to_baseline=ratio,
+        significant=significant,
+        flags=tuple(flags),
+        samples_ms=tuple(float(value) * 1e3 for value in seconds),
+    )
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    # Seeded per variant by name, so adding a variant does not change another's interval.
+    return np.random.default_rng([seed, *name.encode()])
+
+
+# Noise flags: reasons to distrust a number, each with the figure that raised it.
+
+HIGH_IQR = "high_iqr"
+DRIFT = "drift"
+RATIO_DRIFT = "ratio_drift"
+WIDE_INTERVAL = "wide_interval"
+WARMUP_UNSTABLE = "warmup_unstable"
+
+# Below this many rounds per third, a third's median interval is the third's full range
+# (see median_interval) and a drift test would be meaningless.
+_MINIMUM_ROUNDS_PER_THIRD = 6
+
+
+@dataclass(frozen=True)
+class NoiseThresholds:
+    relative_iqr: float = 0.10
+    # Latency drift between the first and last thirds of the rounds: the machine changed.
+    latency_drift: float = 0.05
+    # Ratio drift: the comparison itself changed during the run, which pairing cannot undo.
+    ratio_drift: float = 0.02
+
+
+def spread_flags(samples: ArrayLike, thresholds: NoiseThresholds) -> list[NoiseFlag]:
+    relative = interquartile_range(samples) / median(samples)
+    if relative <= thresholds.relative_iqr:
+        return []
+    return [
+        NoiseFlag(
+            HIGH_IQR,
+            f"IQR is {relative:.0%} of the median (threshold {thresholds.relative_iqr:.0%})",
+        )
+    ]
+
+
+def drift_flags(samples: ArrayLike, *, name: str, threshold: float, what: str) -> list[NoiseFlag]:
+    """Flags a shift between the first and last thirds of the rounds.
+
+    Both conditions must hold: the shift exceeds `threshold`, and the two thirds' median
+    intervals are disjoint, so that a shift within the noise is not called drift.
+    """
+    values = np.asarray(samples, dtype=float)
+    third = values.size // 3
+    if third < _MINIMUM_ROUNDS_PER_THIRD:
+        return []
+    first, last = values[:third], values[-third:]
+    change = median(last) / median(first) - 1
+    if abs(change) <= threshold or median_interval(first).overlaps(median_interval(last)):
+        return []
+    return [
+        NoiseFlag(
+            name,
+            f"{what} moved {change:+.1%} from the first to the last third of the rounds",
+        )
+    ]
+
+
+def wide_interval_flags(
+    interval: Interval, center: float, target: float, what: str
+) -> list[NoiseFlag]:
+    half_width = interval.relative_half_width(center)
+    if half_width <= target:
+        return []
+    return [
+        NoiseFlag(
+            WIDE_INTERVAL,
+            f"{what} interval is +/-{half_width:.1%}, wider than the +/-{target:.1%} target: "
+            f"too wide to call a smaller change",
+        )
+    ]
+
+
+def warmup_flags(runs: int, stable: bool) -> list[NoiseFlag]:
+    if stable:
+        return []
+    return [NoiseFlag(WARMUP_UNSTABLE, f"timings had not settled after {runs} warm-up runs")]

@@ -13,9 +13,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ablate.analysis.block_diff import BlockChange
-from ablate.analysis.compare import Comparison, LatencyChange, VariantComparison, compare_variants
-from ablate.analysis.compare_runs import PairedVariant, RunComparison, compare_runs
+from ablate.report.changes import BlockChange
+from ablate.report.compare import Comparison, LatencyChange, VariantComparison, compare_variants
+from ablate.report.compare_runs import PairedVariant, RunComparison, compare_runs
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,

@@ -7,7 +7,7 @@ table and a CSV-minded diff.
 
 from __future__ import annotations
 
-from ablate.analysis.changes import CountChange
+from ablate.report.changes import CountChange
 
 NOT_AVAILABLE = "n/a"
 BYTES_PER_MB = 1e6

@@ -12,9 +12,8 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from ablate.analysis.attribution_view import AttributionView, EffectView, parse_attribution
-from ablate.analysis.compare import Comparison, VariantComparison, compare_variants
-from ablate.analysis.compare_runs import compare_runs
+from ablate.analysis.record import Attribution, Effect
+from ablate.report.compare import Comparison, VariantComparison, compare_variants
 from ablate.report.compare_console import (
     APPROXIMATE_MARK,
     BLOCK_COLUMNS,
@@ -30,6 +29,7 @@ from ablate.report.compare_console import (
     paired_columns,
     significance,
 )
+from ablate.report.compare_runs import compare_runs
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
@@ -44,12 +44,14 @@ from ablate.report.formatting import (
     signed_milliseconds,
     signed_ms_interval,
 )
-from ablate.report.paper import PAPER_TOTAL, PUBLISHED_PAIR, paper_figure
 from ablate.report.plots import BLOCK_TIME_SHARES, LATENCY_DELTA, LATENCY_VS_MACS, WATERFALL
 from ablate.report.summary import (
+    PAPER_TOTAL,
+    PUBLISHED_PAIR,
     attribution_answer,
     comparison_summary,
     machine_phrase,
+    paper_figure,
     versus_answer,
 )
 from ablate.runs.schema import Results
@@ -165,17 +167,12 @@ def _machine(results: Results) -> list[str]:
             ("target interval", f"+/-{measurement.target_ci:.1%} of the ratio"),
             ("seed", measurement.seed),
         ]
-        roofline = measurement.roofline_calibration or {}
-        if "peak_flop_per_second" in roofline:
-            peak = roofline["peak_flop_per_second"] / 1e9
+        roofline = measurement.roofline_calibration
+        if roofline is not None:
+            peak = roofline.peak_flop_per_second / 1e9
+            bandwidth = roofline.bandwidth_bytes_per_second / 1e9
             rows.append(("roofline peak", f"{peak:.1f} GFLOP/s (fp32 matmul)"))
-        if "bandwidth_bytes_per_second" in roofline:
-            rows.append(
-                (
-                    "roofline bandwidth",
-                    f"{roofline['bandwidth_bytes_per_second'] / 1e9:.1f} GB/s (GB = 1e9 bytes)",
-                )
-            )
+            rows.append(("roofline bandwidth", f"{bandwidth:.1f} GB/s (GB = 1e9 bytes)"))
     else:
         rows.append(("measurement", "none yet: counts only"))
     lines += _table(("setting", "value"), rows, text=range(2))
@@ -274,7 +271,7 @@ def _blocks(comparison: Comparison) -> list[str]:
 # -- attribution --------------------------------------------------------------------------------
 
 
-def _latency_cells(effect: EffectView) -> list[str]:
+def _latency_cells(effect: Effect) -> list[str]:
     latency = effect.latency
     if latency is None:
         return [NOT_AVAILABLE, NOT_AVAILABLE]
@@ -284,20 +281,20 @@ def _latency_cells(effect: EffectView) -> list[str]:
     ]
 
 
-def _metric_text(effect: EffectView, name: str, bytes_unit: bool = False) -> str:
+def _metric_text(effect: Effect, name: str, bytes_unit: bool = False) -> str:
     value = effect.metric(name)
     if value is None:
         return NOT_AVAILABLE
     return signed_megabytes(value, 2) if bytes_unit else signed_millions(value, 2)
 
 
-def _verdict(effect: EffectView) -> str:
+def _verdict(effect: Effect) -> str:
     if effect.latency is None:
         return NOT_AVAILABLE
     return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
 
 
-def _attribution_rows(view: AttributionView) -> list[list[str]]:
+def _attribution_rows(view: Attribution) -> list[list[str]]:
     rows = []
     for effect in [*view.shapley, view.total]:
         figure = paper_figure(effect.label)
@@ -318,7 +315,7 @@ def _attribution_rows(view: AttributionView) -> list[list[str]]:
     return rows
 
 
-def _one_factor_rows(view: AttributionView) -> list[list[str]]:
+def _one_factor_rows(view: Attribution) -> list[list[str]]:
     added = {effect.label: effect for effect in view.added_to_from}
     removed = {effect.label: effect for effect in view.removed_from_to}
     rows = []
@@ -333,7 +330,7 @@ def _one_factor_rows(view: AttributionView) -> list[list[str]]:
     return rows
 
 
-def _path_rows(view: AttributionView) -> list[list[str]]:
+def _path_rows(view: Attribution) -> list[list[str]]:
     rows = []
     start = view.from_values
     latency = start.latency.ms if start.latency else None
@@ -359,7 +356,7 @@ def _path_rows(view: AttributionView) -> list[list[str]]:
     return rows
 
 
-def _interaction_lines(view: AttributionView) -> list[str]:
+def _interaction_lines(view: Attribution) -> list[str]:
     if not view.interactions:
         return ["No pairwise interactions were computed (sampled attribution).", ""]
     rows = [
@@ -374,7 +371,7 @@ def _interaction_lines(view: AttributionView) -> list[str]:
     level = f"{view.confidence_percent:g}%"
     columns = ("pair", f"latency Δ ms [{level}]", f"latency Δ % [{level}]", "MACs", "notable")
     lines = _table(columns, rows, text=(0, 4))
-    notable = view.notable_interactions
+    notable = view.notable_interactions()
     lines.append("")
     if notable:
         lines.append(
@@ -392,7 +389,7 @@ def _interaction_lines(view: AttributionView) -> list[str]:
 def _attribution(results: Results, plots: Mapping[str, str], versus: Results | None) -> list[str]:
     if results.attribution is None:
         return []
-    view = parse_attribution(results.attribution)
+    view = results.attribution
     level = f"{view.confidence_percent:g}%"
     lines = [
         f"## Attribution: {view.from_name} -> {view.to_name}",
@@ -405,7 +402,7 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
         "",
     ]
     if versus is not None and versus.attribution is not None:
-        lines += [versus_answer(view, results, parse_attribution(versus.attribution), versus), ""]
+        lines += [versus_answer(view, results, versus.attribution, versus), ""]
     if WATERFALL in plots:
         title = "Shapley waterfall: latency and MACs, factor by factor"
         lines += [f"![{title}]({plots[WATERFALL]})", ""]
@@ -493,7 +490,7 @@ def _versus(results: Results, versus: Results, baseline: str | None) -> list[str
     return [*lines, ""]
 
 
-def _focused(comparison: Comparison, view: AttributionView) -> Comparison:
+def _focused(comparison: Comparison, view: Attribution) -> Comparison:
     """Only the baseline, the cumulative path and each factor adopted alone."""
     from ablate.analysis.coalitions import CoalitionSpace
 
@@ -521,7 +518,7 @@ def render_markdown(
         # The attribution answers the question; with 2^n variants, the per-variant prose and
         # block tables are kept to the variants a reader follows: the path and single factors.
         lines += _attribution(results, plots, versus)
-        detailed = _focused(comparison, parse_attribution(results.attribution))
+        detailed = _focused(comparison, results.attribution)
     lines += ["## Summary", ""]
     for paragraph in comparison_summary(results, detailed):
         lines += [paragraph, ""]

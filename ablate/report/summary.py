@@ -12,11 +12,11 @@ al.'s roofline).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ablate.analysis.attribution_view import AttributionView, EffectView
-from ablate.analysis.block_diff import TIME_NOISE, BlockChange
-from ablate.analysis.changes import CountChange, Direction
-from ablate.analysis.compare import Comparison, VariantComparison
+from ablate.analysis.record import Attribution, Effect
+from ablate.report.changes import TIME_NOISE, BlockChange, CountChange, Direction
+from ablate.report.compare import Comparison, VariantComparison
 from ablate.report.formatting import (
     change_percent,
     milliseconds,
@@ -237,7 +237,7 @@ def comparison_summary(results: Results, comparison: Comparison) -> list[str]:
 # -- attribution ------------------------------------------------------------------------------
 
 
-def _factor_phrase(effect: EffectView) -> str:
+def _factor_phrase(effect: Effect) -> str:
     latency = effect.latency
     assert latency is not None
     macs = effect.metric("macs")
@@ -248,11 +248,11 @@ def _factor_phrase(effect: EffectView) -> str:
     )
 
 
-def _listed(effects: Sequence[EffectView]) -> str:
+def _listed(effects: Sequence[Effect]) -> str:
     return ", ".join(_factor_phrase(effect) for effect in effects) if effects else "none"
 
 
-def _mac_mismatches(view: AttributionView) -> list[str]:
+def _mac_mismatches(view: Attribution) -> list[str]:
     """Factors whose MACs say one thing and whose latency interval says another."""
     notes = []
     for effect in view.shapley:
@@ -272,7 +272,7 @@ def _mac_mismatches(view: AttributionView) -> list[str]:
     return notes
 
 
-def attribution_answer(view: AttributionView, results: Results) -> str:
+def attribution_answer(view: Attribution, results: Results) -> str:
     """The question answered for this machine and backend, from the Shapley intervals."""
     sentences = []
     total = view.total.latency
@@ -307,15 +307,15 @@ def attribution_answer(view: AttributionView, results: Results) -> str:
     mismatches = _mac_mismatches(view)
     if mismatches:
         sentences.append("MACs mislead here: " + "; ".join(mismatches) + ".")
-    if view.latency_interactions:
+    if view.latency_interactions():
         pairs = ", ".join(
             f"{' x '.join(pair.factors)} ({signed_milliseconds(pair.effect.latency.ms)} ms)"
-            for pair in view.latency_interactions
+            for pair in view.latency_interactions()
             if pair.effect.latency is not None
         )
         sentences.append(f"On latency the factors do not simply add up: {pairs}.")
-    elif view.notable_interactions:
-        pairs = ", ".join(" x ".join(pair.factors) for pair in view.notable_interactions)
+    elif view.notable_interactions():
+        pairs = ", ".join(" x ".join(pair.factors) for pair in view.notable_interactions())
         sentences.append(
             f"Interactions ({pairs}) matter for the counts only; on latency the factors add up "
             "within the noise."
@@ -323,14 +323,14 @@ def attribution_answer(view: AttributionView, results: Results) -> str:
     return " ".join(sentences)
 
 
-def _verdict(effect: EffectView) -> str:
+def _verdict(effect: Effect) -> str:
     if effect.latency is None:
         return "not measured"
     return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
 
 
 def versus_answer(
-    first: AttributionView, first_results: Results, second: AttributionView, second_results: Results
+    first: Attribution, first_results: Results, second: Attribution, second_results: Results
 ) -> str:
     """How the answer changes from the first run's backend to the second's."""
     one = first_results.measurement.backend if first_results.measurement else "first run"
@@ -359,3 +359,48 @@ def versus_answer(
     else:
         sentences.append("Every shared factor keeps its verdict across the two backends.")
     return " ".join(sentences)
+
+
+# What the MobileNetV3 paper itself reports for a factor, to set beside our measurement.
+#
+# The paper's figures are MAdds (BN folded) and milliseconds on one large core of a Pixel-1
+# phone, TFLite; they are quoted, never compared numerically with ours (other machine, other
+# backend, other counting convention).
+
+@dataclass(frozen=True)
+class PaperFigure:
+    madds: str
+    latency: str
+    source: str
+
+    def text(self) -> str:
+        return f"{self.madds}; {self.latency} ({self.source})"
+
+
+PAPER_FIGURES: dict[str, PaperFigure] = {
+    # V3 paper Section 5.1, "Redesigning Expensive Layers".
+    "last_stage": PaperFigure(
+        madds="-30M MAdds",
+        latency="-7 ms, 11% of the running time (64 ms)",
+        source="V3 §5.1, Pixel-1",
+    ),
+    "stem_channels": PaperFigure(
+        madds="-10M MAdds", latency="-2 ms (16 filters instead of 32)", source="V3 §5.1, Pixel-1"
+    ),
+    # V3 paper Table 5: V3-Large as published 51.4 ms, ReLU everywhere 50.5 ms.
+    "activation": PaperFigure(
+        madds="h-swish adds no MAdds",
+        latency="published h-swish placement +0.9 ms vs ReLU everywhere (51.4 vs 50.5 ms)",
+        source="V3 Table 5, Pixel-1",
+    ),
+}
+
+# V3 paper Table 3: the whole change, for attributions between the two published models.
+PAPER_TOTAL = PaperFigure(
+    madds="300M -> 219M MAdds", latency="64 -> 51 ms", source="V3 Table 3, Pixel-1"
+)
+PUBLISHED_PAIR = ("mobilenet_v2", "mobilenet_v3_large")
+
+
+def paper_figure(factor: str) -> PaperFigure | None:
+    return PAPER_FIGURES.get(factor)

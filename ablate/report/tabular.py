@@ -12,8 +12,8 @@ import io
 import json
 from typing import Any
 
-from ablate.analysis.block_diff import BlockChange
-from ablate.analysis.compare import Comparison, VariantComparison, compare_variants
+from ablate.report.changes import BlockChange
+from ablate.report.compare import Comparison, VariantComparison, compare_variants
 from ablate.runs.schema import Results
 
 COMPARISON_SCHEMA = "ablate.comparison/1"

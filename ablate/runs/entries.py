@@ -1,17 +1,27 @@
-"""Pieces of results.json built from the engines' records (pure functions)."""
+"""The results model's pieces, built from the engines' records (pure functions)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ablate.counting.grouping import block_group
-from ablate.runs.schema import SCHEMA, Measurement
+from ablate.counting.kinds import block_group
+from ablate.metrics import COUNTED, PER_BLOCK, STORED
+from ablate.runs.schema import (
+    BlockCounts,
+    Calibration,
+    Flag,
+    Latency,
+    Measurement,
+    OpTimeShares,
+    Ratio,
+    Variant,
+)
 
 if TYPE_CHECKING:
-    from ablate.architecture.summary import LayerRow
+    from ablate.architecture.builder import LayerRow
     from ablate.counting.records import CountResult
-    from ablate.measurement.calibration import Calibration
+    from ablate.measurement.calibration import Calibration as MachineCalibration
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.results import LatencyResult, VariantResult
 
@@ -25,134 +35,106 @@ def count_entry(
     measured_as: str,
     counts: CountResult,
     rows: Sequence[LayerRow],
-) -> dict[str, Any]:
+) -> Variant:
     params_by_group: dict[str, int] = {}
     for row in rows:
         group = block_group(row.module)
         params_by_group[group] = params_by_group.get(group, 0) + row.params
     blocks = [
-        {
-            "name": layer.name,
-            "params": params_by_group.get(layer.name, 0),
-            "macs": layer.macs,
-            "flops": layer.flops,
-            "bytes_unfused": layer.bytes_unfused,
-            "bytes_fused": layer.bytes_fused,
-            "intensity_fused": layer.intensity_fused,
-        }
+        BlockCounts(
+            name=layer.name,
+            intensity_fused=layer.intensity_fused,
+            **{
+                metric.key: params_by_group.get(layer.name, 0)
+                if metric.key == "params"
+                else getattr(layer, metric.key)
+                for metric in PER_BLOCK
+            },
+        )
         for layer in counts.layers
     ]
-    return {
-        "name": name,
-        "base": base,
-        "factors": factors,
-        "resolved_factors": resolved_factors,
-        "measured_as": measured_as,
-        "params": sum(params_by_group.values()),
-        "macs": counts.macs,
-        "flops": counts.flops,
-        "flops_folded": counts.flops_folded,
-        "madds_folded": counts.madds_folded,
-        "bytes_unfused": counts.bytes_unfused,
-        "bytes_fused": counts.bytes_fused,
-        "activation_peak_bytes": counts.activation_peak_bytes,
-        "by_kind": {kind: summary.to_json() for kind, summary in counts.by_kind.items()},
-        "unknown_ops": dict(counts.unknown_ops),
-        "blocks": blocks,
-    }
+    totals = {metric.key: getattr(counts, metric.key) for metric in COUNTED if metric.stored}
+    return Variant(
+        name=name,
+        base=base,
+        factors=factors,
+        resolved_factors=resolved_factors,
+        measured_as=measured_as,
+        params=sum(params_by_group.values()),
+        **totals,
+        by_kind={kind: summary.to_json() for kind, summary in counts.by_kind.items()},
+        unknown_ops=dict(counts.unknown_ops),
+        blocks=blocks,
+    )
 
 
-def latency_entry(result: VariantResult) -> dict[str, Any]:
+def latency_entry(result: VariantResult) -> Latency:
     ratio = result.ratio_to_baseline
-    return {
-        "median_ms": result.median_ms,
-        "iqr_ms": result.iqr_ms,
-        "ci95_ms": list(result.ci95_ms),
-        "rounds": result.rounds,
-        "ratio_to_baseline": None
-        if ratio is None
-        else {"median": ratio.median, "ci95": list(ratio.ci95)},
-        "significant": result.significant,
-        "flags": [{"name": flag.name, "detail": flag.detail} for flag in result.flags],
-    }
+    return Latency(
+        median_ms=result.median_ms,
+        iqr_ms=result.iqr_ms,
+        ci95_ms=result.ci95_ms,
+        rounds=result.rounds,
+        ratio_to_baseline=None if ratio is None else Ratio(median=ratio.median, ci95=ratio.ci95),
+        significant=result.significant,
+        flags=[Flag(name=flag.name, detail=flag.detail) for flag in result.flags],
+    )
 
 
-def measurement_entry(result: LatencyResult, calibration: Calibration | None) -> dict[str, Any]:
+def measurement_entry(
+    result: LatencyResult, calibration: MachineCalibration | None
+) -> Measurement:
     # The schema names the run-level fields; the engine's record carries them under the same
     # names, so the writer cannot drift from what the reader validates.
-    entry: dict[str, Any] = {
+    fields = {
         name: getattr(result, name)
         for name in Measurement.model_fields
         if name != "roofline_calibration"
     }
-    entry["roofline_calibration"] = (
-        None
+    return Measurement(
+        **fields,
+        roofline_calibration=None
         if calibration is None
-        else {
-            "peak_flop_per_second": calibration.peak_flop_per_second,
-            "bandwidth_bytes_per_second": calibration.bandwidth_bytes_per_second,
-        }
+        else Calibration(
+            peak_flop_per_second=calibration.peak_flop_per_second,
+            bandwidth_bytes_per_second=calibration.bandwidth_bytes_per_second,
+        ),
     )
-    return entry
 
 
-def op_time_entry(profile: OpProfile) -> dict[str, dict[str, float]]:
-    return {
-        "by_block": {share.name: share.share for share in profile.by_group()},
-        "by_operator": {share.name: share.share for share in profile.by_operator()},
-    }
+def op_time_entry(profile: OpProfile) -> OpTimeShares:
+    return OpTimeShares(
+        by_block={share.name: share.share for share in profile.by_group()},
+        by_operator={share.name: share.share for share in profile.by_operator()},
+    )
 
 
 def with_time_shares(
-    blocks: list[dict[str, Any]],
+    blocks: Sequence[BlockCounts],
     shares: dict[str, float],
-    calibration: Calibration | None,
+    calibration: MachineCalibration | None,
     *,
     fused: bool,
-) -> list[dict[str, Any]]:
+) -> list[BlockCounts]:
     """Blocks with their measured time share and, when calibrated, their roofline bound.
 
     The roofline uses the traffic of the way the backend runs: unfused for eager PyTorch,
-    fused (conv + BN + activation as one kernel) for the compiling backends.
+    fused (conv + BN + activation as one kernel) for the backends that fuse.
     """
-    from ablate.measurement.roofline import roofline
+    from ablate.measurement.calibration import roofline
 
     updated = []
     for block in blocks:
-        entry = {**block, "time_share": shares.get(block["name"])}
+        update: dict[str, Any] = {"time_share": shares.get(block.name)}
         if calibration is not None:
-            moved = block["bytes_fused"] if fused else block["bytes_unfused"]
-            bound = roofline(block["flops"], moved, calibration, block["name"])
-            entry["roofline_ms"] = bound.minimum_seconds * 1e3
-            entry["bound"] = bound.bound
-        updated.append(entry)
+            moved = block.bytes_fused if fused else block.bytes_unfused
+            bound = roofline(block.flops, moved, calibration, block.name)
+            update["roofline_ms"] = bound.minimum_seconds * 1e3
+            update["bound"] = bound.bound
+        updated.append(block.model_copy(update=update))
     return updated
 
 
-def results_document(
-    *,
-    status: str,
-    version: str,
-    spec: dict[str, Any],
-    environment: dict[str, Any],
-    created: str,
-    quick: bool,
-    variants: list[dict[str, Any]],
-    measurement: dict[str, Any] | None = None,
-    attribution: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "status": status,
-        "ablate_version": version,
-        "experiment": spec["name"],
-        "description": spec.get("description"),
-        "quick": quick,
-        "created": created,
-        "spec": spec,
-        "environment": environment,
-        "baseline": spec["baseline"],
-        "measurement": measurement,
-        "variants": variants,
-        "attribution": attribution,
-    }
+def stored_metrics(variant: Variant) -> dict[str, int]:
+    """Every stored count of a variant, keyed as in the metric table."""
+    return {metric.key: getattr(variant, metric.key) for metric in STORED}

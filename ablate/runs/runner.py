@@ -2,7 +2,8 @@
 
 Stages: counting (results.json after every distinct architecture), measuring (every round
 appended to the journal as it is taken), profiling, attribution. A run killed at any point
-loses only the work in flight; `resume=True` redoes nothing that was saved.
+loses only the work in flight; `resume=True` redoes nothing that was saved. The state is the
+typed results model throughout: what is saved is what every reader validates.
 """
 
 from __future__ import annotations
@@ -14,46 +15,73 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate import __version__
 from ablate.files import write_json_atomic, write_text_atomic
-from ablate.runs.directory import (
-    ENVIRONMENT_NAME,
-    RESOLVED_SPEC_NAME,
-    SPEC_NAME,
-    new_run_directory,
-    unfinished_run,
-)
+from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
     count_entry,
     latency_entry,
     measurement_entry,
     op_time_entry,
-    results_document,
     with_time_shares,
 )
-from ablate.runs.journal import JOURNAL_NAME, append_round, read_rounds
-from ablate.runs.progress import RunProgress, SilentProgress
-from ablate.runs.schema import RESULTS_NAME
+from ablate.runs.schema import RESULTS_NAME, Results, Status, Variant, load_results
+from ablate.runs.storage import (
+    ENVIRONMENT_NAME,
+    JOURNAL_NAME,
+    RESOLVED_SPEC_NAME,
+    SPEC_NAME,
+    append_round,
+    read_rounds,
+)
 
 if TYPE_CHECKING:
+    from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
 PROFILE_RUNS = 5
-# Two builds of one model differ by up to ~1% from where their weights land in memory; the
-# rounds cycle through separately built copies so that this widens the interval instead of
-# biasing it. Attribution-sized runs (hundreds of variants) keep one copy each: memory and
-# build time grow with the copies, and the placement effects average out over the coalitions.
-INSTANCES = 3
+# Attribution-sized runs (hundreds of variants) keep one built copy each: memory and build
+# time grow with the copies, and the placement effects average out over the coalitions.
 MANY_VARIANTS = 16
 QUICK_PROFILE_RUNS = 1
 # Warm-up comes out of the measurement budget: with many variants each gets a small slice.
 WARMUP_SHARE_OF_BUDGET = 0.2
 MINIMUM_WARMUP_S = 0.05
 PACKAGES = ("torch", "numpy", "scipy", "fvcore", "ptflops", "onnxruntime", "typer", "pydantic")
+
+
+class RunProgress(Protocol):
+    """What a run tells the person watching it; the runner reports, a display decides how."""
+
+    def note(self, text: str) -> None: ...
+
+    def counting(self, variant: str, done: int, total: int) -> None: ...
+
+    def measuring(
+        self, round_index: int, variant: str, interval: float | None, seconds_left: float
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SilentProgress:
+    def note(self, text: str) -> None:
+        pass
+
+    def counting(self, variant: str, done: int, total: int) -> None:
+        pass
+
+    def measuring(
+        self, round_index: int, variant: str, interval: float | None, seconds_left: float
+    ) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -75,7 +103,7 @@ def plan_units(spec: ExperimentSpec) -> list[Unit]:
 def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     import dataclasses
 
-    from ablate.measurement.environment import collect_environment
+    from ablate.measurement.setup import collect_environment
 
     versions = {}
     for package in PACKAGES:
@@ -94,26 +122,35 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     }
 
 
-class _Run:
-    def __init__(self, spec: ExperimentSpec, directory: Path, progress: RunProgress):
-        from ablate.measurement.setup import MeasurementSetup
+def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
+    from ablate.measurement.setup import MeasurementSetup
 
+    return MeasurementSetup(
+        backend=spec.measure.backend,
+        device=spec.measure.device,
+        threads=spec.measure.threads,
+        batch=spec.input.batch,
+        channels_last=spec.measure.channels_last,
+    )
+
+
+class Run:
+    """One run directory's state, as the results model, and the stages that advance it."""
+
+    def __init__(self, spec: ExperimentSpec, directory: Path, progress: RunProgress):
         self.spec = spec
         self.directory = directory
         self.progress = progress
-        self.resolved = spec.to_json()
         self.units = plan_units(spec)
         self.unit_of = {name: unit for unit in self.units for name in unit.variants}
-        measure = spec.measure
-        self.setup = MeasurementSetup(
-            backend=measure.backend,
-            device=measure.device,
-            threads=measure.threads,
-            batch=spec.input.batch,
-            channels_last=measure.channels_last,
-        )
+        self.setup = measurement_setup(spec)
         self.results_path = directory / RESULTS_NAME
-        self.document: dict[str, Any] = {}
+        self.results: Results | None = None
+
+    @property
+    def state(self) -> Results:
+        assert self.results is not None, "start() first"
+        return self.results
 
     # -- state ---------------------------------------------------------------------------
 
@@ -123,42 +160,54 @@ class _Run:
         # Before anything is recorded or built: the environment record states these settings.
         configure_torch(self.setup)
         if resume and self.results_path.exists():
-            from ablate.runs.schema import load_results
-
-            self.document = load_results(self.results_path).model_dump(mode="json", by_alias=True)
+            self.results = load_results(self.results_path)
             return
+        resolved = self.spec.to_json()
         environment = environment_record(self.setup)
         write_text_atomic(self.directory / SPEC_NAME, self.spec.source_text)
-        write_json_atomic(self.directory / RESOLVED_SPEC_NAME, self.resolved)
+        write_json_atomic(self.directory / RESOLVED_SPEC_NAME, resolved)
         write_json_atomic(self.directory / ENVIRONMENT_NAME, environment)
-        self.document = results_document(
+        self.results = Results(
             status="counting",
-            version=__version__,
-            spec=self.resolved,
-            environment=environment,
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            ablate_version=__version__,
+            experiment=self.spec.name,
+            description=self.spec.description,
             quick=self.spec.measure.quick,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            spec=resolved,
+            environment=environment,
+            baseline=self.spec.baseline,
             variants=[],
         )
         self.save()
 
-    def save(self, status: str | None = None) -> None:
+    def update(self, status: Status | None = None, **changes: Any) -> None:
+        """Replace fields of the results (and the status) and save them atomically."""
         if status is not None:
-            self.document["status"] = status
-        write_json_atomic(self.results_path, self.document)
+            changes["status"] = status
+        self.results = self.state.model_copy(update=changes)
+        self.save()
 
-    def entry(self, name: str) -> dict[str, Any]:
-        return next(v for v in self.document["variants"] if v["name"] == name)
+    def save(self) -> None:
+        write_json_atomic(self.results_path, self.state.to_json())
+
+    def updated_variants(self, change: Mapping[str, dict[str, Any]]) -> list[Variant]:
+        """The variants with each unit's `change` applied to every variant of the unit."""
+        return [
+            variant.model_copy(update=change[self.unit_of[variant.name].name])
+            if self.unit_of[variant.name].name in change
+            else variant
+            for variant in self.state.variants
+        ]
 
     # -- stages ----------------------------------------------------------------------------
 
     def count(self) -> None:
-        from ablate.architecture.builder import build_module
-        from ablate.architecture.summary import layer_rows
+        from ablate.architecture.builder import build_module, layer_rows
         from ablate.counting.engine import count_model
-        from ablate.variants.describe import describe_factors
+        from ablate.variants.factors import describe_factors
 
-        done = {variant["name"] for variant in self.document["variants"]}
+        done = {variant.name for variant in self.state.variants}
         specs = {variant.name: variant for variant in self.spec.variants}
         for position, unit in enumerate(self.units):
             if set(unit.variants) <= done:
@@ -169,35 +218,32 @@ class _Run:
             counts = count_model(model, (self.setup.batch, 3, resolution, resolution))
             rows = layer_rows(unit.architecture, model)
             described = describe_factors(unit.architecture)
-            for name in unit.variants:
-                self.document["variants"].append(
-                    count_entry(
-                        name=name,
-                        base=specs[name].base,
-                        factors=specs[name].factors,
-                        resolved_factors=described,
-                        measured_as=unit.name,
-                        counts=counts,
-                        rows=rows,
-                    )
+            added = [
+                count_entry(
+                    name=name,
+                    base=specs[name].base,
+                    factors=specs[name].factors,
+                    resolved_factors=described,
+                    measured_as=unit.name,
+                    counts=counts,
+                    rows=rows,
                 )
-            self.save()
+                for name in unit.variants
+            ]
+            self.update(variants=[*self.state.variants, *added])
         order = {variant.name: index for index, variant in enumerate(self.spec.variants)}
-        self.document["variants"].sort(key=lambda variant: order[variant["name"]])
         self.progress.counting("done", len(self.units), len(self.units))
-        self.save("counted")
+        self.update(
+            "counted", variants=sorted(self.state.variants, key=lambda v: order[v.name])
+        )
 
     def measure(self) -> None:
         from ablate.architecture.builder import build_module
         from ablate.measurement.backends import prepare_runnable
-        from ablate.measurement.calibrate import cached_calibration
-        from ablate.measurement.latency import measure_latency
-        from ablate.measurement.rounds import StoppingPolicy
-        from ablate.measurement.setup import example_input
-        from ablate.measurement.summary import stopping_widths
-        from ablate.measurement.warmup import WarmupPolicy
+        from ablate.measurement.calibration import cached_calibration
+        from ablate.measurement.engine import StoppingPolicy, measure_latency
+        from ablate.measurement.setup import INSTANCES, example_input
 
-        measure = self.spec.measure
         names = [unit.name for unit in self.units]
         baseline = self.unit_of[self.spec.baseline].name
         journal = self.directory / JOURNAL_NAME
@@ -212,18 +258,51 @@ class _Run:
                 prepare_runnable(build_module(unit.architecture), images, self.setup)
                 for _ in range(instances)
             ]
-
-        settings = measure.effective()
-        warmup_seconds = min(
-            settings.warmup_s,
-            max(MINIMUM_WARMUP_S, WARMUP_SHARE_OF_BUDGET * settings.budget_s / len(names)),
+        settings = self.spec.measure.effective()
+        result = measure_latency(
+            runnables,
+            baseline=baseline,
+            setup=self.setup,
+            stopping=StoppingPolicy(
+                target_ci=settings.target_ci,
+                budget_seconds=settings.budget_s,
+                minimum_rounds=settings.min_rounds,
+                maximum_rounds=settings.max_rounds,
+            ),
+            warmup=self._warmup_policy(settings.warmup_s, settings.budget_s, len(names)),
+            on_round=self._round_recorder(journal, names, baseline, prior, settings.budget_s),
+            prior_rounds=prior,
+            seed=settings.seed,
         )
-        warmup = WarmupPolicy(maximum_seconds=warmup_seconds)
-        budget = settings.budget_s
-        samples: dict[str, list[float]] = {name: [] for name in names}
-        for seconds in prior:
-            for name in names:
-                samples[name].append(seconds[name])
+        calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
+        latencies = {
+            unit.name: {"latency": latency_entry(result.variant(unit.name))} for unit in self.units
+        }
+        self.update(
+            "measured",
+            variants=self.updated_variants(latencies),
+            measurement=measurement_entry(result, calibration),
+        )
+
+    @staticmethod
+    def _warmup_policy(warmup_s: float, budget_s: float, variants: int) -> Any:
+        from ablate.measurement.clock import WarmupPolicy
+
+        share = max(MINIMUM_WARMUP_S, WARMUP_SHARE_OF_BUDGET * budget_s / variants)
+        return WarmupPolicy(maximum_seconds=min(warmup_s, share))
+
+    def _round_recorder(
+        self,
+        journal: Path,
+        names: list[str],
+        baseline: str,
+        prior: list[dict[str, float]],
+        budget_s: float,
+    ) -> Any:
+        """The engine's per-round callback: journal the round, then report progress."""
+        from ablate.measurement.statistics import stopping_widths
+
+        samples: dict[str, list[float]] = {name: [r[name] for r in prior] for name in names}
         started = time.perf_counter()
         widest: list[float | None] = [None]
 
@@ -236,87 +315,63 @@ class _Run:
                 widths = stopping_widths(samples, baseline, seed=index)
                 widest[0] = max(widths.values(), default=None)
             self.progress.measuring(
-                index, baseline, widest[0], budget - (time.perf_counter() - started)
+                index, baseline, widest[0], budget_s - (time.perf_counter() - started)
             )
 
-        result = measure_latency(
-            runnables,
-            baseline=baseline,
-            setup=self.setup,
-            stopping=StoppingPolicy(
-                target_ci=settings.target_ci,
-                budget_seconds=settings.budget_s,
-                minimum_rounds=settings.min_rounds,
-                maximum_rounds=settings.max_rounds,
-            ),
-            warmup=warmup,
-            on_round=on_round,
-            prior_rounds=prior,
-            seed=settings.seed,
-        )
-        calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
-        for unit in self.units:
-            latency = latency_entry(result.variant(unit.name))
-            for name in unit.variants:
-                self.entry(name)["latency"] = latency
-        self.document["measurement"] = measurement_entry(result, calibration)
-        self.save("measured")
+        return on_round
 
     def profile(self) -> None:
         from ablate.architecture.builder import build_module
-        from ablate.measurement.calibrate import cached_calibration
+        from ablate.measurement.backends import backend_fuses
+        from ablate.measurement.calibration import cached_calibration
         from ablate.measurement.profile import profile_operators
         from ablate.measurement.setup import example_input
 
         calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
         runs = QUICK_PROFILE_RUNS if self.spec.measure.quick else PROFILE_RUNS
-        fused = self.setup.backend != "eager"
+        fused = backend_fuses(self.setup.backend)
+        blocks = {variant.measured_as: variant.blocks for variant in self.state.variants}
+        changes = {}
         for unit in self.units:
             model = build_module(unit.architecture)
             images = example_input(self.setup, unit.architecture.resolution)
             profile = profile_operators(model, images, runs=runs, device=self.setup.device)
             shares = op_time_entry(profile)
-            for name in unit.variants:
-                entry = self.entry(name)
-                entry["op_time_shares"] = shares
-                entry["blocks"] = with_time_shares(
-                    entry["blocks"], shares["by_block"], calibration, fused=fused
-                )
-        self.save("profiled")
+            changes[unit.name] = {
+                "op_time_shares": shares,
+                "blocks": with_time_shares(
+                    blocks[unit.name], shares.by_block, calibration, fused=fused
+                ),
+            }
+        self.update("profiled", variants=self.updated_variants(changes))
 
     def attribute(self) -> None:
-        attribution = self.spec.attribution
-        if attribution is None:
-            self.save("complete")
+        if self.spec.attribution is None:
+            self.update("complete")
             return
+        self.update("complete", attribution=self._attribution())
+
+    def _attribution(self) -> Attribution:
         from ablate.analysis.attribution import attribute
         from ablate.analysis.coalitions import CoalitionSpace
 
+        attribution = self.spec.attribution
+        assert attribution is not None
         space = CoalitionSpace(attribution.factors)
         names = {variant.name for variant in self.spec.variants}
         masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
         units = [self.unit_of[space.variant_name(mask)].name for mask in masks]
         rounds = read_rounds(self.directory / JOURNAL_NAME, {unit.name for unit in self.units})
-        latency = [[entry[unit] for unit in units] for entry in rounds]
+        by_name = {variant.name: variant for variant in self.state.variants}
 
         def metric(key: str) -> Any:
-            by_mask = {mask: self.entry(space.variant_name(mask))[key] for mask in masks}
+            by_mask = {mask: getattr(by_name[space.variant_name(mask)], key) for mask in masks}
             return lambda mask: by_mask[mask]
 
-        result = attribute(
+        return attribute(
             attribution.factors,
-            {
-                key: metric(key)
-                for key in (
-                    "params",
-                    "macs",
-                    "flops",
-                    "flops_folded",
-                    "bytes_unfused",
-                    "bytes_fused",
-                )
-            },
-            latency,
+            {metric_row.key: metric(metric_row.key) for metric_row in ATTRIBUTABLE},
+            [[entry[unit] for unit in units] for entry in rounds],
             from_name=attribution.from_architecture,
             to_name=attribution.to_architecture,
             latency_masks=masks,
@@ -325,48 +380,21 @@ class _Run:
             permutation_count=attribution.permutations,
             sampling_seed=attribution.seed,
         )
-        self.document["attribution"] = result.to_json()
-        self.save("complete")
 
-
-def run_experiment(
-    *,
-    spec_path: Path,
-    out_dir: Path = Path("runs"),
-    backend: str | None = None,
-    threads: int | None = None,
-    quick: bool = False,
-    resume: bool = False,
-    progress: RunProgress | None = None,
-) -> Path:
-    """Run the experiment of ``spec_path``; returns its run directory."""
-    from ablate.spec import load_spec, with_overrides
-
-    spec = with_overrides(
-        load_spec(spec_path), backend=backend, threads=threads, quick=True if quick else None
+    STAGES = (
+        ("counting", "count", "counted"),
+        ("counted", "measure", "measured"),
+        ("measured", "profile", "profiled"),
+        ("profiled", "attribute", "complete"),
     )
-    progress = progress or SilentProgress()
-    if resume:
-        directory = unfinished_run(out_dir, spec.to_json())
-        progress.note(f"resuming {directory}")
-    else:
-        directory = new_run_directory(out_dir, spec.name)
-    run = _Run(spec, directory, progress)
-    stages = (
-        ("counting", run.count, "counted"),
-        ("counted", run.measure, "measured"),
-        ("measured", run.profile, "profiled"),
-        ("profiled", run.attribute, "complete"),
-    )
-    try:
-        run.start(resume)
-        status = run.document["status"]
-        for before, stage, after in stages:
+
+    def execute(self, resume: bool) -> None:
+        """Start (or reopen) the run and take every stage its status has not passed."""
+        self.start(resume)
+        status = self.state.status
+        for before, stage, after in self.STAGES:
             if status == before:
                 started = time.perf_counter()
-                stage()
-                progress.note(f"{after} in {time.perf_counter() - started:.1f} s")
+                getattr(self, stage)()
+                self.progress.note(f"{after} in {time.perf_counter() - started:.1f} s")
                 status = after
-    finally:
-        progress.close()
-    return directory

@@ -1,22 +1,33 @@
-"""The results.json schema, version 1: what `ablate run` writes and `compare`/`report` read.
+"""The results model: what `ablate run` builds and writes, and what every reader loads.
 
-Reading validates the whole file, so a damaged or hand-edited file gets one line naming the
-file and the key path instead of a traceback deep inside a renderer.
+One pydantic model, `Results`, from the runner's first save to the last report; the
+attribution inside it is the analysis package's own `Attribution`. Reading validates the
+whole file, so a damaged or hand-edited file gets one line naming the file and the key path
+instead of a traceback deep inside a renderer.
+
+Schema versions: ``ablate.results/2`` is written. ``/1`` (before 0.2) stored the attribution
+with each effect's metrics, latency and interval flattened into one object, under a key that
+followed the confidence level; it is still read, converted on load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ablate.errors import InputFileError
+from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
+from ablate.errors import InputFileError, excerpt, format_key_path
 
-SCHEMA = "ablate.results/1"
+SCHEMA = "ablate.results/2"
+SCHEMA_V1 = "ablate.results/1"
+READABLE_SCHEMAS = (SCHEMA, SCHEMA_V1)
 RESULTS_NAME = "results.json"
 Status = Literal["counting", "counted", "measured", "profiled", "complete"]
+StopReason = Literal["target", "budget", "max_rounds"]
 
 
 class _Strict(BaseModel):
@@ -58,12 +69,20 @@ class BlockCounts(_Strict):
     bound: Literal["compute-bound", "memory-bound"] | None = None
 
 
+class OpTimeShares(_Strict):
+    """Shares of the profiled forward time, by block and by aten operator, in [0, 1]."""
+
+    by_block: dict[str, float]
+    by_operator: dict[str, float]
+
+
 class Variant(_Strict):
     name: str
     base: str
     factors: dict[str, Any]  # as given in the spec
     resolved_factors: dict[str, Any]  # every factor's effective value
     measured_as: str  # the variant whose identical architecture was built and timed
+    # The counts: one field per row of `ablate.metrics.METRICS` (a test holds them equal).
     params: int
     macs: int  # conv + linear multiply-accumulates (FlopCounterMode / 2)
     flops: int  # 2 x MACs + elementwise ops, BN unfolded
@@ -76,11 +95,16 @@ class Variant(_Strict):
     unknown_ops: dict[str, int]
     blocks: list[BlockCounts]
     latency: Latency | None = None
-    op_time_shares: dict[str, dict[str, float]] | None = None  # by_block, by_operator
+    op_time_shares: OpTimeShares | None = None
+
+
+class Calibration(_Strict):
+    peak_flop_per_second: float
+    bandwidth_bytes_per_second: float
 
 
 class Measurement(_Strict):
-    stop_reason: Literal["target", "budget", "max_rounds"]
+    stop_reason: StopReason
     rounds: int
     elapsed_s: float
     backend: str
@@ -90,11 +114,11 @@ class Measurement(_Strict):
     target_ci: float
     budget_s: float
     seed: int
-    roofline_calibration: dict[str, Any] | None = None
+    roofline_calibration: Calibration | None = None
 
 
 class Results(_Strict):
-    schema_name: Literal["ablate.results/1"] = Field(alias="schema")
+    schema_name: Literal["ablate.results/2"] = Field(SCHEMA, alias="schema")
     status: Status
     ablate_version: str
     experiment: str
@@ -106,25 +130,23 @@ class Results(_Strict):
     baseline: str
     measurement: Measurement | None = None
     variants: list[Variant]
-    attribution: dict[str, Any] | None = None
+    attribution: Attribution | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
             if variant.name == name:
                 return variant
         raise InputFileError(
-            "results.json",
+            RESULTS_NAME,
             "no such variant",
             key_path=name,
             choices=[v.name for v in self.variants],
         )
 
-
-def _key_path(location: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def load_results(path: Path) -> Results:
@@ -142,16 +164,134 @@ def load_results(path: Path) -> Results:
         raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
     if not isinstance(data, dict):
         raise InputFileError(path, "expected a JSON object at the top level")
-    if data.get("schema") != SCHEMA:
-        raise InputFileError(
-            path, f"unsupported schema {data.get('schema')!r}", key_path="schema", choices=[SCHEMA]
-        )
-    try:
-        return Results.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
+    if data.get("schema") not in READABLE_SCHEMAS:
         raise InputFileError(
             path,
-            f"{first['msg']} (got {first.get('input')!r:.60})",
-            key_path=_key_path(first["loc"]),
-        ) from None
+            f"unsupported schema {excerpt(data.get('schema'))}",
+            key_path="schema",
+            choices=READABLE_SCHEMAS,
+        )
+    try:
+        if data["schema"] == SCHEMA_V1:
+            data = _from_v1(data)
+        return Results.model_validate(data)
+    except _V1Damage as error:
+        raise InputFileError(path, error.message, key_path=error.key_path) from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = (
+            first["msg"]  # the input is the enclosing object: no use echoing it
+            if first["type"] == "missing"
+            else f"{first['msg']} (got {excerpt(first.get('input'))})"
+        )
+        raise InputFileError(path, message, key_path=format_key_path(first["loc"])) from None
+
+
+# -- reading schema 1 ----------------------------------------------------------------------
+
+
+class _V1Damage(Exception):
+    def __init__(self, key_path: str, message: str):
+        super().__init__(message)
+        self.key_path = key_path
+        self.message = message
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 document in the version-2 layout; the attribution is the only change."""
+    converted = {**data, "schema": SCHEMA}
+    if data.get("attribution") is not None:
+        converted["attribution"] = _attribution_from_v1(data["attribution"])
+    return converted
+
+
+def _get(data: Any, key: str, path: str) -> Any:
+    if not isinstance(data, Mapping) or key not in data:
+        raise _V1Damage(f"attribution.{path}.{key}" if path else f"attribution.{key}", "missing")
+    return data[key]
+
+
+def _effect_from_v1(label: str, data: Any, path: str, interval_key: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise _V1Damage(f"attribution.{path}", "expected an object")
+    reserved = {LATENCY_MS, LATENCY_PERCENT, "factor", "factors", "coalition", "notable"}
+    metrics = {
+        key: value
+        for key, value in data.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in reserved
+    }
+    effect: dict[str, Any] = {"label": label, "metrics": metrics}
+    if LATENCY_MS in data:
+        interval = _get(data, interval_key, path)
+        effect["latency"] = {
+            "ms": data[LATENCY_MS],
+            "percent": _get(data, LATENCY_PERCENT, path),
+            "interval_ms": _get(interval, LATENCY_MS, f"{path}.{interval_key}"),
+            "interval_percent": _get(interval, LATENCY_PERCENT, f"{path}.{interval_key}"),
+        }
+    return effect
+
+
+def _effects_from_v1(data: Any, path: str, key: str) -> list[dict[str, Any]]:
+    if not isinstance(data, Mapping):
+        raise _V1Damage(f"attribution.{path}", "expected an object of factor: effect")
+    return [_effect_from_v1(label, value, f"{path}.{label}", key) for label, value in data.items()]
+
+
+def _attribution_from_v1(data: Any) -> dict[str, Any]:
+    bootstrap = data.get("bootstrap") if isinstance(data, Mapping) else None
+    confidence = bootstrap.get("confidence", 0.95) if isinstance(bootstrap, Mapping) else 0.95
+    key = f"ci{confidence * 100:g}"
+    values = _get(data, "values", "")
+    one_factor = _get(data, "one_factor", "")
+    sampling = data.get("sampling_error")
+    shapley = _effects_from_v1(_get(data, "shapley", ""), "shapley", key)
+    if sampling:
+        errors = sampling.get("standard_errors", {})
+        for effect in shapley:
+            effect["standard_errors"] = errors.get(effect["label"])
+    return {
+        "from": _get(data, "from", ""),
+        "to": _get(data, "to", ""),
+        "factors": _get(data, "factors", ""),
+        "method": data.get("method", "exact"),
+        "from_values": _effect_from_v1("from", _get(values, "from", "values"), "values.from", key),
+        "to_values": _effect_from_v1("to", _get(values, "to", "values"), "values.to", key),
+        "total": _effect_from_v1("total", _get(data, "total", ""), "total", key),
+        "shapley": shapley,
+        "added_to_from": _effects_from_v1(
+            _get(one_factor, "added_to_from", "one_factor"), "one_factor.added_to_from", key
+        ),
+        "removed_from_to": _effects_from_v1(
+            _get(one_factor, "removed_from_to", "one_factor"), "one_factor.removed_from_to", key
+        ),
+        "path": [
+            {
+                "coalition": _get(step, "coalition", f"path[{index}]"),
+                "effect": _effect_from_v1(
+                    _get(step, "factor", f"path[{index}]"), step, f"path[{index}]", key
+                ),
+            }
+            for index, step in enumerate(_get(data, "path", ""))
+        ],
+        "interactions": [
+            {
+                "factors": _get(pair, "factors", f"interactions[{index}]"),
+                "effect": _effect_from_v1(
+                    "×".join(map(str, _get(pair, "factors", f"interactions[{index}]"))),
+                    pair,
+                    f"interactions[{index}]",
+                    key,
+                ),
+                "share_of_total": pair.get("share_of_total") or {},
+                "notable": bool(pair.get("notable", False)),
+            }
+            for index, pair in enumerate(_get(data, "interactions", ""))
+        ],
+        "interaction_threshold": data.get("interaction_threshold", 0.05),
+        "bootstrap": bootstrap,
+        "sampling": None
+        if not sampling
+        else {key: sampling[key] for key in ("permutations", "antithetic", "seed")},
+        "notes": data.get("notes", []),
+    }

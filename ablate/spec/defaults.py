@@ -49,8 +49,6 @@ PERMUTATIONS = 1000
 MIN_PERMUTATIONS = 4
 ATTRIBUTION_SEED = 0
 
-# Used when the measurement engine's backend registry cannot be imported (see schema.py).
-FALLBACK_BACKEND_NAMES = ("eager", "torchscript", "onnxruntime", "compile")
 # Half-widths of 50% or more are no longer a precision target: the ratio could be anything.
 TARGET_CI_LIMIT = 0.5
 

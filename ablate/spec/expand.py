@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.analysis.checks import AttributionError
+from ablate.analysis.coalitions import AttributionError
 from ablate.analysis.shapley import MAX_EXACT_FACTORS
+from ablate.errors import KeyPath
 from ablate.spec import defaults
-from ablate.spec.keypath import KeyPath
 from ablate.spec.model import AttributionSpec
 from ablate.spec.schema import FACTOR_NAMES, SpecDocument
 from ablate.spec.source import SpecSource

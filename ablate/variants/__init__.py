@@ -1,5 +1,5 @@
 """Variants: a base architecture with factor settings applied."""
 
-from ablate.variants.set_options import parse_set_options
+from ablate.variants.factors import parse_set_options
 
 __all__ = ["parse_set_options"]

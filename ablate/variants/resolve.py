@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,7 +34,6 @@ from ablate.variants.factors import (
     SE_GATE_NAMES,
     WIDTH_RANGE,
 )
-from ablate.variants.stages import map_blocks
 
 T = TypeVar("T")
 DEFAULT_SQUEEZE_EXCITE = SqueezeExcite(ratio=0.25, gate="hsigmoid")
@@ -338,3 +338,37 @@ def block_input_channels(architecture: Architecture, stem_channels: int | None =
 
 
 __all__ = ["ARCHITECTURE_NAMES", "Block", "architecture_named", "resolve_architecture"]
+
+
+# Mapping per-block settings between layouts with different block counts.
+#
+# Rule (documented in the README): blocks are grouped into stages by their output stride (the
+# resolution they produce). Target block j of a stage with n_t blocks takes the setting of source
+# block floor(j * n_s / n_t) of the source stage with the same output stride, or of the stage
+# whose output stride is nearest (log scale, the shallower on a tie) when the source has none.
+# Equal layouts therefore map block i to block i.
+
+def stages_by_output_stride(architecture: Architecture) -> OrderedDict[int, list[int]]:
+    stride = architecture.stem.stride
+    stages: OrderedDict[int, list[int]] = OrderedDict()
+    for index, block in enumerate(architecture.blocks):
+        stride *= block.stride
+        stages.setdefault(stride, []).append(index)
+    return stages
+
+
+def map_blocks(source: Architecture, target: Architecture) -> list[int]:
+    """For each block of ``target``, the index of the ``source`` block whose setting it takes."""
+    source_stages = stages_by_output_stride(source)
+    mapping: list[int] = []
+    for output_stride, target_indices in stages_by_output_stride(target).items():
+        nearest = min(
+            source_stages,
+            key=lambda candidate: (abs(math.log2(candidate) - math.log2(output_stride)), candidate),
+        )
+        source_indices = source_stages[nearest]
+        count = len(target_indices)
+        mapping.extend(
+            source_indices[position * len(source_indices) // count] for position in range(count)
+        )
+    return mapping

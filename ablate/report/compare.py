@@ -23,9 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ablate.analysis.block_diff import BlockChange, block_changes
-from ablate.analysis.changes import COUNT_METRICS, CountChange, Direction, sign
 from ablate.errors import AblateError
+from ablate.report.changes import (
+    COUNT_METRICS,
+    BlockChange,
+    CountChange,
+    Direction,
+    block_changes,
+    sign,
+)
 from ablate.runs.schema import Flag, Latency, Results, Variant
 
 # Op kinds that launch no kernel (reshapes), left out of the operator count.
@@ -227,8 +233,8 @@ def _operator_change(reference: Variant, variant: Variant) -> CountChange | None
 def _operator_shares(reference: Variant, variant: Variant) -> tuple[OperatorShare, ...]:
     if reference.op_time_shares is None or variant.op_time_shares is None:
         return ()
-    before = reference.op_time_shares.get("by_operator", {})
-    after = variant.op_time_shares.get("by_operator", {})
+    before = reference.op_time_shares.by_operator
+    after = variant.op_time_shares.by_operator
     names = list(after) + [name for name in before if name not in after]
     shares = [OperatorShare(name, before.get(name, 0.0), after.get(name, 0.0)) for name in names]
     return tuple(sorted(shares, key=lambda share: -abs(share.delta_points)))

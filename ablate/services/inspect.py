@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ablate.architecture.builder import LayerRow
 from ablate.architecture.description import Architecture
-from ablate.architecture.summary import LayerRow
 
 if TYPE_CHECKING:
     from ablate.counting.crosscheck import CrosscheckResult
     from ablate.counting.records import CountResult, OpRecord
-
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -157,8 +156,7 @@ def inspect_model(
 ) -> Inspection:
     import torch
 
-    from ablate.architecture.builder import build_module
-    from ablate.architecture.summary import layer_rows
+    from ablate.architecture.builder import build_module, layer_rows
     from ablate.counting import count_model
     from ablate.counting import crosscheck as run_crosscheck
     from ablate.variants.resolve import resolve_architecture

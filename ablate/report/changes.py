@@ -1,15 +1,4 @@
-"""Which blocks of a variant differ from the baseline's, and how their costs and time moved.
-
-Blocks are matched by name ("stem", "blocks.3", "last_stage", ...). A block on one side only
-is `added` or `removed`; a block on both sides is `changed` when any count differs, and left
-out when every count is equal (its time share may still wobble: that is profiler noise).
-
-Block time: the profiled share of the forward time. Shares are of each model's own total, so
-a share can rise while the block got faster; the estimate in ms (share x the model's median
-latency) compares across models. The profile runs in eager mode, so the estimate is made only
-for runs measured on the eager backend; for a fused backend the eager shares say nothing about
-where the backend spends its time.
-"""
+"""Small value types shared by the comparisons: a count's change and a direction of change."""
 
 from __future__ import annotations
 
@@ -17,8 +6,62 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ablate.analysis.changes import BLOCK_METRICS, CountChange, Direction, sign
 from ablate.runs.schema import BlockCounts
+
+Direction = Literal[-1, 0, 1]
+
+# The per-variant counts every comparison reports, in table order. MACs are conv+linear
+# multiply-accumulates; FLOPs are 2 x MACs + elementwise ops; bytes are memory traffic in
+# the unfused (eager) and fused (conv+BN+act as one kernel) views.
+COUNT_METRICS = (
+    "params",
+    "macs",
+    "flops",
+    "bytes_unfused",
+    "bytes_fused",
+    "activation_peak_bytes",
+)
+BLOCK_METRICS = ("params", "macs", "flops", "bytes_unfused", "bytes_fused")
+
+
+def sign(value: float) -> Direction:
+    return 1 if value > 0 else -1 if value < 0 else 0
+
+
+@dataclass(frozen=True)
+class CountChange:
+    """An exact count (params, MACs, FLOPs, bytes) in the baseline and in the variant."""
+
+    baseline: int
+    value: int
+
+    @property
+    def delta(self) -> int:
+        return self.value - self.baseline
+
+    @property
+    def percent(self) -> float | None:
+        """Percent of the baseline; None when the baseline count is zero."""
+        if self.baseline == 0:
+            return None
+        return 100.0 * self.delta / self.baseline
+
+    @property
+    def direction(self) -> Direction:
+        return sign(self.delta)
+
+
+# Which blocks of a variant differ from the baseline's, and how their costs and time moved.
+#
+# Blocks are matched by name ("stem", "blocks.3", "last_stage", ...). A block on one side only
+# is `added` or `removed`; a block on both sides is `changed` when any count differs, and left
+# out when every count is equal (its time share may still wobble: that is profiler noise).
+#
+# Block time: the profiled share of the forward time. Shares are of each model's own total, so
+# a share can rise while the block got faster; the estimate in ms (share x the model's median
+# latency) compares across models. The profile runs in eager mode, so the estimate is made only
+# for runs measured on the eager backend; for a fused backend the eager shares say nothing about
+# where the backend spends its time.
 
 BlockStatus = Literal["changed", "added", "removed"]
 EAGER_BACKEND = "eager"

@@ -7,23 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ablate.errors import MeasurementError
 from ablate.measurement.backends import prepare_runnable
-from ablate.measurement.calibrate import cached_calibration
+from ablate.measurement.calibration import RooflineSummary, cached_calibration, roofline_summary
 from ablate.measurement.clock import Clock
-from ablate.measurement.errors import MeasurementError
-from ablate.measurement.latency import measure_latency
+from ablate.measurement.engine import StoppingPolicy, measure_latency
 from ablate.measurement.profile import OpProfile, profile_operators
 from ablate.measurement.results import LatencyResult, latency_to_dict
-from ablate.measurement.roofline import RooflineSummary, roofline_summary
-from ablate.measurement.rounds import StoppingPolicy
-from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
+from ablate.measurement.setup import INSTANCES, MeasurementSetup, configure_torch, example_input
 
 if TYPE_CHECKING:
     import torch
 
 # Two builds of one model differ by up to ~1% on CPU (memory placement); three copies per
 # model average most of that out at a build cost of well under a second in eager mode.
-DEFAULT_INSTANCES = 3
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ def run_bench(
     batch: int = 1,
     channels_last: bool = False,
     target_ci: float = 0.01,
-    instances: int = DEFAULT_INSTANCES,
+    instances: int = INSTANCES,
     breakdown: bool = True,
     seed: int = 0,
     clock: Clock | None = None,
@@ -83,7 +80,7 @@ def run_bench(
     """Times `model` (the baseline) and, with `vs` or `vs_factors`, a second model against it.
 
     `vs_factors` without `vs` compares the same architecture with other settings. Each model
-    is built `instances` times and the rounds cycle through the copies (see rounds.py).
+    is built `instances` times and the rounds cycle through the copies (see measurement.engine).
     `clock` replaces the real clock (tests), as in `measure_latency`.
     """
     if instances < 1:

@@ -8,9 +8,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ablate.measurement.bench import BenchReport, Breakdown
-from ablate.measurement.calibrate import CalibrationOutcome
+from ablate.measurement.calibration import CalibrationOutcome
 from ablate.measurement.results import LatencyResult, VariantResult
+from ablate.services.bench import BenchReport, Breakdown
 
 _STOP_REASONS = {
     "target": "every interval reached the target",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.analysis.compare import Comparison, VariantComparison, compare_variants
+from ablate.report.compare import Comparison, VariantComparison, compare_variants
 from ablate.runs.schema import Results
 
 # Shown first, in this order, when they differ: what the numbers depend on most.

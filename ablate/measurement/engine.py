@@ -1,0 +1,259 @@
+"""The latency engine: warm up each variant, take interleaved rounds, summarise."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ablate.errors import MeasurementError
+from ablate.measurement.clock import (
+    BlockTimer,
+    Clock,
+    Runnable,
+    TimedBlock,
+    WarmupOutcome,
+    WarmupPolicy,
+    clock_block_timer,
+    combined_warmup,
+    cuda_event_block_timer,
+    cuda_synchronized_clock,
+    warm_up,
+)
+from ablate.measurement.results import LatencyResult, StopReason
+from ablate.measurement.setup import MeasurementSetup, collect_environment
+from ablate.measurement.statistics import NoiseThresholds, stopping_widths, summarise
+
+
+def measure_latency(
+    variants: Mapping[str, Runnable | Sequence[Runnable]],
+    *,
+    baseline: str,
+    setup: MeasurementSetup | None = None,
+    stopping: StoppingPolicy | None = None,
+    warmup: WarmupPolicy | None = None,
+    thresholds: NoiseThresholds | None = None,
+    clock: Clock | None = None,
+    block_timer: BlockTimer | None = None,
+    on_round: RoundCallback | None = None,
+    prior_rounds: Sequence[Mapping[str, float]] = (),
+    seed: int = 0,
+) -> LatencyResult:
+    """Times prepared variants against `baseline` until the ratio intervals are narrow enough.
+
+    `variants` maps names to zero-argument callables that each run one forward pass (see
+    `prepare_runnable`), or to lists of such instances of one model built separately, which
+    the rounds cycle through (rounds.py says why several are better than one). `setup`
+    describes how they were prepared; it is recorded, not applied (call
+    `configure_torch(setup)` before preparing). `clock` and `block_timer` are injectable: by
+    default perf_counter and a timeit loop on CPU, a synchronising clock and CUDA events on
+    CUDA. `on_round(index, {name: seconds})` sees each round as it is taken; `prior_rounds`
+    (same shape, oldest first) continues an interrupted measurement. `seed` (>= 0) fixes the
+    round orders and the bootstrap.
+    """
+    setup = setup or MeasurementSetup()
+    stopping = stopping or StoppingPolicy()
+    warmup = warmup or WarmupPolicy()
+    thresholds = thresholds or NoiseThresholds()
+    if not variants:
+        raise MeasurementError("nothing to measure: no variants given")
+    if seed < 0:
+        raise MeasurementError(f"seed must be a non-negative integer (got {seed})")
+    if baseline not in variants:
+        raise MeasurementError(
+            f"baseline {baseline!r} is not one of the variants; valid: {', '.join(variants)}"
+        )
+    if clock is None:
+        clock = cuda_synchronized_clock() if setup.device == "cuda" else time.perf_counter
+    if block_timer is None:
+        block_timer = (
+            cuda_event_block_timer() if setup.device == "cuda" else clock_block_timer(clock)
+        )
+
+    runnables = {name: _instances(name, given) for name, given in variants.items()}
+    started = clock()
+    instances: dict[str, list[TimedInstance]] = {}
+    warmups: dict[str, WarmupOutcome] = {}
+    for name, copies in runnables.items():
+        blocks = [block_timer(runnable) for runnable in copies]
+        outcomes = [warm_up(block, policy=warmup, clock=clock) for block in blocks]
+        instances[name] = [
+            TimedInstance(block, outcome.iterations_per_round)
+            for block, outcome in zip(blocks, outcomes, strict=True)
+        ]
+        warmups[name] = combined_warmup(outcomes)
+    outcome = run_rounds(
+        instances,
+        baseline=baseline,
+        policy=stopping,
+        clock=clock,
+        started=started,
+        seed=seed,
+        on_round=on_round,
+        prior_rounds=prior_rounds,
+    )
+    return LatencyResult(
+        baseline=baseline,
+        variants=summarise(
+            outcome.samples,
+            baseline=baseline,
+            target_ci=stopping.target_ci,
+            warmups=warmups,
+            thresholds=thresholds,
+            seed=seed,
+        ),
+        stop_reason=outcome.stop_reason,
+        rounds=len(outcome.samples[baseline]),
+        elapsed_s=outcome.elapsed_seconds,
+        backend=setup.backend,
+        device=setup.device,
+        batch=setup.batch,
+        threads=setup.threads,
+        target_ci=stopping.target_ci,
+        budget_s=stopping.budget_seconds,
+        seed=seed,
+        environment=collect_environment(setup),
+    )
+
+
+def _instances(name: str, given: Runnable | Sequence[Runnable]) -> list[Runnable]:
+    copies = [given] if callable(given) else list(given)
+    if not copies or not all(callable(copy) for copy in copies):
+        raise MeasurementError(f"variant {name!r}: expected a runnable or a list of runnables")
+    return copies
+
+
+# Interleaved rounds and the adaptive stopping rule.
+#
+# Every round times every variant once, in a fresh random order: a drift of the machine (a
+# neighbour's job, a frequency change) then lands on all variants of a round alike and cancels
+# in the per-round ratios, and no variant always runs right after the same other one.
+#
+# A variant may come as several instances (the same model built several times): rounds cycle
+# through them. Two builds of one model differ by up to about 1% on a CPU (where their weights
+# landed in memory, measured here with identical weight values), an effect no number of
+# rounds on one build can average away; cycling puts it into the per-round spread, and so
+# into the interval, instead of into the estimate.
+#
+# The rule stops on precision (interval width), never on the estimate itself: checking often
+# cannot then bias the estimate the way stopping on "significance reached" would.
+
+RoundCallback = Callable[[int, dict[str, float]], None]
+"""Called after each round with its index and, per variant, the seconds of one iteration."""
+
+
+@dataclass(frozen=True)
+class StoppingPolicy:
+    # Stop once every judged interval's half-width is at most this fraction of its estimate.
+    target_ci: float = 0.01
+    # Wall-clock seconds for the whole measurement, warm-up included.
+    budget_seconds: float = 60.0
+    # Always taken, budget or not: fewer rounds make intervals and drift checks meaningless.
+    minimum_rounds: int = 20
+    maximum_rounds: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_ci < 1:
+            raise MeasurementError(f"target CI must be in (0, 1) (got {self.target_ci})")
+        if not self.budget_seconds > 0:
+            raise MeasurementError(f"budget must be positive (got {self.budget_seconds} s)")
+        if self.minimum_rounds < 6:
+            # The distribution-free 95% interval of a median needs at least 6 samples.
+            raise MeasurementError(f"minimum rounds must be at least 6 (got {self.minimum_rounds})")
+        if self.maximum_rounds is not None and self.maximum_rounds < self.minimum_rounds:
+            raise MeasurementError(
+                f"maximum rounds ({self.maximum_rounds}) is below minimum rounds "
+                f"({self.minimum_rounds})"
+            )
+
+
+@dataclass(frozen=True)
+class TimedInstance:
+    block: TimedBlock
+    iterations: int  # per block, from warm-up
+
+    def seconds_per_iteration(self) -> float:
+        return self.block(self.iterations) / self.iterations
+
+
+@dataclass(frozen=True)
+class RoundsOutcome:
+    samples: dict[str, list[float]]
+    stop_reason: StopReason
+    elapsed_seconds: float
+
+
+def check_prior_rounds(
+    prior_rounds: Sequence[Mapping[str, float]], names: Sequence[str]
+) -> dict[str, list[float]]:
+    """Rounds restored from a journal, as per-variant lists; they must match the variants."""
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for index, round_seconds in enumerate(prior_rounds):
+        if set(round_seconds) != set(names):
+            raise MeasurementError(
+                f"prior round {index} has variants {sorted(round_seconds)}; "
+                f"this measurement has {sorted(names)}"
+            )
+        for name in names:
+            seconds = float(round_seconds[name])
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise MeasurementError(
+                    f"prior round {index}: {name} has {seconds!r} s, not a positive time"
+                )
+            samples[name].append(seconds)
+    return samples
+
+
+def run_rounds(
+    instances: Mapping[str, Sequence[TimedInstance]],
+    *,
+    baseline: str,
+    policy: StoppingPolicy,
+    clock: Clock,
+    started: float,
+    seed: int,
+    on_round: RoundCallback | None = None,
+    prior_rounds: Sequence[Mapping[str, float]] = (),
+) -> RoundsOutcome:
+    names = list(instances)
+    samples = check_prior_rounds(prior_rounds, names)
+    taken = len(prior_rounds)
+    # Seeded by the rounds already taken too, so a resumed run does not replay the orders.
+    rng = np.random.default_rng([seed, taken])
+    next_check = policy.minimum_rounds
+    while True:
+        round_seconds: dict[str, float] = {}
+        for position in rng.permutation(len(names)):
+            name = names[position]
+            # Cycling by round index also keeps the cycle going across a resumed journal.
+            instance = instances[name][taken % len(instances[name])]
+            round_seconds[name] = instance.seconds_per_iteration()
+        round_seconds = {name: round_seconds[name] for name in names}
+        for name in names:
+            samples[name].append(round_seconds[name])
+        if on_round is not None:
+            on_round(taken, round_seconds)
+        taken += 1
+
+        if policy.maximum_rounds is not None and taken >= policy.maximum_rounds:
+            return RoundsOutcome(samples, "max_rounds", clock() - started)
+        if taken < policy.minimum_rounds:
+            continue
+        out_of_budget = clock() - started >= policy.budget_seconds
+        # The check costs a little (a bootstrap for a lone variant), so it is spaced out
+        # geometrically, and always made before giving up on the budget.
+        if taken >= next_check or out_of_budget:
+            if _precise(samples, baseline, policy.target_ci, seed):
+                return RoundsOutcome(samples, "target", clock() - started)
+            next_check = taken + max(1, taken // 10)
+        if out_of_budget:
+            return RoundsOutcome(samples, "budget", clock() - started)
+
+
+def _precise(
+    samples: Mapping[str, Sequence[float]], baseline: str, target: float, seed: int
+) -> bool:
+    return all(width <= target for width in stopping_widths(samples, baseline, seed).values())
