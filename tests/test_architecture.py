@@ -13,7 +13,9 @@ from ablate.architecture.layers import Block, SqueezeExcitation
 from ablate.architecture.tables import ARCHITECTURES, decode_block
 from tests.conftest import parameter_count
 
-# ../shared/reference/mobilenet-facts.md, "Exact reference counts".
+# Exact reference counts (width 1.0, 224x224, 1000 classes, BN weights counted, buffers not):
+# the torchvision 0.29 and timm 1.0 implementations of the papers' Tables (MobileNets Table 1,
+# MobileNetV2 Table 2, MobileNetV3 Tables 1 and 2).
 REFERENCE_PARAMS = {
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,

@@ -9,8 +9,7 @@ from report_golden import counts_only, fixture_results, modified_results
 
 from ablate.errors import AblateError
 from ablate.report.changes import CountChange, block_changes, merged_order
-from ablate.report.compare import compare_variants
-from ablate.report.compare_runs import compare_runs, environment_differences
+from ablate.report.compare import compare_runs, compare_variants, environment_differences
 from ablate.runs.schema import BlockCounts
 
 

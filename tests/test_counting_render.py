@@ -10,7 +10,6 @@ from torch import nn
 
 from ablate.counting import count_model, crosscheck
 from ablate.report.console import (
-    count_json,
     crosscheck_tables,
     kinds_table,
     layers_table,
@@ -68,6 +67,3 @@ def test_crosscheck_tables_render() -> None:
     assert "ptflops (M)" in headers(ptflops)
 
 
-def test_count_json_is_the_result_json() -> None:
-    result = count_model(model(), (1, 3, 8, 8))
-    assert count_json(result) == result.to_json()

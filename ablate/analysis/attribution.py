@@ -95,15 +95,7 @@ def attribute(
     coalitions it needs from `plan_attribution(...).required_masks()`.
     """
     metrics = dict(metrics or {})
-    if not metrics and latency_rounds is None:
-        raise AttributionError("nothing to attribute: pass metric tables, latency rounds or both")
-    reserved = sorted(RESERVED_KEYS & set(metrics))
-    if reserved:
-        raise AttributionError(f"metric names {reserved} are reserved for latency and labels")
-    if interaction_threshold < 0:
-        raise AttributionError(
-            f"interaction threshold must not be negative, got {interaction_threshold}"
-        )
+    _check_request(metrics, latency_rounds, interaction_threshold)
     plan = plan_attribution(
         factors,
         method=method,
@@ -177,6 +169,20 @@ def attribute(
         ),
         notes=_notes(plan, shapley),
     )
+
+
+def _check_request(
+    metrics: Mapping[str, ValueSource], latency_rounds: object, interaction_threshold: float
+) -> None:
+    if not metrics and latency_rounds is None:
+        raise AttributionError("nothing to attribute: pass metric tables, latency rounds or both")
+    reserved = sorted(RESERVED_KEYS & set(metrics))
+    if reserved:
+        raise AttributionError(f"metric names {reserved} are reserved for latency and labels")
+    if interaction_threshold < 0:
+        raise AttributionError(
+            f"interaction threshold must not be negative, got {interaction_threshold}"
+        )
 
 
 def _effects(

@@ -24,12 +24,12 @@ from ablate.analysis.coalitions import (
     check_rounds,
 )
 from ablate.analysis.shapley import check_exact_size, shapley_view
+from ablate.measurement.statistics import resampled_medians
 
 MILLISECONDS_PER_SECOND = 1e3
 
 # Resamples are taken in blocks of about this many float64 elements (32 MB), which bounds
 # memory for large round counts without giving up vectorisation.
-_BLOCK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -163,17 +163,6 @@ def latency_table(
         round_count=int(times.shape[0]),
         settings=settings,
     )
-
-
-def resampled_medians(times: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Column medians of `resamples` bootstrap resamples of the rows of `times`."""
-    round_count, column_count = times.shape
-    rows = rng.integers(0, round_count, size=(resamples, round_count))
-    medians = np.empty((resamples, column_count))
-    block = max(1, _BLOCK_ELEMENTS // (round_count * column_count))
-    for start in range(0, resamples, block):
-        medians[start : start + block] = np.median(times[rows[start : start + block]], axis=1)
-    return medians
 
 
 def latency_shapley(

@@ -17,14 +17,14 @@ from ablate.architecture.description import (
     squeeze_channels,
 )
 from ablate.architecture.layers import (
-    ACTIVATIONS,
+    Block as BlockModule,
+)
+from ablate.architecture.layers import (
     ConvBatchNormActivation,
     MobileNet,
     SqueezeExcitation,
+    activation_module,
     initialize,
-)
-from ablate.architecture.layers import (
-    Block as BlockModule,
 )
 
 
@@ -124,7 +124,7 @@ def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, n
         assert last.channels is not None
         hidden = scale_channels(last.channels, width)
         classifier["hidden"] = nn.Linear(channels, hidden)
-        classifier["act"] = ACTIVATIONS.get(activation)()
+        classifier["act"] = activation_module(activation)
         channels = hidden
     if last.dropout > 0:
         classifier["dropout"] = nn.Dropout(p=last.dropout, inplace=True)

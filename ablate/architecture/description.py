@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, get_args
 
 BlockKind = Literal["separable", "bottleneck"]
 LastStageKind = Literal["v1", "v2", "v3", "none"]
 
-BLOCK_KINDS: tuple[BlockKind, ...] = ("separable", "bottleneck")
-LAST_STAGE_KINDS: tuple[LastStageKind, ...] = ("v1", "v2", "v3", "none")
+# The closed vocabularies of the architecture, each defined here once: the factor checks,
+# error messages and help text read the names, the layers build the modules.
+LAST_STAGES: tuple[LastStageKind, ...] = get_args(LastStageKind)
+# Activation name -> the torch.nn module class that computes it (built in-place, as the
+# reference implementations do, so that memory traffic matches theirs).
+ACTIVATIONS = MappingProxyType(
+    {"relu": "ReLU", "relu6": "ReLU6", "hswish": "Hardswish", "swish": "SiLU"}
+)
+# SE gate name -> its torch.nn module class (not in-place: the gate output is a fresh
+# (N, C, 1, 1) tensor in the reference).
+SE_GATES = MappingProxyType({"hsigmoid": "Hardsigmoid", "sigmoid": "Sigmoid"})
 
 
 @dataclass(frozen=True)

@@ -8,25 +8,26 @@ per call, so measured latency belongs to the architecture, not to this code.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-from ablate.registry import Registry
+from ablate.architecture.description import ACTIVATIONS, SE_GATES
+from ablate.errors import UnknownNameError
 
-# In-place where the reference is, so that memory traffic matches it.
-ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
-ACTIVATIONS.add("relu", lambda: nn.ReLU(inplace=True))
-ACTIVATIONS.add("relu6", lambda: nn.ReLU6(inplace=True))
-ACTIVATIONS.add("hswish", lambda: nn.Hardswish(inplace=True))
-ACTIVATIONS.add("swish", lambda: nn.SiLU(inplace=True))
 
-# The reference SE gates are not in-place: the gate output is a fresh (N, C, 1, 1) tensor.
-SE_GATES: Registry[Callable[[], nn.Module]] = Registry("SE gate")
-SE_GATES.add("hsigmoid", nn.Hardsigmoid)
-SE_GATES.add("sigmoid", nn.Sigmoid)
+def activation_module(name: str) -> nn.Module:
+    """The in-place module of activation `name` (see `description.ACTIVATIONS`)."""
+    if name not in ACTIVATIONS:
+        raise UnknownNameError("activation", name, ACTIVATIONS)
+    return getattr(nn, ACTIVATIONS[name])(inplace=True)
+
+
+def gate_module(name: str) -> nn.Module:
+    if name not in SE_GATES:
+        raise UnknownNameError("SE gate", name, SE_GATES)
+    return getattr(nn, SE_GATES[name])()
 
 
 class ConvBatchNormActivation(nn.Sequential):
@@ -54,7 +55,7 @@ class ConvBatchNormActivation(nn.Sequential):
             bn=nn.BatchNorm2d(out_channels, eps=batch_norm_epsilon),
         )
         if activation is not None:
-            layers["act"] = ACTIVATIONS.get(activation)()
+            layers["act"] = activation_module(activation)
         super().__init__(layers)
 
 
@@ -64,7 +65,7 @@ class SqueezeExcitation(nn.Module):
         self.reduce = nn.Conv2d(channels, squeeze, 1)
         self.act = nn.ReLU()
         self.expand = nn.Conv2d(squeeze, channels, 1)
-        self.gate = SE_GATES.get(gate)()
+        self.gate = gate_module(gate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = functional.adaptive_avg_pool2d(x, 1)

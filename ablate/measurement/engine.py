@@ -28,6 +28,26 @@ from ablate.measurement.setup import MeasurementSetup, collect_environment
 from ablate.measurement.statistics import NoiseThresholds, stopping_widths, summarise
 
 
+def _warm_up_every_instance(
+    runnables: Mapping[str, Sequence[Runnable]],
+    block_timer: BlockTimer,
+    policy: WarmupPolicy,
+    clock: Clock,
+) -> tuple[dict[str, list[TimedInstance]], dict[str, WarmupOutcome]]:
+    """Each copy warmed up and sized for the clock; one combined outcome per variant."""
+    instances: dict[str, list[TimedInstance]] = {}
+    warmups: dict[str, WarmupOutcome] = {}
+    for name, copies in runnables.items():
+        blocks = [block_timer(runnable) for runnable in copies]
+        outcomes = [warm_up(block, policy=policy, clock=clock) for block in blocks]
+        instances[name] = [
+            TimedInstance(block, outcome.iterations_per_round)
+            for block, outcome in zip(blocks, outcomes, strict=True)
+        ]
+        warmups[name] = combined_warmup(outcomes)
+    return instances, warmups
+
+
 def measure_latency(
     variants: Mapping[str, Runnable | Sequence[Runnable]],
     *,
@@ -75,16 +95,7 @@ def measure_latency(
 
     runnables = {name: _instances(name, given) for name, given in variants.items()}
     started = clock()
-    instances: dict[str, list[TimedInstance]] = {}
-    warmups: dict[str, WarmupOutcome] = {}
-    for name, copies in runnables.items():
-        blocks = [block_timer(runnable) for runnable in copies]
-        outcomes = [warm_up(block, policy=warmup, clock=clock) for block in blocks]
-        instances[name] = [
-            TimedInstance(block, outcome.iterations_per_round)
-            for block, outcome in zip(blocks, outcomes, strict=True)
-        ]
-        warmups[name] = combined_warmup(outcomes)
+    instances, warmups = _warm_up_every_instance(runnables, block_timer, warmup, clock)
     outcome = run_rounds(
         instances,
         baseline=baseline,

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import torch
     from torch.autograd.profiler_util import FunctionEvent
 
+# The profile runs the eager module whatever backend the latency was measured on: only eager
+# PyTorch maps its time back to modules. A report can turn a share into milliseconds only
+# when the latency was measured on this backend too.
+PROFILE_BACKEND = "eager"
 _MODULE_PREFIX = "ablate.module::"
 _RUN_MARKER = "ablate.run"
 _ATEN_PREFIX = "aten::"

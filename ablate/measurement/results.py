@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 StopReason = Literal["target", "budget", "max_rounds"]
-"""`target`: every interval reached the target width; `budget`: time ran out first;
-`max_rounds`: the round cap was reached first."""
+# Why a measurement stopped, as every report words it.
+STOP_REASONS: dict[StopReason, str] = {
+    "target": "every interval reached the target width",
+    "budget": "the time budget ran out first",
+    "max_rounds": "the round cap was reached first",
+}
 
 JSON_SCHEMA = "ablate.latency/1"
 

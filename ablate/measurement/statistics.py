@@ -34,7 +34,8 @@ from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 # Caps the index matrix of one vectorised bootstrap step (resamples x samples) at ~16 MB.
-_BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
+# Resampled values drawn per block: bounds the memory of a bootstrap whatever its size.
+_BOOTSTRAP_BLOCK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,21 @@ def interquartile_range(samples: ArrayLike) -> float:
     return float(stats.iqr(np.asarray(samples, dtype=float)))
 
 
+def resampled_medians(times: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Column medians of `resamples` bootstrap resamples of the rows of `times`.
+
+    Rows are resampled whole, so a round's paired times stay together. Drawn in blocks so
+    that memory stays bounded; the draws are those of one `rng.integers` call.
+    """
+    round_count, column_count = times.shape
+    medians = np.empty((resamples, column_count))
+    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // (round_count * column_count))
+    for start in range(0, resamples, block):
+        rows = rng.integers(0, round_count, size=(min(block, resamples - start), round_count))
+        medians[start : start + block] = np.median(times[rows], axis=1)
+    return medians
+
+
 def bootstrap_median_interval(
     samples: ArrayLike,
     *,
@@ -76,13 +92,7 @@ def bootstrap_median_interval(
 ) -> Interval:
     """Percentile bootstrap interval of the median."""
     values = np.asarray(samples, dtype=float)
-    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // values.size)
-    medians = np.concatenate(
-        [
-            np.median(values[rng.integers(0, values.size, (min(chunk, left), values.size))], axis=1)
-            for left in range(resamples, 0, -chunk)
-        ]
-    )
+    medians = resampled_medians(values[:, None], resamples, rng)[:, 0]
     tail = (1 - confidence) / 2
     low, high = np.quantile(medians, [tail, 1 - tail])
     return Interval(float(low), float(high))

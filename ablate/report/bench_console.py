@@ -9,14 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ablate.measurement.calibration import CalibrationOutcome
-from ablate.measurement.results import LatencyResult, VariantResult
+from ablate.measurement.results import STOP_REASONS, LatencyResult, VariantResult
 from ablate.services.bench import BenchReport, Breakdown
-
-_STOP_REASONS = {
-    "target": "every interval reached the target",
-    "budget": "the time budget ran out",
-    "max_rounds": "the round cap was reached",
-}
 
 
 def verdict(variant: VariantResult) -> Text:
@@ -59,7 +53,7 @@ def run_summary(result: LatencyResult) -> Text:
     threads = "thread" if result.threads == 1 else "threads"
     return Text(
         f"Stopped after {result.rounds} rounds, {result.elapsed_s:.1f} s: "
-        f"{_STOP_REASONS[result.stop_reason]} (target +/-{result.target_ci:.1%}, "
+        f"{STOP_REASONS[result.stop_reason]} (target +/-{result.target_ci:.1%}, "
         f"budget {result.budget_s:g} s).\n"
         f"{result.backend} on {result.device} ({environment.device_name}), {result.threads} "
         f"{threads}, batch {result.batch}, channels_last {environment.channels_last}, "

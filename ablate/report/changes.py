@@ -6,26 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ablate.analysis.record import Direction, sign
+from ablate.measurement.profile import PROFILE_BACKEND
+from ablate.metrics import PER_BLOCK
 from ablate.runs.schema import BlockCounts
-
-Direction = Literal[-1, 0, 1]
-
-# The per-variant counts every comparison reports, in table order. MACs are conv+linear
-# multiply-accumulates; FLOPs are 2 x MACs + elementwise ops; bytes are memory traffic in
-# the unfused (eager) and fused (conv+BN+act as one kernel) views.
-COUNT_METRICS = (
-    "params",
-    "macs",
-    "flops",
-    "bytes_unfused",
-    "bytes_fused",
-    "activation_peak_bytes",
-)
-BLOCK_METRICS = ("params", "macs", "flops", "bytes_unfused", "bytes_fused")
-
-
-def sign(value: float) -> Direction:
-    return 1 if value > 0 else -1 if value < 0 else 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +48,6 @@ class CountChange:
 # where the backend spends its time.
 
 BlockStatus = Literal["changed", "added", "removed"]
-EAGER_BACKEND = "eager"
 # A profiled block time moving less than this (relative) is within the profiler's noise:
 # one profile has no interval, so small moves are not called a direction.
 TIME_NOISE = 0.05
@@ -156,7 +139,7 @@ def _time(block: BlockCounts | None, median_ms: float | None, estimate: bool) ->
 
 
 def _differs(before: BlockCounts, after: BlockCounts) -> bool:
-    return any(getattr(before, metric) != getattr(after, metric) for metric in BLOCK_METRICS)
+    return any(getattr(before, m.key) != getattr(after, m.key) for m in PER_BLOCK)
 
 
 def block_changes(
@@ -168,7 +151,7 @@ def block_changes(
     backend: str | None,
 ) -> tuple[BlockChange, ...]:
     """The blocks that differ, in the variant's execution order, removed ones where they were."""
-    estimate = backend == EAGER_BACKEND
+    estimate = backend == PROFILE_BACKEND
     before: Mapping[str, BlockCounts] = {block.name: block for block in baseline}
     after: Mapping[str, BlockCounts] = {block.name: block for block in variant}
     changes = []

@@ -13,15 +13,25 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ablate.measurement.profile import PROFILE_BACKEND
+from ablate.measurement.results import STOP_REASONS
+from ablate.metrics import COMPARED
 from ablate.report.changes import BlockChange
-from ablate.report.compare import Comparison, LatencyChange, VariantComparison, compare_variants
-from ablate.report.compare_runs import PairedVariant, RunComparison, compare_runs
+from ablate.report.compare import (
+    Comparison,
+    LatencyChange,
+    PairedVariant,
+    RunComparison,
+    VariantComparison,
+    compare_runs,
+    compare_variants,
+)
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
     change_percent,
-    count_change,
     latency_text,
+    metric_change,
     percent,
     percent_interval,
     signed_megabytes,
@@ -34,11 +44,6 @@ OPPOSITE_MARK = "◆ opposite"
 MACS_FLAT_MARK = "● MACs flat"
 FLIP_MARK = "⇅ flips"
 APPROXIMATE_MARK = "≈"
-STOP_REASONS = {
-    "target": "every interval reached the target width",
-    "budget": "the time budget ran out first",
-    "max_rounds": "the round cap was reached first",
-}
 LEGEND = (
     f"{OPPOSITE_MARK}: MACs and latency move in opposite directions (latency significantly). "
     f"{MACS_FLAT_MARK}: latency moved significantly, MACs did not. "
@@ -110,26 +115,11 @@ def counts_table(comparison: Comparison) -> Table:
         caption="M = 1e6; MB = 1e6 bytes; unfused = eager ops, fused = conv+BN+act as one kernel",
     )
     table.add_column("variant")
-    for column in (
-        "params",
-        "MACs",
-        "FLOPs",
-        "bytes unfused",
-        "bytes fused",
-        "activation peak",
-    ):
-        table.add_column(column, justify="right")
+    for metric in COMPARED:
+        table.add_column(metric.label, justify="right")
     for row in comparison.rows:
-        counts = row.counts
-        table.add_row(
-            _name(row),
-            count_change(counts["params"], digits=2),
-            count_change(counts["macs"]),
-            count_change(counts["flops"]),
-            count_change(counts["bytes_unfused"], bytes_unit=True),
-            count_change(counts["bytes_fused"], bytes_unit=True),
-            count_change(counts["activation_peak_bytes"], bytes_unit=True, digits=2),
-        )
+        cells = (metric_change(metric, row.counts[metric.key]) for metric in COMPARED)
+        table.add_row(_name(row), *cells)
     return table
 
 
@@ -222,7 +212,7 @@ BLOCK_COLUMNS = (
 def block_caption(comparison: Comparison) -> str:
     estimate = (
         "est. Δ ms = profiled time share x median latency, each model's own"
-        if comparison.backend == "eager"
+        if comparison.backend == PROFILE_BACKEND
         else "no ms estimate: the profile is eager, the latency is not"
     )
     return (

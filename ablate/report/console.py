@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -11,6 +11,8 @@ from rich.table import Table
 
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount
 from ablate.counting.records import CountResult
+from ablate.metrics import COUNTED
+from ablate.report.formatting import intensity, share_percent, table_millions
 from ablate.spec.expand import render_value
 from ablate.spec.model import ExperimentSpec, VariantSpec
 
@@ -124,33 +126,6 @@ def print_inspection(inspection: Inspection, console: Console | None = None) -> 
 # are 2 x MACs + elementwise ops, "MAdds" count one per MAC and one per elementwise element,
 # and bytes are in MB (10^6 bytes).
 
-_MEGA = 1_000_000
-
-
-def _millions(value: int) -> str:
-    return f"{value / _MEGA:,.2f}"
-
-
-def _megabytes(value: int) -> str:
-    return f"{value / _MEGA:,.2f}"
-
-
-def _percent(share: float) -> str:
-    return f"{100 * share:.1f}"
-
-
-def _intensity(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def count_json(result: CountResult, *, include_records: bool = False) -> dict[str, Any]:
-    return result.to_json(include_records=include_records)
-
-
-def crosscheck_json(result: CrosscheckResult) -> dict[str, Any]:
-    return result.to_json()
-
-
 def layers_table(result: CountResult, *, title: str | None = None) -> Table:
     """Per layer (block): MACs, FLOPs, bytes in both views, intensity, shares of the total."""
     shape = "x".join(str(size) for size in result.input_shape)
@@ -176,26 +151,26 @@ def layers_table(result: CountResult, *, title: str | None = None) -> Table:
     for layer in result.layers:
         table.add_row(
             layer.name,
-            _millions(layer.macs),
-            _millions(layer.flops),
-            _megabytes(layer.bytes_unfused),
-            _megabytes(layer.bytes_fused),
-            _intensity(layer.intensity_unfused),
-            _intensity(layer.intensity_fused),
-            _percent(layer.macs_share),
-            _percent(layer.flops_share),
-            _percent(layer.bytes_unfused_share),
-            _percent(layer.bytes_fused_share),
+            table_millions(layer.macs),
+            table_millions(layer.flops),
+            table_millions(layer.bytes_unfused),
+            table_millions(layer.bytes_fused),
+            intensity(layer.intensity_unfused),
+            intensity(layer.intensity_fused),
+            share_percent(layer.macs_share),
+            share_percent(layer.flops_share),
+            share_percent(layer.bytes_unfused_share),
+            share_percent(layer.bytes_fused_share),
         )
     table.add_section()
     table.add_row(
         "total",
-        _millions(result.macs),
-        _millions(result.flops),
-        _megabytes(result.bytes_unfused),
-        _megabytes(result.bytes_fused),
-        _intensity(result.flops / result.bytes_unfused if result.bytes_unfused else 0.0),
-        _intensity(result.flops_folded / result.bytes_fused if result.bytes_fused else 0.0),
+        table_millions(result.macs),
+        table_millions(result.flops),
+        table_millions(result.bytes_unfused),
+        table_millions(result.bytes_fused),
+        intensity(result.flops / result.bytes_unfused if result.bytes_unfused else 0.0),
+        intensity(result.flops_folded / result.bytes_fused if result.bytes_fused else 0.0),
         "100.0",
         "100.0",
         "100.0",
@@ -224,11 +199,11 @@ def kinds_table(result: CountResult, *, title: str | None = None) -> Table:
         table.add_row(
             kind,
             str(summary.operator_count),
-            _millions(summary.macs),
-            _millions(summary.elementwise_ops),
-            _millions(summary.flops),
-            _megabytes(summary.bytes_unfused),
-            _megabytes(summary.bytes_fused),
+            table_millions(summary.macs),
+            table_millions(summary.elementwise_ops),
+            table_millions(summary.flops),
+            table_millions(summary.bytes_unfused),
+            table_millions(summary.bytes_fused),
         )
     if result.unknown_ops:
         table.add_section()
@@ -243,18 +218,8 @@ def totals_table(result: CountResult, *, title: str | None = None) -> Table:
     table.add_column("total")
     table.add_column("value (M)", justify="right")
     table.add_column("convention")
-    rows = (
-        ("macs", result.macs, "MACs of conv + linear (FlopCounterMode / 2; torchvision 'GFLOPS')"),
-        ("madds_folded", result.madds_folded, "MAdds, papers: BN folded, ReLU/ReLU6 free"),
-        ("madds_unfolded", result.madds_unfolded, "MAdds, eager graph: BN and every op"),
-        ("flops", result.flops, "FLOPs: 2 x MACs + elementwise ops, BN unfolded"),
-        ("flops_folded", result.flops_folded, "FLOPs: 2 x MACs + elementwise ops, BN folded"),
-        ("bytes_unfused", result.bytes_unfused, "bytes, every aten op (eager)"),
-        ("bytes_fused", result.bytes_fused, "bytes, conv+BN+activation fused"),
-        ("activation_peak_bytes", result.activation_peak_bytes, "bytes, live activations peak"),
-    )
-    for name, value, convention in rows:
-        table.add_row(name, _millions(value), convention)
+    for metric in COUNTED:
+        table.add_row(metric.key, table_millions(getattr(result, metric.key)), metric.convention)
     return table
 
 
@@ -268,18 +233,19 @@ def _peer_table(peer: PeerCount, result: CrosscheckResult) -> Table:
         table.add_row(
             term.label,
             term.rule,
-            "" if term.peer_value is None else _millions(term.peer_value),
-            _millions(term.reconstructed),
+            "" if term.peer_value is None else table_millions(term.peer_value),
+            table_millions(term.reconstructed),
         )
     table.add_section()
-    total = "failed" if peer.total is None else _millions(peer.total)
-    table.add_row("total", peer.error or "", total, _millions(peer.reconstructed_total))
+    total = "failed" if peer.total is None else table_millions(peer.total)
+    table.add_row("total", peer.error or "", total, table_millions(peer.reconstructed_total))
     if peer.residual is not None:
-        table.add_row("unexplained residual", "total - rebuilt terms", _millions(peer.residual), "")
+        residual = table_millions(peer.residual)
+        table.add_row("unexplained residual", "total - rebuilt terms", residual, "")
         table.add_row(
             "difference from our macs",
             "peer total - conv+linear MACs",
-            _millions(peer.total - result.ours.macs) if peer.total is not None else "",
+            table_millions(peer.total - result.ours.macs) if peer.total is not None else "",
             "",
         )
     if peer.skipped_ops:

@@ -7,6 +7,8 @@ table and a CSV-minded diff.
 
 from __future__ import annotations
 
+from ablate.analysis.record import Effect
+from ablate.metrics import Metric
 from ablate.report.changes import CountChange
 
 NOT_AVAILABLE = "n/a"
@@ -19,6 +21,20 @@ CONVENTIONS = (
     "with its 95% interval; a change is significant only when the 95% interval of the "
     "paired ratio to the baseline excludes 1.0."
 )
+
+
+def table_millions(value: float) -> str:
+    """Millions (or MB: 1e6 bytes) without a unit, for tables whose column names it."""
+    return f"{value / 1e6:,.2f}"
+
+
+def share_percent(share: float) -> str:
+    """A share in [0, 1] as a bare percentage, for tables whose column says %."""
+    return f"{100 * share:.1f}"
+
+
+def intensity(flops_per_byte: float) -> str:
+    return f"{flops_per_byte:.2f}"
 
 
 def millions(value: float, digits: int = 1) -> str:
@@ -94,12 +110,20 @@ def count_change(change: CountChange, *, bytes_unit: bool = False, digits: int =
     return f"{value} ({percent(change.percent)})"
 
 
-def delta_text(change: CountChange, *, bytes_unit: bool = False, digits: int = 2) -> str:
-    """Just the change: `-10.44 M (-3.5%)`, `0` when equal."""
-    if change.delta == 0:
-        return "0"
-    if bytes_unit:
-        absolute = signed_megabytes(change.delta, digits)
-    else:
-        absolute = signed_millions(change.delta, digits)
-    return f"{absolute} ({percent(change.percent)})"
+def metric_value(metric: Metric, value: float) -> str:
+    """A count in M or bytes in MB, at the metric's table precision."""
+    if metric.unit == "bytes":
+        return megabytes(value, metric.digits)
+    return millions(value, metric.digits)
+
+
+def metric_change(metric: Metric, change: CountChange) -> str:
+    """`count_change` at the metric's unit and precision."""
+    return count_change(change, bytes_unit=metric.unit == "bytes", digits=metric.digits)
+
+
+def latency_verdict(effect: Effect) -> str | None:
+    """What a factor does to latency, judged by its interval; None when not measured."""
+    if effect.latency is None:
+        return None
+    return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]

@@ -13,13 +13,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.record import Attribution, Effect
-from ablate.report.compare import Comparison, VariantComparison, compare_variants
+from ablate.measurement.results import STOP_REASONS
+from ablate.metrics import COMPARED
+from ablate.report.compare import Comparison, VariantComparison, compare_runs, compare_variants
 from ablate.report.compare_console import (
     APPROXIMATE_MARK,
     BLOCK_COLUMNS,
     FLIP_MARK,
     LEGEND,
-    STOP_REASONS,
     block_caption,
     block_cells,
     disagreement_mark,
@@ -29,13 +30,13 @@ from ablate.report.compare_console import (
     paired_columns,
     significance,
 )
-from ablate.report.compare_runs import compare_runs
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
     change_percent,
     latency_text,
-    megabytes,
+    latency_verdict,
+    metric_value,
     millions,
     percent,
     percent_interval,
@@ -180,18 +181,12 @@ def _machine(results: Results) -> list[str]:
 
 
 def _main_row(row: VariantComparison) -> list[str]:
-    counts = row.counts
-    macs = counts["macs"]
-    cells = [
-        f"**{row.name}** (baseline)" if row.is_baseline else row.name,
-        millions(counts["params"].value, 2),
-        millions(macs.value),
-        "" if row.is_baseline else change_percent(macs),
-        millions(counts["flops"].value),
-        megabytes(counts["bytes_unfused"].value),
-        megabytes(counts["bytes_fused"].value),
-        megabytes(counts["activation_peak_bytes"].value, 2),
-    ]
+    cells = [f"**{row.name}** (baseline)" if row.is_baseline else row.name]
+    for metric in COMPARED:
+        change = row.counts[metric.key]
+        cells.append(metric_value(metric, change.value))
+        if metric.headline:
+            cells.append("" if row.is_baseline else change_percent(change))
     latency = row.latency
     if latency is None:
         return [*cells, "not measured", "", "", ""]
@@ -212,13 +207,11 @@ def _main_row(row: VariantComparison) -> list[str]:
 
 MAIN_COLUMNS = (
     "variant",
-    "params",
-    "MACs",
-    "MACs Δ",
-    "FLOPs",
-    "bytes unfused",
-    "bytes fused",
-    "activation peak",
+    *(
+        label
+        for metric in COMPARED
+        for label in ((metric.label, f"{metric.label} Δ") if metric.headline else (metric.label,))
+    ),
     "latency ms, median [95% CI]",
     "latency Δ % [95% CI]",
     "sig.",
@@ -288,12 +281,6 @@ def _metric_text(effect: Effect, name: str, bytes_unit: bool = False) -> str:
     return signed_megabytes(value, 2) if bytes_unit else signed_millions(value, 2)
 
 
-def _verdict(effect: Effect) -> str:
-    if effect.latency is None:
-        return NOT_AVAILABLE
-    return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
-
-
 def _attribution_rows(view: Attribution) -> list[list[str]]:
     rows = []
     for effect in [*view.shapley, view.total]:
@@ -304,7 +291,7 @@ def _attribution_rows(view: Attribution) -> list[list[str]]:
             [
                 "**total**" if effect is view.total else effect.label,
                 *_latency_cells(effect),
-                _verdict(effect),
+                latency_verdict(effect) or NOT_AVAILABLE,
                 _metric_text(effect, "macs"),
                 _metric_text(effect, "flops"),
                 _metric_text(effect, "bytes_unfused", bytes_unit=True),

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ablate.analysis.record import Attribution, Effect
+from ablate.measurement.backends import backend_fuses
 from ablate.report.changes import TIME_NOISE, BlockChange, CountChange, Direction
 from ablate.report.compare import Comparison, VariantComparison
 from ablate.report.formatting import (
     change_percent,
+    latency_verdict,
     milliseconds,
     percent,
     percent_interval,
@@ -63,7 +65,8 @@ def _latency_phrase(row: VariantComparison) -> str:
 
 def _bytes_key(comparison: Comparison) -> str:
     # Eager PyTorch runs every op as its own kernel; the compiling backends fuse.
-    return "bytes_unfused" if comparison.backend in (None, "eager") else "bytes_fused"
+    fused = comparison.backend is not None and backend_fuses(comparison.backend)
+    return "bytes_fused" if fused else "bytes_unfused"
 
 
 def _is_memory_bound(block: BlockChange, model_intensity: float | None) -> bool:
@@ -324,9 +327,7 @@ def attribution_answer(view: Attribution, results: Results) -> str:
 
 
 def _verdict(effect: Effect) -> str:
-    if effect.latency is None:
-        return "not measured"
-    return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
+    return latency_verdict(effect) or "not measured"
 
 
 def versus_answer(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import MeasurementError
-from ablate.measurement.backends import prepare_runnable
+from ablate.measurement.backends import backend_fuses, prepare_runnable
 from ablate.measurement.calibration import RooflineSummary, cached_calibration, roofline_summary
 from ablate.measurement.clock import Clock
 from ablate.measurement.engine import StoppingPolicy, measure_latency
@@ -115,7 +115,8 @@ def run_bench(
             profile = profile_operators(module, images, device=device)
             roofline = None
             if calibration is not None:
-                per_block = _flops_and_bytes(module, tuple(images.shape), fused=backend != "eager")
+                fused = backend_fuses(backend)
+                per_block = _flops_and_bytes(module, tuple(images.shape), fused=fused)
                 roofline = roofline_summary(
                     per_block, calibration, latency.variant(label).median_ms / 1e3
                 )

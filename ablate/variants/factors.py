@@ -12,14 +12,20 @@ from typing import Any
 
 import yaml
 
-from ablate.architecture.description import Architecture, Expansion
+from ablate.architecture.description import (
+    ACTIVATIONS,
+    LAST_STAGES,
+    SE_GATES,
+    Architecture,
+    Expansion,
+)
 from ablate.architecture.tables import ARCHITECTURES
 from ablate.errors import AblateError
 
-ACTIVATION_NAMES = ("relu", "relu6", "hswish", "swish")
-SE_GATE_NAMES = ("hsigmoid", "sigmoid")
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+SE_GATE_NAMES = tuple(SE_GATES)
+LAST_STAGE_NAMES = LAST_STAGES
 KERNEL_SIZES = (3, 5, 7)
-LAST_STAGE_NAMES = ("v1", "v2", "v3", "none")
 WIDTH_RANGE = (0.1, 4.0)
 RESOLUTION_RANGE = (32, 2048)
 
@@ -51,7 +57,7 @@ FACTORS: dict[str, Factor] = {
             "activation",
             "nonlinearity of the stem, the blocks (after expansion and depthwise convs) and "
             "the last stage; V3 Section 5.2 uses h-swish only in the deep half",
-            "relu | relu6 | hswish | swish everywhere; or a placement by depth "
+            f"{' | '.join(ACTIVATION_NAMES)} everywhere; or a placement by depth "
             "{early: relu, late: hswish, from_channels: 80} (the paper's h-swish@80) or "
             "{early: ..., late: ..., from_block: 7} (1-based), optional stem: NAME (default: "
             "the base's stem activation; the last stage takes `late`); or a per-block list",
@@ -89,9 +95,9 @@ FACTORS: dict[str, Factor] = {
         Factor(
             "last_stage",
             "what follows the last block (V3 Section 5.1, Figure 5)",
-            "v1 (pool, linear) | v2 (1x1 conv to 1280 at the final resolution, pool, "
-            "linear) | v3 (efficient last stage: 1x1 conv to 6x, pool, linear to 1280 or "
-            "1024, linear) | none (feature extractor)",
+            f"{' | '.join(LAST_STAGE_NAMES)}; v1: pool, linear; v2: 1x1 conv to 1280 at the "
+            "final resolution, pool, linear; v3: the efficient last stage, 1x1 conv to 6x, "
+            "pool, linear to 1280 or 1024, linear; none: a feature extractor",
         ),
         Factor(
             "layout",

@@ -1,8 +1,7 @@
-"""Machine-readable exports of the comparison: JSON (rows and block changes) and CSV (rows).
+"""`ablate report`: a run's report in each format it asks for, written beside the run.
 
-Column names carry their unit: `_ms`, `_pct` (percent of the baseline), `_bytes`; counts
-(`params`, `macs` = conv+linear multiply-accumulates, `flops` = 2 x MACs + elementwise ops)
-are plain integers. Missing values are JSON null and empty CSV cells.
+Markdown (with its figures), the comparison as JSON, or its main table as CSV; to a file
+(atomically) or, with '-', to stdout.
 """
 
 from __future__ import annotations
@@ -10,22 +9,123 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ablate.errors import AblateError
+from ablate.metrics import COMPARED, PER_BLOCK, Metric
 from ablate.report.changes import BlockChange
 from ablate.report.compare import Comparison, VariantComparison, compare_variants
 from ablate.runs.schema import Results
+from ablate.services.experiment import load_run
+
+STDOUT = "-"
+REPORT_STEM = "report"
+REPORT_FORMATS = {"markdown": "md", "json": "json", "csv": "csv"}
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    run: Path | None
+    out_dir: Path
+    formats: Sequence[str]  # keys of REPORT_FORMATS
+    output: str | None  # a file, STDOUT, or None for RUN/report.<extension>
+    versus: Path | None
+    baseline: str | None
+
+
+def write_reports(request: ReportRequest) -> list[tuple[str, str | None]]:
+    """Render every requested format: (destination, text) where the destination is STDOUT
+    and the text is still to print, or (path, None) for a file written."""
+    from ablate.report.compare import check_baseline
+
+    if request.output is not None and len(request.formats) > 1:
+        raise AblateError("-o names one file: choose one of --markdown, --json, --csv")
+    if request.versus is not None and "markdown" not in request.formats:
+        raise AblateError("--vs sets a second run beside this one in the Markdown report only")
+    run_directory, results = load_run(request.run, request.out_dir)
+    check_baseline(results, request.baseline)
+    second = None if request.versus is None else load_run(request.versus, request.out_dir)[1]
+    done = []
+    for name in request.formats:
+        destination = request.output or str(
+            run_directory / f"{REPORT_STEM}.{REPORT_FORMATS[name]}"
+        )
+        try:
+            done.append(
+                _write_format(name, results, run_directory, destination, request.baseline, second)
+            )
+        except OSError as error:
+            where = error.filename or destination
+            raise AblateError(f"{where}: cannot write ({error.strerror})") from None
+    return done
+
+
+def _write_format(
+    name: str,
+    results: Results,
+    run_directory: Path,
+    destination: str,
+    baseline: str | None,
+    versus: Results | None,
+) -> tuple[str, str | None]:
+    from ablate.files import write_text_atomic
+
+    if name == "markdown":
+        text = _markdown(results, run_directory, destination, baseline, versus)
+    elif name == "json":
+        text = comparison_json(results, baseline)
+    else:
+        text = comparison_csv(results, baseline)
+    if destination == STDOUT:
+        return STDOUT, text
+    write_text_atomic(Path(destination), text)
+    return destination, None
+
+
+def _markdown(
+    results: Results,
+    run_directory: Path,
+    destination: str,
+    baseline: str | None,
+    versus: Results | None,
+) -> str:
+    """The report text, its figures written beside it (beside the run for stdout)."""
+    from ablate.report.markdown import render_markdown
+    from ablate.report.plots import write_report_plots
+
+    if destination == STDOUT:
+        # No file to sit beside: the figures go into the run, linked from where we stand.
+        names = write_report_plots(
+            results, run_directory, prefix=f"{REPORT_STEM}-", baseline=baseline
+        )
+        plots = {key: os.path.relpath(run_directory / name) for key, name in names.items()}
+    else:
+        path = Path(destination)
+        plots = write_report_plots(results, path.parent, prefix=f"{path.stem}-", baseline=baseline)
+    return render_markdown(results, plots=plots, baseline=baseline, versus=versus)
+
+
+# Machine-readable exports of the comparison: JSON (rows and block changes) and CSV (rows).
+#
+# Column names carry their unit: `_ms`, `_pct` (percent of the baseline), `_bytes`; counts
+# (`params`, `macs` = conv+linear multiply-accumulates, `flops` = 2 x MACs + elementwise ops)
+# are plain integers. Missing values are JSON null and empty CSV cells.
 
 COMPARISON_SCHEMA = "ablate.comparison/1"
-# Results key -> export column: counts keep their name, bytes say so.
-_COUNT_COLUMNS = {
-    "params": "params",
-    "macs": "macs",
-    "flops": "flops",
-    "bytes_unfused": "bytes_unfused_bytes",
-    "bytes_fused": "bytes_fused_bytes",
-    "activation_peak_bytes": "activation_peak_bytes",
-}
+
+
+def export_column(metric: Metric) -> str:
+    """A metric's export column: counts keep their key, byte metrics say they are bytes."""
+    if metric.unit == "bytes" and not metric.key.endswith("_bytes"):
+        return f"{metric.key}_bytes"
+    return metric.key
+
+
+_COUNT_COLUMNS = {metric.key: export_column(metric) for metric in COMPARED}
 CSV_COLUMNS = (
     "variant",
     "is_baseline",
@@ -87,9 +187,9 @@ def comparison_row(row: VariantComparison) -> dict[str, Any]:
 
 def block_row(block: BlockChange) -> dict[str, Any]:
     data: dict[str, Any] = {"block": block.name, "status": block.status}
-    for metric in ("params", "macs", "flops", "bytes_unfused", "bytes_fused"):
-        change = block.count(metric)
-        column = _COUNT_COLUMNS[metric]
+    for metric in PER_BLOCK:
+        change = block.count(metric.key)
+        column = export_column(metric)
         data[f"baseline_{column}"] = change.baseline
         data[column] = change.value
     data.update(

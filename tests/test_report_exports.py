@@ -9,7 +9,7 @@ import json
 import pytest
 from report_golden import fixture_results
 
-from ablate.report.tabular import COMPARISON_SCHEMA, CSV_COLUMNS, comparison_csv, comparison_json
+from ablate.report.write import COMPARISON_SCHEMA, CSV_COLUMNS, comparison_csv, comparison_json
 
 
 def test_json_rows_and_blocks() -> None:
