@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 
 
@@ -21,10 +22,20 @@ def _choices_text(choices: Iterable[object]) -> str:
     return ", ".join(str(choice) for choice in choices)
 
 
+_EXCERPT_REPR = reprlib.Repr()
+# Bounded at every level, so that even a value built from YAML aliases (the same list
+# referenced a billion times over) is shown in bounded time and memory.
+_EXCERPT_REPR.maxlevel = 3
+_EXCERPT_REPR.maxdict = _EXCERPT_REPR.maxlist = _EXCERPT_REPR.maxtuple = 6
+_EXCERPT_REPR.maxset = _EXCERPT_REPR.maxfrozenset = 6
+_EXCERPT_REPR.maxstring = _EXCERPT_REPR.maxother = EXCERPT_CHARACTERS
+_EXCERPT_REPR.maxlong = 40
+
+
 def excerpt(value: object, limit: int = EXCERPT_CHARACTERS) -> str:
-    """`repr(value)`, cut to `limit` characters with an ellipsis when longer."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A short ``repr`` of `value`, at most `limit` characters, ending in "..." when cut."""
+    text = _EXCERPT_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def format_key_path(path: Iterable[str | int]) -> str:
@@ -33,9 +44,15 @@ def format_key_path(path: Iterable[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not _plain_key(part):
+            text += f"[{excerpt(part)}]"  # quoted and cut: a key can be anything in YAML
         else:
             text += f".{part}" if text else part
     return text
+
+
+def _plain_key(key: str) -> bool:
+    return 0 < len(key) <= EXCERPT_CHARACTERS and key.isprintable() and not set(key) & set(".[]")
 
 
 class FactorError(AblateError, ValueError):
@@ -46,7 +63,7 @@ class FactorError(AblateError, ValueError):
         self.value = value
         self.reason = reason
         self.choices = tuple(choices)
-        text = f"{factor}: {reason} (got {value!r})"
+        text = f"{factor}: {reason} (got {excerpt(value)})"
         if self.choices:
             text += f"; valid: {_choices_text(self.choices)}"
         super().__init__(text)

@@ -55,7 +55,7 @@ def inspect_command(
     """Per-block table (paper Table 1 style): parameters, MACs, FLOPs, bytes, intensity."""
     from ablate.report.console import print_inspection
     from ablate.services.inspect import inspect_model
-    from ablate.variants import parse_set_options
+    from ablate.spec.source import parse_set_options
 
     inspection = inspect_model(
         model=model,

@@ -14,6 +14,15 @@ import typer
 
 from ablate.measurement.backends import BACKENDS
 
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Go ahead even when the estimate says the run exceeds this machine's memory or "
+        "its minimum rounds exceed twice the budget.",
+    ),
+]
+
 
 def validate_command(
     spec: Annotated[
@@ -22,16 +31,23 @@ def validate_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the resolved spec (defaults filled in).")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
-    """Check a spec: keys, types, values, every variant's architecture. Nothing is run."""
+    """Check a spec: keys, types, values, every variant's architecture, and whether the run
+    fits this machine's memory and its budget. Nothing is measured."""
     from ablate.report.console import summary_line, variant_lines
+    from ablate.runs.estimate import check_fits, estimate_run
+    from ablate.runs.runner import built_copies
     from ablate.spec import load_spec
 
     experiment = load_spec(spec)
     if json_output:
         typer.echo(json.dumps(experiment.to_json(), indent=2))
         return
+    estimate = estimate_run(experiment, built_copies(len(experiment.architecture_groups())))
+    check_fits(estimate, force=force)
     typer.echo(summary_line(experiment))
+    typer.echo(estimate.summary())
     for line in variant_lines(experiment):
         typer.echo(line)
 
@@ -74,6 +90,7 @@ def run_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run of this spec.")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
@@ -89,6 +106,7 @@ def run_command(
         threads=threads,
         quick=quick,
         resume=resume,
+        force=force,
         progress=RichProgress(),
     )
     print_renderables([latency_table(compare_variants(load_results(directory)))])

@@ -72,7 +72,7 @@ def bench_command(
 
     from ablate.report.bench_console import bench_report
     from ablate.services.bench import bench_to_dict, run_bench
-    from ablate.variants import parse_set_options
+    from ablate.spec.source import parse_set_options
 
     report = run_bench(
         model=model,

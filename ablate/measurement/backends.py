@@ -7,7 +7,7 @@ export, compilation, the first call) happens in the factory, never inside a time
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import io
 import warnings
 from collections.abc import Callable
@@ -49,8 +49,12 @@ class Backend:
     def check_available(self) -> None:
         """Raise MissingDependencyError, naming the extra, when a module it needs is missing."""
         for module in self.modules:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"backend {self.name!r}", module, self.extra or "")
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise MissingDependencyError(
+                    f"backend {self.name!r}", module, self.extra or ""
+                ) from None
 
 
 BACKENDS: Registry[Backend] = Registry("backend")

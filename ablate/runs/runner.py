@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate import __version__
+from ablate.errors import AblateError
 from ablate.files import write_json_atomic, write_text_atomic
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
@@ -120,6 +121,13 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
         "ablate_version": __version__,
         "packages": versions,
     }
+
+
+def built_copies(architectures: int) -> int:
+    """Separately built copies of each architecture that the rounds cycle through."""
+    from ablate.measurement.setup import INSTANCES
+
+    return 1 if architectures > MANY_VARIANTS else INSTANCES
 
 
 def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
@@ -242,7 +250,7 @@ class Run:
         from ablate.measurement.backends import prepare_runnable
         from ablate.measurement.calibration import cached_calibration
         from ablate.measurement.engine import StoppingPolicy, measure_latency
-        from ablate.measurement.setup import INSTANCES, example_input
+        from ablate.measurement.setup import example_input
 
         names = [unit.name for unit in self.units]
         baseline = self.unit_of[self.spec.baseline].name
@@ -250,7 +258,7 @@ class Run:
         prior = read_rounds(journal, set(names))
         if prior:
             self.progress.note(f"resuming the measurement after {len(prior)} journal rounds")
-        instances = 1 if len(self.units) > MANY_VARIANTS else INSTANCES
+        instances = built_copies(len(self.units))
         runnables = {}
         for unit in self.units:
             images = example_input(self.setup, unit.architecture.resolution)
@@ -395,6 +403,20 @@ class Run:
         for before, stage, after in self.STAGES:
             if status == before:
                 started = time.perf_counter()
-                getattr(self, stage)()
+                try:
+                    getattr(self, stage)()
+                except MemoryError:
+                    raise self._out_of_memory(stage) from None
+                except RuntimeError as error:
+                    if "alloc" not in str(error) and "out of memory" not in str(error):
+                        raise
+                    raise self._out_of_memory(stage) from None
                 self.progress.note(f"{after} in {time.perf_counter() - started:.1f} s")
                 status = after
+
+    def _out_of_memory(self, stage: str) -> AblateError:
+        return AblateError(
+            f"{self.directory}: out of memory while {stage.removesuffix('e')}ing; everything "
+            f"saved so far is kept (status {self.state.status}): free memory or measure fewer "
+            f"variants, then run `ablate run {self.spec.source_label} --resume`"
+        )

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
+from ablate.spec.schema import VARIANT_NAME_PATTERN
 
 SCHEMA = "ablate.results/2"
 SCHEMA_V1 = "ablate.results/1"
@@ -28,6 +29,10 @@ READABLE_SCHEMAS = (SCHEMA, SCHEMA_V1)
 RESULTS_NAME = "results.json"
 Status = Literal["counting", "counted", "measured", "profiled", "complete"]
 StopReason = Literal["target", "budget", "max_rounds"]
+
+
+# Names as specs allow them (see spec.schema): reports render them without escaping.
+VariantName = Annotated[str, Field(pattern=f"^{VARIANT_NAME_PATTERN.pattern}$")]
 
 
 class _Strict(BaseModel):
@@ -77,11 +82,11 @@ class OpTimeShares(_Strict):
 
 
 class Variant(_Strict):
-    name: str
+    name: VariantName
     base: str
     factors: dict[str, Any]  # as given in the spec
     resolved_factors: dict[str, Any]  # every factor's effective value
-    measured_as: str  # the variant whose identical architecture was built and timed
+    measured_as: VariantName  # the variant whose identical architecture was built and timed
     # The counts: one field per row of `ablate.metrics.METRICS` (a test holds them equal).
     params: int
     macs: int  # conv + linear multiply-accumulates (FlopCounterMode / 2)
@@ -127,7 +132,7 @@ class Results(_Strict):
     created: str
     spec: dict[str, Any]
     environment: dict[str, Any]
-    baseline: str
+    baseline: VariantName
     measurement: Measurement | None = None
     variants: list[Variant]
     attribution: Attribution | None = None

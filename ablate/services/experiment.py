@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablate.errors import AblateError
-from ablate.runs.runner import Run, RunProgress, SilentProgress
+from ablate.measurement.backends import BACKENDS
+from ablate.runs.estimate import check_fits, estimate_run
+from ablate.runs.runner import Run, RunProgress, SilentProgress, built_copies
 from ablate.runs.schema import Results, load_results
 from ablate.runs.storage import latest_run, new_run_directory, unfinished_run
 
@@ -21,6 +23,7 @@ def run_experiment(
     threads: int | None = None,
     quick: bool = False,
     resume: bool = False,
+    force: bool = False,
     progress: RunProgress | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory."""
@@ -30,6 +33,12 @@ def run_experiment(
         load_spec(spec_path), backend=backend, threads=threads, quick=True if quick else None
     )
     progress = progress or SilentProgress()
+    # Before anything is created: a missing runtime or a run too big for the machine is
+    # refused while there is nothing to clean up.
+    BACKENDS.get(spec.measure.backend).check_available()
+    estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
+    check_fits(estimate, force=force)
+    progress.note(estimate.summary())
     if resume:
         directory = unfinished_run(out_dir, spec.to_json())
         progress.note(f"resuming {directory}")

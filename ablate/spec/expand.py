@@ -14,7 +14,7 @@ from ablate.analysis.shapley import MAX_EXACT_FACTORS
 from ablate.errors import KeyPath
 from ablate.spec import defaults
 from ablate.spec.model import AttributionSpec
-from ablate.spec.schema import FACTOR_NAMES, SpecDocument
+from ablate.spec.schema import FACTOR_NAMES, VARIANT_NAME_PATTERN, VARIANT_NAME_RULE, SpecDocument
 from ablate.spec.source import SpecSource
 
 VARIANT_KEYS = ("base", *FACTOR_NAMES)
@@ -74,6 +74,8 @@ def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDra
         path: KeyPath = ("variants", name)
         if not name.strip():
             raise source.error(path, "a variant name must not be blank")
+        if not VARIANT_NAME_PATTERN.fullmatch(name):
+            raise source.error(path, f"a variant name takes {VARIANT_NAME_RULE}")
         _check_keys(entry, path, source)
         factors = {key: copy.deepcopy(value) for key, value in entry.items() if key != "base"}
         origins = {key: Origin((*path, key)) for key in entry}

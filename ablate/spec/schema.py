@@ -29,6 +29,10 @@ FACTOR_NAMES = tuple(FACTORS)
 # Also a directory name: no separators, no spaces, not "." or "..".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 NAME_MAX_LENGTH = 100
+# Variant names are shown in tables, Markdown and HTML-rendered reports: no control characters
+# (a newline would split a line of the report) and none of < > & | ` \ (markup).
+VARIANT_NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f<>&|`\\]{1,100}")
+VARIANT_NAME_RULE = "1-100 characters, no control characters and none of < > & | ` \\"
 
 T = TypeVar("T")
 

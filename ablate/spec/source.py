@@ -8,7 +8,7 @@ found later, at any key path, can still be reported with its line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ablate.errors import InputFileError, KeyPath, format_key_path
+from ablate.errors import AblateError, InputFileError, KeyPath, excerpt, format_key_path
 
 _STANDARD_PREFIX = "tag:yaml.org,2002:"
 _STRING_TAG = _STANDARD_PREFIX + "str"
@@ -36,8 +36,58 @@ _KEY_KINDS = {
 }
 
 
+# A spec is hundreds of nodes. Aliases let a few hundred bytes stand for billions of them
+# ("billion laughs"), which anything that walks the data would expand; a document whose
+# aliases expand beyond this many nodes is refused before it is constructed.
+MAX_EXPANDED_NODES = 10_000
+
+
 class _SpecLoader(yaml.SafeLoader):
     """A private subclass: constructors registered on SafeLoader elsewhere do not leak in."""
+
+
+def expanded_size(root: Node, limit: int = MAX_EXPANDED_NODES) -> int:
+    """Nodes of the document with every alias expanded, counted up to just past `limit`.
+
+    Counted on the node graph, where an alias is a second reference to one node, so the count
+    costs the size of the file, not of its expansion.
+    """
+    sizes: dict[int, int] = {}
+    cap = limit + 1
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        # A node reached again while being counted is a recursive alias: counted once here,
+        # reported with its line by the plain-data check.
+        sizes[key] = 1
+        total = 1
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        for child in children:
+            total = min(cap, total + size(child))
+            if total == cap:
+                break
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def compose_plain(loader: yaml.SafeLoader, source: str) -> Node | None:
+    """The single document's root node, refused when its aliases expand too far."""
+    root = loader.get_single_node()
+    if root is not None and expanded_size(root) > MAX_EXPANDED_NODES:
+        raise InputFileError(
+            source,
+            f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values; a spec needs "
+            "no such repetition (write the values out, or use a grid)",
+        )
+    return root
 
 
 @dataclass(frozen=True)
@@ -70,7 +120,7 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     loader = None
     try:
         loader = _SpecLoader(text)  # the reader checks the characters here already
-        root = loader.get_single_node()
+        root = compose_plain(loader, source)
         if root is None:
             raise InputFileError(
                 source,
@@ -175,13 +225,6 @@ def _check_plain_data(root: Node, source: str) -> None:
 
 # Where a spec came from, and how a problem at a key path becomes a one-line error.
 
-_VALUE_WIDTH = 60
-
-
-def shown_value(value: object) -> str:
-    """``repr`` of a value, shortened: a whole mapping would not fit on one line."""
-    text = repr(value)
-    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -204,7 +247,7 @@ class SpecSource:
     def bad_value(
         self, path: KeyPath, reason: str, value: object, choices: Iterable[object] = ()
     ) -> InputFileError:
-        return self.error(path, f"{reason} (got {shown_value(value)})", choices)
+        return self.error(path, f"{reason} (got {excerpt(value)})", choices)
 
 
 # Key paths such as ``variants.relu.kernel[3]``: tuples of mapping keys and list indices.
@@ -215,3 +258,26 @@ _FACTOR_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 def parse_factor_path(factor: str) -> KeyPath:
     """``FactorError.factor`` (``kernel[14]``, ``activation.from_block``) as a key path."""
     return tuple(int(index) if index else name for index, name in _FACTOR_PATH_PART.findall(factor))
+
+
+def parse_set_options(options: Sequence[str], option: str = "--set") -> dict[str, Any]:
+    """``FACTOR=VALUE`` options; VALUE is read as YAML so numbers, lists and mappings work."""
+    factors: dict[str, Any] = {}
+    for text in options:
+        name, separator, raw = text.partition("=")
+        name = name.strip()
+        shown = excerpt(text)
+        if not separator or not name or not raw.strip():
+            raise AblateError(f"{option} {shown}: expected FACTOR=VALUE, e.g. kernel=5")
+        if name in factors:
+            raise AblateError(f"{option} {shown}: factor {excerpt(name)} is set twice")
+        loader = _SpecLoader(raw)
+        try:
+            root = compose_plain(loader, f"{option} {excerpt(name)}")
+            factors[name] = None if root is None else loader.construct_document(root)
+        except yaml.YAMLError as error:
+            reason = str(error).splitlines()[0]
+            raise AblateError(f"{option} {shown}: VALUE is not valid YAML ({reason})") from None
+        finally:
+            loader.dispose()
+    return factors

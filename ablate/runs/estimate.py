@@ -1,0 +1,271 @@
+"""What a run will need before anything is measured: memory and time, against the machine.
+
+A run builds every distinct architecture while counting, then keeps `copies` built copies of
+each alive while measuring, and one forward pass at a time holds its live activations. So
+
+    memory ~ this process + sum over architectures of copies x weight bytes
+             + the largest forward's activations (x2: the counting pass records them too)
+
+Weights are exact for the architectures estimated (built, parameters counted); activations
+come from a forward pass on a small input, scaled by the area (every activation of these
+networks scales with height x width). A spec with many architectures is estimated on an
+evenly spaced sample that includes its widest and its largest-input ones, and extrapolated.
+
+Time: counting grows with MACs; measuring takes the budget, unless the minimum rounds of every
+variant, one forward each, take longer. Both are rough (within a factor of 2); memory is what
+is refused, because running out of it kills the run.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ablate.errors import AblateError
+
+if TYPE_CHECKING:
+    from ablate.architecture.description import Architecture
+    from ablate.spec.model import ExperimentSpec
+
+SAMPLE_LIMIT = 16
+PROBE_RESOLUTION = 64
+FLOAT_BYTES = 4
+# Counting one architecture: building, the recorded pass and its aggregation. Fitted to
+# counting runs on a 2-core x86 VM (0.2 s for a 250M-MAC network).
+COUNT_SECONDS_FIXED = 0.1
+COUNT_SECONDS_PER_MAC = 4e-10
+# One eager forward pass on one x86 core: fixed dispatch cost plus MACs at ~15 GMAC/s
+# (V3-Large, 217M MACs, 14 ms), with the warm-up block floor of the latency engine.
+FORWARD_SECONDS_FIXED = 1.5e-3
+FORWARD_SECONDS_PER_MAC = 1 / 15e9
+# Separately built copies of a backend's runnable: exported backends hold a second copy of
+# the weights in their own runtime.
+RUNTIME_WEIGHT_COPIES = 2
+
+
+@dataclass(frozen=True)
+class ArchitectureSize:
+    params: int
+    macs: int
+    activation_peak_bytes: int  # the largest input + output of any layer, at batch 1
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    variants: int
+    architectures: int
+    estimated_on: int  # architectures built for the estimate
+    copies: int  # built copies of each architecture while measuring
+    batch: int
+    process_bytes: int  # this process before the run (Python, torch)
+    weight_bytes: int  # every copy of every architecture
+    activation_bytes: int  # the largest forward's activations, counted twice
+    count_seconds: float
+    minimum_measure_seconds: float  # the minimum rounds, one forward per variant each
+    budget_seconds: float
+    available_bytes: int | None  # what this process may still use; None when unknown
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.process_bytes + self.weight_bytes + self.activation_bytes
+
+    @property
+    def measure_seconds(self) -> float:
+        return max(self.budget_seconds, self.minimum_measure_seconds)
+
+    def summary(self) -> str:
+        sample = (
+            ""
+            if self.estimated_on == self.architectures
+            else f" (estimated on {self.estimated_on} of them)"
+        )
+        return (
+            f"{self.architectures} distinct architectures for {self.variants} variants{sample}; "
+            f"memory about {_gigabytes(self.memory_bytes)} "
+            f"({self.copies} built {'copy' if self.copies == 1 else 'copies'} each)"
+            f"{'' if self.available_bytes is None else ' of ' + _gigabytes(self.available_bytes)}"
+            f" available; counting about {_duration(self.count_seconds)}, measuring about "
+            f"{_duration(self.measure_seconds)}"
+        )
+
+    def refusal(self) -> str | None:
+        """Why this run cannot go ahead on this machine, or None."""
+        if self.available_bytes is not None and self.memory_bytes > self.available_bytes:
+            return (
+                f"needs about {_gigabytes(self.memory_bytes)} of memory "
+                f"({self.architectures} architecture{'s' if self.architectures != 1 else ''} "
+                f"x {self.copies} built "
+                f"{'copy' if self.copies == 1 else 'copies'}, batch {self.batch}), more than "
+                f"the {_gigabytes(self.available_bytes)} this process may use; measure fewer "
+                "variants, a smaller width, resolution or batch, or pass --force to try anyway"
+            )
+        if self.minimum_measure_seconds > 2 * self.budget_seconds:
+            return (
+                f"the minimum rounds alone take about {_duration(self.minimum_measure_seconds)}, "
+                f"more than twice the {_duration(self.budget_seconds)} budget; raise "
+                "measure.budget_s, measure fewer variants, or pass --force to take them anyway"
+            )
+        return None
+
+
+def _gigabytes(value: int) -> str:
+    return f"{value / 1e9:.1f} GB"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def architecture_size(architecture: Architecture) -> ArchitectureSize:
+    """Parameters (exact), MACs and activation peak (scaled from a small input) at batch 1."""
+    import torch
+    from torch import nn
+
+    from ablate.architecture.builder import build_module
+
+    model = build_module(architecture)
+    params = sum(parameter.numel() for parameter in model.parameters())
+    conv_macs = linear_macs = peak = 0
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal conv_macs, linear_macs, peak
+        peak = max(peak, sum(t.numel() for t in inputs) + output.numel())
+        if isinstance(module, nn.Conv2d):
+            kernel = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+            if output.shape[-1] * output.shape[-2] > 1:
+                conv_macs += output.numel() * kernel
+            else:  # SE's convs act on the pooled 1x1 map, whatever the input size
+                linear_macs += output.numel() * kernel
+        elif isinstance(module, nn.Linear):
+            linear_macs += output.numel() * module.in_features
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [leaf.register_forward_hook(record) for leaf in leaves]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, PROBE_RESOLUTION, PROBE_RESOLUTION))
+    finally:
+        for handle in handles:
+            handle.remove()
+    # Conv outputs scale with the input area; the classifier's linear layers do not (and are
+    # never the activation peak).
+    area = (architecture.resolution / PROBE_RESOLUTION) ** 2
+    return ArchitectureSize(
+        params=params,
+        macs=int(conv_macs * area) + linear_macs,
+        activation_peak_bytes=int(peak * area * FLOAT_BYTES),
+    )
+
+
+def _sample(architectures: list[Architecture]) -> list[int]:
+    """Indices to estimate: all, or the widest and largest-input ones and an even spread."""
+    count = len(architectures)
+    if count <= SAMPLE_LIMIT:
+        return list(range(count))
+    chosen = {
+        max(range(count), key=lambda i: architectures[i].width),
+        max(range(count), key=lambda i: architectures[i].resolution),
+    }
+    spread: list[int] = []
+    points = SAMPLE_LIMIT - len(chosen)
+    while len(chosen | set(spread)) < SAMPLE_LIMIT:
+        spread = [round(i * (count - 1) / (points - 1)) for i in range(points)]
+        points += 1
+    extra = [index for index in spread if index not in chosen]
+    return sorted(chosen | set(extra[: SAMPLE_LIMIT - len(chosen)]))
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the least of the machine's available memory,
+    the cgroup's limit (v2 or v1) and the address-space limit, each less what is in use."""
+    limits: list[int] = []
+    meminfo = _read_fields("/proc/meminfo")
+    if "MemAvailable" in meminfo:
+        limits.append(meminfo["MemAvailable"] * 1024)
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:
+            limits.append(max(0, limit - usage))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        status = _read_fields(f"/proc/{os.getpid()}/status")
+        limits.append(max(0, soft - status.get("VmSize", 0) * 1024))
+    return min(limits) if limits else None
+
+
+def _process_bytes() -> int:
+    return _read_fields(f"/proc/{os.getpid()}/status").get("VmRSS", 0) * 1024
+
+
+def _read_fields(path: str) -> dict[str, int]:
+    fields = {}
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                parts = value.split()
+                if parts and parts[0].isdigit():
+                    fields[name] = int(parts[0])
+    except OSError:
+        pass
+    return fields
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
+    """Memory and time of running `spec` with `copies` built copies per architecture."""
+    from ablate.measurement.backends import backend_fuses
+
+    groups = spec.architecture_groups()
+    architectures = list(groups)
+    indices = _sample(architectures)
+    sizes = [architecture_size(architectures[index]) for index in indices]
+    scale = len(architectures) / len(sizes)
+    batch = spec.input.batch
+    runtime_copies = RUNTIME_WEIGHT_COPIES if backend_fuses(spec.measure.backend) else 1
+    weights = sum(size.params for size in sizes) * FLOAT_BYTES * copies * runtime_copies * scale
+    count_seconds = sum(
+        COUNT_SECONDS_FIXED + COUNT_SECONDS_PER_MAC * size.macs * batch for size in sizes
+    )
+    forward = sum(
+        FORWARD_SECONDS_FIXED + FORWARD_SECONDS_PER_MAC * size.macs * batch for size in sizes
+    )
+    settings = spec.measure.effective()
+    return RunEstimate(
+        variants=len(spec.variants),
+        architectures=len(architectures),
+        estimated_on=len(sizes),
+        copies=copies,
+        batch=batch,
+        process_bytes=_process_bytes(),
+        weight_bytes=int(weights),
+        activation_bytes=2 * batch * max(size.activation_peak_bytes for size in sizes),
+        count_seconds=count_seconds * scale,
+        minimum_measure_seconds=settings.min_rounds * forward * scale,
+        budget_seconds=settings.budget_s,
+        available_bytes=available_memory(),
+    )
+
+
+def check_fits(estimate: RunEstimate, *, force: bool) -> None:
+    """Refuse, in one line, a run the estimate says this machine cannot take."""
+    reason = estimate.refusal()
+    if reason is not None and not force:
+        raise AblateError(f"this run {reason}")
+

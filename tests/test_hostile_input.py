@@ -1,0 +1,246 @@
+"""Hostile or oversized input, reproduced for real: alias bombs under a memory cap, specs too
+big for the machine, markup in names, a runtime that is not installed. Each gets one line
+and exit 2, and nothing is created."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import FactorError, excerpt
+from ablate.runs.estimate import (
+    ArchitectureSize,
+    RunEstimate,
+    architecture_size,
+    available_memory,
+    estimate_run,
+)
+from ablate.spec import load_spec_text
+from ablate.spec.source import MAX_EXPANDED_NODES, parse_set_options, parse_yaml
+from ablate.variants.resolve import resolve_architecture
+
+MEMORY_CAP = 3 * 2**30  # address space of the capped subprocesses
+
+
+def _capped() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def ablate(*arguments: str, cwd: Path, cap: bool = True, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "ablate", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_capped if cap else None,
+        env=env,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """Nested 10x aliases: ~600 bytes that expand to 10**levels values."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines)
+
+
+def test_an_alias_bomb_spec_is_refused_in_one_line_under_a_memory_cap(tmp_path: Path) -> None:
+    text = "name: bomb\n" + alias_bomb() + "\nvariants:\n  v: {base: mobilenet_v2, kernel: *a8}\n"
+    assert len(text) < 700
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = one_line(ablate("validate", str(path), cwd=tmp_path))
+    assert line == (
+        f"error: {path}: YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values; a "
+        "spec needs no such repetition (write the values out, or use a grid)"
+    )
+
+
+def test_an_alias_bomb_in_a_set_option_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    levels = [f"&a0 [{', '.join(['x'] * 10)}]"]
+    levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    value = "[" + ", ".join(levels) + "]"
+    line = one_line(ablate("inspect", "mobilenet_v2", "--set", f"kernel={value}", cwd=tmp_path))
+    assert "YAML aliases expand to more than" in line and len(line) < 200
+
+
+def test_aliases_that_stay_small_still_load() -> None:
+    document = parse_yaml("a: &x [1, 2]\nb: *x\n", "small.yaml")
+    assert document.data == {"a": [1, 2], "b": [1, 2]}
+    assert parse_set_options(["kernel=[&k 3, *k, 5]"]) == {"kernel": [3, 3, 5]}
+
+
+def test_an_echoed_value_is_short_whatever_its_size() -> None:
+    shared = ["x"] * 10
+    for _ in range(8):  # 10**9 elements if expanded, a few hundred objects in memory
+        shared = [shared] * 10
+    text = excerpt(shared)
+    assert len(text) <= 60 and text.endswith("...")
+    error = FactorError("kernel", shared, "expected 3, 5 or 7")
+    assert len(str(error)) < 120
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["<script>alert(1)</script>", "two\nlines", "a|b", "tick`s", "x" * 101],
+)
+def test_variant_names_with_markup_or_control_characters_are_refused(name: str) -> None:
+    text = "name: t\nvariants:\n  " + json.dumps(name) + ": {}\n  plain: {}\n"
+    with pytest.raises(Exception, match=r"a variant name takes 1-100 characters") as caught:
+        load_spec_text(text, "spec.yaml")
+    assert "\n" not in str(caught.value)
+
+
+def test_results_with_markup_in_a_name_are_refused_by_every_reader(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "hswish_eager" / "results.json"
+    document = json.loads(fixture.read_text(encoding="utf-8"))
+    document["variants"][1]["name"] = "<img src=x onerror=alert(1)>"
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    for command in ("compare", "report"):
+        line = one_line(ablate(command, str(path), cwd=tmp_path, cap=False))
+        assert "variants[1].name" in line and "should match pattern" in line
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_the_estimate_counts_what_the_counting_engine_counts() -> None:
+    # Exact reference counts at 224x224 (torchvision's implementations of the papers' tables).
+    large = architecture_size(resolve_architecture("mobilenet_v3_large", {}))
+    assert large.params == 5_483_032 and large.macs == 216_589_760
+    v2 = architecture_size(resolve_architecture("mobilenet_v2", {}))
+    assert v2.params == 3_504_872 and v2.macs == 300_774_272
+    # V2's largest layer: the batch norm of the second block's expansion, which reads and
+    # writes 96 channels at 112x112 (16 x t=6, before the stride-2 depthwise).
+    assert v2.activation_peak_bytes == 2 * 96 * 112 * 112 * 4
+    doubled = architecture_size(resolve_architecture("mobilenet_v2", {"resolution": 448}))
+    assert doubled.activation_peak_bytes == 4 * v2.activation_peak_bytes
+
+
+def _estimate(**changes: object) -> RunEstimate:
+    values: dict = {
+        "variants": 4,
+        "architectures": 4,
+        "estimated_on": 4,
+        "copies": 3,
+        "batch": 1,
+        "process_bytes": 500_000_000,
+        "weight_bytes": 1_000_000_000,
+        "activation_bytes": 100_000_000,
+        "count_seconds": 2.0,
+        "minimum_measure_seconds": 30.0,
+        "budget_seconds": 60.0,
+        "available_bytes": 8_000_000_000,
+    }
+    return RunEstimate(**{**values, **changes})
+
+
+def test_a_run_that_fits_is_summarised_and_not_refused() -> None:
+    estimate = _estimate()
+    assert estimate.memory_bytes == 1_600_000_000 and estimate.measure_seconds == 60.0
+    assert estimate.refusal() is None
+    assert estimate.summary() == (
+        "4 distinct architectures for 4 variants; memory about 1.6 GB (3 built copies each) "
+        "of 8.0 GB available; counting about 2 s, measuring about 60 s"
+    )
+
+
+def test_too_much_memory_or_too_little_budget_is_refused_with_the_figures() -> None:
+    memory = _estimate(available_bytes=1_000_000_000).refusal()
+    assert memory is not None and memory.startswith("needs about 1.6 GB of memory")
+    assert "1.0 GB this process may use" in memory and "--force" in memory
+    budget = _estimate(minimum_measure_seconds=400.0).refusal()
+    assert budget is not None and "6.7 min, more than twice the 60 s budget" in budget
+    assert _estimate(available_bytes=None).refusal() is None
+
+
+def test_a_spec_is_estimated_on_a_sample_of_a_large_grid() -> None:
+    values = [0.35, 0.5, 0.75, 1.0]
+    grid = {"width": values, "resolution": [96, 128, 160, 192, 224]}
+    text = "name: g\nbase: mobilenet_v3_small\ngrid: " + json.dumps(grid) + "\n"
+    estimate = estimate_run(load_spec_text(text, "g.yaml"), copies=1)
+    assert (estimate.variants, estimate.architectures) == (20, 20)
+    assert estimate.estimated_on == 16
+    largest = architecture_size(
+        resolve_architecture("mobilenet_v3_small", {"width": 1.0, "resolution": 224})
+    )
+    # The widest, largest-input variant is always among those estimated.
+    assert estimate.activation_bytes == 2 * largest.activation_peak_bytes
+    assert isinstance(largest, ArchitectureSize)
+
+
+def test_available_memory_honours_an_address_space_limit(tmp_path: Path) -> None:
+    code = "from ablate.runs.estimate import available_memory; print(available_memory())"
+    capped = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=_capped
+    )
+    assert capped.returncode == 0, capped.stderr
+    assert 0 < int(capped.stdout) < MEMORY_CAP
+    assert (available_memory() or 0) > 0
+
+
+def test_a_run_too_big_for_the_memory_cap_is_refused_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(
+        "name: huge\nvariants:\n  big: {width: 4.0, resolution: 2048}\n", encoding="utf-8"
+    )
+    line = one_line(ablate("run", str(spec), "--out", "runs", "--quick", cwd=tmp_path))
+    assert line.startswith("error: this run needs about ") and "pass --force" in line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_running_out_of_memory_mid_run_is_one_line_and_resumable(tmp_path: Path) -> None:
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(
+        "name: huge\nvariants:\n  big: {width: 4.0, resolution: 2048}\n", encoding="utf-8"
+    )
+    result = ablate("run", str(spec), "--out", "runs", "--quick", "--force", cwd=tmp_path)
+    # The progress display shares stderr; the error is its last line and the only one.
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0])
+    line = errors[0]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert line == (
+        f"error: {Path('runs') / run.name}: out of memory while counting; everything saved so "
+        f"far is kept (status counting): free memory or measure fewer variants, then run "
+        f"`ablate run {spec} --resume`"
+    )
+    assert json.loads((run / "results.json").read_text())["status"] == "counting"
+
+
+def test_a_missing_runtime_is_named_before_any_run_directory_exists(tmp_path: Path) -> None:
+    # A real absence: a package on the path that fails to import, as a missing one does.
+    shadow = tmp_path / "shadow" / "onnxruntime"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: t\nbase: mobilenet_v3_small\nmeasure: {backend: onnxruntime}\n"
+        "variants:\n  a: {width: 0.35, resolution: 64}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow")}
+    result = ablate("run", str(spec), "--out", "runs", cwd=tmp_path, cap=False, env=env)
+    assert one_line(result) == (
+        "error: backend 'onnxruntime' needs the Python package 'onnxruntime', which is not "
+        "installed; install it with: pip install 'ablate[onnx]'"
+    )
+    assert not (tmp_path / "runs").exists()
