@@ -21,6 +21,7 @@ REFERENCE_PARAMS = {
     "mobilenet_v2": 3_504_872,
     "mobilenet_v3_large": 5_483_032,
     "mobilenet_v3_small": 2_542_856,
+    "mnasnet_a1": 3_887_038,
 }
 
 
@@ -205,7 +206,12 @@ def test_decode_block_codes() -> None:
 def test_tables_hold_the_paper_block_counts() -> None:
     assert {name: len(a.blocks) for name, a in ARCHITECTURES.items()} == {
         "mobilenet_v1": 13, "mobilenet_v2": 17, "mobilenet_v3_large": 15,
-        "mobilenet_v3_small": 11,
+        "mobilenet_v3_small": 11, "mnasnet_a1": 16,
+        # A detector's backbone keeps its classifier's blocks.
+        "ssdlite_mobilenet_v1": 13, "ssdlite_mobilenet_v2": 17,
+        "ssdlite_mobilenet_v3_large": 15, "ssdlite_mobilenet_v3_small": 11,
+        "ssdlite_mnasnet_a1": 16, "ssd_mobilenet_v1": 13,
+        "ssdlite_mobilenet_v3_large_reduced": 15, "ssdlite_mobilenet_v3_small_reduced": 11,
     }
 
 

@@ -46,6 +46,16 @@ def test_models_lists_exact_parameter_counts() -> None:
         "mobilenet_v2": 3_504_872,
         "mobilenet_v3_large": 5_483_032,
         "mobilenet_v3_small": 2_542_856,
+        "mnasnet_a1": 3_887_038,
+        # Detectors (91 classes, paper convention; tests/test_detection.py checks Table 6).
+        "ssdlite_mobilenet_v1": 5_246_911,
+        "ssdlite_mobilenet_v2": 4_500_543,
+        "ssdlite_mobilenet_v3_large": 5_006_735,
+        "ssdlite_mobilenet_v3_small": 2_518_271,
+        "ssdlite_mobilenet_v3_large_reduced": 3_248_255,
+        "ssdlite_mobilenet_v3_small_reduced": 1_785_743,
+        "ssdlite_mnasnet_a1": 4_912_181,
+        "ssd_mobilenet_v1": 17_909_759,
     }
     assert rows["mobilenet_v2"]["blocks"] == 17
     table = runner.invoke(app, ["models"])

@@ -18,6 +18,7 @@ REFERENCE_MACS = {
     "mobilenet_v2": 300_774_272,
     "mobilenet_v3_large": 216_589_760,
     "mobilenet_v3_small": 56_510_400,
+    "mnasnet_a1": 311_579_072,
 }
 
 

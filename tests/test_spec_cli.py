@@ -92,7 +92,10 @@ def test_validate_errors_are_one_line_and_exit_2(app: typer.Typer, tmp_path: Pat
     assert result.output == (
         f"error: {path}:5: variants.relu.activation: unknown activation (got 'gelu'); valid: "
         "relu, relu6, hswish, swish, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, "
-        "mobilenet_v3_small\n"
+        "mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, "
+        "ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
+        "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
+        "ssdlite_mnasnet_a1, ssd_mobilenet_v1\n"
     )
     assert "Traceback" not in result.output
 

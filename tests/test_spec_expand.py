@@ -92,7 +92,8 @@ def test_values_are_rendered_compactly() -> None:
 def test_grid_unknown_factor() -> None:
     assert message("name: t\ngrid:\n  kernal: [3]\n") == (
         "spec.yaml:3: grid.kernal: unknown factor; valid: base, width, resolution, num_classes, "
-        "activation, se, se_ratio, se_gate, kernel, expansion, stem_channels, last_stage, layout"
+        "activation, se, se_ratio, se_gate, kernel, expansion, stem_channels, last_stage, layout, "
+        "backbone, head, tail, convention"
     )
 
 
@@ -116,7 +117,10 @@ def test_grid_bad_value_names_the_value_and_the_variant() -> None:
     assert message(text) == (
         "spec.yaml:6: grid.kernel[1]: in variant 'se=on,kernel=4': unsupported depthwise "
         "kernel (got 4); valid: 3, 5, 7, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, "
-        "mobilenet_v3_small"
+        "mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, "
+        "ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
+        "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
+        "ssdlite_mnasnet_a1, ssd_mobilenet_v1"
     )
 
 
@@ -230,7 +234,7 @@ def test_attribution_input_resolution() -> None:
             "",
             "spec.yaml:5: attribution.factors[2]: unknown factor (got 'kernal'); valid: width, "
             "resolution, num_classes, activation, se, se_ratio, se_gate, kernel, expansion, "
-            "stem_channels, last_stage, layout",
+            "stem_channels, last_stage, layout, backbone, head, tail, convention",
         ),
         (
             "[kernel, se, kernel]",
@@ -272,7 +276,10 @@ def test_attribution_from_and_to() -> None:
     text = "name: t\nattribution:\n  from: v2\n  to: mobilenet_v3_large\n  factors: [kernel]\n"
     assert message(text) == (
         "spec.yaml:3: attribution.from: unknown architecture (got 'v2'); valid: mobilenet_v1, "
-        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small"
+        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, "
+        "ssdlite_mobilenet_v2, ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
+        "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
+        "ssdlite_mnasnet_a1, ssd_mobilenet_v1"
     )
 
 

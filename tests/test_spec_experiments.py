@@ -22,6 +22,9 @@ EXPECTED = {
     "v2_to_v3.yaml": (9, 8, "v2"),
     "why_v3_faster.yaml": (128, 128, "to:{}"),
     "why_v3_small_faster.yaml": (128, 128, "to:{}"),
+    "detection.yaml": (12, 12, "v2"),
+    "why_ssdlite_v3_small_faster.yaml": (16, 16, "to:{}"),
+    "why_v3_faster_detection.yaml": (256, 256, "to:{}"),
 }
 # Wall-clock limits on 2 cores: the latency budget plus the longest warm-up of every distinct
 # architecture must leave this share of the limit for building and counting.

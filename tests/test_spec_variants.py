@@ -10,7 +10,12 @@ from ablate.errors import InputFileError
 from ablate.spec import load_spec_text
 from ablate.variants.resolve import resolve_architecture
 
-ARCHITECTURE_CHOICES = "mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small"
+ARCHITECTURE_CHOICES = (
+    "mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, "
+    "ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, ssdlite_mobilenet_v3_large, "
+    "ssdlite_mobilenet_v3_small, ssdlite_mobilenet_v3_large_reduced, "
+    "ssdlite_mobilenet_v3_small_reduced, ssdlite_mnasnet_a1, ssd_mobilenet_v1"
+)
 
 
 def error_of(text: str) -> InputFileError:
@@ -119,7 +124,7 @@ def test_unknown_factor() -> None:
     assert message("name: t\nvariants:\n  relu:\n    kernal: 3\n") == (
         "spec.yaml:4: variants.relu.kernal: unknown factor; valid: base, width, resolution, "
         "num_classes, activation, se, se_ratio, se_gate, kernel, expansion, stem_channels, "
-        "last_stage, layout"
+        "last_stage, layout, backbone, head, tail, convention"
     )
 
 

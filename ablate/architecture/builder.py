@@ -28,7 +28,7 @@ from ablate.architecture.layers import (
 )
 
 
-def build_module(architecture: Architecture) -> MobileNet:
+def build_module(architecture: Architecture) -> nn.Module:
     width = architecture.width
     epsilon = architecture.batch_norm_epsilon
     stem = architecture.stem
@@ -48,6 +48,10 @@ def build_module(architecture: Architecture) -> MobileNet:
         blocks.append(_build_block(block, channels, width, epsilon))
         channels = scale_channels(block.out_channels, width)
     parts["blocks"] = nn.Sequential(*blocks)
+    if architecture.detection is not None:
+        from ablate.architecture.detection import build_detector
+
+        return build_detector(architecture, parts["stem"], parts["blocks"], channels)
     parts.update(_build_tail(architecture, channels))
     model = MobileNet(parts)
     initialize(model)
@@ -77,11 +81,13 @@ def _build_block(block: Block, in_channels: int, width: float, epsilon: float) -
         batch_norm_epsilon=epsilon,
     )
     if block.squeeze_excite is not None:
-        layers["se"] = SqueezeExcitation(
-            hidden,
-            squeeze_channels(hidden, block.squeeze_excite.ratio),
-            block.squeeze_excite.gate,
+        se = block.squeeze_excite
+        squeeze = (
+            round(in_channels * se.ratio)
+            if se.reference == "input"
+            else squeeze_channels(hidden, se.ratio)
         )
+        layers["se"] = SqueezeExcitation(hidden, squeeze, se.gate)
     # Bottlenecks project linearly (V2 Section 3.2); separable blocks keep the activation.
     layers["project"] = ConvBatchNormActivation(
         hidden,
@@ -156,11 +162,11 @@ class LayerRow:
         return asdict(self)
 
 
-def _params(module: nn.Module) -> int:
+def parameter_total(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def _downsample(size: int, stride: int, kernel_size: int) -> int:
+def downsample(size: int, stride: int, kernel_size: int) -> int:
     padding = (kernel_size - 1) // 2
     return (size + 2 * padding - kernel_size) // stride + 1
 
@@ -172,9 +178,9 @@ def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
     rows = [
         LayerRow("stem", "stem", size, size, 3, f"conv2d {stem.kernel_size}x{stem.kernel_size}",
                  stem.kernel_size, None, stem_conv.out_channels, False, stem.activation,
-                 stem.stride, _params(model.stem))
+                 stem.stride, parameter_total(model.stem))
     ]
-    size = _downsample(size, stem.stride, stem.kernel_size)
+    size = downsample(size, stem.stride, stem.kernel_size)
     channels = stem_conv.out_channels
     for index, (block, module) in enumerate(zip(architecture.blocks, model.blocks, strict=True)):
         kernel = block.kernel_size
@@ -186,11 +192,16 @@ def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
                 str(index + 1), f"blocks.{index}", size, size, channels,
                 f"{operator} {kernel}x{kernel}", kernel,
                 expanded if block.kind == "bottleneck" else None, out_channels,
-                block.squeeze_excite is not None, block.activation, block.stride, _params(module),
+                block.squeeze_excite is not None, block.activation, block.stride,
+                parameter_total(module),
             )
         )
-        size = _downsample(size, block.stride, kernel)
+        size = downsample(size, block.stride, kernel)
         channels = out_channels
+    if architecture.detection is not None:
+        from ablate.architecture.detection import detector_rows
+
+        return rows + detector_rows(architecture, model, size)  # type: ignore[arg-type]
     if hasattr(model, "last_stage"):
         stage = model.last_stage
         activation = architecture.last_stage_activation
@@ -198,7 +209,7 @@ def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
             conv_out = stage.pointwise.conv.out_channels
             rows.append(LayerRow("last conv", "last_stage.pointwise", size, size, channels,
                                  "conv2d 1x1", 1, None, conv_out, False, activation, 1,
-                                 _params(stage.pointwise)))
+                                 parameter_total(stage.pointwise)))
             channels = conv_out
         rows.append(LayerRow("pool", "last_stage.pool", size, size, channels, "avgpool global",
                              None, None, channels, False, None, 1, 0))
@@ -207,5 +218,6 @@ def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
                 hidden = name == "hidden"
                 rows.append(LayerRow(name, f"classifier.{name}", 1, 1,
                                      layer.in_features, "linear", None, None, layer.out_features,
-                                     False, activation if hidden else None, 1, _params(layer)))
+                                     False, activation if hidden else None, 1,
+                                     parameter_total(layer)))
     return rows

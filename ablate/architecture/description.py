@@ -13,6 +13,10 @@ from typing import Literal, get_args
 
 BlockKind = Literal["separable", "bottleneck"]
 LastStageKind = Literal["v1", "v2", "v3", "none"]
+SqueezeReference = Literal["expanded", "input"]
+HeadKind = Literal["ssd", "ssdlite"]
+TailKind = Literal["full", "reduced"]
+Convention = Literal["paper", "torchvision"]
 
 # The closed vocabularies of the architecture, each defined here once: the factor checks,
 # error messages and help text read the names, the layers build the modules.
@@ -55,10 +59,15 @@ NO_EXPANSION = Expansion(ratio=1.0)
 
 @dataclass(frozen=True)
 class SqueezeExcite:
-    """SE after the depthwise conv; the bottleneck is ``ratio`` of the expanded channels."""
+    """SE after the depthwise conv; the bottleneck is ``ratio`` of the expanded channels.
+
+    ``reference="input"``: MnasNet's rule instead, ``ratio`` of the block's input channels,
+    rounded to the nearest integer (timm's ``round``), not to a multiple of 8.
+    """
 
     ratio: float = 0.25
     gate: str = "hsigmoid"
+    reference: SqueezeReference = "expanded"
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,21 @@ class LastStage:
 
 
 @dataclass(frozen=True)
+class Detection:
+    """An SSD or SSDLite detector on the backbone (see ablate/architecture/detection.py).
+
+    The backbone is the blocks plus, from ``last_stage``, only the 1x1 conv before pooling
+    (v2: ``channels``, v3: 6x the last block; v1 and none have none); its output is C5.
+    ``tail`` is recorded here and already applied to the blocks by the resolver.
+    """
+
+    head: HeadKind = "ssdlite"
+    tail: TailKind = "full"
+    convention: Convention = "paper"
+    extra_channels: tuple[int, ...] = (512, 256, 256, 128)
+
+
+@dataclass(frozen=True)
 class Architecture:
     # The name does not take part in equality: two variants that resolve to the same network
     # are built, counted and measured once.
@@ -109,6 +133,7 @@ class Architecture:
     width: float = 1.0
     resolution: int = 224
     batch_norm_epsilon: float = 1e-5
+    detection: Detection | None = None
 
 
 # Channel rounding of the reference implementations (torchvision, TensorFlow slim).

@@ -18,6 +18,7 @@ ratio 1 so that a different stem width keeps that meaning (V3 Section 5.1 varies
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -25,17 +26,24 @@ from ablate.architecture.description import (
     NO_EXPANSION,
     Architecture,
     Block,
+    Detection,
     Expansion,
+    HeadKind,
     LastStage,
     SqueezeExcite,
     Stem,
+    TailKind,
 )
+from ablate.architecture.taps import with_reduced_tail
 
 ACTIVATION_CODES = {"re": "relu", "r6": "relu6", "hs": "hswish", "sw": "swish"}
 _BLOCK_CODE = re.compile(
     r"^(?P<kind>ir|ds)_k(?P<kernel>\d+)(?:_e(?P<exp>\d+)|_t(?P<ratio>[\d.]+))?"
     r"_c(?P<out>\d+)_s(?P<stride>\d+)(?P<se>_se)?_(?P<act>re|r6|hs|sw)(?:_x(?P<repeats>\d+))?$"
 )
+
+
+V3_SQUEEZE_EXCITE = SqueezeExcite(0.25, "hsigmoid")
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,27 @@ class ArchitectureTable:
     last_stage: LastStage
     last_stage_activation: str
     batch_norm_epsilon: float
+    # What `se` in a block code means: V3's hard-sigmoid SE unless the paper says otherwise.
+    squeeze_excite: SqueezeExcite = V3_SQUEEZE_EXCITE
 
 
-def decode_block(code: str, input_channels: int) -> list[Block]:
+@dataclass(frozen=True)
+class DetectorTable:
+    """A backbone table with an SSD or SSDLite head (see ablate/architecture/detection.py)."""
+
+    name: str
+    paper: str
+    backbone: ArchitectureTable
+    head: HeadKind
+    resolution: int
+    tail: TailKind = "full"
+    # COCO in the TensorFlow configs: 90 classes + background.
+    num_classes: int = 91
+
+
+def decode_block(
+    code: str, input_channels: int, squeeze_excite: SqueezeExcite | None = None
+) -> list[Block]:
     match = _BLOCK_CODE.match(code)
     if match is None:
         raise ValueError(f"malformed block code {code!r}")
@@ -70,7 +96,9 @@ def decode_block(code: str, input_channels: int) -> list[Block]:
                 expansion=expansion,
                 out_channels=out_channels,
                 stride=int(match["stride"]) if repeat == 0 else 1,
-                squeeze_excite=SqueezeExcite(0.25, "hsigmoid") if match["se"] else None,
+                squeeze_excite=(squeeze_excite or V3_SQUEEZE_EXCITE)
+                if match["se"]
+                else None,
                 activation=ACTIVATION_CODES[match["act"]],
             )
         )
@@ -83,7 +111,7 @@ def decode(table: ArchitectureTable) -> Architecture:
     channels = table.stem.channels
     for stage in table.stages:
         for code in stage:
-            decoded = decode_block(code, channels)
+            decoded = decode_block(code, channels, table.squeeze_excite)
             blocks.extend(decoded)
             channels = decoded[-1].out_channels
     return Architecture(
@@ -166,8 +194,87 @@ MOBILENET_V3_SMALL = ArchitectureTable(
     batch_norm_epsilon=1e-3,
 )
 
+MNASNET_A1 = ArchitectureTable(
+    name="mnasnet_a1",
+    paper="MnasNet (arXiv:1807.11626) Figure 7(a), as timm's semnasnet_100",
+    stem=Stem(channels=32, kernel_size=3, stride=2, activation="relu"),
+    stages=(
+        # SepConv 3x3 -> 16: dw + BN + ReLU, linear 1x1 (no residual: 32 != 16).
+        ("ir_k3_t1_c16_s1_re",),           # 112x112 in
+        ("ir_k3_t6_c24_s2_re_x2",),        # 112x112 in
+        ("ir_k5_t3_c40_s2_se_re_x3",),     # 56x56 in
+        ("ir_k3_t6_c80_s2_re_x4",),        # 28x28 in
+        ("ir_k3_t6_c112_s1_se_re_x2",),    # 14x14 in
+        ("ir_k5_t6_c160_s2_se_re_x3",),    # 14x14 in
+        ("ir_k3_t6_c320_s1_re",),          # 7x7 in
+    ),
+    last_stage=LastStage("v2", channels=1280, dropout=0.2),
+    last_stage_activation="relu",
+    batch_norm_epsilon=1e-5,
+    # SE bottleneck: 1/4 of the block's input channels, sigmoid gate (MnasNet Section 4).
+    squeeze_excite=SqueezeExcite(0.25, "sigmoid", reference="input"),
+)
+
 TABLES: dict[str, ArchitectureTable] = {
     table.name: table
-    for table in (MOBILENET_V1, MOBILENET_V2, MOBILENET_V3_LARGE, MOBILENET_V3_SMALL)
+    for table in (MOBILENET_V1, MOBILENET_V2, MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, MNASNET_A1)
 }
-ARCHITECTURES: dict[str, Architecture] = {name: decode(table) for name, table in TABLES.items()}
+
+# V3 paper Section 6.3 and Table 6: SSDLite at 320x320 on COCO. ssd_mobilenet_v1 is the
+# regular SSD the SSDLite rows replace (TensorFlow's ssd_mobilenet_v1_coco, 300x300).
+_TABLE_6 = "Searching for MobileNetV3 (arXiv:1905.02244) Table 6"
+DETECTOR_TABLES: dict[str, DetectorTable] = {
+    table.name: table
+    for table in (
+        DetectorTable("ssdlite_mobilenet_v1", _TABLE_6, MOBILENET_V1, "ssdlite", 320),
+        DetectorTable("ssdlite_mobilenet_v2", _TABLE_6, MOBILENET_V2, "ssdlite", 320),
+        DetectorTable("ssdlite_mobilenet_v3_large", _TABLE_6, MOBILENET_V3_LARGE, "ssdlite", 320),
+        DetectorTable("ssdlite_mobilenet_v3_small", _TABLE_6, MOBILENET_V3_SMALL, "ssdlite", 320),
+        # The dagger rows; torchvision's ssdlite320_mobilenet_v3_large has the reduced tail too.
+        DetectorTable(
+            "ssdlite_mobilenet_v3_large_reduced", _TABLE_6, MOBILENET_V3_LARGE, "ssdlite", 320,
+            tail="reduced",
+        ),
+        DetectorTable(
+            "ssdlite_mobilenet_v3_small_reduced", _TABLE_6, MOBILENET_V3_SMALL, "ssdlite", 320,
+            tail="reduced",
+        ),
+        DetectorTable("ssdlite_mnasnet_a1", _TABLE_6, MNASNET_A1, "ssdlite", 320),
+        DetectorTable(
+            "ssd_mobilenet_v1", "SSD (arXiv:1512.02325) on MobileNets, TensorFlow's "
+            "ssd_mobilenet_v1_coco", MOBILENET_V1, "ssd", 300,
+        ),
+    )
+}
+
+
+def decode_detector(table: DetectorTable, *, full_tail: bool = False) -> Architecture:
+    architecture = dataclasses.replace(
+        decode(table.backbone),
+        name=table.name,
+        resolution=table.resolution,
+        num_classes=table.num_classes,
+        detection=Detection(head=table.head, tail=table.tail),
+    )
+    if table.tail == "reduced" and not full_tail:
+        return with_reduced_tail(architecture)
+    return architecture
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    **{name: decode(table) for name, table in TABLES.items()},
+    **{name: decode_detector(table) for name, table in DETECTOR_TABLES.items()},
+}
+# What `layout: NAME` means: the stages of the table, before any tail reduction (the `tail`
+# factor reduces them).
+LAYOUTS: dict[str, Architecture] = {
+    **ARCHITECTURES,
+    **{
+        name: decode_detector(table, full_tail=True)
+        for name, table in DETECTOR_TABLES.items()
+        if table.tail == "reduced"
+    },
+}
+PAPERS: dict[str, str] = {
+    name: table.paper for name, table in (*TABLES.items(), *DETECTOR_TABLES.items())
+}

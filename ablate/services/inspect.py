@@ -134,7 +134,7 @@ def rows_counts(rows: Sequence[LayerRow], counts: CountResult) -> list[RowCounts
 
 def list_models() -> list[ModelSummary]:
     from ablate.architecture.builder import build_module
-    from ablate.architecture.tables import ARCHITECTURES, TABLES
+    from ablate.architecture.tables import ARCHITECTURES, PAPERS
 
     summaries = []
     for name, architecture in ARCHITECTURES.items():
@@ -142,7 +142,7 @@ def list_models() -> list[ModelSummary]:
         summaries.append(
             ModelSummary(
                 name=name,
-                paper=TABLES[name].paper,
+                paper=PAPERS[name],
                 params=sum(parameter.numel() for parameter in model.parameters()),
                 blocks=len(architecture.blocks),
                 resolution=architecture.resolution,

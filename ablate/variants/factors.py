@@ -16,7 +16,8 @@ from ablate.architecture.description import (
     Architecture,
     Expansion,
 )
-from ablate.architecture.tables import ARCHITECTURES
+from ablate.architecture.tables import LAYOUTS
+from ablate.architecture.taps import reduce_tail, tap_block
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 SE_GATE_NAMES = tuple(SE_GATES)
@@ -100,6 +101,30 @@ FACTORS: dict[str, Factor] = {
             "channels, depths and strides of the stages (block kinds included)",
             "the name of a built-in architecture",
         ),
+        Factor(
+            "backbone",
+            "every backbone factor at once (layout, stem_channels, kernel, expansion, se, "
+            "se_ratio, se_gate, activation, last_stage), each unless given on its own",
+            "the name of a built-in architecture",
+        ),
+        Factor(
+            "head",
+            "detectors only: the predictors and extra layers, regular SSD (3x3 convs) or "
+            "SSDLite (3x3 depthwise + 1x1, V2 Section 6.2)",
+            "ssd | ssdlite",
+        ),
+        Factor(
+            "tail",
+            "detectors only: reduced halves the channels of every layer between C4 and C5 "
+            "(V3 Table 6, dagger rows)",
+            "full | reduced",
+        ),
+        Factor(
+            "convention",
+            "detectors only: paper (TensorFlow configs: 3 anchors on the lowest map, 6 "
+            "elsewhere) or torchvision (ssdlite320_mobilenet_v3_large: 6 anchors everywhere)",
+            "paper | torchvision",
+        ),
     )
 }
 
@@ -110,7 +135,14 @@ def _layout_key(architecture: Architecture) -> tuple[tuple[str, int, int], ...]:
     return tuple((b.kind, b.out_channels, b.stride) for b in architecture.blocks)
 
 
-_LAYOUTS = {_layout_key(architecture): name for name, architecture in ARCHITECTURES.items()}
+_LAYOUTS: dict[tuple[tuple[str, int, int], ...], str] = {}
+# Classifiers first, so a detector's backbone is named after its classifier; a reduced tail
+# (recorded as `detection.tail`) keeps the layout's name.
+for _name, _layout in LAYOUTS.items():
+    _LAYOUTS.setdefault(_layout_key(_layout), _name)
+for _name, _layout in LAYOUTS.items():
+    if tap_block(_layout) is not None:
+        _LAYOUTS.setdefault(_layout_key(reduce_tail(_layout)), _LAYOUTS[_layout_key(_layout)])
 
 
 def _expansion(expansion: Expansion) -> float | str:
@@ -126,7 +158,9 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
         "layout": _LAYOUTS.get(_layout_key(architecture), "custom"),
         "width": architecture.width,
         "resolution": architecture.resolution,
-        "num_classes": architecture.num_classes if architecture.last_stage.kind != "none" else None,
+        "num_classes": architecture.num_classes
+        if architecture.last_stage.kind != "none" or architecture.detection is not None
+        else None,
         "stem_channels": architecture.stem.channels,
         "kernel": [block.kernel_size for block in architecture.blocks],
         "expansion": [_expansion(block.expansion) for block in architecture.blocks],
@@ -142,7 +176,15 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
             "kind": architecture.last_stage.kind,
             "channels": architecture.last_stage.channels,
         },
+        **_detection(architecture),
     }
+
+
+def _detection(architecture: Architecture) -> dict[str, Any]:
+    detection = architecture.detection
+    if detection is None:
+        return {}
+    return {"head": detection.head, "tail": detection.tail, "convention": detection.convention}
 
 
 # ``--set FACTOR=VALUE`` options: VALUE is read as YAML so numbers, lists and mappings work.

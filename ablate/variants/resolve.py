@@ -23,8 +23,10 @@ from ablate.architecture.description import (
     SqueezeExcite,
     Stem,
 )
-from ablate.architecture.tables import ARCHITECTURES
+from ablate.architecture.tables import ARCHITECTURES, LAYOUTS
+from ablate.architecture.taps import check_taps, reduce_last_stage, reduce_tail
 from ablate.errors import FactorError
+from ablate.variants.detection import expand_backbone, resolve_detection
 from ablate.variants.factors import (
     ACTIVATION_NAMES,
     FACTORS,
@@ -53,7 +55,7 @@ def _is_architecture_name(value: object) -> bool:
 
 def resolve_architecture(base: str, factors: Mapping[str, Any] | None = None) -> Architecture:
     """Apply ``factors`` to the built-in architecture ``base``."""
-    factors = dict(factors or {})
+    factors = expand_backbone(factors or {}, ARCHITECTURES)
     base_architecture = architecture_named(base)
     for name, value in factors.items():
         if name not in FACTORS:
@@ -66,7 +68,12 @@ class _Resolver:
     def __init__(self, base: Architecture, factors: dict[str, Any]):
         self.base = base
         self.factors = factors
+        self.detection = resolve_detection(base, factors, ARCHITECTURES)
         self.layout = self._layout()
+        if self.detection is not None:
+            check_taps(self.layout)
+            if self.detection.tail == "reduced":
+                self.layout = reduce_tail(self.layout)
         self.block_count = len(self.layout.blocks)
 
     def architecture(self) -> Architecture:
@@ -78,8 +85,10 @@ class _Resolver:
         expansions = self._expansions(stem_channels)
         squeeze_excite = self._squeeze_excite()
         last_stage = self._last_stage()
+        if self.detection is not None and self.detection.tail == "reduced":
+            last_stage = reduce_last_stage(last_stage)
         num_classes = self._number("num_classes", self.base.num_classes, (1, 10**7))
-        if last_stage.kind == "none" and "num_classes" in self.factors:
+        if last_stage.kind == "none" and self.detection is None and "num_classes" in self.factors:
             raise FactorError(
                 "num_classes", self.factors["num_classes"], "has no effect with last_stage none"
             )
@@ -104,13 +113,14 @@ class _Resolver:
             width=width,
             resolution=resolution,
             batch_norm_epsilon=self.layout.batch_norm_epsilon,
+            detection=self.detection,
         )
 
     # -- whole-network factors ---------------------------------------------------------
 
     def _layout(self) -> Architecture:
         value = self.factors.get("layout", self.base.name)
-        return architecture_named(value, "layout")
+        return LAYOUTS[architecture_named(value, "layout").name]
 
     def _number(
         self, factor: str, default: float, bounds: tuple[float, float], *, integer: bool = True
@@ -197,7 +207,7 @@ class _Resolver:
             raise FactorError(
                 "se_gate", gate, "unknown SE gate", (*SE_GATE_NAMES, *ARCHITECTURE_NAMES)
             )
-        squeeze_excite = SqueezeExcite(ratio=float(ratio), gate=gate)
+        squeeze_excite = dataclasses.replace(default, ratio=float(ratio), gate=gate)
 
         def parse(key: str, value: object) -> bool:
             if isinstance(value, str | bool) and value in _ON_WORDS:
