@@ -21,14 +21,20 @@ from ablate.devices.profile import load_profile, read_profile, shipped_path, wri
 from ablate.variants.resolve import resolve_architecture
 from tests.conftest import parameter_count
 
-PIXEL1_TABLE = Path(__file__).resolve().parent.parent / "ablate" / "devices" / (
-    "pixel1_latencies.csv"
+PIXEL1_TABLE = (
+    Path(__file__).resolve().parent.parent / "ablate" / "devices" / ("pixel1_latencies.csv")
 )
 runner = CliRunner()
 
 
 def _record(
-    index: int, kind: Kind, group: str, *, macs: int = 0, moved: int = 0, fused_into: int | None = None
+    index: int,
+    kind: Kind,
+    group: str,
+    *,
+    macs: int = 0,
+    moved: int = 0,
+    fused_into: int | None = None,
 ) -> OpRecord:
     return OpRecord(
         index=index,
@@ -73,10 +79,17 @@ def _synthetic_network(generator: np.random.Generator) -> tuple[OpRecord, ...]:
                     moved=int(byte_scale * generator.uniform(0.5, 1.5)),
                 )
             )
-            records.append(_record(anchor + 1, Kind.BATCH_NORM, group, moved=1000, fused_into=anchor))
+            records.append(
+                _record(anchor + 1, Kind.BATCH_NORM, group, moved=1000, fused_into=anchor)
+            )
         if generator.random() < 0.7:
             records.append(
-                _record(len(records), Kind.HARDSWISH, group, moved=int(byte_scale * generator.uniform(0.2, 1)))
+                _record(
+                    len(records),
+                    Kind.HARDSWISH,
+                    group,
+                    moved=int(byte_scale * generator.uniform(0.2, 1)),
+                )
             )
     records.append(_record(len(records), Kind.VIEW, "classifier"))
     return tuple(records)
@@ -119,8 +132,10 @@ def test_fit_recovers_known_coefficients_from_noisy_latencies() -> None:
 def test_exact_latencies_are_fitted_exactly() -> None:
     observations = _synthetic_observations("conv_kinds_bytes", TRUTH, noise=0.0, count=20)
     features = np.array(
-        [sum(group_features(o.records, FORMS["conv_kinds_bytes"], "fused").values())
-         for o in observations]
+        [
+            sum(group_features(o.records, FORMS["conv_kinds_bytes"], "fused").values())
+            for o in observations
+        ]
     )
     latency = np.array([o.latency_ms for o in observations])
     np.testing.assert_allclose(fit_coefficients(features, latency), TRUTH, rtol=1e-6)
@@ -218,7 +233,14 @@ def test_shipped_pixel1_profile_predicts_its_rows_as_recorded() -> None:
 def test_shipped_pixel1_profile_is_the_fit_of_its_table(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["fit-device", "pixel1", "--from-table", str(PIXEL1_TABLE), "--out", str(tmp_path / "p.json")],
+        [
+            "fit-device",
+            "pixel1",
+            "--from-table",
+            str(PIXEL1_TABLE),
+            "--out",
+            str(tmp_path / "p.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     fresh = read_profile(tmp_path / "p.json")
@@ -276,8 +298,11 @@ def _write_table(path: Path, rows: list[list[str]], header: str = "model,set,lat
             "params_m, madds_m",
         ),
         (
-            [["mobilenet_v3_small", "resolution=64", "3"], ["mobilenet_v3_small", "resolution=96", "4"],
-             ["mobilenet_v3_small", "resolution=96", "4.1"]],
+            [
+                ["mobilenet_v3_small", "resolution=64", "3"],
+                ["mobilenet_v3_small", "resolution=96", "4"],
+                ["mobilenet_v3_small", "resolution=96", "4.1"],
+            ],
             "model,set,latency_ms",
             "t.csv: fewer rows than parameters: 3 rows, 2 distinct architectures; the smallest "
             "cost model has 2 parameters and leave-one-out needs at least 4 architectures",
@@ -285,7 +310,11 @@ def _write_table(path: Path, rows: list[list[str]], header: str = "model,set,lat
     ],
 )
 def test_bad_tables_get_one_line_and_exit_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[list[str]], header: str, expected: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[list[str]],
+    header: str,
+    expected: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ABLATE_DEVICES_DIR", str(tmp_path / "profiles"))
@@ -312,10 +341,20 @@ def test_fit_list_and_predict_through_the_cli(
     rows = []
     for resolution in (64, 96, 128, 160, 192):
         _, counts = count_variant("mobilenet_v3_small", {"resolution": resolution})
-        kernels = sum(1 for r in counts.records if r.fused_into is None and r.fused_bytes > 0
-                      and r.kind not in (Kind.VIEW, Kind.ALLOCATE, Kind.DROPOUT))
-        rows.append(["mobilenet_v3_small", f"resolution={resolution}",
-                     f"{counts.macs / 1e7 + 0.05 * kernels:.6f}"])
+        kernels = sum(
+            1
+            for r in counts.records
+            if r.fused_into is None
+            and r.fused_bytes > 0
+            and r.kind not in (Kind.VIEW, Kind.ALLOCATE, Kind.DROPOUT)
+        )
+        rows.append(
+            [
+                "mobilenet_v3_small",
+                f"resolution={resolution}",
+                f"{counts.macs / 1e7 + 0.05 * kernels:.6f}",
+            ]
+        )
     _write_table(tmp_path / "t.csv", rows)
     result = runner.invoke(
         app, ["fit-device", "toy", "--from-table", str(tmp_path / "t.csv"), "--form", "macs"]
@@ -333,7 +372,8 @@ def test_fit_list_and_predict_through_the_cli(
     assert names == ["pixel1", "toy"]
 
     predicted = runner.invoke(
-        app, ["predict", "mobilenet_v3_small", "--device", "toy", "--set", "resolution=96", "--json"]
+        app,
+        ["predict", "mobilenet_v3_small", "--device", "toy", "--set", "resolution=96", "--json"],
     )
     assert predicted.exit_code == 0, predicted.output
     data = __import__("json").loads(predicted.output)

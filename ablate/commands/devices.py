@@ -90,7 +90,9 @@ def predict_command(
     factors = parse_set_options(set_options or [])
     prediction = predict_variant(model, factors, device)
     if json_output:
-        typer.echo(json.dumps({"model": model, "factors": factors, **prediction.to_json()}, indent=2))
+        typer.echo(
+            json.dumps({"model": model, "factors": factors, **prediction.to_json()}, indent=2)
+        )
         return
     settings = ", ".join(f"{key}={value}" for key, value in factors.items())
     title = f"{model} ({settings})" if settings else model

@@ -126,9 +126,7 @@ def op_features(record: OpRecord, form: Form, view: View) -> np.ndarray:
     return values
 
 
-def group_features(
-    records: Iterable[OpRecord], form: Form, view: View
-) -> dict[str, np.ndarray]:
+def group_features(records: Iterable[OpRecord], form: Form, view: View) -> dict[str, np.ndarray]:
     """Features summed per reporting group (stem, blocks.0, ...), in execution order."""
     groups: dict[str, np.ndarray] = {}
     for record in records:

@@ -146,9 +146,7 @@ def _bootstrap(
         rows = np.concatenate([np.flatnonzero(groups == group) for group in drawn])
         samples.append(fit_coefficients(features[rows], latency[rows]).tolist())
     draws = generator.choice(residuals, size=BOOTSTRAP_RESAMPLES, replace=True)
-    return Bootstrap(
-        seed=BOOTSTRAP_SEED, coefficients=samples, residuals=[float(r) for r in draws]
-    )
+    return Bootstrap(seed=BOOTSTRAP_SEED, coefficients=samples, residuals=[float(r) for r in draws])
 
 
 def check_observations(
@@ -159,9 +157,9 @@ def check_observations(
     needed = smallest + SPARE_ARCHITECTURES
     if architectures < needed:
         raise AblateError(
-            f"{origin}: fewer rows than parameters: {len(observations)} rows, {architectures} distinct "
-            f"architectures; the smallest cost model has {smallest} parameters and "
-            f"leave-one-out needs at least {needed} architectures"
+            f"{origin}: fewer rows than parameters: {len(observations)} rows, "
+            f"{architectures} distinct architectures; the smallest cost model has "
+            f"{smallest} parameters and leave-one-out needs at least {needed} architectures"
         )
 
 

@@ -116,10 +116,13 @@ def read_table_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         values = next(csv.reader([text]))
         if len(values) != len(header):
             raise InputFileError(
-                path, f"expected {len(header)} fields ({', '.join(header)}), got {len(values)}",
+                path,
+                f"expected {len(header)} fields ({', '.join(header)}), got {len(values)}",
                 line=number,
             )
-        rows.append((number, {key: value.strip() for key, value in zip(header, values)}))
+        rows.append(
+            (number, {key: value.strip() for key, value in zip(header, values, strict=True)})
+        )
     return rows
 
 
@@ -134,7 +137,9 @@ def _latency(path: Path, number: int, text: str) -> float:
         ) from None
     if not math.isfinite(value) or value <= 0:
         raise InputFileError(
-            path, f"latency must be a positive number of ms (got {text})", line=number,
+            path,
+            f"latency must be a positive number of ms (got {text})",
+            line=number,
             key_path="latency_ms",
         )
     return value
@@ -150,7 +155,10 @@ def table_observations(path: Path, batch: int = 1) -> list[Observation]:
         model = row["model"]
         if model not in ARCHITECTURE_NAMES:
             raise InputFileError(
-                path, f"unknown architecture {model!r}", line=number, key_path="model",
+                path,
+                f"unknown architecture {model!r}",
+                line=number,
+                key_path="model",
                 choices=ARCHITECTURE_NAMES,
             )
         try:
@@ -183,13 +191,15 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
         results = load_results(path)
         if results.measurement is None:
             raise InputFileError(
-                path, "the run has no measured latencies (status "
+                path,
+                "the run has no measured latencies (status "
                 f"{results.status!r}); fit from a run that measured",
                 key_path="measurement",
             )
         if results.measurement.backend.startswith("predicted"):
             raise InputFileError(
-                path, "the run's latencies are predictions, not measurements",
+                path,
+                "the run's latencies are predictions, not measurements",
                 key_path="measurement.backend",
             )
         view: View = "unfused" if results.measurement.backend == "eager" else "fused"
