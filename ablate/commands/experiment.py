@@ -74,6 +74,10 @@ def run_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the latest unfinished run of this spec.")
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Predict on this device profile (`ablate devices`) instead of timing."),
+    ] = None,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
@@ -90,6 +94,7 @@ def run_command(
         quick=quick,
         resume=resume,
         progress=RichProgress(),
+        device=device,
     )
     print_renderables([latency_table(compare_variants(load_results(directory)))])
     typer.echo(str(directory))

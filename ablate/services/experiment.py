@@ -22,13 +22,24 @@ def run_experiment(
     quick: bool = False,
     resume: bool = False,
     progress: RunProgress | None = None,
+    device: str | None = None,
 ) -> Path:
-    """Run the experiment of ``spec_path``; returns its run directory."""
+    """Run the experiment of ``spec_path``; returns its run directory.
+
+    ``device``: predict every latency on that device profile instead of timing.
+    """
     from ablate.spec import load_spec, with_overrides
 
     spec = with_overrides(
         load_spec(spec_path), backend=backend, threads=threads, quick=True if quick else None
     )
+    predictor = None
+    if device is not None:
+        from ablate.devices.profile import load_profile
+        from ablate.devices.runs import ProfilePredictor
+
+        # A bad name fails before the run directory exists.
+        predictor = ProfilePredictor(load_profile(device))
     progress = progress or SilentProgress()
     if resume:
         directory = unfinished_run(out_dir, spec.to_json())
@@ -36,7 +47,7 @@ def run_experiment(
     else:
         directory = new_run_directory(out_dir, spec.name)
     try:
-        Run(spec, directory, progress).execute(resume)
+        Run(spec, directory, progress, predictor).execute(resume)
     finally:
         progress.close()
     return directory
