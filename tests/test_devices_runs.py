@@ -193,3 +193,42 @@ def test_an_unknown_device_fails_before_a_run_directory_exists(tmp_path: Path) -
     assert result.exit_code == 2
     assert result.output.startswith("error: --device 'nokia3310': no such device profile")
     assert not (tmp_path / "runs").exists()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_fitting_rows_from_a_measured_run_take_its_medians_and_view() -> None:
+    from ablate.devices.observations import run_observations
+
+    eager = load_results(FIXTURES / "hswish_eager")
+    observations, view, batch = run_observations([FIXTURES / "hswish_eager"])
+    assert (view, batch) == ("unfused", 1)  # eager runs every aten op on its own
+    assert [row.name for row in observations] == [v.name for v in eager.variants]
+    assert [row.latency_ms for row in observations] == [
+        v.latency.median_ms for v in eager.variants if v.latency is not None
+    ]
+    # The counts are the run's own: the same networks, recounted.
+    assert [sum(r.macs for r in row.records) for row in observations] == [
+        v.macs for v in eager.variants
+    ]
+    _, compiled_view, _ = run_observations([FIXTURES / "hswish_compile"])
+    assert compiled_view == "fused"  # compile fuses conv + BN + activation
+
+
+def test_fitting_refuses_mixed_views_and_predicted_runs(tmp_path: Path) -> None:
+    from ablate.devices.observations import run_observations
+    from ablate.errors import AblateError, InputFileError
+
+    with pytest.raises(AblateError, match="differ in backend view or batch"):
+        run_observations([FIXTURES / "hswish_eager", FIXTURES / "hswish_compile"])
+    data = json.loads((FIXTURES / "hswish_eager" / "results.json").read_text())
+    data["measurement"] = {**data["measurement"], "predicted_on": "pixel1"}
+    predicted = tmp_path / "results.json"
+    predicted.write_text(json.dumps(data))
+    with pytest.raises(InputFileError) as error:
+        run_observations([predicted])
+    assert str(error.value) == (
+        f"{predicted}: measurement.predicted_on: the run's latencies are predictions on "
+        "pixel1, not measurements"
+    )

@@ -182,6 +182,7 @@ def table_observations(path: Path, batch: int = 1) -> list[Observation]:
 
 def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, int]:
     """The measured variants of runs (one row per distinct network), their view and batch."""
+    from ablate.measurement.backends import backend_fuses
     from ablate.runs.schema import load_results
 
     observations: list[Observation] = []
@@ -196,13 +197,14 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
                 f"{results.status!r}); fit from a run that measured",
                 key_path="measurement",
             )
-        if results.measurement.backend.startswith("predicted"):
+        if results.measurement.predicted_on is not None:
             raise InputFileError(
                 path,
-                "the run's latencies are predictions, not measurements",
-                key_path="measurement.backend",
+                f"the run's latencies are predictions on {results.measurement.predicted_on}, "
+                "not measurements",
+                key_path="measurement.predicted_on",
             )
-        view: View = "unfused" if results.measurement.backend == "eager" else "fused"
+        view: View = "fused" if backend_fuses(results.measurement.backend) else "unfused"
         batch = results.measurement.batch
         settings.add((view, batch))
         counter = counters.setdefault(batch, _Counter(batch))
