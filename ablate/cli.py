@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
+from ablate.commands.devices import devices_command, fit_device_command, predict_command
 from ablate.commands.experiment import (
     compare_command,
     report_command,
@@ -57,6 +58,9 @@ _register("compare", compare_command)
 _register("report", report_command)
 _register("bench", bench_command)
 _register("calibrate", calibrate_command)
+_register("fit-device", fit_device_command)
+_register("devices", devices_command)
+_register("predict", predict_command)
 
 
 def main() -> None:

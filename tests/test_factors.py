@@ -266,3 +266,41 @@ def test_expansion_on_a_layout_without_bottlenecks() -> None:
 def test_unknown_base_architecture() -> None:
     with pytest.raises(AblateError, match=r"base: unknown architecture .*'mobilenet_v4'.*valid"):
         ablate.build_model("mobilenet_v4")
+
+
+def _final_channels(base: str, **factors: object) -> int:
+    model = ablate.build_model(base, **factors)
+    if hasattr(model.classifier, "hidden"):
+        return model.classifier.hidden.out_features
+    return model.last_stage.pointwise.conv.out_channels
+
+
+@pytest.mark.parametrize(
+    ("base", "rule", "width", "expected"),
+    [
+        ("mobilenet_v3_large", None, 0.5, 640),  # torchvision: scaled
+        ("mobilenet_v3_large", "kept", 0.5, 1280),
+        ("mobilenet_v3_large", "kept", 1.25, 1600),  # kept scales above width 1
+        ("mobilenet_v3_large", "fixed", 1.25, 1280),
+        ("mobilenet_v3_small", "fixed", 0.35, 1024),
+        ("mobilenet_v3_small", "mobilenet_v2", 0.35, 1024),  # V2's rule is kept
+        ("mobilenet_v2", None, 0.35, 1280),  # the V2 reference keeps 1280 below width 1
+        ("mobilenet_v2", "scaled", 0.5, 640),
+        ("mobilenet_v2", None, 1.4, 1792),
+    ],
+)
+def test_last_stage_width(base: str, rule: str | None, width: float, expected: int) -> None:
+    factors: dict[str, object] = {"width": width}
+    if rule is not None:
+        factors["last_stage_width"] = rule
+    assert _final_channels(base, **factors) == expected
+
+
+def test_last_stage_width_errors() -> None:
+    with pytest.raises(FactorError, match=r"last_stage_width: unknown last stage width rule "
+                       r"\(got 'half'\); valid: scaled, kept, fixed, mobilenet_v1"):
+        resolve_architecture("mobilenet_v3_large", {"last_stage_width": "half"})
+    with pytest.raises(FactorError, match="has no effect with last_stage v1"):
+        resolve_architecture("mobilenet_v1", {"last_stage_width": "kept"})
+    with pytest.raises(FactorError, match="has no effect with last_stage none"):
+        resolve_architecture("mobilenet_v2", {"last_stage": "none", "last_stage_width": "kept"})

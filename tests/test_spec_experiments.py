@@ -15,6 +15,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # file -> (variants, distinct architectures, baseline)
 EXPECTED = {
     "hswish.yaml": (8, 7, "published"),
+    "host_profile.yaml": (16, 16, "s-1.0-224"),
     "se.yaml": (5, 5, "published"),
     "kernels.yaml": (3, 3, "published"),
     "expansion.yaml": (5, 5, "v3_published"),

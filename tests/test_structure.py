@@ -28,6 +28,7 @@ LAYERS = (
     "analysis",
     "spec",
     "runs",
+    "devices",  # fits and predicts from counts and runs; services and commands use it
     "services",
     "report",
     "commands",

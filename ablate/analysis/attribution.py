@@ -86,16 +86,18 @@ def attribute(
     antithetic: bool = True,
     bootstrap: BootstrapSettings | None = None,
     interaction_threshold: float = 0.05,
+    latency_table_given: LatencyTable | None = None,
 ) -> Attribution:
     """Attribute ``v(to) - v(from)`` for every metric, and latency, to the factors.
 
     `latency_rounds` is rounds x coalitions in seconds; `latency_masks` gives each column's
     coalition (default: all 2^n in mask order). `method` ``auto`` is exact up to 8 factors
     and sampled beyond; the sampled method's orders come from `sampling_seed`, and the
-    coalitions it needs from `plan_attribution(...).required_masks()`.
+    coalitions it needs from `plan_attribution(...).required_masks()`. A latency table
+    given instead of rounds (a device profile's predictions) is used as it is.
     """
     metrics = dict(metrics or {})
-    _check_request(metrics, latency_rounds, interaction_threshold)
+    _check_request(metrics, latency_rounds, interaction_threshold, latency_table_given)
     plan = plan_attribution(
         factors,
         method=method,
@@ -105,7 +107,7 @@ def attribute(
         antithetic=antithetic,
     )
     tables = {name: _MetricValues(name, source, plan) for name, source in metrics.items()}
-    latency = None
+    latency = latency_table_given
     if latency_rounds is not None:
         latency = latency_table(
             latency_rounds,
@@ -172,10 +174,15 @@ def attribute(
 
 
 def _check_request(
-    metrics: Mapping[str, ValueSource], latency_rounds: object, interaction_threshold: float
+    metrics: Mapping[str, ValueSource],
+    latency_rounds: object,
+    interaction_threshold: float,
+    latency_table_given: LatencyTable | None = None,
 ) -> None:
-    if not metrics and latency_rounds is None:
+    if not metrics and latency_rounds is None and latency_table_given is None:
         raise AttributionError("nothing to attribute: pass metric tables, latency rounds or both")
+    if latency_rounds is not None and latency_table_given is not None:
+        raise AttributionError("pass latency rounds or a latency table, not both")
     reserved = sorted(RESERVED_KEYS & set(metrics))
     if reserved:
         raise AttributionError(f"metric names {reserved} are reserved for latency and labels")

@@ -12,7 +12,6 @@ from ablate.architecture.description import (
     Architecture,
     Block,
     expanded_channels,
-    make_divisible,
     scale_channels,
     squeeze_channels,
 )
@@ -111,9 +110,7 @@ def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, n
     stage: OrderedDict[str, nn.Module] = OrderedDict()
     classifier: OrderedDict[str, nn.Module] = OrderedDict()
     if last.kind == "v2":
-        assert last.channels is not None
-        # V2 reference: 1280 channels are kept when width < 1 (make_divisible(1280 x max(1, w))).
-        conv_channels = make_divisible(last.channels * max(1.0, width))
+        conv_channels = last.scaled_channels(width)
         stage["pointwise"] = ConvBatchNormActivation(
             channels, conv_channels, 1, activation=activation, batch_norm_epsilon=epsilon
         )
@@ -127,8 +124,7 @@ def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, n
     stage["pool"] = nn.AdaptiveAvgPool2d(1)
     stage["flatten"] = nn.Flatten(1)
     if last.kind == "v3":
-        assert last.channels is not None
-        hidden = scale_channels(last.channels, width)
+        hidden = last.scaled_channels(width)
         classifier["hidden"] = nn.Linear(channels, hidden)
         classifier["act"] = activation_module(activation)
         channels = hidden

@@ -17,10 +17,12 @@ SqueezeReference = Literal["expanded", "input"]
 HeadKind = Literal["ssd", "ssdlite"]
 TailKind = Literal["full", "reduced"]
 Convention = Literal["paper", "torchvision"]
+LastStageWidth = Literal["scaled", "kept", "fixed"]
 
 # The closed vocabularies of the architecture, each defined here once: the factor checks,
 # error messages and help text read the names, the layers build the modules.
 LAST_STAGES: tuple[LastStageKind, ...] = get_args(LastStageKind)
+LAST_STAGE_WIDTHS: tuple[LastStageWidth, ...] = get_args(LastStageWidth)
 # Activation name -> the torch.nn module class that computes it (built in-place, as the
 # reference implementations do, so that memory traffic matches theirs).
 ACTIVATIONS = MappingProxyType(
@@ -98,11 +100,21 @@ class LastStage:
     ``v3``: 1x1 conv to 6x the last block's channels, pool, linear to ``channels`` with the
     activation, dropout, linear: the efficient last stage of V3 Section 5.1.
     ``none``: a feature extractor, no pooling and no classifier.
+
+    ``width``: how the width multiplier applies to ``channels``: ``scaled`` like every other
+    count; ``kept`` unscaled below width 1 (the V2 reference); ``fixed`` never scaled
+    (TensorFlow's V3 ``finegrain_classification_mode``).
     """
 
     kind: LastStageKind
     channels: int | None = None
     dropout: float = 0.2
+    width: LastStageWidth = "scaled"
+
+    def scaled_channels(self, width: float) -> int:
+        assert self.channels is not None
+        factor = {"scaled": width, "kept": max(1.0, width), "fixed": 1.0}[self.width]
+        return make_divisible(self.channels * factor)
 
 
 @dataclass(frozen=True)

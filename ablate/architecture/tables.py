@@ -154,7 +154,7 @@ MOBILENET_V2 = ArchitectureTable(
         ("ir_k3_t6_c320_s1_r6",),      # 7x7 in
     ),
     # 1x1 conv to 1280 at 7x7, pool, dropout 0.2, linear.
-    last_stage=LastStage("v2", channels=1280, dropout=0.2),
+    last_stage=LastStage("v2", channels=1280, dropout=0.2, width="kept"),
     last_stage_activation="relu6",
     batch_norm_epsilon=1e-5,
 )

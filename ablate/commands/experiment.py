@@ -91,6 +91,10 @@ def run_command(
         bool, typer.Option("--resume", help="Continue the latest unfinished run of this spec.")
     ] = False,
     force: ForceOption = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Predict on this device profile (`ablate devices`) instead of timing."),
+    ] = None,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
@@ -108,6 +112,7 @@ def run_command(
         resume=resume,
         force=force,
         progress=RichProgress(),
+        device=device,
     )
     print_renderables([latency_table(compare_variants(load_results(directory)))])
     typer.echo(str(directory))

@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ablate.measurement.profile import PROFILE_BACKEND
-from ablate.measurement.results import STOP_REASONS
 from ablate.metrics import COMPARED
 from ablate.report.changes import BlockChange
 from ablate.report.compare import (
@@ -38,7 +37,7 @@ from ablate.report.formatting import (
     signed_milliseconds,
 )
 from ablate.report.summary import comparison_summary, machine_phrase
-from ablate.runs.schema import Results
+from ablate.runs.schema import STOP_REASONS, Results
 
 OPPOSITE_MARK = "◆ opposite"
 MACS_FLAT_MARK = "● MACs flat"
@@ -68,7 +67,12 @@ def header_lines(results: Results, comparison: Comparison) -> list[str]:
         )
     lines.append(f"Machine: {machine_phrase(results)}")
     measurement = results.measurement
-    if measurement is not None:
+    if measurement is not None and measurement.predicted_on is not None:
+        lines.append(
+            f"Latency predicted on {measurement.predicted_on} (not measured): intervals from "
+            f"the profile's {measurement.rounds} bootstrap resamples; see `ablate devices`"
+        )
+    elif measurement is not None:
         lines.append(
             f"Measurement: {measurement.rounds} rounds in {measurement.elapsed_s:.1f} s, stopped "
             f"on {measurement.stop_reason} ({STOP_REASONS[measurement.stop_reason]}), target "

@@ -13,7 +13,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.record import Attribution, Effect
-from ablate.measurement.results import STOP_REASONS
 from ablate.metrics import COMPARED
 from ablate.report.compare import Comparison, VariantComparison, compare_runs, compare_variants
 from ablate.report.compare_console import (
@@ -55,7 +54,7 @@ from ablate.report.summary import (
     paper_figure,
     versus_answer,
 )
-from ablate.runs.schema import Results
+from ablate.runs.schema import STOP_REASONS, Results
 
 _FIGURE_TITLES = {
     LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
@@ -147,7 +146,9 @@ def _compared(results: Results, comparison: Comparison) -> list[str]:
 
 
 def _machine(results: Results) -> list[str]:
-    lines = ["## Machine and measurement", "", f"Measured on {machine_phrase(results)}.", ""]
+    predicted = results.measurement is not None and results.measurement.predicted_on is not None
+    where = "Counted" if predicted else "Measured"
+    lines = ["## Machine and measurement", "", f"{where} on {machine_phrase(results)}.", ""]
     environment = results.environment
     rows: list[tuple[str, object]] = [
         (label, environment[key]) for label, key in _ENVIRONMENT_ROWS if key in environment

@@ -42,7 +42,9 @@ def machine_phrase(results: Results) -> str:
     if measurement is not None:
         parts += [
             f"{measurement.threads} threads",
-            f"{measurement.backend} backend on {measurement.device}",
+            f"latency predicted on {measurement.predicted_on}"
+            if measurement.predicted_on is not None
+            else f"{measurement.backend} backend on {measurement.device}",
             f"batch {measurement.batch}",
         ]
     return ", ".join(parts)

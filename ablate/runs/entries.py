@@ -89,7 +89,7 @@ def measurement_entry(
     fields = {
         name: getattr(result, name)
         for name in Measurement.model_fields
-        if name != "roofline_calibration"
+        if name not in ("roofline_calibration", "predicted_on")
     }
     return Measurement(
         **fields,

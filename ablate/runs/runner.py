@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,10 +28,19 @@ from ablate.runs.entries import (
     op_time_entry,
     with_time_shares,
 )
-from ablate.runs.schema import RESULTS_NAME, Results, Status, Variant, load_results
+from ablate.runs.schema import (
+    RESULTS_NAME,
+    Latency,
+    Measurement,
+    Results,
+    Status,
+    Variant,
+    load_results,
+)
 from ablate.runs.storage import (
     ENVIRONMENT_NAME,
     JOURNAL_NAME,
+    PREDICTED_SAMPLES_NAME,
     RESOLVED_SPEC_NAME,
     SPEC_NAME,
     append_round,
@@ -39,8 +48,10 @@ from ablate.runs.storage import (
 )
 
 if TYPE_CHECKING:
+    from ablate.analysis.bootstrap import LatencyTable
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
+    from ablate.counting.records import OpRecord
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -83,6 +94,25 @@ class SilentProgress:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class PredictedLatencies:
+    """What a predictor gives instead of a measurement, by unit name."""
+
+    latencies: dict[str, Latency]
+    measurement: Measurement  # its stop_reason is "predicted", predicted_on names the device
+    # Each unit's latency under every resample of the predictor's uncertainty (the same
+    # resamples for every unit, so that differences keep their pairing), in ms.
+    samples_ms: dict[str, list[float]]
+
+
+class LatencyPredictor(Protocol):
+    """Stands in for the measurement (`ablate run --device`): latencies from the counts."""
+
+    def predict(
+        self, records: Mapping[str, Sequence[OpRecord]], *, baseline: str, threads: int
+    ) -> PredictedLatencies: ...
 
 
 @dataclass(frozen=True)
@@ -145,7 +175,13 @@ def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
 class Run:
     """One run directory's state, as the results model, and the stages that advance it."""
 
-    def __init__(self, spec: ExperimentSpec, directory: Path, progress: RunProgress):
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        directory: Path,
+        progress: RunProgress,
+        predictor: LatencyPredictor | None = None,
+    ):
         self.spec = spec
         self.directory = directory
         self.progress = progress
@@ -154,11 +190,19 @@ class Run:
         self.setup = measurement_setup(spec)
         self.results_path = directory / RESULTS_NAME
         self.results: Results | None = None
+        self.predictor = predictor  # predict the latencies instead of measuring them
+        self.records: dict[str, list[OpRecord]] = {}  # per unit, kept from counting
 
     @property
     def state(self) -> Results:
         assert self.results is not None, "start() first"
         return self.results
+
+    @property
+    def predicted(self) -> bool:
+        """Whether the latencies are predictions (so later stages time nothing), on resume too."""
+        measurement = self.state.measurement
+        return measurement is not None and measurement.predicted_on is not None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -224,6 +268,7 @@ class Run:
             model = build_module(unit.architecture)
             resolution = unit.architecture.resolution
             counts = count_model(model, (self.setup.batch, 3, resolution, resolution))
+            self.records[unit.name] = list(counts.records)
             rows = layer_rows(unit.architecture, model)
             described = describe_factors(unit.architecture)
             added = [
@@ -246,6 +291,9 @@ class Run:
         )
 
     def measure(self) -> None:
+        if self.predictor is not None:
+            self.predict()
+            return
         from ablate.architecture.builder import build_module
         from ablate.measurement.backends import prepare_runnable
         from ablate.measurement.calibration import cached_calibration
@@ -328,7 +376,40 @@ class Run:
 
         return on_round
 
+    def predict(self) -> None:
+        """The predictor's latencies instead of a measurement: nothing is timed."""
+        from ablate.architecture.builder import build_module
+        from ablate.counting.engine import count_model
+
+        assert self.predictor is not None
+        for unit in self.units:
+            if unit.name not in self.records:  # resumed after counting: count again, in memory
+                resolution = unit.architecture.resolution
+                shape = (self.setup.batch, 3, resolution, resolution)
+                counted = count_model(build_module(unit.architecture), shape)
+                self.records[unit.name] = list(counted.records)
+        predicted = self.predictor.predict(
+            {unit.name: self.records[unit.name] for unit in self.units},
+            baseline=self.unit_of[self.spec.baseline].name,
+            threads=self.setup.threads,
+        )
+        points = {name: latency.median_ms for name, latency in predicted.latencies.items()}
+        write_json_atomic(
+            self.directory / PREDICTED_SAMPLES_NAME,
+            {"point_ms": points, "samples_ms": predicted.samples_ms},
+        )
+        self.update(
+            "measured",
+            variants=self.updated_variants(
+                {name: {"latency": latency} for name, latency in predicted.latencies.items()}
+            ),
+            measurement=predicted.measurement,
+        )
+
     def profile(self) -> None:
+        if self.predicted:  # per-op profiling times the model: a predicted run does not
+            self.update("profiled")
+            return
         from ablate.architecture.builder import build_module
         from ablate.measurement.backends import backend_fuses
         from ablate.measurement.calibration import cached_calibration
@@ -369,17 +450,24 @@ class Run:
         names = {variant.name for variant in self.spec.variants}
         masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
         units = [self.unit_of[space.variant_name(mask)].name for mask in masks]
-        rounds = read_rounds(self.directory / JOURNAL_NAME, {unit.name for unit in self.units})
         by_name = {variant.name: variant for variant in self.state.variants}
 
         def metric(key: str) -> Any:
             by_mask = {mask: getattr(by_name[space.variant_name(mask)], key) for mask in masks}
             return lambda mask: by_mask[mask]
 
+        table = None
+        latency: list[list[float]] | None = None
+        if self.predicted:
+            table = self._predicted_latency_table(dict(zip(masks, units, strict=True)))
+        else:
+            rounds = read_rounds(self.directory / JOURNAL_NAME, {u.name for u in self.units})
+            latency = [[entry[unit] for unit in units] for entry in rounds]
+
         return attribute(
             attribution.factors,
             {metric_row.key: metric(metric_row.key) for metric_row in ATTRIBUTABLE},
-            [[entry[unit] for unit in units] for entry in rounds],
+            latency,
             from_name=attribution.from_architecture,
             to_name=attribution.to_architecture,
             latency_masks=masks,
@@ -387,6 +475,26 @@ class Run:
             method=attribution.method,
             permutation_count=attribution.permutations,
             sampling_seed=attribution.seed,
+            latency_table_given=table,
+        )
+
+    def _predicted_latency_table(self, unit_of_mask: Mapping[int, str]) -> LatencyTable:
+        """The attribution's latency table, its resamples the predictor's (not rounds)."""
+        import json
+
+        import numpy as np
+
+        from ablate.analysis.bootstrap import BootstrapSettings, LatencyTable
+
+        saved = json.loads((self.directory / PREDICTED_SAMPLES_NAME).read_text())
+        masks = np.array(sorted(unit_of_mask), dtype=np.int64)
+        samples = np.array([saved["samples_ms"][unit_of_mask[int(m)]] for m in masks]).T
+        return LatencyTable(
+            masks=masks,
+            medians_milliseconds=np.array([saved["point_ms"][unit_of_mask[int(m)]] for m in masks]),
+            resampled_milliseconds=samples,
+            round_count=samples.shape[0],
+            settings=BootstrapSettings(resamples=samples.shape[0]),
         )
 
     STAGES = (

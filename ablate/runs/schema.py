@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
+from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
+from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.spec.schema import VARIANT_NAME_PATTERN
 
 SCHEMA = "ablate.results/2"
@@ -28,7 +30,14 @@ SCHEMA_V1 = "ablate.results/1"
 READABLE_SCHEMAS = (SCHEMA, SCHEMA_V1)
 RESULTS_NAME = "results.json"
 Status = Literal["counting", "counted", "measured", "profiled", "complete"]
-StopReason = Literal["target", "budget", "max_rounds"]
+# A run's latencies are measured (the engine's stop reasons) or `predicted` by a device
+# profile (`ablate run --device`), where nothing is timed.
+StopReason = Literal[MeasuredStopReason, "predicted"]
+# Why a run's latencies are what they are, as every report words it.
+STOP_REASONS: dict[StopReason, str] = {
+    **MEASURED_STOP_REASONS,
+    "predicted": "nothing was timed: a device profile's cost model predicted every variant",
+}
 
 
 # Names as specs allow them (see spec.schema): reports render them without escaping.
@@ -120,6 +129,9 @@ class Measurement(_Strict):
     budget_s: float
     seed: int
     roofline_calibration: Calibration | None = None
+    # The device profile that predicted every latency instead of timing (`run --device`);
+    # None for a measured run.
+    predicted_on: str | None = None
 
 
 class Results(_Strict):

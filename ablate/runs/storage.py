@@ -16,6 +16,8 @@ from ablate.runs.schema import RESULTS_NAME
 SPEC_NAME = "spec.yaml"
 RESOLVED_SPEC_NAME = "resolved_spec.json"
 ENVIRONMENT_NAME = "environment.json"
+# `ablate run --device`: every network's latency under each resample of the profile.
+PREDICTED_SAMPLES_NAME = "predicted_samples.json"
 
 
 def new_run_directory(out_dir: Path, name: str, now: dt.datetime | None = None) -> Path:

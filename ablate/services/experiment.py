@@ -25,27 +25,39 @@ def run_experiment(
     resume: bool = False,
     force: bool = False,
     progress: RunProgress | None = None,
+    device: str | None = None,
 ) -> Path:
-    """Run the experiment of ``spec_path``; returns its run directory."""
+    """Run the experiment of ``spec_path``; returns its run directory.
+
+    ``device``: predict every latency on that device profile instead of timing.
+    """
     from ablate.spec import load_spec, with_overrides
 
     spec = with_overrides(
         load_spec(spec_path), backend=backend, threads=threads, quick=True if quick else None
     )
+    predictor = None
+    if device is not None:
+        from ablate.devices.profile import load_profile
+        from ablate.devices.runs import ProfilePredictor
+
+        # A bad name fails before the run directory exists.
+        predictor = ProfilePredictor(load_profile(device))
     progress = progress or SilentProgress()
     # Before anything is created: a missing runtime or a run too big for the machine is
     # refused while there is nothing to clean up.
-    BACKENDS.get(spec.measure.backend).check_available()
-    estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
-    check_fits(estimate, force=force)
-    progress.note(estimate.summary())
+    if predictor is None:
+        BACKENDS.get(spec.measure.backend).check_available()
+        estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
+        check_fits(estimate, force=force)
+        progress.note(estimate.summary())
     if resume:
         directory = unfinished_run(out_dir, spec.to_json())
         progress.note(f"resuming {directory}")
     else:
         directory = new_run_directory(out_dir, spec.name)
     try:
-        Run(spec, directory, progress).execute(resume)
+        Run(spec, directory, progress, predictor).execute(resume)
     finally:
         progress.close()
     return directory

@@ -11,6 +11,7 @@ from typing import Any
 
 from ablate.architecture.description import (
     ACTIVATIONS,
+    LAST_STAGE_WIDTHS,
     LAST_STAGES,
     SE_GATES,
     Architecture,
@@ -22,6 +23,7 @@ from ablate.architecture.taps import reduce_tail, tap_block
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 SE_GATE_NAMES = tuple(SE_GATES)
 LAST_STAGE_NAMES = LAST_STAGES
+LAST_STAGE_WIDTH_NAMES = LAST_STAGE_WIDTHS
 KERNEL_SIZES = (3, 5, 7)
 WIDTH_RANGE = (0.1, 4.0)
 RESOLUTION_RANGE = (32, 2048)
@@ -95,6 +97,15 @@ FACTORS: dict[str, Factor] = {
             f"{' | '.join(LAST_STAGE_NAMES)}; v1: pool, linear; v2: 1x1 conv to 1280 at the "
             "final resolution, pool, linear; v3: the efficient last stage, 1x1 conv to 6x, "
             "pool, linear to 1280 or 1024, linear; none: a feature extractor",
+        ),
+        Factor(
+            "last_stage_width",
+            "how the width multiplier applies to the last stage's final channels (1280; "
+            "1024 in V3-Small): the MobileNetV3 paper's small-width rows keep them unscaled "
+            "(TensorFlow's finegrain_classification_mode)",
+            f"{' | '.join(LAST_STAGE_WIDTH_NAMES)}; scaled: with the width (torchvision's "
+            "V3); kept: unscaled below width 1, scaled above (the V2 reference); fixed: never "
+            "scaled (TensorFlow's V3 finegrain_classification_mode)",
         ),
         Factor(
             "layout",
@@ -176,6 +187,9 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
             "kind": architecture.last_stage.kind,
             "channels": architecture.last_stage.channels,
         },
+        "last_stage_width": architecture.last_stage.width
+        if architecture.last_stage.channels is not None
+        else None,
         **_detection(architecture),
     }
 

@@ -32,6 +32,7 @@ from ablate.variants.factors import (
     FACTORS,
     KERNEL_SIZES,
     LAST_STAGE_NAMES,
+    LAST_STAGE_WIDTH_NAMES,
     RESOLUTION_RANGE,
     SE_GATE_NAMES,
     WIDTH_RANGE,
@@ -141,18 +142,39 @@ class _Resolver:
     def _last_stage(self) -> LastStage:
         value = self.factors.get("last_stage", self.base.name)
         if _is_architecture_name(value):
-            return ARCHITECTURES[value].last_stage
+            return self._last_stage_width(ARCHITECTURES[value].last_stage)
         if value not in LAST_STAGE_NAMES:
             raise FactorError(
                 "last_stage", value, "unknown last stage", (*LAST_STAGE_NAMES, *ARCHITECTURE_NAMES)
             )
         if value == self.base.last_stage.kind:
-            return self.base.last_stage
+            return self._last_stage_width(self.base.last_stage)
         # The canonical stage of that kind: V2's (1280), V3-Large's (1280), V1's.
         canonical = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3": "mobilenet_v3_large"}
         if value == "none":
-            return LastStage("none", dropout=0.0)
-        return ARCHITECTURES[canonical[value]].last_stage
+            return self._last_stage_width(LastStage("none", dropout=0.0))
+        return self._last_stage_width(ARCHITECTURES[canonical[value]].last_stage)
+
+    def _last_stage_width(self, stage: LastStage) -> LastStage:
+        if "last_stage_width" not in self.factors:
+            return stage
+        value = self.factors["last_stage_width"]
+        if _is_architecture_name(value):
+            value = ARCHITECTURES[value].last_stage.width
+        if value not in LAST_STAGE_WIDTH_NAMES:
+            raise FactorError(
+                "last_stage_width",
+                value,
+                "unknown last stage width rule",
+                (*LAST_STAGE_WIDTH_NAMES, *ARCHITECTURE_NAMES),
+            )
+        if stage.channels is None:
+            raise FactorError(
+                "last_stage_width",
+                value,
+                f"has no effect with last_stage {stage.kind} (no final channels to scale)",
+            )
+        return dataclasses.replace(stage, width=value)
 
     # -- per-block factors --------------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""`ablate fit-device`, `ablate devices`, `ablate predict`: options in, one library call, render.
+
+Only typer and the standard library at import time: torch loads inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ablate.commands.architecture import SetOption
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="A device profile: a name from `ablate devices`, or a .json path."
+    ),
+]
+
+
+def fit_device_command(
+    name: Annotated[str, typer.Argument(help="The profile's name (its file name).")],
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option("--from", help="A measured run directory or results.json. Repeatable."),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-table", help="CSV of variants and latencies (model, set, latency_ms, ...)."
+        ),
+    ] = None,
+    form: Annotated[
+        str | None,
+        typer.Option(help="Fit this cost model instead of choosing by cross-validation."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write here instead of the user profile directory.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the profile.")] = False,
+) -> None:
+    """Fit a device's per-op costs from measured latencies; write the profile."""
+    from rich.console import Console
+
+    from ablate.devices.api import fit_device
+    from ablate.report.devices import candidates_table, profile_table
+
+    profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out)
+    if json_output:
+        typer.echo(json.dumps(profile.to_json(), indent=2))
+        return
+    console = Console()
+    console.print(profile_table(profile))
+    console.print(candidates_table(profile))
+    console.print(f"wrote {path}")
+
+
+def devices_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the device profiles (shipped and yours) with their fit quality."""
+    from rich.console import Console
+
+    from ablate.devices.api import list_devices
+    from ablate.report.devices import devices_table
+
+    listings = list_devices()
+    if json_output:
+        typer.echo(json.dumps([listing.to_json() for listing in listings], indent=2))
+    else:
+        Console().print(devices_table(listings))
+
+
+def predict_command(
+    model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
+    device: DeviceOption,
+    set_options: SetOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Predicted latency on a device, with a prediction interval and the per-block breakdown."""
+    from rich.console import Console
+
+    from ablate.devices.api import predict_variant
+    from ablate.report.devices import prediction_table
+    from ablate.spec.source import parse_set_options
+
+    factors = parse_set_options(set_options or [])
+    prediction = predict_variant(model, factors, device)
+    if json_output:
+        typer.echo(
+            json.dumps({"model": model, "factors": factors, **prediction.to_json()}, indent=2)
+        )
+        return
+    settings = ", ".join(f"{key}={value}" for key, value in factors.items())
+    title = f"{model} ({settings})" if settings else model
+    Console().print(prediction_table(title, prediction))

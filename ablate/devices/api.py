@@ -1,0 +1,106 @@
+"""The library calls behind `ablate fit-device`, `ablate devices` and `ablate predict`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate.devices.costs import FORMS
+from ablate.devices.fit import fit_profile
+from ablate.devices.observations import count_variant, run_observations, table_observations
+from ablate.devices.predict import Prediction, predict_records
+from ablate.devices.profile import (
+    SHIPPED_NAMES,
+    Profile,
+    available_profiles,
+    load_profile,
+    read_profile,
+    user_directory,
+    write_profile,
+)
+from ablate.errors import AblateError
+
+_NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def fit_device(
+    name: str,
+    *,
+    runs: Sequence[Path] = (),
+    table: Path | None = None,
+    form: str | None = None,
+    out: Path | None = None,
+    description: str | None = None,
+) -> tuple[Profile, Path]:
+    """Fit a profile from runs or from a table and write it (default: the user directory)."""
+    if not name or not set(name) <= _NAME_CHARACTERS or name.startswith("."):
+        raise AblateError(
+            f"NAME {name!r}: use letters, digits, '_', '-' and '.' (it names the profile file)"
+        )
+    if (table is None) == (not runs):
+        raise AblateError("give either --from RUN (repeatable) or --from-table TABLE.csv")
+    if form is not None and form not in FORMS:
+        raise AblateError(f"--form {form!r}: unknown cost model; valid: {', '.join(FORMS)}")
+    if table is not None:
+        observations = table_observations(table)
+        view, batch, origin = "fused", 1, str(table)
+    else:
+        observations, view, batch = run_observations(runs)
+        origin = ", ".join(str(path) for path in runs)
+    profile = fit_profile(
+        observations,
+        name=name,
+        description=description or f"fitted from {origin}",
+        view=view,  # type: ignore[arg-type]  # run_observations returns a View
+        batch=batch,
+        form_name=form,
+        origin=origin,
+    )
+    path = out or user_directory() / f"{name}.json"
+    write_profile(profile, path)
+    return profile, path
+
+
+@dataclass(frozen=True)
+class ProfileListing:
+    name: str
+    path: Path
+    shipped: bool
+    profile: Profile
+
+    def to_json(self) -> dict[str, Any]:
+        quality = self.profile.quality
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "shipped": self.shipped,
+            "form": self.profile.form,
+            "view": self.profile.view,
+            "rows": quality.rows,
+            "architectures": quality.architectures,
+            "loo_median_abs_error": quality.loo_median_abs_error,
+            "loo_max_abs_error": quality.loo_max_abs_error,
+            "summary": self.profile.summary(),
+            "description": self.profile.description,
+        }
+
+
+def list_devices() -> list[ProfileListing]:
+    user = user_directory()
+    return [
+        ProfileListing(
+            name=name,
+            path=path,
+            shipped=name in SHIPPED_NAMES and path.parent != user,
+            profile=read_profile(path),
+        )
+        for name, path in available_profiles().items()
+    ]
+
+
+def predict_variant(model: str, factors: dict[str, Any], device: str) -> Prediction:
+    profile = load_profile(device)
+    _, counts = count_variant(model, factors, profile.batch)
+    return predict_records(profile, counts.records)

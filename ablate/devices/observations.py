@@ -1,0 +1,229 @@
+"""Rows to fit on: from a table of published latencies (CSV) or from measured runs.
+
+Table format (``--from-table``): one header line, then one row per variant; lines starting
+with ``#`` are comments (citations). Columns:
+
+    model       a built-in architecture (required)
+    set         factor settings, ``FACTOR=VALUE`` separated by ``;`` (VALUE read as YAML,
+                as ``--set`` reads it), e.g. ``width=0.5; last_stage_width=fixed``
+    latency_ms  the measured latency in milliseconds, > 0 (required)
+    name        the row's name (default: model and settings)
+    source      where the number comes from, e.g. "V3 paper Table 9"
+    params_m    the source's parameter count in millions (checked by the tests, not fitted)
+    madds_m     the source's MAdds in millions (informative)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablate.devices.costs import View
+from ablate.devices.fit import Observation
+from ablate.errors import AblateError, InputFileError
+
+if TYPE_CHECKING:
+    from ablate.architecture.description import Architecture
+    from ablate.counting.records import CountResult
+
+TABLE_COLUMNS = ("name", "model", "set", "latency_ms", "source", "params_m", "madds_m")
+REQUIRED_COLUMNS = ("model", "latency_ms")
+
+
+def count_variant(
+    model: str, factors: dict[str, Any], batch: int = 1
+) -> tuple[Architecture, CountResult]:
+    """Resolve, build and count one variant (shapes only: nothing is timed)."""
+    import torch
+
+    from ablate.architecture.builder import build_module
+    from ablate.counting import count_model
+    from ablate.variants.resolve import resolve_architecture
+
+    # Random weights otherwise drive activations into denormal slow paths; counts need shapes.
+    torch.set_flush_denormal(True)
+    architecture = resolve_architecture(model, factors)
+    module = build_module(architecture)
+    resolution = architecture.resolution
+    return architecture, count_model(module, (batch, 3, resolution, resolution))
+
+
+class _Counter:
+    """Counts each distinct architecture once."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.cache: dict[Any, CountResult] = {}
+
+    def observation(
+        self, *, name: str, model: str, factors: dict[str, Any], latency_ms: float, source: str
+    ) -> Observation:
+        from ablate.variants.resolve import resolve_architecture
+
+        architecture = resolve_architecture(model, factors)
+        if architecture not in self.cache:
+            self.cache[architecture] = count_variant(model, factors, self.batch)[1]
+        return Observation(
+            name=name,
+            model=model,
+            factors=factors,
+            latency_ms=latency_ms,
+            source=source,
+            architecture_key=architecture,
+            records=self.cache[architecture].records,
+        )
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    from ablate.spec.source import parse_set_options
+
+    parts = [part.strip() for part in text.split(";") if part.strip()]
+    return parse_set_options(parts, option="set")
+
+
+def read_table_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) for every data line of the table, columns checked."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
+    numbered = [
+        (number, line)
+        for number, line in enumerate(lines, start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not numbered:
+        raise InputFileError(path, "no header line", choices=TABLE_COLUMNS)
+    header_line, header_text = numbered[0]
+    header = [column.strip() for column in next(csv.reader([header_text]))]
+    for column in header:
+        if column not in TABLE_COLUMNS:
+            raise InputFileError(
+                path, f"unknown column {column!r}", line=header_line, choices=TABLE_COLUMNS
+            )
+    for column in REQUIRED_COLUMNS:
+        if column not in header:
+            raise InputFileError(
+                path, f"missing column {column!r}", line=header_line, choices=TABLE_COLUMNS
+            )
+    rows = []
+    for number, text in numbered[1:]:
+        values = next(csv.reader([text]))
+        if len(values) != len(header):
+            raise InputFileError(
+                path,
+                f"expected {len(header)} fields ({', '.join(header)}), got {len(values)}",
+                line=number,
+            )
+        rows.append(
+            (number, {key: value.strip() for key, value in zip(header, values, strict=True)})
+        )
+    return rows
+
+
+def _latency(path: Path, number: int, text: str) -> float:
+    if not text:
+        raise InputFileError(path, "missing latency", line=number, key_path="latency_ms")
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputFileError(
+            path, f"latency {text!r} is not a number", line=number, key_path="latency_ms"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputFileError(
+            path,
+            f"latency must be a positive number of ms (got {text})",
+            line=number,
+            key_path="latency_ms",
+        )
+    return value
+
+
+def table_observations(path: Path, batch: int = 1) -> list[Observation]:
+    """Every row of a latency table, resolved and counted; bad input names file and line."""
+    from ablate.variants.resolve import ARCHITECTURE_NAMES, resolve_architecture
+
+    counter = _Counter(batch)
+    observations = []
+    for number, row in read_table_rows(path):
+        model = row["model"]
+        if model not in ARCHITECTURE_NAMES:
+            raise InputFileError(
+                path,
+                f"unknown architecture {model!r}",
+                line=number,
+                key_path="model",
+                choices=ARCHITECTURE_NAMES,
+            )
+        try:
+            factors = parse_settings(row.get("set", ""))
+            resolve_architecture(model, factors)
+        except AblateError as error:
+            raise InputFileError(path, str(error), line=number, key_path="set") from None
+        latency = _latency(path, number, row["latency_ms"])
+        label = row.get("set", "").replace(" ", "")
+        observations.append(
+            counter.observation(
+                name=row.get("name") or (f"{model}[{label}]" if label else model),
+                model=model,
+                factors=factors,
+                latency_ms=latency,
+                source=row.get("source") or f"{path.name}:{number}",
+            )
+        )
+    return observations
+
+
+def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, int]:
+    """The measured variants of runs (one row per distinct network), their view and batch."""
+    from ablate.measurement.backends import backend_fuses
+    from ablate.runs.schema import load_results
+
+    observations: list[Observation] = []
+    settings: set[tuple[View, int]] = set()
+    counters: dict[int, _Counter] = {}
+    for path in paths:
+        results = load_results(path)
+        if results.measurement is None:
+            raise InputFileError(
+                path,
+                "the run has no measured latencies (status "
+                f"{results.status!r}); fit from a run that measured",
+                key_path="measurement",
+            )
+        if results.measurement.predicted_on is not None:
+            raise InputFileError(
+                path,
+                f"the run's latencies are predictions on {results.measurement.predicted_on}, "
+                "not measurements",
+                key_path="measurement.predicted_on",
+            )
+        view: View = "fused" if backend_fuses(results.measurement.backend) else "unfused"
+        batch = results.measurement.batch
+        settings.add((view, batch))
+        counter = counters.setdefault(batch, _Counter(batch))
+        for variant in results.variants:
+            if variant.name != variant.measured_as or variant.latency is None:
+                continue
+            observations.append(
+                counter.observation(
+                    name=variant.name,
+                    model=variant.base,
+                    factors=variant.factors,
+                    latency_ms=variant.latency.median_ms,
+                    source=f"{path}:{variant.name}",
+                )
+            )
+    if len(settings) > 1:
+        raise AblateError(
+            "--from: the runs differ in backend view or batch "
+            f"({', '.join(f'{v} batch {b}' for v, b in sorted(settings))}); fit one kind at a time"
+        )
+    view, batch = settings.pop()
+    return observations, view, batch

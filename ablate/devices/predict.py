@@ -1,0 +1,100 @@
+"""A profile's prediction for one counted network: latency, interval, per-block breakdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ablate.counting.records import OpRecord
+from ablate.devices.costs import FORMS, Form, group_features, total_features
+from ablate.devices.profile import Profile
+from ablate.errors import AblateError
+
+INTERVAL = (2.5, 97.5)
+
+
+@dataclass(frozen=True)
+class BlockPrediction:
+    name: str  # "stem", "blocks.0", ..., "last_stage", "classifier"
+    ms: float
+    ci95_ms: tuple[float, float]  # from the coefficients' uncertainty only
+    terms_ms: dict[str, float]  # the block's time per term of the form
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ms": self.ms,
+            "ci95_ms": list(self.ci95_ms),
+            "terms_ms": self.terms_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    device: str
+    ms: float  # the fitted coefficients' prediction
+    interval_ms: tuple[float, float]  # 95% prediction interval: coefficients and residuals
+    samples_ms: tuple[float, ...]  # one per bootstrap resample, residual included
+    blocks: tuple[BlockPrediction, ...]
+    terms_ms: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "latency_ms": self.ms,
+            "interval95_ms": list(self.interval_ms),
+            "terms_ms": self.terms_ms,
+            "blocks": [block.to_json() for block in self.blocks],
+        }
+
+
+def profile_form(profile: Profile) -> Form:
+    form = FORMS.get(profile.form)
+    names = tuple(parameter.name for parameter in profile.parameters)
+    if form is None or form.term_names != names:
+        raise AblateError(
+            f"device profile {profile.name!r}: cost model {profile.form!r} with terms "
+            f"{', '.join(names)} is not one this version knows; valid: {', '.join(FORMS)}"
+        )
+    return form
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, INTERVAL)
+    return float(low), float(high)
+
+
+def predict_records(profile: Profile, records: Sequence[OpRecord]) -> Prediction:
+    form = profile_form(profile)
+    coefficients = np.array(profile.coefficients)
+    samples = np.array(profile.bootstrap.coefficients)
+    residuals = np.array(profile.bootstrap.residuals)
+    groups = group_features(records, form, profile.view)
+    total = total_features(groups, len(form.terms))
+    blocks = tuple(
+        BlockPrediction(
+            name=name,
+            ms=float(features @ coefficients),
+            ci95_ms=_interval(samples @ features),
+            terms_ms={
+                term.name: float(features[index] * coefficients[index])
+                for index, term in enumerate(form.terms)
+            },
+        )
+        for name, features in groups.items()
+    )
+    with_residuals = (samples @ total) * (1.0 + residuals)
+    return Prediction(
+        device=profile.name,
+        ms=float(total @ coefficients),
+        interval_ms=_interval(with_residuals),
+        samples_ms=tuple(float(value) for value in with_residuals),
+        blocks=blocks,
+        terms_ms={
+            term.name: float(total[index] * coefficients[index])
+            for index, term in enumerate(form.terms)
+        },
+    )

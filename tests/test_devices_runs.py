@@ -1,0 +1,234 @@
+"""`ablate run SPEC --device NAME`: counted and predicted, never timed; downstream works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import ablate.measurement.backends
+import ablate.measurement.clock
+import ablate.measurement.engine
+import ablate.measurement.profile
+from ablate.cli import app
+from ablate.devices.profile import load_profile
+from ablate.runs.schema import load_results
+
+SPEC = """\
+name: predicted
+base: mobilenet_v3_small
+input: {resolution: 64}
+baseline: published
+variants:
+  published: {}
+  relu: {activation: relu}
+  same-as-published: {kernel: mobilenet_v3_small}
+  no-se: {se: off}
+"""
+
+ATTRIBUTION_SPEC = """\
+name: predicted_attribution
+input: {resolution: 64}
+attribution:
+  from: mobilenet_v2
+  to: mobilenet_v3_large
+  factors: [stem_channels, last_stage]
+"""
+
+
+class TimingCalled(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every entry into timing code fails the test."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise TimingCalled("a predicted run timed something")
+
+    monkeypatch.setattr(ablate.measurement.engine, "measure_latency", fail)
+    monkeypatch.setattr(ablate.measurement.clock, "clock_block_timer", fail)
+    monkeypatch.setattr(ablate.measurement.profile, "profile_operators", fail)
+    monkeypatch.setattr(ablate.measurement.backends, "prepare_runnable", fail)
+
+
+def test_the_fixture_catches_a_measured_run(no_timing: None, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "runs")])
+    assert isinstance(result.exception, TimingCalled)
+
+
+def test_a_run_with_device_predicts_and_never_times(no_timing: None, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", "pixel1"]
+    )
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])
+    assert not (directory / "journal.jsonl").exists()
+    results = load_results(directory)
+    assert results.status == "complete"
+    assert results.measurement is not None
+    assert results.measurement.backend == "predicted on pixel1"
+    assert results.measurement.stop_reason == "predicted"
+    assert results.measurement.predicted_on == "pixel1"
+    assert results.measurement.elapsed_s == 0.0
+    published, relu, same, no_se = results.variants
+    assert no_se.latency is not None and no_se.latency.significant is not None
+    assert same.latency == published.latency  # one network, predicted once
+    assert published.latency is not None and relu.latency is not None
+    assert published.latency.flags[0].name == "predicted"
+    low, high = published.latency.ci95_ms
+    assert low < published.latency.median_ms < high
+    ratio = relu.latency.ratio_to_baseline
+    assert ratio is not None
+    assert ratio.median == pytest.approx(relu.latency.median_ms / published.latency.median_ms)
+    assert ratio.ci95[0] <= ratio.median <= ratio.ci95[1]
+
+    compared = CliRunner().invoke(app, ["compare", str(directory)])
+    assert compared.exit_code == 0, compared.output
+    report = CliRunner().invoke(app, ["report", str(directory), "--markdown"])
+    assert report.exit_code == 0, report.output
+    markdown = (directory / "report.md").read_text()
+    assert "predicted on pixel1" in markdown
+    assert "nothing was timed" in markdown
+    assert "Counted on " in markdown and ", latency predicted on pixel1, " in markdown
+    assert "Measured on" not in markdown
+    assert "predicted on pixel1" in compared.output
+    assert "Latency predicted on pixel1 (not measured)" in compared.output
+
+
+def test_a_measured_schema_2_file_without_the_predicted_field_still_loads() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "hswish_eager" / "results.json"
+    assert "predicted_on" not in json.loads(fixture.read_text())["measurement"]
+    measurement = load_results(fixture).measurement
+    assert measurement is not None
+    assert measurement.predicted_on is None
+    assert measurement.stop_reason != "predicted"
+
+
+def test_a_predicted_attribution_has_intervals(no_timing: None, tmp_path: Path) -> None:
+    spec = tmp_path / "a.yaml"
+    spec.write_text(ATTRIBUTION_SPEC)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", "pixel1"]
+    )
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])
+    attribution = load_results(directory).attribution
+    assert attribution is not None
+    resamples = len(load_profile("pixel1").bootstrap.coefficients)
+    assert attribution.bootstrap is not None
+    assert attribution.bootstrap.rounds == resamples
+    assert attribution.bootstrap.resamples == resamples
+    total = attribution.total.latency
+    assert total is not None
+    low, high = total.interval_ms
+    assert low < total.ms < high
+    # Shapley shares sum to the total, predicted as measured.
+    shares = [effect.latency.ms for effect in attribution.shapley if effect.latency is not None]
+    assert len(shares) == 2
+    assert sum(shares) == pytest.approx(total.ms)
+
+
+def test_a_predicted_run_resumed_without_device_still_times_nothing(
+    no_timing: None, tmp_path: Path
+) -> None:
+    spec = tmp_path / "a.yaml"
+    spec.write_text(ATTRIBUTION_SPEC)
+    runs = tmp_path / "runs"
+    first = CliRunner().invoke(app, ["run", str(spec), "--out", str(runs), "--device", "pixel1"])
+    assert first.exit_code == 0, first.output
+    directory = Path(first.output.strip().splitlines()[-1])
+    complete = load_results(directory)
+    # As if killed after the prediction: the later stages are still to run.
+    cut = complete.model_copy(update={"status": "measured", "attribution": None})
+    (directory / "results.json").write_text(json.dumps(cut.to_json()))
+    resumed = CliRunner().invoke(app, ["run", str(spec), "--out", str(runs), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    again = load_results(directory)
+    assert again.status == "complete"
+    assert again.attribution == complete.attribution  # from the saved resamples
+
+
+def test_attribution_takes_rounds_or_a_table_not_both() -> None:
+    from ablate.analysis.attribution import attribute
+    from ablate.analysis.bootstrap import BootstrapSettings, LatencyTable
+    from ablate.analysis.coalitions import AttributionError
+
+    table = LatencyTable(
+        masks=np.arange(4),
+        medians_milliseconds=np.array([10.0, 9.0, 8.0, 6.0]),
+        resampled_milliseconds=np.array([[10.0, 9.0, 8.0, 6.0], [11.0, 9.5, 8.5, 6.5]]),
+        round_count=2,
+        settings=BootstrapSettings(resamples=2),
+    )
+    with pytest.raises(AttributionError, match="not both"):
+        attribute(
+            ["a", "b"], latency_rounds=[[0.01, 0.009, 0.008, 0.006]] * 3, latency_table_given=table
+        )
+    result = attribute(["a", "b"], latency_table_given=table)
+    assert result.total.latency is not None
+    assert result.total.latency.ms == pytest.approx(-4.0)  # 6 - 10 ms
+    # Percentiles 2.5 and 97.5 of the two resampled totals, -4.5 and -4.0, interpolated.
+    assert result.total.latency.interval_ms == pytest.approx((-4.4875, -4.0125))
+    # Shapley: a = ((9 - 10) + (6 - 8)) / 2, b = ((8 - 10) + (6 - 9)) / 2.
+    shares = {effect.label: effect.latency.ms for effect in result.shapley if effect.latency}
+    assert shares == pytest.approx({"a": -1.5, "b": -2.5})
+    assert result.bootstrap is not None and result.bootstrap.rounds == 2
+
+
+def test_an_unknown_device_fails_before_a_run_directory_exists(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", "nokia3310"]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --device 'nokia3310': no such device profile")
+    assert not (tmp_path / "runs").exists()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_fitting_rows_from_a_measured_run_take_its_medians_and_view() -> None:
+    from ablate.devices.observations import run_observations
+
+    eager = load_results(FIXTURES / "hswish_eager")
+    observations, view, batch = run_observations([FIXTURES / "hswish_eager"])
+    assert (view, batch) == ("unfused", 1)  # eager runs every aten op on its own
+    assert [row.name for row in observations] == [v.name for v in eager.variants]
+    assert [row.latency_ms for row in observations] == [
+        v.latency.median_ms for v in eager.variants if v.latency is not None
+    ]
+    # The counts are the run's own: the same networks, recounted.
+    assert [sum(r.macs for r in row.records) for row in observations] == [
+        v.macs for v in eager.variants
+    ]
+    _, compiled_view, _ = run_observations([FIXTURES / "hswish_compile"])
+    assert compiled_view == "fused"  # compile fuses conv + BN + activation
+
+
+def test_fitting_refuses_mixed_views_and_predicted_runs(tmp_path: Path) -> None:
+    from ablate.devices.observations import run_observations
+    from ablate.errors import AblateError, InputFileError
+
+    with pytest.raises(AblateError, match="differ in backend view or batch"):
+        run_observations([FIXTURES / "hswish_eager", FIXTURES / "hswish_compile"])
+    data = json.loads((FIXTURES / "hswish_eager" / "results.json").read_text())
+    data["measurement"] = {**data["measurement"], "predicted_on": "pixel1"}
+    predicted = tmp_path / "results.json"
+    predicted.write_text(json.dumps(data))
+    with pytest.raises(InputFileError) as error:
+        run_observations([predicted])
+    assert str(error.value) == (
+        f"{predicted}: measurement.predicted_on: the run's latencies are predictions on "
+        "pixel1, not measurements"
+    )
