@@ -208,3 +208,14 @@ def compile_backend(
             f"backend 'compile' could not compile here: {reason}"
         ) from None
     return run
+
+
+def _register_mobile_backends() -> None:
+    """ExecuTorch and LiteRT (XNNPACK): their packages load only when a factory runs."""
+    from ablate.measurement.mobile import executorch_backend, litert_backend
+
+    BACKENDS.add("executorch", executorch_backend)
+    BACKENDS.add("litert", litert_backend)
+
+
+_register_mobile_backends()
