@@ -62,9 +62,7 @@ def reestimate_batch_norm(
     batch_norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
     if batches < 1 or batch_size < 2:
         # One image per batch would make each channel's variance that of a single image.
-        raise ValueError(
-            f"need batches >= 1 and batch_size >= 2 (got {batches} and {batch_size})"
-        )
+        raise ValueError(f"need batches >= 1 and batch_size >= 2 (got {batches} and {batch_size})")
     device = next(model.parameters()).device
     momenta = [module.momentum for module in batch_norms]
     generator = torch.Generator().manual_seed(seed)
@@ -76,9 +74,9 @@ def reestimate_batch_norm(
             module.train()
         with torch.no_grad():
             for _ in range(batches):
-                images = torch.randn(
-                    batch_size, 3, resolution, resolution, generator=generator
-                ).to(device)
+                images = torch.randn(batch_size, 3, resolution, resolution, generator=generator).to(
+                    device
+                )
                 model(images)
     finally:
         for module, momentum in zip(batch_norms, momenta, strict=True):

@@ -155,7 +155,7 @@ def module_fingerprint(model: nn.Module) -> str:
         )
         digest.update(_forward_source(kind).encode())
     for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().to("cpu").contiguous()
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()

@@ -206,9 +206,7 @@ def _quantized(module: nn.Module, example: torch.Tensor, quantizer: Any) -> Any:
     return convert_pt2e(prepared)
 
 
-def _key(
-    runtime: str, module: nn.Module, example: torch.Tensor, precision: str
-) -> ExportKey:
+def _key(runtime: str, module: nn.Module, example: torch.Tensor, precision: str) -> ExportKey:
     return ExportKey(
         runtime=runtime,
         versions=tuple(sorted(runtime_versions(runtime).items())),
@@ -316,8 +314,10 @@ def _computes_in_fp32(node: Any) -> bool:
     if _is(node, _FUSED_ACTIVATIONS):
         producers = _activation_inputs(node)
         # A fused activation is judged with the op it is fused into.
-        if len(producers) == 1 and len(producers[0].users) == 1 and not _is(
-            producers[0], _DEQUANTIZE
+        if (
+            len(producers) == 1
+            and len(producers[0].users) == 1
+            and not _is(producers[0], _DEQUANTIZE)
         ):
             head = producers[0]
     inputs = _activation_inputs(head)
