@@ -27,9 +27,7 @@ from ablate.variants.resolve import resolve_architecture
 
 def main() -> None:
     options = parser(__doc__.splitlines()[0], repeats=1, budget=30.0)
-    options.add_argument(
-        "--models", nargs="+", default=["mobilenet_v3_large", "mobilenet_v2"]
-    )
+    options.add_argument("--models", nargs="+", default=["mobilenet_v3_large", "mobilenet_v2"])
     options.add_argument("--no-flush", action="store_true", help="keep denormals")
     arguments = options.parse_args()
     setup = MeasurementSetup(

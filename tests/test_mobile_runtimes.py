@@ -495,6 +495,28 @@ def test_export_version_change_invalidates_the_real_cache(
     assert rebuilt.artifact.path != first.artifact.path
 
 
+def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
+    _runtime("executorch")
+    model, x = tiny(cumsum=True), images(32)
+    runnable = BACKENDS.get("executorch")(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    times = {
+        (op.name, op.delegated): op
+        for op in mobile.executorch_op_times(runnable.artifact.program, x, runs=5)
+    }
+    assert all(op.milliseconds >= 0 for op in times.values())
+    assert times[("cumsum.out", False)].instances == 1  # the portable kernel, outside
+    # 6 convs and the classifier: XNNPACK runs the 1x1 ones (and the linear) as GEMMs.
+    weighted = [
+        op.instances
+        for (name, delegated), op in times.items()
+        if delegated and name.startswith(("Convolution", "Fully Connected"))
+    ]
+    assert sum(weighted) == 7
+    assert not any(name.startswith("Method::") for name, _ in times)
+
+
 def test_executorch_uses_the_setup_thread_count(shared_cache: Path) -> None:
     _runtime("executorch")
     from executorch.extension.pybindings import portable_lib

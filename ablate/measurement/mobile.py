@@ -12,10 +12,10 @@ symmetric int8 weights, per-tensor int8 activations), calibrated on seeded N(0, 
 Activations should be realistic first (see activations.py): with the reference
 initialisation they are ~1e-10 and every quantization scale collapses.
 
-Per-op time: not offered here. ExecuTorch's ETDump needs a runtime built with the event
-tracer, and the PyPI wheel's XNNPACK delegate reports one event per delegate call, not per
-op; LiteRT's Python interpreter has no profiler at all (only the `benchmark_model` binary
-does). Per-op shares therefore come from eager PyTorch (profile.py).
+Per-op time: ExecuTorch's PyPI runtime records an ETDump on request, in which the XNNPACK
+delegate logs each of its operators (`executorch_op_times`). LiteRT's Python interpreter has
+no profiler (only its `benchmark_model` binary has one): per-op shares for `litert` must come
+from eager PyTorch (profile.py) or from ExecuTorch, which runs the same XNNPACK kernels.
 """
 
 from __future__ import annotations
@@ -193,8 +193,14 @@ def calibration_images(shape: tuple[int, ...], count: int = CALIBRATION_IMAGES) 
     return [torch.randn(*shape, generator=generator) for _ in range(count)]
 
 
-def _quantized(module: nn.Module, example: torch.Tensor, quantizer: Any) -> Any:
-    """PT2E: capture, insert observers, run the calibration images, convert to q/dq form."""
+def _quantized(
+    module: nn.Module, example: torch.Tensor, quantizer: Any, *, fold_quantize: bool = True
+) -> Any:
+    """PT2E: capture, insert observers, run the calibration images, convert to q/dq form.
+
+    `fold_quantize=False` keeps each weight as fp32 -> quantize in the graph, which is what
+    litert-torch's lowering expects (folded int8 weights fail its StableHLO verifier).
+    """
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -203,7 +209,7 @@ def _quantized(module: nn.Module, example: torch.Tensor, quantizer: Any) -> Any:
     with torch.no_grad():
         for images in calibration_images(tuple(example.shape)):
             prepared(images)
-    return convert_pt2e(prepared)
+    return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
 def _key(runtime: str, module: nn.Module, example: torch.Tensor, precision: str) -> ExportKey:
@@ -425,7 +431,7 @@ def export_litert(
                 get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
             )
             converted = litert_torch.convert(
-                _quantized(model, example_input, quantizer),
+                _quantized(model, example_input, quantizer, fold_quantize=False),
                 (example_input,),
                 quant_config=QuantConfig(pt2e_quantizer=quantizer),
             )
@@ -553,3 +559,85 @@ def _to_tensor_type(array: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
     info = np.iinfo(kind)
     quantized = np.round(array / scale) + zero_point
     return np.ascontiguousarray(np.clip(quantized, info.min, info.max).astype(kind))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-op time (ExecuTorch only)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One op kind's time in a forward pass: the median over runs, summed over its instances."""
+
+    name: str  # XNNPACK's operator name ("Convolution (NHWC, F32) IGEMM") or a portable op
+    milliseconds: float
+    instances: int  # how many of these run per forward pass
+    delegated: bool  # inside the XNNPACK delegate
+
+
+# The runtime's own bookkeeping events, which contain the op events rather than add to them.
+_FRAMEWORK_EVENTS = (
+    "Method::init",
+    "Method::execute",
+    "DELEGATE_CALL",
+    "OPERATOR_CALL",
+    "Program::load_method",
+)
+
+
+def executorch_op_times(
+    program: bytes, example_input: torch.Tensor, *, runs: int = 20, threads: int = 1
+) -> list[OpTime]:
+    """Per-op times of an ExecuTorch program from its ETDump, slowest first.
+
+    The program is loaded a second time with the event tracer on (the XNNPACK delegate then
+    logs each of its operators), run once to pack weights, then `runs` times; per event the
+    median over the runs, in ms, summed per op kind. Profiling adds a little per op, so the
+    shares are what to read, not the sum as a latency.
+    """
+    import tempfile
+
+    import torch
+
+    _require(RUNTIMES["executorch"], "fp32")
+    from executorch.devtools import Inspector
+
+    with _native_stderr_silenced():
+        from executorch.extension.pybindings import portable_lib
+
+        _executorch_threads(threads)
+        module = portable_lib._load_for_executorch_from_buffer(program, enable_etdump=True)
+    inputs = (example_input.detach().to("cpu", torch.float32).contiguous(),)
+    for _ in range(runs + 1):
+        module.forward(inputs)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "program.etdp")
+        module.write_etdump_result_to_file(path)
+        with _quiet():
+            inspector = Inspector(etdump_path=path)
+        totals: dict[tuple[str, bool], list[float]] = {}
+        for block in inspector.event_blocks:
+            for event in block.events:
+                name = str(event.name)
+                if event.perf_data is None or name in _FRAMEWORK_EVENTS:
+                    continue
+                raw = list(event.perf_data.raw)[-runs:]  # the first run packs weights
+                median = sorted(raw)[len(raw) // 2]
+                kind = _op_kind(name)
+                entry = totals.setdefault((kind, bool(event.is_delegated_op)), [0.0, 0])
+                entry[0] += median
+                entry[1] += 1
+    times = [
+        OpTime(name, float(total), int(count), delegated)
+        for (name, delegated), (total, count) in totals.items()
+    ]
+    return sorted(times, key=lambda time: -time.milliseconds)
+
+
+def _op_kind(event_name: str) -> str:
+    """'Convolution (NHWC, F32) IGEMM #12' -> 'Convolution (NHWC, F32) IGEMM';
+    'native_call_mean.out' -> 'mean.out'."""
+    import re
+
+    name = re.sub(r" #\d+$", "", event_name)
+    return name.removeprefix("native_call_")
