@@ -196,6 +196,8 @@ def test_availability_of_other_backends_and_precisions(monkeypatch: pytest.Monke
 
 def test_mobile_backends_are_registered() -> None:
     assert {"executorch", "litert"} <= set(BACKENDS.names())
+    assert mobile.factory_options("executorch", "int8") == {"precision": "int8"}
+    assert mobile.factory_options("eager", "fp32") == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,6 +439,9 @@ def test_small_variant_exports_runs_and_matches_eager(
     assert runnable.precision == precision
     assert runnable.export_seconds > 0
     assert runnable.versions["torch"] == torch.__version__
+    record = runnable.record()
+    assert record["precision"] == precision and record["runtime"] == backend
+    assert record["delegation"]["flagged"] == runnable.delegation.flagged
 
     report = runnable.delegation
     if backend == "executorch":

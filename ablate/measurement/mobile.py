@@ -128,6 +128,16 @@ def check_backend_available(name: str, precision: str = "fp32") -> None:
             raise MissingDependencyError(f"backend {name!r}", module, extra)
 
 
+def factory_options(backend: str, precision: str) -> dict[str, Any]:
+    """The extra keyword arguments of backend `backend`'s factory for `precision`.
+
+    `BACKENDS.get(name)(model, images, threads=..., device=..., **factory_options(name, p))`:
+    the mobile factories take `precision`; the others measure fp32 only, so they take none
+    (`check_backend_available` refuses any other precision for them).
+    """
+    return {"precision": precision} if backend in RUNTIMES else {}
+
+
 def _require(runtime: MobileRuntime, precision: str) -> None:
     check_backend_available(runtime.name, precision)
 
@@ -163,6 +173,18 @@ class MobileRunnable:
     @property
     def delegation(self) -> DelegationReport:
         return self.artifact.delegation
+
+    def record(self) -> dict[str, Any]:
+        """What a result should carry about this program (JSON-ready)."""
+        return {
+            "runtime": self.runtime,
+            "versions": dict(self.versions),
+            "precision": self.precision,
+            "export_seconds": self.artifact.export_seconds,
+            "export_cached": self.artifact.cached,
+            "program_bytes": len(self.artifact.program),
+            "delegation": self.delegation.to_dict(),
+        }
 
     @property
     def export_seconds(self) -> float:
