@@ -39,7 +39,7 @@ def main() -> None:
     arguments = options.parse_args()
     check_backend_available(arguments.backend, arguments.precision)
     setup = setup_from(arguments)
-    factory = BACKENDS.get(arguments.backend)
+    factory = BACKENDS.get(arguments.backend).factory
     cache = arguments.cache_dir or Path(tempfile.mkdtemp(prefix="ablate-export-bench-"))
     print(
         f"backend {arguments.backend} {arguments.precision}, {setup.threads} thread(s), "

@@ -8,6 +8,7 @@ program is exported once per session into a shared cache directory and the tests
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -19,11 +20,10 @@ from torch import nn
 
 from ablate import build_model
 from ablate.architecture.layers import Block, ConvBatchNormActivation, SqueezeExcitation
-from ablate.errors import UnknownNameError
+from ablate.errors import BackendUnavailableError, MissingDependencyError, UnknownNameError
 from ablate.measurement import mobile
 from ablate.measurement.activations import reestimate_batch_norm
 from ablate.measurement.backends import BACKENDS, output_array
-from ablate.measurement.errors import BackendUnavailableError, MissingDependencyError
 from ablate.measurement.export_cache import (
     DelegationReport,
     ExportKey,
@@ -171,7 +171,7 @@ def test_missing_runtime_is_one_line_naming_the_extra(
     assert repr(module) in message
     # The factory fails the same way, before exporting anything.
     with pytest.raises(MissingDependencyError):
-        BACKENDS.get(backend)(tiny(), images(32), threads=1, device="cpu")
+        BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cpu")
 
 
 def test_a_module_blocked_in_sys_modules_counts_as_absent(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,7 +189,12 @@ def test_availability_of_other_backends_and_precisions(monkeypatch: pytest.Monke
         mobile.check_backend_available("eager", "int8")
     with pytest.raises(BackendUnavailableError, match="valid: fp32, int8"):
         mobile.check_backend_available("executorch", "fp16")
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "onnxruntime" else find_spec(name, *rest),
+    )
     with pytest.raises(MissingDependencyError, match=r"ablate\[onnx\]"):
         mobile.check_backend_available("onnxruntime")
 
@@ -421,7 +426,7 @@ def test_small_variant_exports_runs_and_matches_eager(
     _runtime(backend)
     model = small_variant()
     x = images(SMALL["resolution"])
-    runnable = BACKENDS.get(backend)(
+    runnable = BACKENDS.get(backend).factory(
         model, x, threads=1, device="cpu", precision=precision, cache_directory=shared_cache
     )
     with torch.no_grad():
@@ -458,7 +463,7 @@ def test_small_variant_exports_runs_and_matches_eager(
         assert report.flagged and report.fp32  # the SE gates and h-swish stay fp32
 
     # The same module again: read from the cache, same program, same outputs.
-    again = BACKENDS.get(backend)(
+    again = BACKENDS.get(backend).factory(
         model, x, threads=1, device="cpu", precision=precision, cache_directory=shared_cache
     )
     assert again.artifact.cached
@@ -473,7 +478,7 @@ def test_non_delegable_op_is_reported_outside_the_delegate(
     _runtime(backend)
     model = tiny(cumsum=True)
     x = images(32)
-    runnable = BACKENDS.get(backend)(
+    runnable = BACKENDS.get(backend).factory(
         model, x, threads=1, device="cpu", cache_directory=shared_cache
     )
     report = runnable.delegation
@@ -491,11 +496,17 @@ def test_export_version_change_invalidates_the_real_cache(
 ) -> None:
     _runtime(backend)
     model, x = tiny(), images(32)
-    first = BACKENDS.get(backend)(model, x, threads=1, device="cpu", cache_directory=shared_cache)
-    hit = BACKENDS.get(backend)(model, x, threads=1, device="cpu", cache_directory=shared_cache)
+    first = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    hit = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
     assert hit.artifact.cached and hit.artifact.path == first.artifact.path
     monkeypatch.setattr(mobile.ablate, "__version__", "999.0")
-    rebuilt = BACKENDS.get(backend)(model, x, threads=1, device="cpu", cache_directory=shared_cache)
+    rebuilt = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
     assert not rebuilt.artifact.cached
     assert rebuilt.artifact.path != first.artifact.path
 
@@ -503,7 +514,7 @@ def test_export_version_change_invalidates_the_real_cache(
 def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
     _runtime("executorch")
     model, x = tiny(cumsum=True), images(32)
-    runnable = BACKENDS.get("executorch")(
+    runnable = BACKENDS.get("executorch").factory(
         model, x, threads=1, device="cpu", cache_directory=shared_cache
     )
     times = {
@@ -526,7 +537,7 @@ def test_executorch_uses_the_setup_thread_count(shared_cache: Path) -> None:
     _runtime("executorch")
     from executorch.extension.pybindings import portable_lib
 
-    BACKENDS.get("executorch")(
+    BACKENDS.get("executorch").factory(
         tiny(), images(32), threads=1, device="cpu", cache_directory=shared_cache
     )
     assert portable_lib._threadpool_get_thread_count() == 1
@@ -537,4 +548,4 @@ def test_mobile_backends_refuse_cuda(shared_cache: Path) -> None:
         if not all(mobile._module_available(m) for m in mobile.RUNTIMES[backend].modules):
             continue
         with pytest.raises(BackendUnavailableError, match="cpu only"):
-            BACKENDS.get(backend)(tiny(), images(32), threads=1, device="cuda")
+            BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cuda")

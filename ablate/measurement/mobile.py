@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import ablate
-from ablate.measurement.errors import BackendUnavailableError, MissingDependencyError
+from ablate.errors import BackendUnavailableError, MissingDependencyError
 from ablate.measurement.export_cache import (
     DelegationReport,
     ExportArtifact,
@@ -83,11 +83,6 @@ RUNTIMES: dict[str, MobileRuntime] = {
     ),
 }
 
-# What the other backends import (the onnxruntime factory checks the same at export time).
-_OTHER_REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "onnxruntime": (("onnx", "onnxruntime"), "onnx"),
-}
-
 
 def _module_available(module: str) -> bool:
     """Whether `module` can be imported, without importing it (litert_torch takes seconds)."""
@@ -106,7 +101,7 @@ def check_backend_available(name: str, precision: str = "fp32") -> None:
     """
     from ablate.measurement.backends import BACKENDS
 
-    BACKENDS.get(name)
+    backend = BACKENDS.get(name)
     if precision not in PRECISIONS:
         raise BackendUnavailableError(
             f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
@@ -118,14 +113,13 @@ def check_backend_available(name: str, precision: str = "fp32") -> None:
                 f"backend {name!r} measures fp32 only; precision {precision!r} needs one of: "
                 f"{', '.join(RUNTIMES)}"
             )
-        modules, extra = _OTHER_REQUIREMENTS.get(name, ((), ""))
-    else:
-        if precision not in runtime.precisions:
-            raise BackendUnavailableError(f"backend {name!r} has no {precision} yet")
-        modules, extra = runtime.modules, runtime.extra
-    for module in modules:
+        backend.check_available()
+        return
+    if precision not in runtime.precisions:
+        raise BackendUnavailableError(f"backend {name!r} has no {precision} yet")
+    for module in runtime.modules:
         if not _module_available(module):
-            raise MissingDependencyError(f"backend {name!r}", module, extra)
+            raise MissingDependencyError(f"backend {name!r}", module, runtime.extra)
 
 
 def factory_options(backend: str, precision: str) -> dict[str, Any]:
