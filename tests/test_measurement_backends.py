@@ -52,7 +52,9 @@ def eager_reference(model: nn.Module, images: torch.Tensor) -> np.ndarray:
 
 
 def test_backends_are_registered():
-    assert BACKENDS.names() == ["eager", "torchscript", "onnxruntime", "compile"]
+    assert BACKENDS.names() == [
+        "eager", "torchscript", "onnxruntime", "compile", "executorch", "litert"
+    ]
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -150,7 +150,8 @@ def test_overrides_replace_measure_settings_only() -> None:
         (
             {"backend": "tensorrt"},
             "spec.yaml: measure.backend: unknown backend (got 'tensorrt') (command-line "
-            "override); valid: eager, torchscript, onnxruntime, compile",
+            "override); valid: eager, torchscript, onnxruntime, compile, executorch,"
+            " litert",
         ),
         (
             {"target_ci": 0.7},

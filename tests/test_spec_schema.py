@@ -130,7 +130,7 @@ def test_backend_choices_come_from_the_measurement_registry() -> None:
     error = error_of(f"name: t\n{VARIANTS}measure: {{backend: tensorrt}}\n")
     assert str(error) == (
         "spec.yaml:4: measure.backend: unknown backend (got 'tensorrt'); valid: eager, "
-        "torchscript, onnxruntime, compile"
+        "torchscript, onnxruntime, compile, executorch, litert"
     )
     assert error.choices == tuple(BACKENDS.names())
 

@@ -212,3 +212,21 @@ def compile_backend(
             f"backend 'compile' could not compile here: {reason}"
         ) from None
     return run
+
+
+def _register_mobile_backends() -> None:
+    """ExecuTorch and LiteRT (XNNPACK, which fuses conv + BN + activation): their packages
+    load only when a factory runs."""
+    from ablate.measurement.mobile import RUNTIMES, executorch_backend, litert_backend
+
+    for factory in (executorch_backend, litert_backend):
+        runtime = RUNTIMES[factory.__name__.removesuffix("_backend")]
+        BACKENDS.add(
+            runtime.name,
+            Backend(
+                runtime.name, factory, fuses=True, modules=runtime.modules, extra=runtime.extra
+            ),
+        )
+
+
+_register_mobile_backends()

@@ -1,0 +1,283 @@
+"""The cache of exported mobile programs (.pte, .tflite) on disk.
+
+Exporting a MobileNet for a mobile runtime takes 15-30 s, timing it a few seconds: a study
+of a hundred variants would spend most of its time exporting. Programs are cached under the
+calibration cache's directory (`ablate.measurement.calibration.cache_directory`), one file
+per program, keyed by everything the program depends on: the module (its structure, forward
+code and every weight and buffer, since ablate's weights are random), the input shape, the
+precision, the runtime and its package versions, ablate's version and the export recipe.
+
+Each entry is one file, a JSON header and the program bytes, replaced atomically, so a reader
+sees a whole entry or none. A per-key OS lock makes a second process wait for the first's
+export and then read it, rather than export the same program again. An entry that cannot be
+read back (truncated, checksum wrong, another key) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablate.files import write_bytes_atomic
+from ablate.measurement.calibration import cache_directory
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_SCHEMA = "ablate.export/1"
+_MAGIC = b"ABLATEX1"
+_HEADER_LENGTH = struct.Struct("<Q")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+@dataclass(frozen=True)
+class DelegationReport:
+    """Which ops of an exported program run inside the XNNPACK delegate, by op name and count.
+
+    `outside` holds the ops the runtime runs itself (its portable kernels), `fp32` the ops of
+    an int8 program that compute in fp32. Either makes the program `flagged`: its time is not
+    all XNNPACK's, or not all int8.
+    """
+
+    delegate: str
+    delegated: Mapping[str, int] = field(default_factory=dict)
+    outside: Mapping[str, int] = field(default_factory=dict)
+    fp32: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.outside) or bool(self.fp32)
+
+    def summary(self) -> str:
+        """One line: 'all 98 ops in XNNPACK' or what is outside it."""
+        total = sum(self.delegated.values())
+        if not self.flagged:
+            return f"all {total} ops in {self.delegate}"
+        parts = []
+        if self.outside:
+            parts.append(f"outside {self.delegate}: {_counts_text(self.outside)}")
+        if self.fp32:
+            parts.append(f"fp32 in an int8 program: {_counts_text(self.fp32)}")
+        return f"{total} ops in {self.delegate}; " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "delegate": self.delegate,
+            "delegated": dict(sorted(self.delegated.items())),
+            "outside": dict(sorted(self.outside.items())),
+            "fp32": dict(sorted(self.fp32.items())),
+            "flagged": self.flagged,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DelegationReport:
+        def counts(key: str) -> dict[str, int]:
+            return {str(name): int(count) for name, count in data.get(key, {}).items()}
+
+        return cls(str(data["delegate"]), counts("delegated"), counts("outside"), counts("fp32"))
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """Everything an exported program depends on."""
+
+    runtime: str
+    versions: tuple[tuple[str, str], ...]  # (package, version), of the runtime and torch
+    precision: str
+    input_shape: tuple[int, ...]
+    model_hash: str  # `module_fingerprint`
+    ablate_version: str
+    recipe: int  # bumped whenever the export code changes what it produces
+
+    def digest(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def file_name(self) -> str:
+        return f"{self.runtime}-{self.precision}-{self.digest()}.export"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "versions": [list(pair) for pair in self.versions],
+            "precision": self.precision,
+            "input_shape": list(self.input_shape),
+            "model_hash": self.model_hash,
+            "ablate_version": self.ablate_version,
+            "recipe": self.recipe,
+        }
+
+
+@dataclass(frozen=True)
+class ExportArtifact:
+    """An exported program and how it was made."""
+
+    program: bytes
+    delegation: DelegationReport
+    export_seconds: float  # the export's own duration, when it was made (cached or not)
+    cached: bool  # read from the cache rather than exported now
+    seconds: float  # what getting it took now: the export, or reading the cache
+    path: Path | None  # the cache entry; None when caching is off
+
+
+def module_fingerprint(model: nn.Module) -> str:
+    """A hash of what a module computes: its structure, its forward code, its tensors.
+
+    Per submodule: its name, class, the source of its `forward`, and its public scalar
+    attributes (strides, paddings, a block's `residual` flag: what `state_dict` misses); then
+    every parameter and buffer, names, dtypes, shapes and bytes, so two randomly initialised
+    builds of one architecture never share an entry.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, module in model.named_modules():
+        kind = type(module)
+        attributes = {
+            key: value
+            for key, value in sorted(vars(module).items())
+            if not key.startswith("_") and key != "training" and _is_scalar(value)
+        }
+        digest.update(
+            json.dumps([name, kind.__module__, kind.__qualname__, attributes], default=str).encode()
+        )
+        digest.update(_forward_source(kind).encode())
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _is_scalar(value: object) -> bool:
+    if isinstance(value, tuple | list):
+        return all(_is_scalar(item) for item in value)
+    return isinstance(value, _SCALARS)
+
+
+def _forward_source(kind: type) -> str:
+    try:
+        return inspect.getsource(kind.forward)
+    except (OSError, TypeError):
+        return f"{kind.__module__}.{kind.__qualname__}.forward"
+
+
+def export_cache_directory(directory: Path | None = None) -> Path:
+    return (directory or cache_directory()) / "exports"
+
+
+Exporter = Callable[[], tuple[bytes, DelegationReport]]
+
+
+def cached_export(
+    key: ExportKey, export: Exporter, *, directory: Path | None = None, enabled: bool = True
+) -> ExportArtifact:
+    """The program for `key`: read from the cache, or made by `export` and stored.
+
+    `directory` is the cache root (default: the calibration cache's); `enabled=False` always
+    exports and stores nothing.
+    """
+    if not enabled:
+        return _export_now(key, export, None)
+    path = export_cache_directory(directory) / key.file_name()
+    started = time.perf_counter()
+    artifact = read_entry(path, key)
+    if artifact is None:
+        with _lock(path):
+            # Another process may have exported it while this one waited for the lock.
+            artifact = read_entry(path, key)
+            if artifact is None:
+                return _export_now(key, export, path)
+    return _replace_seconds(artifact, time.perf_counter() - started)
+
+
+def _export_now(key: ExportKey, export: Exporter, path: Path | None) -> ExportArtifact:
+    started = time.perf_counter()
+    program, delegation = export()
+    seconds = time.perf_counter() - started
+    if path is not None:
+        write_entry(path, key, program, delegation, seconds)
+    return ExportArtifact(program, delegation, seconds, False, seconds, path)
+
+
+def _replace_seconds(artifact: ExportArtifact, seconds: float) -> ExportArtifact:
+    return ExportArtifact(
+        artifact.program,
+        artifact.delegation,
+        artifact.export_seconds,
+        artifact.cached,
+        seconds,
+        artifact.path,
+    )
+
+
+def write_entry(
+    path: Path, key: ExportKey, program: bytes, delegation: DelegationReport, seconds: float
+) -> None:
+    header = json.dumps(
+        {
+            "schema": _SCHEMA,
+            "key": key.to_dict(),
+            "export_seconds": seconds,
+            "delegation": delegation.to_dict(),
+            "program_sha256": hashlib.sha256(program).hexdigest(),
+            "program_bytes": len(program),
+        }
+    ).encode()
+    write_bytes_atomic(path, _MAGIC + _HEADER_LENGTH.pack(len(header)) + header + program)
+
+
+def read_entry(path: Path, key: ExportKey) -> ExportArtifact | None:
+    """The entry at `path` if it is whole and made for `key`; None otherwise (a miss)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    start = len(_MAGIC) + _HEADER_LENGTH.size
+    if len(data) < start or not data.startswith(_MAGIC):
+        return None
+    (length,) = _HEADER_LENGTH.unpack_from(data, len(_MAGIC))
+    try:
+        header = json.loads(data[start : start + length])
+        program = data[start + length :]
+        if (
+            header["schema"] != _SCHEMA
+            or header["key"] != key.to_dict()
+            or header["program_bytes"] != len(program)
+            or header["program_sha256"] != hashlib.sha256(program).hexdigest()
+        ):
+            return None
+        delegation = DelegationReport.from_dict(header["delegation"])
+        export_seconds = float(header["export_seconds"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return ExportArtifact(program, delegation, export_seconds, True, 0.0, path)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock for one key; none where the OS has no flock (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

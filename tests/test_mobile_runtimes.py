@@ -1,0 +1,551 @@
+"""Mobile backends (ExecuTorch, LiteRT), their export cache, delegation reports, and the
+batch-norm re-estimation that gives their int8 calibration realistic activations.
+
+Tests that export need the runtime (extras `executorch`, `litert`) and skip without it. An
+export takes 10-60 s even for a small model (the exporters' passes are per node), so each
+program is exported once per session into a shared cache directory and the tests read it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ablate import build_model
+from ablate.architecture.layers import Block, ConvBatchNormActivation, SqueezeExcitation
+from ablate.errors import BackendUnavailableError, MissingDependencyError, UnknownNameError
+from ablate.measurement import mobile
+from ablate.measurement.activations import reestimate_batch_norm
+from ablate.measurement.backends import BACKENDS, output_array
+from ablate.measurement.export_cache import (
+    DelegationReport,
+    ExportKey,
+    cached_export,
+    module_fingerprint,
+    read_entry,
+)
+
+SMALL = {"width": 0.35, "resolution": 96}
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+class TinyMobileNet(nn.Module):
+    """One V3 block (expand, depthwise, SE with hard-sigmoid gate, project, residual) between a
+    stem and a classifier: every op kind of a MobileNet, exported in a few seconds."""
+
+    def __init__(self, *, cumsum: bool = False):
+        super().__init__()
+        conv = {"batch_norm_epsilon": 1e-3}
+        self.stem = ConvBatchNormActivation(3, 16, 3, stride=2, activation="hswish", **conv)
+        self.block = Block(
+            OrderedDict(
+                expand=ConvBatchNormActivation(16, 32, 1, activation="hswish", **conv),
+                depthwise=ConvBatchNormActivation(
+                    32, 32, 3, groups=32, activation="hswish", **conv
+                ),
+                se=SqueezeExcitation(32, 8, "hsigmoid"),
+                project=ConvBatchNormActivation(32, 16, 1, activation=None, **conv),
+            ),
+            residual=True,
+        )
+        self.classifier = nn.Linear(16, 10)
+        # A cumulative sum: neither XNNPACK delegate has a kernel for it.
+        self.cumsum = cumsum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(self.stem(x))
+        if self.cumsum:
+            x = torch.cumsum(x, dim=1)
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
+def tiny(*, cumsum: bool = False, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = TinyMobileNet(cumsum=cumsum).eval()
+    reestimate_batch_norm(model, 32, seed=seed)
+    return model
+
+
+def images(resolution: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+
+
+def small_variant() -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", **SMALL).eval()
+    reestimate_batch_norm(model, SMALL["resolution"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export-cache")
+
+
+def _runtime(name: str) -> None:
+    for module in mobile.RUNTIMES[name].modules:
+        pytest.importorskip(module)
+
+
+# ---------------------------------------------------------------------------------------------
+# Realistic activations (no runtime needed)
+
+
+def test_batch_norm_reestimation_makes_activations_order_one() -> None:
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_large").eval()
+    x = images(224)
+    with torch.no_grad():
+        before = model(x)
+    # The reference initialisation leaves the logits vanishingly small.
+    assert before.abs().max() < 1e-6
+
+    estimate = reestimate_batch_norm(model, 224, seed=0)
+    assert estimate.batch_norms == 46  # V3-Large: 46 conv + batch norm layers
+    stds: list[float] = []
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: stds.append(float(out.std())))
+        for module in model.modules()
+        if isinstance(module, nn.BatchNorm2d)
+    ]
+    with torch.no_grad():
+        after = model(x)
+    for hook in hooks:
+        hook.remove()
+    assert len(stds) == 46
+    assert all(0.1 < std < 10 for std in stds), stds
+    assert 1e-3 < float(after.abs().max()) < 10
+    assert not model.training
+    assert all(
+        module.momentum == 0.1 for module in model.modules() if isinstance(module, nn.BatchNorm2d)
+    )
+
+
+def test_batch_norm_reestimation_is_deterministic_and_seeded() -> None:
+    def statistics(seed: int) -> list[torch.Tensor]:
+        model = tiny(seed=0)
+        reestimate_batch_norm(model, 32, seed=seed)
+        return [buffer.clone() for name, buffer in model.named_buffers() if "running" in name]
+
+    first, again, other = statistics(3), statistics(3), statistics(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_batch_norm_reestimation_rejects_single_image_batches() -> None:
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        reestimate_batch_norm(tiny(), 32, batch_size=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Availability: one line naming the extra, before any work
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "extra"),
+    [
+        ("executorch", "executorch", "executorch"),
+        ("litert", "litert_torch", "litert"),
+        ("litert", "ai_edge_litert", "litert"),
+    ],
+)
+def test_missing_runtime_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, backend: str, module: str, extra: str
+) -> None:
+    # Only `module` is absent, whatever this environment has.
+    monkeypatch.setattr(mobile, "_module_available", lambda name: name != module)
+    with pytest.raises(MissingDependencyError) as raised:
+        mobile.check_backend_available(backend)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"pip install 'ablate[{extra}]'" in message
+    assert repr(module) in message
+    # The factory fails the same way, before exporting anything.
+    with pytest.raises(MissingDependencyError):
+        BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cpu")
+
+
+def test_a_module_blocked_in_sys_modules_counts_as_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert mobile._module_available("json")
+    monkeypatch.setitem(sys.modules, "json", None)
+    assert not mobile._module_available("json")
+    assert not mobile._module_available("surely_no_such_module_here")
+
+
+def test_availability_of_other_backends_and_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    mobile.check_backend_available("eager")
+    with pytest.raises(UnknownNameError, match="valid: eager, torchscript"):
+        mobile.check_backend_available("tflite")
+    with pytest.raises(BackendUnavailableError, match="measures fp32 only"):
+        mobile.check_backend_available("eager", "int8")
+    with pytest.raises(BackendUnavailableError, match="valid: fp32, int8"):
+        mobile.check_backend_available("executorch", "fp16")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "onnxruntime" else find_spec(name, *rest),
+    )
+    with pytest.raises(MissingDependencyError, match=r"ablate\[onnx\]"):
+        mobile.check_backend_available("onnxruntime")
+
+
+def test_mobile_backends_are_registered() -> None:
+    assert {"executorch", "litert"} <= set(BACKENDS.names())
+    assert mobile.factory_options("executorch", "int8") == {"precision": "int8"}
+    assert mobile.factory_options("eager", "fp32") == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache (no runtime needed: the exporter is a stand-in that counts its calls)
+
+
+def _key(**changes: object) -> ExportKey:
+    fields: dict[str, object] = {
+        "runtime": "executorch",
+        "versions": (("executorch", "1.5.1"), ("torch", "2.13.0")),
+        "precision": "fp32",
+        "input_shape": (1, 3, 32, 32),
+        "model_hash": module_fingerprint(tiny()),
+        "ablate_version": "0.1.0",
+        "recipe": 1,
+    }
+    fields.update(changes)
+    return ExportKey(**fields)  # type: ignore[arg-type]
+
+
+class CountingExporter:
+    def __init__(self, program: bytes = b"program-bytes") -> None:
+        self.calls = 0
+        self.program = program
+
+    def __call__(self) -> tuple[bytes, DelegationReport]:
+        self.calls += 1
+        return self.program, DelegationReport("XNNPACK", {"aten.convolution": 3}, {"x": 1})
+
+
+def test_cache_hit_returns_the_stored_program_and_its_export_time(tmp_path: Path) -> None:
+    exporter = CountingExporter()
+    first = cached_export(_key(), exporter, directory=tmp_path)
+    second = cached_export(_key(), exporter, directory=tmp_path)
+    assert exporter.calls == 1
+    assert (first.cached, second.cached) == (False, True)
+    assert second.program == b"program-bytes"
+    assert second.delegation == first.delegation
+    assert second.delegation.flagged
+    assert second.export_seconds == first.export_seconds  # the export's, not the read's
+    assert first.path == second.path
+    assert first.path is not None and first.path.parent == tmp_path / "exports"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"versions": (("executorch", "1.6.0"), ("torch", "2.13.0"))},
+        {"ablate_version": "0.2.0"},
+        {"precision": "int8"},
+        {"input_shape": (1, 3, 64, 64)},
+        {"recipe": 2},
+        {"model_hash": module_fingerprint(tiny(seed=1))},
+    ],
+)
+def test_cache_misses_when_anything_in_the_key_changes(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    exporter = CountingExporter()
+    cached_export(_key(), exporter, directory=tmp_path)
+    again = cached_export(_key(**change), exporter, directory=tmp_path)
+    assert exporter.calls == 2
+    assert not again.cached
+
+
+def test_an_entry_read_under_another_key_is_a_miss(tmp_path: Path) -> None:
+    exporter = CountingExporter()
+    stored = cached_export(_key(), exporter, directory=tmp_path)
+    assert stored.path is not None
+    # Same file, a key that differs: e.g. a hand-copied entry, or a digest collision.
+    assert read_entry(stored.path, _key(ablate_version="9")) is None
+    assert read_entry(stored.path, _key()) is not None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+def test_a_corrupt_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    exporter = CountingExporter(program=bytes(range(256)) * 4)
+    stored = cached_export(_key(), exporter, directory=tmp_path)
+    assert stored.path is not None
+    data = bytearray(stored.path.read_bytes())
+    if damage == "truncate":
+        data = data[:-10]
+    elif damage == "flip":
+        data[-1] ^= 0xFF
+    elif damage == "garbage":
+        data = bytearray(b"not an export at all")
+    else:
+        data = bytearray()
+    stored.path.write_bytes(bytes(data))
+    rebuilt = cached_export(_key(), exporter, directory=tmp_path)
+    assert exporter.calls == 2
+    assert not rebuilt.cached
+    assert rebuilt.program == exporter.program
+    assert cached_export(_key(), exporter, directory=tmp_path).cached  # and stored again
+
+
+def test_disabled_cache_always_exports_and_writes_nothing(tmp_path: Path) -> None:
+    exporter = CountingExporter()
+    for _ in range(2):
+        artifact = cached_export(_key(), exporter, directory=tmp_path, enabled=False)
+        assert artifact.path is None
+    assert exporter.calls == 2
+    assert not (tmp_path / "exports").exists()
+
+
+def test_cache_directory_follows_the_calibration_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))
+    artifact = cached_export(_key(), CountingExporter())
+    assert artifact.path is not None and artifact.path.parent == tmp_path / "exports"
+    leftovers = [path.name for path in (tmp_path / "exports").iterdir()]
+    # The entry and its lock file; no temporary file is left behind.
+    assert sorted(leftovers) == sorted([artifact.path.name, artifact.path.name + ".lock"])
+
+
+def test_fingerprint_covers_weights_buffers_and_structure() -> None:
+    base = module_fingerprint(tiny(seed=0))
+    assert module_fingerprint(tiny(seed=0)) == base
+    assert module_fingerprint(tiny(seed=1)) != base  # other random weights
+    other_statistics = tiny(seed=0)
+    reestimate_batch_norm(other_statistics, 32, seed=5)
+    assert module_fingerprint(other_statistics) != base  # buffers count
+    no_residual = tiny(seed=0)
+    no_residual.block.residual = False  # same tensors, other computation
+    assert module_fingerprint(no_residual) != base
+    assert module_fingerprint(tiny(seed=0, cumsum=True)) != base
+
+
+def test_delegation_report_summary_and_round_trip() -> None:
+    clean = DelegationReport("XNNPACK", {"aten.convolution": 3, "aten.add.Tensor": 1})
+    assert not clean.flagged
+    assert clean.summary() == "all 4 ops in XNNPACK"
+    mixed = DelegationReport(
+        "XNNPACK", {"aten.convolution": 3}, {"aten.cumsum": 1}, {"aten.hardswish": 2}
+    )
+    assert mixed.flagged
+    assert mixed.summary() == (
+        "3 ops in XNNPACK; outside XNNPACK: aten.cumsum x1; "
+        "fp32 in an int8 program: aten.hardswish x2"
+    )
+    assert DelegationReport.from_dict(mixed.to_dict()) == mixed
+    assert mixed.to_dict()["flagged"] is True
+
+
+def test_litert_delegation_walks_each_partition_back_to_its_inputs() -> None:
+    float32, int8 = np.float32, np.int8
+    # tensor 0 -> CONV(1) -> ADD(2) -> CUMSUM(3) -> FC(4); one delegate covers CONV and ADD,
+    # another FC; CUMSUM stays outside.
+    ops = [
+        {
+            "index": 0,
+            "op_name": "CONV_2D",
+            "inputs": [0, 10],
+            "outputs": [1],
+            "result_types": [float32],
+        },
+        {"index": 1, "op_name": "ADD", "inputs": [1, 0], "outputs": [2], "result_types": [float32]},
+        {
+            "index": 2,
+            "op_name": "CUMSUM",
+            "inputs": [2, 11],
+            "outputs": [3],
+            "result_types": [float32],
+        },
+        {
+            "index": 3,
+            "op_name": "FULLY_CONNECTED",
+            "inputs": [3, 12],
+            "outputs": [4],
+            "result_types": [float32],
+        },
+        {"index": 4, "op_name": "DELEGATE", "inputs": [0, 10], "outputs": [2]},
+        {"index": 5, "op_name": "DELEGATE", "inputs": [3, 12], "outputs": [4]},
+    ]
+    report = mobile.litert_delegation(ops)
+    assert report.delegated == {"CONV_2D": 1, "ADD": 1, "FULLY_CONNECTED": 1}
+    assert report.outside == {"CUMSUM": 1}
+    assert report.fp32 == {}  # an fp32 program: nothing to flag as fp32
+    quantized = [
+        {"index": 0, "op_name": "QUANTIZE", "inputs": [0], "outputs": [1], "result_types": [int8]},
+        {
+            "index": 1,
+            "op_name": "CONV_2D",
+            "inputs": [1, 9],
+            "outputs": [2],
+            "result_types": [int8],
+        },
+        {
+            "index": 2,
+            "op_name": "DEQUANTIZE",
+            "inputs": [2],
+            "outputs": [3],
+            "result_types": [float32],
+        },
+        {"index": 3, "op_name": "MUL", "inputs": [3, 3], "outputs": [4], "result_types": [float32]},
+        {"index": 4, "op_name": "DELEGATE", "inputs": [0, 9], "outputs": [3]},
+    ]
+    report = mobile.litert_delegation(quantized)
+    assert report.delegated == {"QUANTIZE": 1, "CONV_2D": 1, "DEQUANTIZE": 1}
+    assert report.outside == {"MUL": 1}
+    assert report.fp32 == {"MUL": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Export + run + numerics, per runtime and precision (skipped without the runtime)
+
+BACKEND_PRECISIONS = [
+    ("executorch", "fp32"),
+    ("executorch", "int8"),
+    ("litert", "fp32"),
+    ("litert", "int8"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "precision"), BACKEND_PRECISIONS)
+def test_small_variant_exports_runs_and_matches_eager(
+    backend: str, precision: str, shared_cache: Path
+) -> None:
+    _runtime(backend)
+    model = small_variant()
+    x = images(SMALL["resolution"])
+    runnable = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", precision=precision, cache_directory=shared_cache
+    )
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = output_array(runnable())
+    assert got.shape == expected.shape == (1, 1000)
+    scale = float(np.abs(expected).max())
+    assert scale > 1e-3  # realistic activations: the comparison means something
+    difference = float(np.abs(got - expected).max())
+    if precision == "fp32":
+        assert difference < 1e-4 * max(scale, 1.0)
+    else:
+        assert difference < 0.3 * scale  # int8: a few quantization steps of the logits
+    assert int(got.argmax()) == int(expected.argmax())
+    assert runnable.precision == precision
+    assert runnable.export_seconds > 0
+    assert runnable.versions["torch"] == torch.__version__
+    record = runnable.record()
+    assert record["precision"] == precision and record["runtime"] == backend
+    assert record["delegation"]["flagged"] == runnable.delegation.flagged
+
+    report = runnable.delegation
+    if backend == "executorch":
+        # V3-Small has 9 SE blocks; each leaves two layout copies outside the delegate.
+        assert report.outside == {"dim_order_ops._to_dim_order_copy": 18}
+        assert report.delegated["aten.convolution"] == 52
+    else:
+        assert report.delegated["CONV_2D"] + report.delegated["DEPTHWISE_CONV_2D"] == 52
+    if precision == "fp32":
+        assert report.fp32 == {}
+        if backend == "litert":
+            assert not report.flagged  # LiteRT delegates a whole fp32 MobileNet
+    else:
+        assert report.flagged and report.fp32  # the SE gates and h-swish stay fp32
+
+    # The same module again: read from the cache, same program, same outputs.
+    again = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", precision=precision, cache_directory=shared_cache
+    )
+    assert again.artifact.cached
+    assert again.artifact.program == runnable.artifact.program
+    np.testing.assert_array_equal(output_array(again()), got)
+
+
+@pytest.mark.parametrize("backend", ["executorch", "litert"])
+def test_non_delegable_op_is_reported_outside_the_delegate(
+    backend: str, shared_cache: Path
+) -> None:
+    _runtime(backend)
+    model = tiny(cumsum=True)
+    x = images(32)
+    runnable = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    report = runnable.delegation
+    assert report.flagged
+    outside = {name.lower() for name in report.outside}
+    assert any("cumsum" in name for name in outside), report.outside
+    assert not any("conv" in name for name in outside)  # the convs are still delegated
+    with torch.no_grad():
+        np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["executorch", "litert"])
+def test_export_version_change_invalidates_the_real_cache(
+    backend: str, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _runtime(backend)
+    model, x = tiny(), images(32)
+    first = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    hit = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    assert hit.artifact.cached and hit.artifact.path == first.artifact.path
+    monkeypatch.setattr(mobile.ablate, "__version__", "999.0")
+    rebuilt = BACKENDS.get(backend).factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    assert not rebuilt.artifact.cached
+    assert rebuilt.artifact.path != first.artifact.path
+
+
+def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
+    _runtime("executorch")
+    model, x = tiny(cumsum=True), images(32)
+    runnable = BACKENDS.get("executorch").factory(
+        model, x, threads=1, device="cpu", cache_directory=shared_cache
+    )
+    times = {
+        (op.name, op.delegated): op
+        for op in mobile.executorch_op_times(runnable.artifact.program, x, runs=5)
+    }
+    assert all(op.milliseconds >= 0 for op in times.values())
+    assert times[("cumsum.out", False)].instances == 1  # the portable kernel, outside
+    # 6 convs and the classifier: XNNPACK runs the 1x1 ones (and the linear) as GEMMs.
+    weighted = [
+        op.instances
+        for (name, delegated), op in times.items()
+        if delegated and name.startswith(("Convolution", "Fully Connected"))
+    ]
+    assert sum(weighted) == 7
+    assert not any(name.startswith("Method::") for name, _ in times)
+
+
+def test_executorch_uses_the_setup_thread_count(shared_cache: Path) -> None:
+    _runtime("executorch")
+    from executorch.extension.pybindings import portable_lib
+
+    BACKENDS.get("executorch").factory(
+        tiny(), images(32), threads=1, device="cpu", cache_directory=shared_cache
+    )
+    assert portable_lib._threadpool_get_thread_count() == 1
+
+
+def test_mobile_backends_refuse_cuda(shared_cache: Path) -> None:
+    for backend in ("executorch", "litert"):
+        if not all(mobile._module_available(m) for m in mobile.RUNTIMES[backend].modules):
+            continue
+        with pytest.raises(BackendUnavailableError, match="cpu only"):
+            BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cuda")
