@@ -45,6 +45,7 @@ def test_resolved_spec_has_every_default_filled_in() -> None:
         "input": {"resolution": 192, "batch": 1},
         "measure": {
             "backend": "eager",
+            "precision": "fp32",
             "device": "cpu",
             "threads": 2,
             "channels_last": False,

@@ -62,6 +62,7 @@ def test_all_settings_given() -> None:
     assert (spec.input.resolution, spec.input.batch) == (160, 4)
     assert spec.measure.to_json() == {
         "backend": "torchscript",
+        "precision": "fp32",
         "device": "cuda",
         "threads": 2,
         "channels_last": True,

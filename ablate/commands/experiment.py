@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from ablate.measurement.backends import BACKENDS
+from ablate.measurement.mobile import PRECISIONS
 
 ForceOption = Annotated[
     bool,
@@ -83,6 +84,12 @@ def run_command(
         str | None,
         typer.Option(help=f"Override the spec: {' | '.join(BACKENDS.names())}."),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Override the spec: {' | '.join(PRECISIONS)} (int8 on the mobile backends)."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Override the spec's thread count.")] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="A few seconds per variant; results say quick.")
@@ -107,6 +114,7 @@ def run_command(
         spec_path=spec,
         out_dir=out,
         backend=backend,
+        precision=precision,
         threads=threads,
         quick=quick,
         resume=resume,

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
+    from ablate.architecture.description import Architecture
+
 # Every channel's statistics come from hundreds of values even at 7x7 (2 x 8 x 49 = 784);
 # MobileNetV3-Large at 224x224 takes about 2 s on one core.
 DEFAULT_BATCHES = 2
@@ -83,3 +85,26 @@ def reestimate_batch_norm(
             module.momentum = momentum
         model.eval()
     return BatchNormEstimate(seed, batches, batch_size, resolution, len(batch_norms))
+
+
+# One seed for the weights and the batch-norm images of every build: every backend and every
+# copy of a run measures the same network, value for value, and exports hit their cache.
+BUILD_SEED = 0
+ACTIVATIONS_NOTE = (
+    f"batch-norm statistics re-estimated on {DEFAULT_BATCHES} x {DEFAULT_BATCH_SIZE} seeded "
+    "N(0, 1) images at the input resolution"
+)
+
+
+def realistic_module(architecture: Architecture, *, seed: int = BUILD_SEED) -> nn.Module:
+    """The architecture built with seeded weights, its batch-norm statistics re-estimated on
+    seeded images, in eval mode: activations O(1) at every layer."""
+    import torch
+
+    from ablate.architecture.builder import build_module
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_module(architecture)
+    reestimate_batch_norm(model, architecture.resolution, seed=seed)
+    return model

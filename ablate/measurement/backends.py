@@ -91,7 +91,12 @@ def prepare_runnable(
     model = model.eval().to(setup.device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return chosen.factory(model, example_input, threads=setup.threads, device=setup.device)
+    from ablate.measurement.mobile import factory_options
+
+    options = factory_options(setup.backend, setup.precision)
+    return chosen.factory(
+        model, example_input, threads=setup.threads, device=setup.device, **options
+    )
 
 
 def output_array(output: Any) -> np.ndarray:

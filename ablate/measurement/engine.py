@@ -127,6 +127,7 @@ def measure_latency(
         budget_s=stopping.budget_seconds,
         seed=seed,
         environment=collect_environment(setup),
+        precision=setup.precision,
     )
 
 

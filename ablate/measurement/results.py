@@ -103,6 +103,7 @@ class LatencyResult:
     budget_s: float
     seed: int
     environment: Environment
+    precision: str = "fp32"
 
     def variant(self, name: str) -> VariantResult:
         for variant in self.variants:

@@ -49,6 +49,7 @@ from ablate.report.summary import (
     PAPER_TOTAL,
     PUBLISHED_PAIR,
     attribution_answer,
+    backend_phrase,
     comparison_summary,
     machine_phrase,
     paper_figure,
@@ -169,6 +170,8 @@ def _machine(results: Results) -> list[str]:
             ("target interval", f"+/-{measurement.target_ci:.1%} of the ratio"),
             ("seed", measurement.seed),
         ]
+        if backend_phrase(results) != f"{measurement.backend} backend":
+            rows.append(("backend, precision and runtime", backend_phrase(results)))
         roofline = measurement.roofline_calibration
         if roofline is not None:
             peak = roofline.peak_flop_per_second / 1e9
@@ -489,6 +492,41 @@ def _focused(comparison: Comparison, view: Attribution) -> Comparison:
     return dataclasses.replace(comparison, rows=rows)
 
 
+def _delegation(results: Results) -> list[str]:
+    """Which ops each exported program ran outside its delegate (mobile backends only)."""
+    recorded = [(v.name, v.runtime) for v in results.variants if v.runtime is not None]
+    if not recorded:
+        return []
+    delegate = recorded[0][1].delegation.delegate
+    lines = [
+        "## Delegation",
+        "",
+        f"Ops of each exported program inside the {delegate} delegate, and those outside it "
+        "(or computed in fp32 inside an int8 program); a flagged variant runs part of its "
+        "graph on the runtime's slower portable kernels. Per-op time shares in this report "
+        "come from the eager PyTorch profile, not from the runtime.",
+        "",
+    ]
+    rows = []
+    for name, runtime in recorded:
+        delegation = runtime.delegation
+        outside = ", ".join(f"{op} x{count}" for op, count in delegation.outside.items())
+        fp32 = ", ".join(f"{op} x{count}" for op, count in delegation.fp32.items())
+        rows.append(
+            [
+                name,
+                "flagged" if delegation.flagged else "all delegated",
+                sum(delegation.delegated.values()),
+                outside or "none",
+                fp32 or "none",
+                f"{runtime.export_seconds:.1f} s" + (" (cached)" if runtime.export_cached else ""),
+            ]
+        )
+    columns = ("variant", "delegation", "ops delegated", "outside", "fp32 in int8", "export")
+    lines += _table(columns, rows, text=(0, 1, 3, 4))
+    return [*lines, ""]
+
+
 def render_markdown(
     results: Results,
     *,
@@ -501,6 +539,7 @@ def render_markdown(
     lines = _title(results)
     lines += _compared(results, comparison)
     lines += _machine(results)
+    lines += _delegation(results)
     detailed = comparison
     if results.attribution is not None:
         # The attribution answers the question; with 2^n variants, the per-variant prose and

@@ -44,10 +44,28 @@ def machine_phrase(results: Results) -> str:
             f"{measurement.threads} threads",
             f"latency predicted on {measurement.predicted_on}"
             if measurement.predicted_on is not None
-            else f"{measurement.backend} backend on {measurement.device}",
+            else f"{backend_phrase(results)} on {measurement.device}",
             f"batch {measurement.batch}",
         ]
     return ", ".join(parts)
+
+
+def backend_phrase(results: Results) -> str:
+    """`eager backend`, or with what else the number depends on: `executorch backend
+    (int8; executorch 1.5.1, torchao 0.18.0)`."""
+    measurement = results.measurement
+    if measurement is None:
+        return "not measured"
+    details = []
+    if measurement.precision != "fp32":
+        details.append(measurement.precision)
+    runtime = next((v.runtime for v in results.variants if v.runtime is not None), None)
+    if runtime is not None:
+        details.append(
+            ", ".join(f"{name} {version}" for name, version in runtime.versions.items())
+        )
+    suffix = f" ({'; '.join(details)})" if details else ""
+    return f"{measurement.backend} backend{suffix}"
 
 
 def _direction_word(direction: Direction, up: str = "slower", down: str = "faster") -> str:

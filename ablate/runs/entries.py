@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ablate.counting.kinds import block_group
-from ablate.metrics import COUNTED, PER_BLOCK, STORED
+from ablate.metrics import COUNTED, PER_BLOCK, STORED, Metric
 from ablate.runs.schema import (
     BlockCounts,
     Calibration,
@@ -17,6 +17,9 @@ from ablate.runs.schema import (
     Ratio,
     Variant,
 )
+
+FP32_BYTES = 4
+PRECISION_BYTES = {"fp32": 4, "int8": 1}
 
 if TYPE_CHECKING:
     from ablate.architecture.builder import LayerRow
@@ -35,7 +38,15 @@ def count_entry(
     measured_as: str,
     counts: CountResult,
     rows: Sequence[LayerRow],
+    element_bytes: int = FP32_BYTES,
 ) -> Variant:
+    """A variant's counts. Traffic is counted on fp32 tensors; at another precision
+    (`element_bytes` per value: 1 for int8) every byte metric is scaled to it, as if weights
+    and activations were stored at that size (an int8 program's fp32 islands are not)."""
+
+    def at_precision(metric: Metric, value: int) -> int:
+        return value * element_bytes // FP32_BYTES if metric.unit == "bytes" else value
+
     params_by_group: dict[str, int] = {}
     for row in rows:
         group = block_group(row.module)
@@ -47,13 +58,17 @@ def count_entry(
             **{
                 metric.key: params_by_group.get(layer.name, 0)
                 if metric.key == "params"
-                else getattr(layer, metric.key)
+                else at_precision(metric, getattr(layer, metric.key))
                 for metric in PER_BLOCK
             },
         )
         for layer in counts.layers
     ]
-    totals = {metric.key: getattr(counts, metric.key) for metric in COUNTED if metric.stored}
+    totals = {
+        metric.key: at_precision(metric, getattr(counts, metric.key))
+        for metric in COUNTED
+        if metric.stored
+    }
     return Variant(
         name=name,
         base=base,

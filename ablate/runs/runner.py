@@ -22,6 +22,7 @@ from ablate.errors import AblateError
 from ablate.files import write_json_atomic, write_text_atomic
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
+    PRECISION_BYTES,
     count_entry,
     latency_entry,
     measurement_entry,
@@ -33,6 +34,7 @@ from ablate.runs.schema import (
     Latency,
     Measurement,
     Results,
+    RuntimeRecord,
     Status,
     Variant,
     load_results,
@@ -63,7 +65,20 @@ QUICK_PROFILE_RUNS = 1
 # Warm-up comes out of the measurement budget: with many variants each gets a small slice.
 WARMUP_SHARE_OF_BUDGET = 0.2
 MINIMUM_WARMUP_S = 0.05
-PACKAGES = ("torch", "numpy", "scipy", "fvcore", "ptflops", "onnxruntime", "typer", "pydantic")
+PACKAGES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "fvcore",
+    "ptflops",
+    "onnxruntime",
+    "executorch",
+    "torchao",
+    "litert-torch",
+    "ai-edge-litert",
+    "typer",
+    "pydantic",
+)
 
 
 class RunProgress(Protocol):
@@ -134,6 +149,7 @@ def plan_units(spec: ExperimentSpec) -> list[Unit]:
 def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     import dataclasses
 
+    from ablate.measurement.activations import ACTIVATIONS_NOTE, BUILD_SEED
     from ablate.measurement.setup import collect_environment
 
     versions = {}
@@ -146,10 +162,13 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
         **dataclasses.asdict(collect_environment(setup)),
         "machine": platform.machine(),
         "backend": setup.backend,
+        "precision": setup.precision,
         "device": setup.device,
         "batch": setup.batch,
         "ablate_version": __version__,
         "packages": versions,
+        # Every timed and profiled network is built this way (measurement.activations).
+        "weights": f"seeded (seed {BUILD_SEED}), {ACTIVATIONS_NOTE}",
     }
 
 
@@ -169,6 +188,7 @@ def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
         threads=spec.measure.threads,
         batch=spec.input.batch,
         channels_last=spec.measure.channels_last,
+        precision=spec.measure.precision,
     )
 
 
@@ -280,6 +300,7 @@ class Run:
                     measured_as=unit.name,
                     counts=counts,
                     rows=rows,
+                    element_bytes=PRECISION_BYTES[self.setup.precision],
                 )
                 for name in unit.variants
             ]
@@ -294,11 +315,8 @@ class Run:
         if self.predictor is not None:
             self.predict()
             return
-        from ablate.architecture.builder import build_module
-        from ablate.measurement.backends import prepare_runnable
         from ablate.measurement.calibration import cached_calibration
         from ablate.measurement.engine import StoppingPolicy, measure_latency
-        from ablate.measurement.setup import example_input
 
         names = [unit.name for unit in self.units]
         baseline = self.unit_of[self.spec.baseline].name
@@ -306,14 +324,7 @@ class Run:
         prior = read_rounds(journal, set(names))
         if prior:
             self.progress.note(f"resuming the measurement after {len(prior)} journal rounds")
-        instances = built_copies(len(self.units))
-        runnables = {}
-        for unit in self.units:
-            images = example_input(self.setup, unit.architecture.resolution)
-            runnables[unit.name] = [
-                prepare_runnable(build_module(unit.architecture), images, self.setup)
-                for _ in range(instances)
-            ]
+        runnables, runtimes = self._prepare(built_copies(len(self.units)))
         settings = self.spec.measure.effective()
         result = measure_latency(
             runnables,
@@ -332,13 +343,52 @@ class Run:
         )
         calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
         latencies = {
-            unit.name: {"latency": latency_entry(result.variant(unit.name))} for unit in self.units
+            unit.name: {
+                "latency": latency_entry(result.variant(unit.name)),
+                "runtime": runtimes.get(unit.name),
+            }
+            for unit in self.units
         }
         self.update(
             "measured",
             variants=self.updated_variants(latencies),
             measurement=measurement_entry(result, calibration),
         )
+
+    def _prepare(self, copies: int) -> tuple[dict[str, list[Any]], dict[str, RuntimeRecord]]:
+        """Every unit's runnables, `copies` separately built copies of one realistic network
+        each; and, for the backends that export a program, what they made of it."""
+        import copy
+
+        from ablate.measurement.activations import realistic_module
+        from ablate.measurement.backends import prepare_runnable
+        from ablate.measurement.setup import example_input
+
+        runnables: dict[str, list[Any]] = {}
+        runtimes: dict[str, RuntimeRecord] = {}
+        started, exported, cached = time.perf_counter(), 0.0, 0
+        for position, unit in enumerate(self.units):
+            self.progress.counting(f"preparing {unit.name}", position, len(self.units))
+            model = realistic_module(unit.architecture)
+            images = example_input(self.setup, unit.architecture.resolution)
+            runnables[unit.name] = [
+                prepare_runnable(model if index == 0 else copy.deepcopy(model), images, self.setup)
+                for index in range(copies)
+            ]
+            record = getattr(runnables[unit.name][0], "record", None)
+            if record is not None:
+                runtimes[unit.name] = RuntimeRecord.model_validate(record())
+                exported += runtimes[unit.name].export_seconds
+                cached += runtimes[unit.name].export_cached
+        self.progress.note(
+            f"prepared {len(self.units)} architectures in {time.perf_counter() - started:.1f} s"
+            + (
+                f" ({exported:.1f} s exporting, {cached} from the export cache)"
+                if runtimes
+                else ""
+            )
+        )
+        return runnables, runtimes
 
     @staticmethod
     def _warmup_policy(warmup_s: float, budget_s: float, variants: int) -> Any:
@@ -410,7 +460,7 @@ class Run:
         if self.predicted:  # per-op profiling times the model: a predicted run does not
             self.update("profiled")
             return
-        from ablate.architecture.builder import build_module
+        from ablate.measurement.activations import realistic_module
         from ablate.measurement.backends import backend_fuses
         from ablate.measurement.calibration import cached_calibration
         from ablate.measurement.profile import profile_operators
@@ -422,7 +472,7 @@ class Run:
         blocks = {variant.measured_as: variant.blocks for variant in self.state.variants}
         changes = {}
         for unit in self.units:
-            model = build_module(unit.architecture)
+            model = realistic_module(unit.architecture)
             images = example_input(self.setup, unit.architecture.resolution)
             profile = profile_operators(model, images, runs=runs, device=self.setup.device)
             shares = op_time_entry(profile)

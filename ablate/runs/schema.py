@@ -90,6 +90,28 @@ class OpTimeShares(_Strict):
     by_operator: dict[str, float]
 
 
+class Delegation(_Strict):
+    """Which ops ran inside the delegate, and which did not (op name -> count)."""
+
+    delegate: str  # e.g. XNNPACK
+    delegated: dict[str, int]
+    outside: dict[str, int]  # run by the runtime's own kernels
+    fp32: dict[str, int]  # computed in fp32 inside an int8 program
+    flagged: bool  # some op ran outside the delegate or stayed fp32 in an int8 program
+
+
+class RuntimeRecord(_Strict):
+    """What a mobile backend made of a variant: its program, runtime and delegation."""
+
+    runtime: str
+    versions: dict[str, str]
+    precision: str
+    export_seconds: float
+    export_cached: bool
+    program_bytes: int
+    delegation: Delegation
+
+
 class Variant(_Strict):
     name: VariantName
     base: str
@@ -110,6 +132,7 @@ class Variant(_Strict):
     blocks: list[BlockCounts]
     latency: Latency | None = None
     op_time_shares: OpTimeShares | None = None
+    runtime: RuntimeRecord | None = None  # the exported program, on the mobile backends
 
 
 class Calibration(_Strict):
@@ -125,6 +148,7 @@ class Measurement(_Strict):
     device: str
     batch: int
     threads: int
+    precision: str = "fp32"  # int8: static post-training quantization (mobile backends)
     target_ci: float
     budget_s: float
     seed: int

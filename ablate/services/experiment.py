@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablate.errors import AblateError
-from ablate.measurement.backends import BACKENDS
+from ablate.measurement.mobile import check_backend_available
 from ablate.runs.estimate import check_fits, estimate_run
 from ablate.runs.runner import Run, RunProgress, SilentProgress, built_copies
 from ablate.runs.schema import Results, load_results
@@ -20,6 +20,7 @@ def run_experiment(
     spec_path: Path,
     out_dir: Path = Path("runs"),
     backend: str | None = None,
+    precision: str | None = None,
     threads: int | None = None,
     quick: bool = False,
     resume: bool = False,
@@ -34,7 +35,11 @@ def run_experiment(
     from ablate.spec import load_spec, with_overrides
 
     spec = with_overrides(
-        load_spec(spec_path), backend=backend, threads=threads, quick=True if quick else None
+        load_spec(spec_path),
+        backend=backend,
+        precision=precision,
+        threads=threads,
+        quick=True if quick else None,
     )
     predictor = None
     if device is not None:
@@ -47,7 +52,7 @@ def run_experiment(
     # Before anything is created: a missing runtime or a run too big for the machine is
     # refused while there is nothing to clean up.
     if predictor is None:
-        BACKENDS.get(spec.measure.backend).check_available()
+        check_backend_available(spec.measure.backend, spec.measure.precision)
         estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
         check_fits(estimate, force=force)
         progress.note(estimate.summary())

@@ -16,6 +16,8 @@ BATCH = 1
 # measure: one thread by default, because multi-threaded timings on a shared machine measure
 # the neighbours as much as the model.
 BACKEND = "eager"
+# fp32, or int8: static post-training quantization, for the mobile backends that run it.
+PRECISION = "fp32"
 DEVICE = "cpu"
 THREADS = 1
 CHANNELS_LAST = False

@@ -45,6 +45,7 @@ def with_overrides(
     spec: ExperimentSpec,
     *,
     backend: str | None = None,
+    precision: str | None = None,
     device: str | None = None,
     threads: int | None = None,
     channels_last: bool | None = None,
@@ -63,6 +64,7 @@ def with_overrides(
         key: value
         for key, value in {
             "backend": backend,
+            "precision": precision,
             "device": device,
             "threads": threads,
             "channels_last": channels_last,

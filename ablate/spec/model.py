@@ -33,6 +33,7 @@ class InputSpec:
 @dataclass(frozen=True)
 class MeasureSpec:
     backend: str
+    precision: str
     device: str
     threads: int
     channels_last: bool

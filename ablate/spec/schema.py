@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from ablate.architecture.tables import ARCHITECTURES
 from ablate.errors import InputFileError, KeyPath
 from ablate.measurement.backends import BACKENDS
+from ablate.measurement.mobile import PRECISIONS
 from ablate.measurement.setup import DEVICES
 from ablate.spec import defaults
 from ablate.spec.source import SpecSource
@@ -85,6 +86,7 @@ class InputSection(_Section):
 
 class MeasureSection(_Section):
     backend: Annotated[str, _one_of("backend", BACKEND_NAMES)] = defaults.BACKEND
+    precision: Annotated[str, _one_of("precision", PRECISIONS)] = defaults.PRECISION
     device: Annotated[str, _one_of("device", DEVICE_NAMES)] = defaults.DEVICE
     threads: int = Field(defaults.THREADS, ge=1)
     channels_last: bool = defaults.CHANNELS_LAST
