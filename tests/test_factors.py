@@ -220,7 +220,7 @@ ERRORS = [
     ({"width": -1}, "width: expected a number in [0.1, 4] (got -1)"),
     ({"width": "wide"}, "width: expected a number in [0.1, 4] (got 'wide')"),
     ({"resolution": 16}, "resolution: expected an integer in [32, 2048] (got 16)"),
-    ({"activation": "gelu"}, "activation: unknown activation (got 'gelu'); valid: relu, relu6"),
+    ({"activation": "tanh"}, "activation: unknown activation (got 'tanh'); valid: relu, relu6"),
     ({"kernel": [3, 5]}, "kernel: a per-block list needs 15 entries for the mobilenet_v3_large"),
     ({"kernel": [3] * 14 + [4]}, "kernel[14]: unsupported depthwise kernel (got 4)"),
     ({"colour": "red"}, "colour: unknown factor (got 'red'); valid: width, resolution"),

@@ -12,6 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ablate.architecture.description import ACTIVATIONS
+from ablate.architecture.tables import ARCHITECTURES
 from ablate.cli import _user_errors
 from ablate.commands.experiment import validate_command
 
@@ -86,16 +88,12 @@ def test_validate_json_prints_the_resolved_spec(app: typer.Typer, tmp_path: Path
 
 
 def test_validate_errors_are_one_line_and_exit_2(app: typer.Typer, tmp_path: Path) -> None:
-    path = write(tmp_path, SPEC.replace("activation: relu", "activation: gelu"))
+    path = write(tmp_path, SPEC.replace("activation: relu", "activation: tanh"))
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
     assert result.output == (
-        f"error: {path}:5: variants.relu.activation: unknown activation (got 'gelu'); valid: "
-        "relu, relu6, hswish, swish, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, "
-        "mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, "
-        "ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
-        "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
-        "ssdlite_mnasnet_a1, ssd_mobilenet_v1\n"
+        f"error: {path}:5: variants.relu.activation: unknown activation (got 'tanh'); valid: "
+        f"{', '.join([*ACTIVATIONS, *ARCHITECTURES])}\n"
     )
     assert "Traceback" not in result.output
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ablate.errors import InputFileError
+from ablate.measurement.backends import BACKENDS
 from ablate.spec import ExperimentSpec, load_spec_text, with_overrides
 
 TEXT = (
@@ -151,8 +152,7 @@ def test_overrides_replace_measure_settings_only() -> None:
         (
             {"backend": "tensorrt"},
             "spec.yaml: measure.backend: unknown backend (got 'tensorrt') (command-line "
-            "override); valid: eager, torchscript, onnxruntime, compile, executorch,"
-            " litert",
+            f"override); valid: {', '.join(BACKENDS.names())}",
         ),
         (
             {"target_ci": 0.7},

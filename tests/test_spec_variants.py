@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ablate.architecture.description import ACTIVATIONS
 from ablate.architecture.tables import ARCHITECTURES
 from ablate.errors import InputFileError
 from ablate.spec import load_spec_text
@@ -167,11 +168,11 @@ def test_nested_factor_key() -> None:
         "(1-based) (got 99)"
     )
     assert message(
-        "name: t\nvariants:\n  h:\n    activation: {early: relu, late: gelu,\n"
+        "name: t\nvariants:\n  h:\n    activation: {early: relu, late: tanh,\n"
         "      from_block: 3}\n"
     ) == (
-        "spec.yaml:4: variants.h.activation.late: unknown activation (got 'gelu'); valid: "
-        "relu, relu6, hswish, swish"
+        "spec.yaml:4: variants.h.activation.late: unknown activation (got 'tanh'); valid: "
+        + ", ".join(ACTIVATIONS)
     )
 
 

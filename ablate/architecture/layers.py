@@ -7,6 +7,7 @@ per call, so measured latency belongs to the architecture, not to this code.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import torch
@@ -21,7 +22,11 @@ def activation_module(name: str) -> nn.Module:
     """The in-place module of activation `name` (see `description.ACTIVATIONS`)."""
     if name not in ACTIVATIONS:
         raise UnknownNameError("activation", name, ACTIVATIONS)
-    return getattr(nn, ACTIVATIONS[name])(inplace=True)
+    module = getattr(nn, ACTIVATIONS[name])
+    # In place where torch offers it (as the reference builds them); GELU, say, has no form.
+    if "inplace" in inspect.signature(module).parameters:
+        return module(inplace=True)
+    return module()
 
 
 def gate_module(name: str) -> nn.Module:
