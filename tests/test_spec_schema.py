@@ -89,8 +89,8 @@ def test_unknown_top_level_key() -> None:
 
 def test_unknown_measure_key() -> None:
     assert measure_message("thread: 2") == (
-        "spec.yaml:5: measure.thread: unknown key; valid: backend, device, threads, "
-        "channels_last, target_ci, budget_s, warmup_s, min_rounds, max_rounds, seed, quick"
+        "spec.yaml:5: measure.thread: unknown key; valid: backend, precision, device, "
+        "threads, channels_last, target_ci, budget_s, warmup_s, min_rounds, max_rounds, seed, quick"
     )
 
 
