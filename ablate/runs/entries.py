@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ablate.measurement.calibration import Calibration as MachineCalibration
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.results import LatencyResult, VariantResult
+    from ablate.spec.schema import ReferenceSection
 
 
 def count_entry(
@@ -39,6 +40,7 @@ def count_entry(
     counts: CountResult,
     rows: Sequence[LayerRow],
     element_bytes: int = FP32_BYTES,
+    reference: ReferenceSection | None = None,
 ) -> Variant:
     """A variant's counts. Traffic is counted on fp32 tensors; at another precision
     (`element_bytes` per value: 1 for int8) every byte metric is scaled to it, as if weights
@@ -80,6 +82,7 @@ def count_entry(
         by_kind={kind: summary.to_json() for kind, summary in counts.by_kind.items()},
         unknown_ops=dict(counts.unknown_ops),
         blocks=blocks,
+        reference=reference,
     )
 
 

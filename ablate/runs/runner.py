@@ -301,6 +301,7 @@ class Run:
                     counts=counts,
                     rows=rows,
                     element_bytes=PRECISION_BYTES[self.setup.precision],
+                    reference=specs[name].reference,
                 )
                 for name in unit.variants
             ]

@@ -23,7 +23,7 @@ from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import StopReason as MeasuredStopReason
-from ablate.spec.schema import VARIANT_NAME_PATTERN
+from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
 
 SCHEMA = "ablate.results/2"
 SCHEMA_V1 = "ablate.results/1"
@@ -133,6 +133,9 @@ class Variant(_Strict):
     latency: Latency | None = None
     op_time_shares: OpTimeShares | None = None
     runtime: RuntimeRecord | None = None  # the exported program, on the mobile backends
+    # The published figures the spec gave it (`variants.NAME.reference`); files written
+    # before references existed have none.
+    reference: ReferenceSection | None = None
 
 
 class Calibration(_Strict):

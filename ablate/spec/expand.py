@@ -9,15 +9,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from ablate.analysis.coalitions import AttributionError
 from ablate.analysis.shapley import MAX_EXACT_FACTORS
 from ablate.errors import KeyPath
 from ablate.spec import defaults
 from ablate.spec.model import AttributionSpec
-from ablate.spec.schema import FACTOR_NAMES, VARIANT_NAME_PATTERN, VARIANT_NAME_RULE, SpecDocument
+from ablate.spec.schema import (
+    FACTOR_NAMES,
+    REFERENCE_FIGURES,
+    REFERENCE_KEY,
+    VARIANT_NAME_PATTERN,
+    VARIANT_NAME_RULE,
+    ReferenceSection,
+    SpecDocument,
+    schema_error,
+)
 from ablate.spec.source import SpecSource
 
 VARIANT_KEYS = ("base", *FACTOR_NAMES)
+# A listed variant may also carry the published figures it is compared with.
+LISTED_VARIANT_KEYS = (*VARIANT_KEYS, REFERENCE_KEY)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class VariantDraft:
     origins: Mapping[str, Origin]
     # Named by the loader (grid, attribution): errors then say which variant failed.
     generated: bool
+    reference: ReferenceSection | None = None
 
 
 def render_value(value: object) -> str:
@@ -62,10 +76,32 @@ def _with_resolution(
         origins["resolution"] = Origin(("input", "resolution"))
 
 
-def _check_keys(keys: Iterable[str], path: KeyPath, source: SpecSource) -> None:
+def _check_keys(
+    keys: Iterable[str], path: KeyPath, source: SpecSource, allowed: tuple[str, ...] = VARIANT_KEYS
+) -> None:
     for key in keys:
-        if key not in VARIANT_KEYS:
-            raise source.error((*path, key), "unknown factor", VARIANT_KEYS)
+        if key not in allowed:
+            raise source.error((*path, key), "unknown factor", allowed)
+
+
+def _reference(entry: dict[str, Any], path: KeyPath, source: SpecSource) -> ReferenceSection | None:
+    if REFERENCE_KEY not in entry:
+        return None
+    path = (*path, REFERENCE_KEY)
+    raw = entry[REFERENCE_KEY]
+    keys = tuple(ReferenceSection.model_fields)
+    # The schema's own unknown-key message finds choices by walking SpecDocument, which
+    # cannot see inside a variant's free-form entry: name them here.
+    for key in raw if isinstance(raw, dict) else ():
+        if key not in keys:
+            raise source.error((*path, key), "unknown key", keys)
+    try:
+        reference = ReferenceSection.model_validate(raw)
+    except ValidationError as error:
+        raise schema_error(error, source, prefix=path) from None
+    if not reference.figures():
+        raise source.error(path, "give at least one figure", REFERENCE_FIGURES)
+    return reference
 
 
 def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft]:
@@ -76,13 +112,17 @@ def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDra
             raise source.error(path, "a variant name must not be blank")
         if not VARIANT_NAME_PATTERN.fullmatch(name):
             raise source.error(path, f"a variant name takes {VARIANT_NAME_RULE}")
-        _check_keys(entry, path, source)
-        factors = {key: copy.deepcopy(value) for key, value in entry.items() if key != "base"}
-        origins = {key: Origin((*path, key)) for key in entry}
+        _check_keys(entry, path, source, LISTED_VARIANT_KEYS)
+        reference = _reference(entry, path, source)
+        settings = {key: value for key, value in entry.items() if key != REFERENCE_KEY}
+        factors = {key: copy.deepcopy(value) for key, value in settings.items() if key != "base"}
+        origins = {key: Origin((*path, key)) for key in settings}
         origins.setdefault("base", Origin(("base",)))
         _with_resolution(factors, origins, document)
-        base = entry.get("base", document.base)
-        drafts.append(VariantDraft(name, base, factors, path, origins, generated=False))
+        base = settings.get("base", document.base)
+        drafts.append(
+            VariantDraft(name, base, factors, path, origins, generated=False, reference=reference)
+        )
     return drafts
 
 

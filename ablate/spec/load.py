@@ -200,6 +200,7 @@ def _resolved(draft: VariantDraft, source: SpecSource) -> VariantSpec:
         factors=draft.factors,
         source_key_path=format_key_path(draft.source_key_path),
         architecture=architecture,
+        reference=draft.reference,
     )
 
 

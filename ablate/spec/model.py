@@ -19,6 +19,7 @@ from ablate.spec import defaults
 
 if TYPE_CHECKING:
     from ablate.analysis.plan import AttributionPlan
+    from ablate.spec.schema import ReferenceSection
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,30 @@ class VariantSpec:
     source_key_path: str
     # Validated and resolved at load time; identical architectures are built and timed once.
     architecture: Architecture = field(repr=False, compare=False)
+    # Published figures to compare with (listed variants only); not part of the architecture.
+    reference: ReferenceSection | None = None
 
     @property
     def section(self) -> str:
         return self.source_key_path.partition(".")[0]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "base": self.base,
             "factors": copy.deepcopy(self.factors),
             "source_key_path": self.source_key_path,
         }
+        if self.reference is not None:
+            data["reference"] = self.reference.to_json()
+        return data
+
+    def entry(self) -> dict[str, Any]:
+        """The variant as the spec's `variants` section writes it."""
+        data = {"base": self.base, **copy.deepcopy(self.factors)}
+        if self.reference is not None:
+            data["reference"] = self.reference.to_json()
+        return data
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,7 @@ class ExperimentSpec:
     def to_json(self) -> dict[str, Any]:
         """The resolved spec: the document with every default filled in."""
         listed = {
-            variant.name: {"base": variant.base, **copy.deepcopy(variant.factors)}
+            variant.name: variant.entry()
             for variant in self.variants
             if variant.section == "variants"
         }

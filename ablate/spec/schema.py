@@ -11,7 +11,14 @@ import re
 from collections.abc import Callable, Collection
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from ablate.architecture.tables import ARCHITECTURES
@@ -34,6 +41,11 @@ NAME_MAX_LENGTH = 100
 # (a newline would split a line of the report) and none of < > & | ` \ (markup).
 VARIANT_NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f<>&|`\\]{1,100}")
 VARIANT_NAME_RULE = "1-100 characters, no control characters and none of < > & | ` \\"
+# `variants.NAME.reference`: the published figures a variant is compared with.
+REFERENCE_KEY = "reference"
+REFERENCE_FIGURES = ("latency_ms", "params_m", "madds_m")
+REFERENCE_SOURCE_PATTERN = re.compile(r"[^\x00-\x1f\x7f<>&|`\\]{1,200}")
+REFERENCE_SOURCE_RULE = "1-200 characters, no control characters and none of < > & | ` \\"
 
 T = TypeVar("T")
 
@@ -112,6 +124,32 @@ class AttributionSection(_Section):
         _rule(lambda count: count % 2 == 0, "must be even (each order is paired with its reverse)"),
     ] = defaults.PERMUTATIONS
     seed: int = Field(defaults.ATTRIBUTION_SEED, ge=0)
+
+
+class ReferenceSection(_Section):
+    """A variant's published figures (`variants.NAME.reference`), reported beside ours.
+
+    Not a factor: it changes neither the architecture nor which variants are timed together.
+    Units are in the key names, as the papers quote them: milliseconds, millions of parameters,
+    millions of multiply-adds (the papers' MAdds).
+    """
+
+    latency_ms: FiniteFloat | None = Field(None, gt=0)
+    params_m: FiniteFloat | None = Field(None, gt=0)
+    madds_m: FiniteFloat | None = Field(None, gt=0)
+    # Shown in reports like a variant name: the same characters are refused.
+    source: Annotated[
+        str,
+        _rule(lambda text: bool(REFERENCE_SOURCE_PATTERN.fullmatch(text)), REFERENCE_SOURCE_RULE),
+    ]
+
+    def figures(self) -> dict[str, float]:
+        """The figures given, by key, in `REFERENCE_FIGURES` order."""
+        values = {key: getattr(self, key) for key in REFERENCE_FIGURES}
+        return {key: value for key, value in values.items() if value is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
 
 
 class SpecDocument(_Section):
