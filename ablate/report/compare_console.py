@@ -25,6 +25,7 @@ from ablate.report.compare import (
     compare_runs,
     compare_variants,
 )
+from ablate.report.fidelity import fidelity_sentence, latency_fidelity
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
@@ -266,6 +267,9 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
     parts.append(counts_table(comparison))
     if comparison.measured:
         parts.append(latency_table(comparison))
+    referenced = latency_fidelity(results, comparison.baseline)
+    if referenced is not None:
+        parts.append(Text(fidelity_sentence(referenced, results)))
     for row in comparison.rows:
         if row.blocks and not row.is_baseline:
             parts.append(blocks_table(row, comparison))

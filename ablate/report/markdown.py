@@ -29,6 +29,7 @@ from ablate.report.compare_console import (
     paired_columns,
     significance,
 )
+from ablate.report.fidelity import count_references, fidelity_sentence, latency_fidelity
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
@@ -230,6 +231,86 @@ def _results_table(comparison: Comparison) -> list[str]:
     flags = noise_flag_lines(comparison)
     if flags:
         lines += ["Noise flags:", "", *flags, ""]
+    return lines
+
+
+def _ratio(value: float | None, digits: int = 3) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:.{digits}f}"
+
+
+def _references(results: Results, baseline: str) -> list[str]:
+    """Our figures against the spec's `reference` values (see `report.fidelity`)."""
+    view = latency_fidelity(results, baseline)
+    counts = count_references(results)
+    if view is None and not counts:
+        return []
+    lines = ["## Against the published figures", ""]
+    if view is not None:
+        result = view.fidelity
+        if result is not None:
+            anchor = result.normalised_to
+            lines += [
+                f"Latency relative to {anchor} on both sides: ours (ratio of medians) and the "
+                f"reference's. log error = ln(ours / reference ratio): 0 is the same relative "
+                f"cost, +0.10 about 10% more expensive than the reference says.",
+                "",
+            ]
+            columns = (
+                "variant",
+                "ours ms",
+                "reference ms",
+                f"ours / {anchor}",
+                f"reference / {anchor}",
+                "ours / reference ratio",
+                "log error",
+                "source",
+            )
+            rows = [
+                (
+                    f"**{row.name}**" if row.name == anchor else row.name,
+                    f"{row.measured_ms:.3f}",
+                    f"{row.reference_ms:g}",
+                    _ratio(row.measured_ratio),
+                    _ratio(row.reference_ratio),
+                    _ratio(row.relative),
+                    f"{row.log_error:+.3f}",
+                    row.source,
+                )
+                for row in result.rows
+            ]
+            lines += [*_table(columns, rows, text=(0, 7)), ""]
+        lines += [fidelity_sentence(view, results), ""]
+    if counts:
+        columns = (
+            "variant",
+            "params M",
+            "reference",
+            "ours / reference",
+            "MAdds M",
+            "reference",
+            "ours / reference",
+            "source",
+        )
+        rows = [
+            (
+                row.name,
+                f"{row.params_m:.3f}",
+                _ratio(row.reference_params_m, 2),
+                _ratio(row.params_relative),
+                f"{row.madds_m:.1f}",
+                _ratio(row.reference_madds_m, 1),
+                _ratio(row.madds_relative),
+                row.source,
+            )
+            for row in counts
+        ]
+        lines += [
+            "Counts against the references' parameters and MAdds (ours: parameters with batch "
+            "norm weights; MAdds as `madds_folded`, batch norm folded, the papers' convention).",
+            "",
+            *_table(columns, rows, text=(0, 7)),
+            "",
+        ]
     return lines
 
 
@@ -550,6 +631,7 @@ def render_markdown(
     for paragraph in comparison_summary(results, detailed):
         lines += [paragraph, ""]
     lines += _results_table(comparison)
+    lines += _references(results, comparison.baseline)
     lines += _figures(plots)
     lines += _blocks(detailed)
     if versus is not None:
