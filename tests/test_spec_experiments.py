@@ -24,6 +24,7 @@ EXPECTED = {
     "why_v3_faster.yaml": (128, 128, "to:{}"),
     "why_v3_small_faster.yaml": (128, 128, "to:{}"),
     "detection.yaml": (12, 12, "v2"),
+    "paper_latency.yaml": (11, 10, "v2"),
     "why_ssdlite_v3_small_faster.yaml": (16, 16, "to:{}"),
     "why_v3_faster_detection.yaml": (256, 256, "to:{}"),
 }
