@@ -435,7 +435,14 @@ def test_small_variant_exports_runs_and_matches_eager(
         assert difference < 1e-4 * max(scale, 1.0)
     else:
         assert difference < 0.3 * scale  # int8: a few quantization steps of the logits
-    assert int(got.argmax()) == int(expected.argmax())
+    # Top-1 must agree wherever the eager margin between the two best logits exceeds twice the
+    # error; random-weight logits can be nearly tied, and then int8 may swap them: the eager
+    # winner must still be among the runtime's top 5.
+    best, second = np.sort(expected[0])[-2:][::-1]
+    if best - second > 2 * difference:
+        assert int(got.argmax()) == int(expected.argmax())
+    else:
+        assert int(expected.argmax()) in np.argsort(got[0])[-5:]
     assert runnable.precision == precision
     assert runnable.export_seconds > 0
     assert runnable.versions["torch"] == torch.__version__
