@@ -33,7 +33,7 @@ from ablate.errors import AblateError, InputFileError, excerpt
 from ablate.files import write_json_atomic, write_text_atomic
 
 BUNDLE_SCHEMA = "ablate.bundle/1"
-DEVICE_SCHEMA = "ablate.device/1"
+DEVICE_SCHEMA = "ablate.device-record/1"
 MANIFEST_NAME = "manifest.json"
 DRIVER_NAME = "measure.sh"
 HOST_RUNNER_NAME = "run_host.py"

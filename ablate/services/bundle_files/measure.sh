@@ -13,7 +13,7 @@
 set -eu
 
 HERE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-# shellcheck source=bundle.env
+# shellcheck source=/dev/null  # bundle.env: written beside this script by `ablate export`
 . "$HERE/bundle.env"
 
 ROUNDS=${ROUNDS:-$BUNDLE_ROUNDS}
@@ -173,7 +173,7 @@ write_record() {
     governor=$(read_target "cat /sys/devices/system/cpu/cpu$CPU/cpufreq/scaling_governor")
     {
         printf '{\n'
-        printf '  "schema": "ablate.device/1",\n'
+        printf '  "schema": "ablate.device-record/1",\n'
         printf '  "mode": %s,\n' "$(json_string "$MODE")"
         printf '  "serial": %s,\n' "$(json_string "${ANDROID_SERIAL:-}")"
         printf '  "model": %s,\n' "$(json_string "$model")"
