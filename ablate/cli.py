@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
+from ablate.commands.bundle import export_command, ingest_command
 from ablate.commands.devices import devices_command, fit_device_command, predict_command
 from ablate.commands.experiment import (
     compare_command,
@@ -61,6 +62,8 @@ _register("calibrate", calibrate_command)
 _register("fit-device", fit_device_command)
 _register("devices", devices_command)
 _register("predict", predict_command)
+_register("export", export_command)
+_register("ingest", ingest_command)
 
 
 def main() -> None:

@@ -146,27 +146,14 @@ def torchscript_backend(
     return run
 
 
-@backend("onnxruntime", fuses=True, modules=("onnx", "onnxruntime"), extra="onnx")
-def onnxruntime_backend(
-    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
-) -> Runnable:
-    """ONNX export, then an ONNX Runtime session with all graph optimisations.
+def export_onnx(model: nn.Module, example_input: torch.Tensor) -> bytes:
+    """The model as ONNX bytes (opset `ONNX_OPSET`, input "input", output "output").
 
-    The export uses the TorchScript-based exporter (`dynamo=False`): it works offline with
-    no extra package, where the dynamo exporter needs onnxscript.
+    The TorchScript-based exporter (`dynamo=False`): it works offline with no extra package,
+    where the dynamo exporter needs onnxscript.
     """
-    import numpy as np
     import torch
 
-    BACKENDS.get("onnxruntime").check_available()
-    import onnxruntime
-
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if provider not in onnxruntime.get_available_providers():
-        raise BackendUnavailableError(
-            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
-            f"(install onnxruntime-gpu for CUDA)"
-        )
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
@@ -179,12 +166,33 @@ def onnxruntime_backend(
             input_names=["input"],
             output_names=["output"],
         )
+    return buffer.getvalue()
+
+
+@backend("onnxruntime", fuses=True, modules=("onnx", "onnxruntime"), extra="onnx")
+def onnxruntime_backend(
+    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+) -> Runnable:
+    """ONNX export (`export_onnx`), then an ONNX Runtime session with all graph
+    optimisations."""
+    import numpy as np
+
+    BACKENDS.get("onnxruntime").check_available()
+    import onnxruntime
+
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if provider not in onnxruntime.get_available_providers():
+        raise BackendUnavailableError(
+            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
+            f"(install onnxruntime-gpu for CUDA)"
+        )
+    program = export_onnx(model, example_input)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=[provider])
+    session = onnxruntime.InferenceSession(program, options, providers=[provider])
     # ONNX graphs are NCHW whatever the torch layout; the array is made once, outside timing.
     feed = {"input": np.ascontiguousarray(example_input.detach().cpu().numpy())}
 

@@ -255,6 +255,29 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def export_program(
+    runtime_name: str,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    precision: Precision = "fp32",
+    *,
+    cache_directory: Path | None = None,
+    cache: bool = True,
+) -> ExportArtifact:
+    """Runtime `runtime_name`'s program for `model` (.pte or .tflite bytes), from the export
+    cache when it holds one: what the backend of that name loads, for a bundle to ship."""
+    runtime = RUNTIMES[runtime_name]
+    _require(runtime, precision)
+    exporter = export_executorch if runtime_name == "executorch" else export_litert
+    module, example = _export_copy(model, example_input)
+    return cached_export(
+        _key(runtime.name, module, example, precision),
+        lambda: exporter(module, example, precision),
+        directory=cache_directory,
+        enabled=cache,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # ExecuTorch
 

@@ -1,0 +1,51 @@
+"""`ablate export` and `ablate ingest`: time a spec's networks on a phone, read them back as a run.
+
+Only typer and the standard library at import time: the exporters load inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export_command(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Runtime of the phone: executorch (.pte) | litert (.tflite) | onnxruntime (.onnx)."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The bundle directory to write (new or empty).")
+    ],
+    precision: Annotated[
+        str, typer.Option(help="fp32 | int8 (int8 on executorch and litert).")
+    ] = "fp32",
+) -> None:
+    """Export every distinct network of SPEC once, with a manifest and the driver measure.sh."""
+    from ablate.services.bundle import DRIVER_NAME, export_bundle
+
+    manifest = export_bundle(spec, output, backend=backend, precision=precision)
+    typer.echo(f"wrote {manifest.parent}; measure with: sh {manifest.parent / DRIVER_NAME}")
+
+
+def ingest_command(
+    bundle: Annotated[Path, typer.Argument(help="The bundle directory `ablate export` wrote.")],
+    timings: Annotated[Path, typer.Argument(help="The timings.csv measure.sh wrote.")],
+    device_name: Annotated[
+        str | None,
+        typer.Option(help="What to call the device in reports (default: its model name)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory of run directories.")] = Path(
+        "runs"
+    ),
+) -> None:
+    """Turn a bundle's timings into a run directory (results, journal, attribution)."""
+    from ablate.services.bundle import ingest
+
+    directory = ingest(bundle, timings, device_name=device_name, out_dir=out)
+    typer.echo(str(directory))

@@ -1,0 +1,458 @@
+"""On-device measurement: export a bundle, drive it through a fake adb, ingest the rounds."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from ablate.errors import InputFileError
+from ablate.measurement.clock import WarmupOutcome
+from ablate.measurement.statistics import NoiseThresholds, summarise
+from ablate.runs.entries import latency_entry
+from ablate.runs.schema import Variant, load_results
+from ablate.services.bundle import (
+    BUNDLE_SCHEMA,
+    THERMAL_DRIFT,
+    Bundle,
+    parse_timings,
+    read_bundle,
+    summarise_rounds,
+    thermal_flag,
+)
+
+pytest.importorskip("onnxruntime")
+
+# Two factors, four networks; 64x64 keeps export and timing to seconds.
+SPEC = """\
+name: phone
+input: {resolution: 64}
+measure: {backend: onnxruntime, budget_s: 600}
+attribution:
+  from: mobilenet_v2
+  to: mobilenet_v3_small
+  factors: [stem_channels, last_stage]
+"""
+
+FAKE_ADB = """\
+#!/bin/sh
+# adb without a phone: pushes copy, shell commands run here; every call is logged.
+printf '%s\\n' "$*" >>"$FAKE_ADB_LOG"
+case $1 in
+    get-state) echo device ;;
+    push) mkdir -p "$(dirname "$3")" && cp "$2" "$3" ;;
+    shell) shift; exec sh -c "$*" ;;
+    *) echo "fake adb: unsupported: $*" >&2; exit 1 ;;
+esac
+"""
+
+FAKE_GETPROP = """\
+#!/bin/sh
+case $1 in
+    ro.product.model) echo 'Pixel "Fake" 9' ;;
+    ro.product.manufacturer) echo Google ;;
+    ro.build.version.release) echo 15 ;;
+    ro.soc.model) echo Tensor-G4 ;;
+    ro.product.cpu.abi) echo arm64-v8a ;;
+esac
+"""
+
+# onnxruntime_perf_test's command line and output, timing with the bundle's host runner.
+FAKE_PERF_TEST = """\
+#!/bin/sh
+runs=1
+while [ $# -gt 1 ]; do
+    case $1 in -r) runs=$2; shift ;; esac
+    shift
+done
+ms=$("$FAKE_PYTHON" "$FAKE_BUNDLE/run_host.py" "$1" "$runs" | sed -n 's/^ablate-ms: //p')
+echo "Session creation time cost: 0.01 s"
+echo "Average inference time cost: $ms ms"
+"""
+
+
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bundle")
+    spec = root / "phone.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(
+        app, ["export", str(spec), "--backend", "onnxruntime", "-o", str(root / "b")]
+    )
+    assert result.exit_code == 0, result.output
+    return root / "b"
+
+
+@pytest.fixture(scope="module")
+def measured(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The driver run through the fake adb: timings.csv and device.json in the returned dir."""
+    root = tmp_path_factory.mktemp("phone")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    _script(bin_dir / "adb", FAKE_ADB)
+    _script(bin_dir / "getprop", FAKE_GETPROP)
+    perf_test = _script(root / "onnxruntime_perf_test", FAKE_PERF_TEST)
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_ADB_LOG": str(root / "adb.log"),
+        "FAKE_PYTHON": sys.executable,
+        "FAKE_BUNDLE": str(bundle),
+        "ANDROID_SERIAL": "FAKE0001",
+        "BENCHMARK_BINARY": str(perf_test),
+        "DEVICE_DIR": str(root / "device"),
+        "OUT_DIR": str(root / "out"),
+        "ROUNDS": "6",
+        "MIN_ROUNDS": "6",
+        "ITERATIONS": "2",
+        "WARMUP": "1",
+        "SEED": "7",
+    }
+    import subprocess
+
+    completed = subprocess.run(
+        ["sh", str(bundle / "measure.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str(root / "out" / "timings.csv")
+    return root
+
+
+def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["schema"] == BUNDLE_SCHEMA
+    assert manifest["backend"] == "onnxruntime" and manifest["precision"] == "fp32"
+    assert "onnxruntime" in manifest["runtime_versions"]
+    names = ["to:{}", "to:{stem_channels}", "to:{last_stage}", "to:{stem_channels,last_stage}"]
+    assert [unit["name"] for unit in manifest["units"]] == names
+    for unit in manifest["units"]:
+        data = (bundle / unit["file"]).read_bytes()
+        assert unit["file"].endswith(".onnx")
+        assert hashlib.sha256(data).hexdigest() == unit["sha256"]
+        assert unit["input_shape"] == [1, 3, 64, 64]
+    counts = {variant["name"]: Variant.model_validate(variant) for variant in manifest["variants"]}
+    assert list(counts) == names and all(v.measured_as == v.name for v in counts.values())
+    # V2's stem at 64x64: a 3x3 conv, 3 -> 32 channels, stride 2: 32 x 32 x 32 x 27 MACs.
+    assert counts["to:{}"].blocks[0].name == "stem"
+    assert counts["to:{}"].blocks[0].macs == 32 * 32 * 32 * 27
+    assert counts["to:{stem_channels}"].blocks[0].macs == 32 * 32 * 16 * 27
+    assert os.access(bundle / "measure.sh", os.X_OK)
+    for name in ("run_host.py", "bundle.env", "variants.txt"):
+        assert (bundle / name).is_file()
+
+
+def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
+    bundle: Path, measured: Path
+) -> None:
+    log = (measured / "adb.log").read_text().splitlines()
+    device = measured / "device"
+    assert (device / "benchmark").is_file()
+    for unit in json.loads((bundle / "manifest.json").read_text())["units"]:
+        assert (device / unit["file"]).read_bytes() == (bundle / unit["file"]).read_bytes()
+    timed = [line for line in log if line.startswith("shell") and "-r 2" in line]
+    assert len(timed) == 6 * 4 and all("-x 1 -y 1" in line for line in timed)
+    with (measured / "out" / "timings.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 24
+    orders = [[row["variant"] for row in rows if row["round"] == str(r)] for r in range(6)]
+    assert {tuple(order) for order in orders} != {tuple(orders[0])}  # a fresh order per round
+    for r, order in enumerate(orders):
+        positions = [row["position"] for row in rows if row["round"] == str(r)]
+        assert positions == ["0", "1", "2", "3"] and len(set(order)) == 4
+    record = json.loads((measured / "out" / "device.json").read_text())
+    assert record["mode"] == "adb" and record["serial"] == "FAKE0001"
+    assert record["model"] == 'Pixel "Fake" 9' and record["operating_system"] == "Android 15"
+    assert record["soc"] == "Tensor-G4" and record["rounds"] == 6
+    assert record["stop_reason"] == "max_rounds" and record["iterations"] == 2
+
+
+def test_the_same_seed_draws_the_same_orders(bundle: Path, tmp_path: Path) -> None:
+    """The host mode (no adb) with a fake run_host: orders are a function of seed and round."""
+    fake = tmp_path / "bundle"
+    shutil.copytree(bundle, fake, ignore=shutil.ignore_patterns("*.onnx"))
+    (fake / "run_host.py").write_text("print('ablate-ms: 1.5')\n")
+    outputs = []
+    for name in ("a", "b"):
+        import subprocess
+
+        environment = {
+            **os.environ,
+            "ABLATE_MODE": "host",
+            "OUT_DIR": str(tmp_path / name),
+            "ROUNDS": "8",
+            "MIN_ROUNDS": "6",
+            "SEED": "3",
+        }
+        completed = subprocess.run(
+            ["sh", str(fake / "measure.sh")], env=environment, capture_output=True, text=True
+        )
+        assert completed.returncode == 0, completed.stderr
+        outputs.append((tmp_path / name / "timings.csv").read_text())
+        record = json.loads((tmp_path / name / "device.json").read_text())
+        assert record["mode"] == "host" and record["rounds"] == 8
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count(",1.500000,") == 8 * 4
+
+
+def test_ingest_makes_a_complete_run_with_the_same_statistics_and_an_attribution(
+    bundle: Path, measured: Path, tmp_path: Path
+) -> None:
+    timings = measured / "out" / "timings.csv"
+    result = CliRunner().invoke(
+        app,
+        ["ingest", str(bundle), str(timings), "--out", str(tmp_path), "--device-name", "Fake 9"],
+    )
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])
+    results = load_results(directory)
+    assert results.status == "complete"
+    assert results.measurement is not None
+    assert results.measurement.rounds == 6 and results.measurement.device == "Fake 9"
+    assert results.environment["operating_system"] == "Android 15"
+    assert results.environment["measured_on_device"]["model"] == 'Pixel "Fake" 9'
+
+    # The same rounds, read here with the csv module, fed to summarise directly.
+    samples: dict[str, list[float]] = {}
+    with timings.open(newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: int(row["round"]))
+    for row in rows:
+        samples.setdefault(row["variant"], []).append(float(row["milliseconds"]) / 1e3)
+    warmups = {
+        name: WarmupOutcome(1, True, 2, float(np.median(values)))
+        for name, values in samples.items()
+    }
+    direct = summarise(
+        samples,
+        baseline="to:{}",
+        target_ci=0.01,
+        warmups=warmups,
+        thresholds=NoiseThresholds(),
+        seed=0,
+    )
+    for expected in direct:
+        latency = results.variant(expected.name).latency
+        assert latency == latency_entry(expected)
+
+    journal = [json.loads(line) for line in (directory / "journal.jsonl").read_text().splitlines()]
+    assert [entry["round"] for entry in journal] == list(range(6))
+    assert journal[0]["seconds"]["to:{}"] == samples["to:{}"][0]
+
+    attribution = results.attribution
+    assert attribution is not None
+    assert [effect.label for effect in attribution.shapley] == ["stem_channels", "last_stage"]
+    shapley_ms = sum(effect.latency.ms for effect in attribution.shapley)  # type: ignore[union-attr]
+    assert attribution.total.latency is not None
+    assert shapley_ms == pytest.approx(attribution.total.latency.ms)
+    # The total is the median V3 path time minus V2's, from the same rounds.
+    to_v3 = np.median(samples["to:{stem_channels,last_stage}"]) * 1e3
+    assert attribution.to_values.latency is not None
+    assert attribution.to_values.latency.ms == pytest.approx(to_v3)
+
+    report = CliRunner().invoke(app, ["report", str(directory), "--markdown", "-o", "-"])
+    assert report.exit_code == 0, report.output
+    assert "Fake 9" in report.output
+
+
+def test_thermal_drift_is_flagged_when_later_rounds_are_slower() -> None:
+    rounds = 30
+    rising = [0.010 * (1 + 0.01 * index) for index in range(rounds)]
+    samples = {"a": rising, "b": [value * 1.2 for value in rising]}
+    results = summarise_rounds(
+        samples, baseline="a", target_ci=0.01, seed=0, iterations=1, warmup_runs=0
+    )
+    assert "drift" in results[0].flag_names()
+    flag = thermal_flag(results[0], (31.0, 44.0))
+    assert flag is not None and flag.name == THERMAL_DRIFT
+    assert flag.detail.startswith("later rounds slower (31 °C -> 44 °C)")
+    # The ratio did not move: pairing kept the comparison sound.
+    assert "ratio_drift" not in results[1].flag_names()
+    falling = {"a": rising[::-1], "b": [value * 1.2 for value in rising[::-1]]}
+    cooled = summarise_rounds(
+        falling, baseline="a", target_ci=0.01, seed=0, iterations=1, warmup_runs=0
+    )
+    assert "drift" in cooled[0].flag_names() and thermal_flag(cooled[0], (None, None)) is None
+    steady = {"a": [0.01] * rounds, "b": [0.012] * rounds}
+    flat = summarise_rounds(
+        steady, baseline="a", target_ci=0.01, seed=0, iterations=1, warmup_runs=0
+    )
+    assert thermal_flag(flat[0], (None, None)) is None
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+HEADER = "round,variant,milliseconds,position\n"
+
+
+def _rows(rounds: int = 6, a: str = "1.5", b: str = "2.0") -> str:
+    return "".join(f'{r},a,{a},0\n{r},"b,2",{b},1\n' for r in range(rounds))
+
+
+@pytest.fixture
+def small_bundle(tmp_path: Path) -> Path:
+    """A bundle of two one-line 'models' with their real hashes (enough for the checks)."""
+    directory = tmp_path / "small"
+    (directory / "models").mkdir(parents=True)
+    units = []
+    for index, name in enumerate(("a", "b,2")):
+        file = f"models/v{index:03d}.onnx"
+        (directory / file).write_bytes(f"model {name}".encode())
+        units.append(
+            {
+                "id": f"v{index:03d}",
+                "name": name,
+                "variants": [name],
+                "file": file,
+                "sha256": hashlib.sha256(f"model {name}".encode()).hexdigest(),
+                "input_shape": [1, 3, 8, 8],
+            }
+        )
+    manifest = {
+        "schema": BUNDLE_SCHEMA,
+        "backend": "onnxruntime",
+        "precision": "fp32",
+        "spec_text": "name: x\n",
+        "baseline": "a",
+        "units": units,
+        "variants": [],
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def _parse(bundle: Path, tmp_path: Path, text: str) -> str:
+    path = tmp_path / "timings.csv"
+    path.write_text(text)
+    with pytest.raises(InputFileError) as error:
+        parse_timings(path, read_bundle(bundle))
+    return str(error.value).replace(str(path), "T")
+
+
+def test_a_good_timings_file_parses_to_seconds_and_orders(
+    small_bundle: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "timings.csv"
+    # Rows of a round in any order, and the ids of measure.sh's list accepted for names.
+    path.write_text(HEADER + "".join(f"{r},v001,2.0,0\n{r},a,1.5,1\n" for r in range(6)))
+    rounds = parse_timings(path, read_bundle(small_bundle))
+    assert rounds.samples() == {"a": [0.0015] * 6, "b,2": [0.002] * 6}
+    assert rounds.orders == [["b,2", "a"]] * 6
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            HEADER + _rows() + "6,c,1.0,0\n",
+            "T:14: variant: unknown variant 'c' (not in the bundle); valid: a, b,2",
+        ),
+        (
+            HEADER + _rows() + "6,a,1.0,0\n",
+            "T:14: round 6 lacks 'b,2': every round must time every variant",
+        ),
+        (HEADER + _rows(a="fast"), "T:2: milliseconds is not a number (got 'fast')"),
+        (HEADER + _rows(a="-1.5"), "T:2: milliseconds must be a positive finite time (got '-1.5')"),
+        (HEADER + _rows(a="0"), "T:2: milliseconds must be a positive finite time (got '0')"),
+        (HEADER + _rows(b="nan"), "T:3: milliseconds must be a positive finite time (got 'nan')"),
+        (HEADER + _rows(b="inf"), "T:3: milliseconds must be a positive finite time (got 'inf')"),
+        (
+            HEADER + _rows(5),
+            "T: 5 complete rounds; at least 6 are needed for a 95% interval of a median",
+        ),
+        (HEADER + _rows() + "0,a,1.0,2\n", "T:14: variant 'a' timed twice in round 0"),
+        (
+            "round,name,ms\n" + _rows(),
+            "T:1: header is 'round,name,ms', expected round,variant,milliseconds,position",
+        ),
+        (HEADER + "x,a,1.0,0\n", "T:2: round must be a whole number >= 0 (got 'x')"),
+        (HEADER + "0,a,1.0\n", "T:2: expected 4 fields, got 3"),
+        ("", "T: empty; expected a header round,variant,milliseconds,position"),
+    ],
+)
+def test_every_bad_timings_file_names_the_line_and_the_problem(
+    small_bundle: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    assert _parse(small_bundle, tmp_path, text) == message
+
+
+def test_a_changed_model_file_or_another_schema_is_refused(
+    small_bundle: Path, tmp_path: Path
+) -> None:
+    (small_bundle / "models" / "v001.onnx").write_bytes(b"tampered")
+    with pytest.raises(InputFileError, match=r"v001\.onnx: sha256 differs from manifest\.json"):
+        read_bundle(small_bundle)
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    manifest["schema"] = "ablate.bundle/0"
+    (small_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        InputFileError,
+        match=r"manifest\.json: schema: unsupported schema "
+        r"'ablate\.bundle/0'.*valid: ablate\.bundle/1",
+    ):
+        read_bundle(small_bundle)
+    (small_bundle / "models" / "v000.onnx").unlink()
+    manifest["schema"] = BUNDLE_SCHEMA
+    (small_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputFileError, match=r"v000\.onnx: missing from the bundle"):
+        read_bundle(small_bundle)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [HEADER + _rows() + "6,c,1.0,0\n", HEADER + _rows(a="nan"), HEADER + _rows(3)],
+)
+def test_ingest_of_bad_input_is_one_line_exit_2_and_writes_nothing(
+    small_bundle: Path, tmp_path: Path, text: str
+) -> None:
+    timings = tmp_path / "timings.csv"
+    timings.write_text(text)
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["ingest", str(small_bundle), str(timings), "--out", str(out)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith(f"error: {timings}:")
+    assert not out.exists()
+
+
+def test_export_refuses_before_writing(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "b"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["export", str(spec), "--backend", "onnxruntime", "--precision", "int8", "-o", str(out)],
+    )
+    assert result.exit_code == 2 and "measures fp32 only" in result.output
+    result = runner.invoke(app, ["export", str(spec), "--backend", "eager", "-o", str(out)])
+    assert result.exit_code == 2
+    assert "cannot export for 'eager'; valid: onnxruntime, executorch, litert" in result.output
+    out.mkdir()
+    (out / "keep").write_text("x")
+    result = runner.invoke(app, ["export", str(spec), "--backend", "onnxruntime", "-o", str(out)])
+    assert result.exit_code == 2 and "already exists and is not an empty directory" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["b", "s.yaml"]
+
+
+def test_bundle_unit_names_follow_the_manifest() -> None:
+    bundle = Bundle(Path("."), {"units": [{"name": "x"}, {"name": "y"}], "baseline": "x"})
+    assert bundle.unit_names == ["x", "y"] and bundle.baseline == "x"
