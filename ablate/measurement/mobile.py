@@ -27,7 +27,7 @@ import importlib.util
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -402,6 +402,32 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def _exported(
+    runtime: MobileRuntime,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    device: str,
+    precision: Precision,
+    export: Callable[[nn.Module, torch.Tensor, str], Any],
+    cache_directory: Path | None,
+    cache: bool,
+) -> tuple[torch.Tensor, ExportArtifact]:
+    """The CPU example and the program of `model` for `runtime`, from the cache or exported."""
+    _require(runtime, precision)
+    if device != "cpu":
+        raise BackendUnavailableError(
+            f"backend {runtime.name!r} runs on cpu only (got {device!r})"
+        )
+    module, example = _export_copy(model, example_input)
+    artifact = cached_export(
+        _key(runtime.name, module, example, precision),
+        lambda: export(module, example, precision),
+        directory=cache_directory,
+        enabled=cache,
+    )
+    return example, artifact
+
+
 def _executorch_threads(threads: int) -> None:
     """ExecuTorch's thread pool is process-wide and starts at the core count."""
     from executorch.extension.pybindings import portable_lib
@@ -421,15 +447,8 @@ def executorch_backend(
     cache: bool = True,
 ) -> MobileRunnable:
     runtime = RUNTIMES["executorch"]
-    _require(runtime, precision)
-    if device != "cpu":
-        raise BackendUnavailableError(f"backend 'executorch' runs on cpu only (got {device!r})")
-    module, example = _export_copy(model, example_input)
-    artifact = cached_export(
-        _key(runtime.name, module, example, precision),
-        lambda: export_executorch(module, example, precision),
-        directory=cache_directory,
-        enabled=cache,
+    example, artifact = _exported(
+        runtime, model, example_input, device, precision, export_executorch, cache_directory, cache
     )
     with _native_stderr_silenced():
         from executorch.extension.pybindings import portable_lib
@@ -557,15 +576,8 @@ def litert_backend(
     cache: bool = True,
 ) -> MobileRunnable:
     runtime = RUNTIMES["litert"]
-    _require(runtime, precision)
-    if device != "cpu":
-        raise BackendUnavailableError(f"backend 'litert' runs on cpu only (got {device!r})")
-    module, example = _export_copy(model, example_input)
-    artifact = cached_export(
-        _key(runtime.name, module, example, precision),
-        lambda: export_litert(module, example, precision),
-        directory=cache_directory,
-        enabled=cache,
+    example, artifact = _exported(
+        runtime, model, example_input, device, precision, export_litert, cache_directory, cache
     )
     interpreter = _litert_interpreter(artifact.program, threads=threads)
     [input_detail] = interpreter.get_input_details()

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from ablate.analysis.bootstrap import LatencyTable
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
-    from ablate.counting.records import OpRecord
+    from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -172,6 +172,38 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     }
 
 
+def count_unit(
+    unit: Unit, spec: ExperimentSpec, precision: str
+) -> tuple[CountResult, list[Variant]]:
+    """Build and count one distinct architecture: its counts, and the results entry of
+    every variant of `spec` that resolves to it."""
+    from ablate.architecture.builder import build_module, layer_rows
+    from ablate.counting.engine import count_model
+    from ablate.variants.factors import describe_factors
+
+    specs = {variant.name: variant for variant in spec.variants}
+    model = build_module(unit.architecture)
+    resolution = unit.architecture.resolution
+    counts = count_model(model, (spec.input.batch, 3, resolution, resolution))
+    rows = layer_rows(unit.architecture, model)
+    described = describe_factors(unit.architecture)
+    entries = [
+        count_entry(
+            name=name,
+            base=specs[name].base,
+            factors=specs[name].factors,
+            resolved_factors=described,
+            measured_as=unit.name,
+            counts=counts,
+            rows=rows,
+            element_bytes=PRECISION_BYTES[precision],
+            reference=specs[name].reference,
+        )
+        for name in unit.variants
+    ]
+    return counts, entries
+
+
 def built_copies(architectures: int) -> int:
     """Separately built copies of each architecture that the rounds cycle through."""
     from ablate.measurement.setup import INSTANCES
@@ -275,36 +307,13 @@ class Run:
     # -- stages ----------------------------------------------------------------------------
 
     def count(self) -> None:
-        from ablate.architecture.builder import build_module, layer_rows
-        from ablate.counting.engine import count_model
-        from ablate.variants.factors import describe_factors
-
         done = {variant.name for variant in self.state.variants}
-        specs = {variant.name: variant for variant in self.spec.variants}
         for position, unit in enumerate(self.units):
             if set(unit.variants) <= done:
                 continue
             self.progress.counting(unit.name, position, len(self.units))
-            model = build_module(unit.architecture)
-            resolution = unit.architecture.resolution
-            counts = count_model(model, (self.setup.batch, 3, resolution, resolution))
+            counts, added = count_unit(unit, self.spec, self.setup.precision)
             self.records[unit.name] = list(counts.records)
-            rows = layer_rows(unit.architecture, model)
-            described = describe_factors(unit.architecture)
-            added = [
-                count_entry(
-                    name=name,
-                    base=specs[name].base,
-                    factors=specs[name].factors,
-                    resolved_factors=described,
-                    measured_as=unit.name,
-                    counts=counts,
-                    rows=rows,
-                    element_bytes=PRECISION_BYTES[self.setup.precision],
-                    reference=specs[name].reference,
-                )
-                for name in unit.variants
-            ]
             self.update(variants=[*self.state.variants, *added])
         order = {variant.name: index for index, variant in enumerate(self.spec.variants)}
         self.progress.counting("done", len(self.units), len(self.units))

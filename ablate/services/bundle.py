@@ -113,14 +113,10 @@ def export_bundle(
     """Writes the bundle of `spec_path` for `backend` at `precision` to `output` (new or
     empty); returns the manifest's path. Refused before anything is written: an unknown or
     missing backend, a precision it lacks, an `output` that holds files."""
-    from ablate.architecture.builder import build_module, layer_rows
-    from ablate.counting.engine import count_model
     from ablate.measurement.activations import realistic_module
     from ablate.measurement.mobile import check_backend_available
-    from ablate.runs.entries import PRECISION_BYTES, count_entry
-    from ablate.runs.runner import plan_units
+    from ablate.runs.runner import count_unit, plan_units
     from ablate.spec import load_spec, with_overrides
-    from ablate.variants.factors import describe_factors
 
     if backend not in EXTENSIONS:
         raise AblateError(
@@ -134,7 +130,6 @@ def export_bundle(
     import torch
 
     units = plan_units(spec)
-    specs = {variant.name: variant for variant in spec.variants}
     batch = spec.input.batch
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=output.parent.resolve()))
     try:
@@ -143,22 +138,8 @@ def export_bundle(
         for index, unit in enumerate(units):
             resolution = unit.architecture.resolution
             shape = (batch, 3, resolution, resolution)
-            counted = build_module(unit.architecture)
-            counts = count_model(counted, shape)
-            rows = layer_rows(unit.architecture, counted)
-            described = describe_factors(unit.architecture)
-            for name in unit.variants:
-                entry = count_entry(
-                    name=name,
-                    base=specs[name].base,
-                    factors=specs[name].factors,
-                    resolved_factors=described,
-                    measured_as=unit.name,
-                    counts=counts,
-                    rows=rows,
-                    element_bytes=PRECISION_BYTES[precision],
-                )
-                variants.append(entry.model_dump(mode="json"))
+            _, counted = count_unit(unit, spec, precision)
+            variants += [entry.model_dump(mode="json") for entry in counted]
             model = realistic_module(unit.architecture)
             images = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
             program, runtime = _program(backend, model, images, precision)
