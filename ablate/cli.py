@@ -5,6 +5,7 @@ Nothing heavy is imported here so that `ablate --help` answers without loading t
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +33,14 @@ app = typer.Typer(
 )
 
 
+# A full disk is the machine's fault, not a bug: ablate's own writes say so as a WriteError,
+# and one from a library (a compiler's cache, say) gets the same one line, naming its file.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """An AblateError becomes one line on stderr and exit code 2, never a traceback."""
+    """An AblateError becomes one line on stderr and its exit code (2; 130 for Ctrl-C during
+    a run), never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,6 +49,12 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except AblateError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:
+            if error.errno not in _DISK_FULL:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            typer.echo(f"error: {where}cannot write ({error.strerror})", err=True)
+            raise typer.Exit(AblateError.exit_code) from None
 
     return wrapper
 

@@ -132,3 +132,44 @@ class MissingDependencyError(AblateError):
 
 class BackendUnavailableError(AblateError):
     """A backend or device that cannot run on this machine (no GPU, no working compiler)."""
+
+
+# Faults of the machine rather than of the input: still one line and an exit code, since a
+# traceback would say nothing more and hide what was saved and how to continue.
+
+class WriteError(AblateError, OSError):
+    """A file could not be written (a full disk, no permission): names the file and why.
+
+    Also an OSError, with `filename` and `strerror` set, so code that handles OSError sees it.
+    """
+
+    def __init__(self, path: object, error: OSError, hint: str = ""):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.filename}: cannot write ({self.strerror})"
+        return f"{text}; {self.hint}" if self.hint else text
+
+    def with_hint(self, hint: str) -> WriteError:
+        return WriteError(self.filename, OSError(self.errno, self.strerror), hint)
+
+
+class RunLockedError(AblateError):
+    """Another process is running in this run directory (it holds the directory's lock)."""
+
+    def __init__(self, directory: object, pid: int | None):
+        self.directory = str(directory)
+        self.pid = pid
+        holder = "another process" if pid is None else f"process {pid}"
+        super().__init__(
+            f"{directory}: in use by {holder}, which holds its lock; wait for it to finish "
+            "or stop it, then resume"
+        )
+
+
+class RunInterrupted(AblateError):
+    """Ctrl-C during a run: says what was saved and how to continue. Exit code 130, as for
+    any process ended by SIGINT."""
+
+    exit_code = 130

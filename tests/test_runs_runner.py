@@ -48,6 +48,7 @@ def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) ->
         "environment.json",
         "journal.jsonl",
         "results.json",
+        "lock",
     }
     assert (directory / "spec.yaml").read_text() == TINY_SPEC
     resolved = json.loads((directory / "resolved_spec.json").read_text())
@@ -85,8 +86,10 @@ def test_resume_after_a_kill_during_measurement(
     out = tmp_path / "runs"
     real_append = runner_module.append_round
 
-    def append_then_die(path: Path, index: int, seconds: dict[str, float]) -> None:
-        real_append(path, index, seconds)
+    def append_then_die(
+        path: Path, index: int, seconds: dict[str, float], **journal: float
+    ) -> None:
+        real_append(path, index, seconds, **journal)
         if index == 7:
             raise Killed
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate import __version__
-from ablate.errors import AblateError
+from ablate.errors import AblateError, RunInterrupted, WriteError
 from ablate.files import write_json_atomic, write_text_atomic
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
@@ -46,7 +47,11 @@ from ablate.runs.storage import (
     RESOLVED_SPEC_NAME,
     SPEC_NAME,
     append_round,
+    hold_run_directory,
+    read_journal,
     read_rounds,
+    repair_journal,
+    saved_rounds,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +70,9 @@ QUICK_PROFILE_RUNS = 1
 # Warm-up comes out of the measurement budget: with many variants each gets a small slice.
 WARMUP_SHARE_OF_BUDGET = 0.2
 MINIMUM_WARMUP_S = 0.05
+# A resumed measurement whose budget is spent still takes a round (the engine always does),
+# then stops on the budget: it must not start over with the whole budget.
+SPENT_BUDGET_S = 1e-6
 PACKAGES = (
     "torch",
     "numpy",
@@ -224,8 +232,38 @@ def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
     )
 
 
+def rerun_command(
+    spec_path: Path,
+    out_dir: Path,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    quick: bool = False,
+    force: bool = False,
+    device: str | None = None,
+) -> list[str]:
+    """The `ablate run` command line that gives the same resolved spec, passes the same
+    checks and measures (or predicts) the same way (add --resume)."""
+    command = ["ablate", "run", str(spec_path), "--out", str(out_dir)]
+    if backend is not None:
+        command += ["--backend", backend]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    if quick:
+        command.append("--quick")
+    if force:
+        command.append("--force")
+    if device is not None:
+        command += ["--device", device]
+    return command
+
+
 class Run:
-    """One run directory's state, as the results model, and the stages that advance it."""
+    """One run directory's state, as the results model, and the stages that advance it.
+
+    `clock` (seconds, for the measurement budget and the journal's elapsed time) is injectable
+    so that tests drive the budget with a simulated clock; by default the engine's own.
+    """
 
     def __init__(
         self,
@@ -233,8 +271,11 @@ class Run:
         directory: Path,
         progress: RunProgress,
         predictor: LatencyPredictor | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
     ):
         self.spec = spec
+        self.clock = clock
         self.directory = directory
         self.progress = progress
         self.units = plan_units(spec)
@@ -268,8 +309,10 @@ class Run:
             return
         resolved = self.spec.to_json()
         environment = environment_record(self.setup)
-        write_text_atomic(self.directory / SPEC_NAME, self.spec.source_text)
+        # The resolved spec first: it is what `--resume` finds a run by, and without
+        # results.json a resumed run starts over in the same directory, writing the rest.
         write_json_atomic(self.directory / RESOLVED_SPEC_NAME, resolved)
+        write_text_atomic(self.directory / SPEC_NAME, self.spec.source_text)
         write_json_atomic(self.directory / ENVIRONMENT_NAME, environment)
         self.results = Results(
             status="counting",
@@ -331,23 +374,35 @@ class Run:
         names = [unit.name for unit in self.units]
         baseline = self.unit_of[self.spec.baseline].name
         journal = self.directory / JOURNAL_NAME
-        prior = read_rounds(journal, set(names))
-        if prior:
-            self.progress.note(f"resuming the measurement after {len(prior)} journal rounds")
-        runnables, runtimes = self._prepare(built_copies(len(self.units)))
+        # A torn last line (a kill or a full disk mid-append) goes before anything is appended:
+        # left in place, the next round would be written onto it.
+        if repair_journal(journal):
+            self.progress.note(f"{journal}: dropped a torn last line (a round cut short)")
+        recorded = read_journal(journal, set(names))
+        prior = recorded.rounds
         settings = self.spec.measure.effective()
+        budget_s = max(settings.budget_s - recorded.elapsed_s, SPENT_BUDGET_S)
+        if prior:
+            self.progress.note(
+                f"resuming the measurement after {len(prior)} journal rounds, "
+                f"{budget_s:.1f} s of the {settings.budget_s:g} s budget left"
+            )
+        runnables, runtimes = self._prepare(built_copies(len(self.units)))
         result = measure_latency(
             runnables,
             baseline=baseline,
             setup=self.setup,
             stopping=StoppingPolicy(
                 target_ci=settings.target_ci,
-                budget_seconds=settings.budget_s,
+                budget_seconds=budget_s,
                 minimum_rounds=settings.min_rounds,
                 maximum_rounds=settings.max_rounds,
             ),
-            warmup=self._warmup_policy(settings.warmup_s, settings.budget_s, len(names)),
-            on_round=self._round_recorder(journal, names, baseline, prior, settings.budget_s),
+            warmup=self._warmup_policy(settings.warmup_s, budget_s, len(names)),
+            clock=self.clock,
+            on_round=self._round_recorder(
+                journal, names, baseline, prior, budget_s, recorded.elapsed_s
+            ),
             prior_rounds=prior,
             seed=settings.seed,
         )
@@ -359,10 +414,15 @@ class Run:
             }
             for unit in self.units
         }
+        # The run's budget and its whole measuring time, not this session's share of them.
+        measurement = measurement_entry(result, calibration).model_copy(
+            update={
+                "budget_s": settings.budget_s,
+                "elapsed_s": recorded.elapsed_s + result.elapsed_s,
+            }
+        )
         self.update(
-            "measured",
-            variants=self.updated_variants(latencies),
-            measurement=measurement_entry(result, calibration),
+            "measured", variants=self.updated_variants(latencies), measurement=measurement
         )
 
     def _prepare(self, copies: int) -> tuple[dict[str, list[Any]], dict[str, RuntimeRecord]]:
@@ -414,25 +474,30 @@ class Run:
         baseline: str,
         prior: list[dict[str, float]],
         budget_s: float,
+        prior_elapsed_s: float,
     ) -> Any:
-        """The engine's per-round callback: journal the round, then report progress."""
+        """The engine's per-round callback: journal the round, then report progress.
+
+        Each line records the measuring time so far (this session's, from just before the
+        engine's warm-up, plus the sessions before), which a resumed run takes off its budget.
+        """
         from ablate.measurement.statistics import stopping_widths
 
         samples: dict[str, list[float]] = {name: [r[name] for r in prior] for name in names}
-        started = time.perf_counter()
+        clock = self.clock or time.perf_counter
+        started = clock()
         widest: list[float | None] = [None]
 
         def on_round(index: int, seconds: Mapping[str, float]) -> None:
-            append_round(journal, index, seconds)
+            session_s = clock() - started
+            append_round(journal, index, seconds, elapsed_s=prior_elapsed_s + session_s)
             for name in names:
                 samples[name].append(seconds[name])
             # A bootstrap per variant: cheap next to a round, but not worth every round.
             if len(names) > 1 and len(samples[baseline]) >= 6 and index % 5 == 0:
                 widths = stopping_widths(samples, baseline, seed=index)
                 widest[0] = max(widths.values(), default=None)
-            self.progress.measuring(
-                index, baseline, widest[0], budget_s - (time.perf_counter() - started)
-            )
+            self.progress.measuring(index, baseline, widest[0], budget_s - session_s)
 
         return on_round
 
@@ -564,8 +629,35 @@ class Run:
         ("profiled", "attribute", "complete"),
     )
 
-    def execute(self, resume: bool) -> None:
-        """Start (or reopen) the run and take every stage its status has not passed."""
+    def execute(self, resume: bool, rerun: Sequence[str] = ()) -> None:
+        """Own the run directory, start (or reopen) the run and take every stage its status
+        has not passed.
+
+        `rerun` is the command line that started it (without --resume): an interruption or
+        a file that cannot be written ends in one line that says what was kept and the
+        command that continues from there.
+        """
+        with hold_run_directory(self.directory):
+            try:
+                self._take_stages(resume)
+            except KeyboardInterrupt:
+                raise RunInterrupted(f"interrupted: {self._continuation(rerun)}") from None
+            except WriteError as error:
+                raise error.with_hint(self._continuation(rerun)) from None
+
+    def _continuation(self, rerun: Sequence[str]) -> str:
+        """What the directory keeps and the command that continues it (or starts over)."""
+        if not (self.directory / RESOLVED_SPEC_NAME).is_file():
+            again = f"; run again with: {shlex.join(rerun)}" if rerun else ""
+            return f"nothing was saved in {self.directory}{again}"
+        status = self.results.status if self.results is not None else "not started"
+        rounds = saved_rounds(self.directory / JOURNAL_NAME)
+        kept = f"{self.directory} keeps the run so far (status {status}, {rounds} measurement "
+        kept += "round" if rounds == 1 else "rounds"
+        kept += f" in {JOURNAL_NAME})"
+        return f"{kept}; continue it with: {shlex.join([*rerun, '--resume'])}" if rerun else kept
+
+    def _take_stages(self, resume: bool) -> None:
         self.start(resume)
         status = self.state.status
         for before, stage, after in self.STAGES:

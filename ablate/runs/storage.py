@@ -1,16 +1,26 @@
-"""Where runs live: `DIR/<timestamp>-<name>/`, the latest one, the unfinished one to resume."""
+"""Where runs live: `DIR/<timestamp>-<name>/`, the latest one, the unfinished one to resume.
+
+A run directory is created atomically (two processes starting at once get two directories)
+and is owned by one process at a time: `hold_run_directory` takes an OS lock on its `lock`
+file, which the kernel releases when the process ends, however it ends.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError, InputFileError
+from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
+from ablate.files import append_line, truncate_torn_tail, write_all
 from ablate.runs.schema import RESULTS_NAME
 
 SPEC_NAME = "spec.yaml"
@@ -18,24 +28,66 @@ RESOLVED_SPEC_NAME = "resolved_spec.json"
 ENVIRONMENT_NAME = "environment.json"
 # `ablate run --device`: every network's latency under each resample of the profile.
 PREDICTED_SAMPLES_NAME = "predicted_samples.json"
+LOCK_NAME = "lock"
+
+# `<YYYYmmdd-HHMMSS>-<name>` or, for the second and later run started in the same second,
+# `<...>-<name>-<n>`. The name is matched lazily so that a trailing `-<digits>` is the suffix.
+_RUN_DIRECTORY = re.compile(r"(\d{8}-\d{6})-(.+?)(?:-(\d+))?")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AblateError(
+            f"{out_dir}: not a directory (--out names the directory that holds the runs)"
+        )
 
 
 def new_run_directory(out_dir: Path, name: str, now: dt.datetime | None = None) -> Path:
+    """A new, empty directory of its own: mkdir is the test, so a concurrent run that picked
+    the same name makes this one take the next suffix instead of failing or sharing it."""
+    _check_out_dir(out_dir)
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    candidate = out_dir / f"{stamp}-{name}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AblateError(
+            f"{out_dir}: cannot create the runs directory ({error.strerror})"
+        ) from None
     suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = out_dir / f"{stamp}-{name}-{suffix}"
-    candidate.mkdir(parents=True)
-    return candidate
+    while True:
+        candidate = out_dir / (f"{stamp}-{name}" if suffix == 1 else f"{stamp}-{name}-{suffix}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            suffix += 1
+            continue
+        except OSError as error:
+            raise AblateError(
+                f"{candidate}: cannot create the run directory ({error.strerror})"
+            ) from None
+        return candidate
+
+
+def _creation_order(run: Path) -> tuple[str, int, str]:
+    """(timestamp, suffix, name): `-10` after `-2`, where the text order would put it first."""
+    match = _RUN_DIRECTORY.fullmatch(run.name)
+    if match is None:  # not named by ablate: before every run that is
+        return ("", 0, run.name)
+    stamp, name, suffix = match.groups()
+    return (stamp, int(suffix) if suffix else 1, name)
 
 
 def _run_directories(out_dir: Path) -> list[Path]:
+    """Run directories, oldest first."""
+    _check_out_dir(out_dir)
     if not out_dir.is_dir():
         return []
-    # Timestamped names sort chronologically.
-    return sorted(path for path in out_dir.iterdir() if (path / RESOLVED_SPEC_NAME).is_file())
+    try:
+        children = list(out_dir.iterdir())
+    except OSError as error:
+        raise AblateError(f"{out_dir}: cannot list the runs ({error.strerror})") from None
+    runs = [path for path in children if (path / RESOLVED_SPEC_NAME).is_file()]
+    return sorted(runs, key=_creation_order)
 
 
 def _status(run: Path) -> str | None:
@@ -71,40 +123,69 @@ def latest_run(out_dir: Path) -> Path:
     return runs[-1]
 
 
-# The measurement journal: one JSON line per round, appended and flushed as it is taken.
+# The measurement journal: one JSON line per round, appended and fsynced as it is taken:
+# {"round": i, "seconds": {variant: s}, "elapsed_s": measuring time so far, all sessions}.
 #
-# A run killed mid-write leaves at most a torn last line, which is dropped on reading; any
-# other malformed line means the file was damaged and is reported, never guessed around.
+# A run killed mid-write (or a disk filling up) leaves at most a torn last line: reading drops
+# it, and `repair_journal` cuts it off before a resumed run appends, so it never becomes a
+# malformed line in the middle. Any other malformed line means the file was damaged and is
+# reported, never guessed around. Journals from before `elapsed_s` read as 0 s elapsed.
 
 JOURNAL_NAME = "journal.jsonl"
 
 
-def append_round(path: Path, index: int, seconds: Mapping[str, float]) -> None:
-    line = json.dumps({"round": index, "seconds": dict(seconds)}, separators=(",", ":"))
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+@dataclass(frozen=True)
+class Journal:
+    rounds: list[dict[str, float]]  # oldest first
+    elapsed_s: float  # measuring time (warm-up included) spent on them, over every session
+
+
+def append_round(
+    path: Path, index: int, seconds: Mapping[str, float], *, elapsed_s: float | None = None
+) -> None:
+    entry: dict[str, Any] = {"round": index, "seconds": dict(seconds)}
+    if elapsed_s is not None:
+        entry["elapsed_s"] = round(elapsed_s, 6)
+    append_line(path, json.dumps(entry, separators=(",", ":")))
+
+
+def repair_journal(path: Path) -> int:
+    """Cut a torn last line off (fsynced); returns the bytes dropped, 0 when it was whole."""
+    return truncate_torn_tail(path)
+
+
+def saved_rounds(path: Path) -> int:
+    """Complete lines in the journal: what an interrupted run has kept, for telling the user."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
 
 
 def read_rounds(path: Path, expected_names: set[str]) -> list[dict[str, float]]:
     """Rounds recorded so far, oldest first; [] when the journal does not exist yet."""
+    return read_journal(path, expected_names).rounds
+
+
+def read_journal(path: Path, expected_names: set[str]) -> Journal:
+    """The complete rounds and the measuring time they took; empty when there is no journal."""
     if not path.exists():
-        return []
+        return Journal([], 0.0)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputFileError(path, f"cannot read the journal ({error})") from None
     lines = text.split("\n")
-    complete, torn = lines[:-1], lines[-1]  # text after the last newline was never finished
-    del torn
+    complete = lines[:-1]  # text after the last newline was never finished
     rounds: list[dict[str, float]] = []
+    elapsed_s = 0.0
     for number, line in enumerate(complete, start=1):
         try:
             entry = json.loads(line)
             seconds = entry["seconds"]
             index = entry["round"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+            elapsed = entry.get("elapsed_s", 0.0)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise InputFileError(
                 path, "malformed journal line (expected {round, seconds})", line=number
             ) from None
@@ -130,5 +211,60 @@ def read_rounds(path: Path, expected_names: set[str]) -> list[dict[str, float]]:
                 line=number,
                 key_path="seconds",
             )
+        if not _seconds_so_far(elapsed):
+            raise InputFileError(
+                path,
+                "elapsed time is not a non-negative number of seconds",
+                line=number,
+                key_path="elapsed_s",
+            )
         rounds.append({name: float(value) for name, value in seconds.items()})
-    return rounds
+        elapsed_s = max(elapsed_s, float(elapsed))
+    return Journal(rounds, elapsed_s)
+
+
+def _seconds_so_far(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+# The owner of a run directory. flock, not a PID file checked by hand: the kernel drops the
+# lock with the last descriptor of the process that holds it, so a SIGKILL or a crash never
+# leaves a stale lock behind. The file is never replaced (a new inode would be a new lock),
+# and never deleted (a process waiting on the old inode would then lock a file nobody sees).
+
+
+@contextmanager
+def hold_run_directory(directory: Path) -> Iterator[None]:
+    """Own `directory` for the block, or raise RunLockedError naming the process that does."""
+    path = directory / LOCK_NAME
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        raise WriteError(path, error) from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(directory, _holder(descriptor)) from None
+        try:
+            os.ftruncate(descriptor, 0)
+            write_all(descriptor, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the PID only informs a second process; a full disk must not stop the run
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _holder(descriptor: int) -> int | None:
+    try:
+        text = os.pread(descriptor, 32, 0).decode("ascii").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None

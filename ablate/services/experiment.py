@@ -10,7 +10,13 @@ from pathlib import Path
 from ablate.errors import AblateError
 from ablate.measurement.mobile import check_backend_available
 from ablate.runs.estimate import check_fits, estimate_run
-from ablate.runs.runner import Run, RunProgress, SilentProgress, built_copies
+from ablate.runs.runner import (
+    Run,
+    RunProgress,
+    SilentProgress,
+    built_copies,
+    rerun_command,
+)
 from ablate.runs.schema import Results, load_results
 from ablate.runs.storage import latest_run, new_run_directory, unfinished_run
 
@@ -61,8 +67,17 @@ def run_experiment(
         progress.note(f"resuming {directory}")
     else:
         directory = new_run_directory(out_dir, spec.name)
+    rerun = rerun_command(
+        spec_path,
+        out_dir,
+        backend=backend,
+        threads=threads,
+        quick=quick,
+        force=force,
+        device=device,
+    )
     try:
-        Run(spec, directory, progress, predictor).execute(resume)
+        Run(spec, directory, progress, predictor).execute(resume, rerun)
     finally:
         progress.close()
     return directory
