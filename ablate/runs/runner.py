@@ -650,11 +650,14 @@ class Run:
         if not (self.directory / RESOLVED_SPEC_NAME).is_file():
             again = f"; run again with: {shlex.join(rerun)}" if rerun else ""
             return f"nothing was saved in {self.directory}{again}"
-        status = self.results.status if self.results is not None else "not started"
-        rounds = saved_rounds(self.directory / JOURNAL_NAME)
-        kept = f"{self.directory} keeps the run so far (status {status}, {rounds} measurement "
-        kept += "round" if rounds == 1 else "rounds"
-        kept += f" in {JOURNAL_NAME})"
+        if self.results is None:
+            kept = f"{self.directory} keeps the spec, nothing counted yet"
+        else:
+            rounds = saved_rounds(self.directory / JOURNAL_NAME)
+            kept = (
+                f"{self.directory} keeps the run so far (status {self.results.status}, "
+                f"{rounds} measurement {'round' if rounds == 1 else 'rounds'} in {JOURNAL_NAME})"
+            )
         return f"{kept}; continue it with: {shlex.join([*rerun, '--resume'])}" if rerun else kept
 
     def _take_stages(self, resume: bool) -> None:
