@@ -314,7 +314,7 @@ class Run:
         write_json_atomic(self.directory / RESOLVED_SPEC_NAME, resolved)
         write_text_atomic(self.directory / SPEC_NAME, self.spec.source_text)
         write_json_atomic(self.directory / ENVIRONMENT_NAME, environment)
-        self.results = Results(
+        results = Results(
             status="counting",
             ablate_version=__version__,
             experiment=self.spec.name,
@@ -326,17 +326,20 @@ class Run:
             baseline=self.spec.baseline,
             variants=[],
         )
-        self.save()
+        self.save(results)
 
     def update(self, status: Status | None = None, **changes: Any) -> None:
         """Replace fields of the results (and the status) and save them atomically."""
         if status is not None:
             changes["status"] = status
-        self.results = self.state.model_copy(update=changes)
-        self.save()
+        self.save(self.state.model_copy(update=changes))
 
-    def save(self) -> None:
-        write_json_atomic(self.results_path, self.state.to_json())
+    def save(self, results: Results | None = None) -> None:
+        """Write `results` (default: the current state), then hold them as the state: what
+        a run holds is what its directory keeps, even when the write fails."""
+        results = self.state if results is None else results
+        write_json_atomic(self.results_path, results.to_json())
+        self.results = results
 
     def updated_variants(self, change: Mapping[str, dict[str, Any]]) -> list[Variant]:
         """The variants with each unit's `change` applied to every variant of the unit."""
@@ -653,11 +656,14 @@ class Run:
         if self.results is None:
             kept = f"{self.directory} keeps the spec, nothing counted yet"
         else:
-            rounds = saved_rounds(self.directory / JOURNAL_NAME)
-            kept = (
-                f"{self.directory} keeps the run so far (status {self.results.status}, "
-                f"{rounds} measurement {'round' if rounds == 1 else 'rounds'} in {JOURNAL_NAME})"
-            )
+            if self.results.status == "counting":
+                counted = {self.unit_of[variant.name].name for variant in self.results.variants}
+                detail = f"{len(counted)} of {len(self.units)} architectures counted"
+            else:
+                rounds = saved_rounds(self.directory / JOURNAL_NAME)
+                plural = "round" if rounds == 1 else "rounds"
+                detail = f"{rounds} measurement {plural} in {JOURNAL_NAME}"
+            kept = f"{self.directory} keeps the run so far (status {self.results.status}, {detail})"
         return f"{kept}; continue it with: {shlex.join([*rerun, '--resume'])}" if rerun else kept
 
     def _take_stages(self, resume: bool) -> None:

@@ -1,0 +1,480 @@
+"""Issue 10's faults, for real: `ablate run` processes killed, stopped, interrupted, racing
+each other and running out of disk, then resumed. Prints one row per case: the fault, what
+happened, the exit codes (the fault's, then the resume's) and whether anything measured was
+lost, then the one-line messages the user saw.
+
+The full disk is a real 4 MiB tmpfs when this process may mount one (root or CAP_SYS_ADMIN);
+otherwise the `ablate` process is started with its one write system call (`files._write`)
+replaced by a full disk, and the table says "injected".
+
+    python benchmarks/faults.py            # about 5 minutes on a busy 2-core machine
+    python benchmarks/faults.py --keep /tmp/faults   # keep the run directories to inspect
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablate.runs.storage import (
+    JOURNAL_NAME,
+    RESOLVED_SPEC_NAME,
+    latest_run,
+    read_journal,
+    unfinished_run,
+)
+
+WAIT_S = 300.0
+WIDTHS = (0.35, 0.5, 0.75, 1.0)
+
+# The `ablate` CLI with a disk that fills up once FLAG exists: FREE more bytes, then a short
+# write and ENOSPC, as a filling disk does.
+INJECTED_FULL_DISK = """
+import errno, os, sys
+import ablate.files
+flag, free = sys.argv[1], int(sys.argv[2])
+left = [None]
+real = ablate.files._write
+def write(descriptor, data):
+    if left[0] is None and os.path.exists(flag):
+        left[0] = free
+    if left[0] is None:
+        return real(descriptor, data)
+    if left[0] == 0:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    written = real(descriptor, data[: left[0]])
+    left[0] -= written
+    return written
+ablate.files._write = write
+sys.argv = ["ablate", *sys.argv[3:]]
+from ablate.cli import main
+main()
+"""
+
+CREATOR = """
+import datetime, sys
+from pathlib import Path
+from ablate.runs.storage import new_run_directory
+out, go, tries = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+now = datetime.datetime(2026, 1, 1, 12, 0, 0)
+print("ready", flush=True)
+while not go.exists():
+    pass
+errors = 0
+for _ in range(tries):
+    try:
+        print(new_run_directory(out, "race", now=now).name, flush=True)
+    except Exception as error:
+        errors += 1
+        print("error", type(error).__name__, flush=True)
+"""
+
+
+@dataclass
+class Row:
+    case: str
+    fault: str
+    outcome: str
+    exit_codes: str
+    lost: str
+    message: str = ""
+
+
+def write_spec(
+    directory: Path, name: str, *, budget_s: float, max_rounds: int, variants: int = 2
+) -> Path:
+    """mobilenet_v3_small at width 0.35 and 64 px (and wider ones for more variants): a
+    round takes milliseconds, a run seconds."""
+    lines = [
+        f"name: {name}",
+        "base: mobilenet_v3_small",
+        "input: {resolution: 64}",
+        f"measure: {{budget_s: {budget_s}, warmup_s: 0.1, min_rounds: 6, "
+        f"max_rounds: {max_rounds}, target_ci: 0.0001}}",
+        "baseline: w0.35",
+        "variants:",
+    ]
+    for index in range(variants):
+        width = WIDTHS[index // 2 % len(WIDTHS)]
+        activation = ", activation: relu" if index % 2 else ""
+        suffix = "-relu" if index % 2 else ""
+        lines.append(f"  w{width}{suffix}: {{width: {width}{activation}}}")
+    path = directory / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ablate(*arguments: str, injected: tuple[Path, int] | None = None) -> subprocess.Popen[str]:
+    """An `ablate` process as a user starts one (Ctrl-C raises KeyboardInterrupt in it)."""
+    if injected is None:
+        command = [sys.executable, "-m", "ablate", *arguments]
+    else:
+        flag, free = injected
+        command = [sys.executable, "-c", INJECTED_FULL_DISK, str(flag), str(free), *arguments]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    _, stderr = process.communicate(timeout=WAIT_S)
+    return process.returncode, stderr
+
+
+def exit_code(code: int) -> str:
+    """Popen's -N (ended by signal N) as the signal's name."""
+    return signal.Signals(-code).name if code < 0 else str(code)
+
+
+def message(stderr: str) -> str:
+    """The last line the user saw, and whether a traceback came with it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return ("TRACEBACK " if "Traceback" in stderr else "") + last
+
+
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"ablate exited or stalled first: {message(finish(process)[1])}")
+        time.sleep(0.02)
+
+
+def run_directory(out: Path) -> Path | None:
+    found = sorted(out.glob(f"*/{RESOLVED_SPEC_NAME}")) if out.is_dir() else []
+    return found[0].parent if found else None
+
+
+def journal_lines(out: Path) -> Callable[[], int]:
+    def count() -> int:
+        directory = run_directory(out)
+        journal = None if directory is None else directory / JOURNAL_NAME
+        return journal.read_bytes().count(b"\n") if journal and journal.exists() else 0
+
+    return count
+
+
+def rounds(directory: Path, names: set[str]) -> list[dict[str, float]]:
+    return read_journal(directory / JOURNAL_NAME, names).rounds
+
+
+def variant_names(spec: Path) -> set[str]:
+    from ablate.spec import load_spec
+
+    loaded = load_spec(spec)
+    return {group[0] for group in loaded.architecture_groups().values()}
+
+
+def status(directory: Path) -> str:
+    return json.loads((directory / "results.json").read_text())["status"]
+
+
+def kept_verdict(before: list[dict[str, float]], after: list[dict[str, float]]) -> str:
+    return "no" if after[: len(before)] == before else "YES: saved rounds changed"
+
+
+def cut_mid_line(journal: Path) -> None:
+    data = journal.read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1
+    os.truncate(journal, start + (len(data) - start) // 2)
+
+
+@contextmanager
+def small_filesystem(root: Path) -> Iterator[Path | None]:
+    """A real 4 MiB tmpfs, or None where mounting is not permitted."""
+    mount_point = root / "tmpfs"
+    mount_point.mkdir()
+    if shutil.which("mount") is None:
+        yield None
+        return
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "ablate-faults", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def fill(filesystem: Path) -> None:
+    with (filesystem / "filler").open("wb", buffering=0) as handle:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+
+
+# -- the cases ----------------------------------------------------------------------------
+
+
+def torn_journal(root: Path) -> Row:
+    spec = write_spec(root, "torn", budget_s=600, max_rounds=80)
+    out = root / "torn-runs"
+    names = variant_names(spec)
+    torn = 0
+    codes = []
+    for threshold in (8, 20):
+        arguments = ["run", str(spec), "--out", str(out), "--quick"]
+        process = ablate(*arguments, *(["--resume"] if threshold > 8 else []))
+        wait_until(lambda at=threshold: journal_lines(out)() >= at, process)
+        process.kill()  # SIGKILL
+        codes.append(exit_code(finish(process)[0]))
+        directory = run_directory(out)
+        assert directory is not None
+        cut_mid_line(directory / JOURNAL_NAME)  # and the last line is torn for certain
+        torn += 1
+        kept = rounds(directory, names)
+    code, stderr = finish(ablate("run", str(spec), "--out", str(out), "--quick", "--resume"))
+    assert directory is not None
+    final = rounds(directory, names)
+    outcome = f"{status(directory)}, {len(final)} rounds, {torn} torn rounds retaken"
+    return Row("1", "SIGKILL + line cut on disk, twice", outcome, f"{','.join(codes)} → {code}",
+               kept_verdict(kept, final), message(stderr) if code else "")
+
+
+def disk_full(root: Path, filesystem: Path | None, stage: str) -> Row:
+    variants = 8 if stage == "counting" else 2
+    spec = write_spec(root, f"full-{stage}", budget_s=600, max_rounds=60, variants=variants)
+    names = variant_names(spec)
+    kind = "tmpfs" if filesystem is not None else "injected"
+    out = (filesystem or root) / f"full-{stage}-runs"
+    flag = root / f"full-{stage}.flag"
+    arguments = ["run", str(spec), "--out", str(out)]
+    process = ablate(*arguments, injected=None if filesystem else (flag, 150))
+
+    def two_counted() -> bool:
+        directory = run_directory(out)
+        try:
+            results = json.loads((directory / "results.json").read_text())  # type: ignore[operator]
+        except (OSError, ValueError, TypeError):
+            return False
+        return len(results["variants"]) >= 2
+
+    wait_until(two_counted if stage == "counting" else lambda: journal_lines(out)() >= 5,
+               process)
+    if filesystem is not None:
+        fill(filesystem)
+    else:
+        flag.touch()
+    code, stderr = finish(process)
+    directory = run_directory(out)
+    assert directory is not None
+    before_status = status(directory)
+    journal = directory / JOURNAL_NAME
+    torn = journal.exists() and not journal.read_bytes().endswith(b"\n")
+    kept = rounds(directory, names)
+    counted = json.loads((directory / "results.json").read_text())["variants"]
+    if filesystem is not None:
+        (filesystem / "filler").unlink()
+    resumed, resume_stderr = finish(ablate(*arguments, "--resume"))
+    final = rounds(directory, names)
+    recounted = {v["name"]: v["macs"] for v in json.loads(
+        (directory / "results.json").read_text())["variants"]}
+    lost = kept_verdict(kept, final)
+    if any(recounted.get(v["name"]) != v["macs"] for v in counted):
+        lost = "YES: saved counts changed"
+    outcome = (f"stopped at {before_status} ({len(counted)} counted, {len(kept)} rounds"
+               f"{', a torn line' if torn else ''}); resumed: {status(directory)}")
+    if resumed:
+        outcome += f" [{message(resume_stderr)}]"
+    return Row("2", f"disk full while {stage} ({kind})", outcome, f"{code} → {resumed}", lost,
+               message(stderr))
+
+
+def contended(root: Path) -> Row:
+    spec = write_spec(root, "lock", budget_s=600, max_rounds=300)
+    names = variant_names(spec)
+    out = root / "lock-runs"
+    first = ablate("run", str(spec), "--out", str(out))
+
+    def started() -> bool:
+        directory = run_directory(out)
+        return directory is not None and (directory / "results.json").exists()
+
+    wait_until(started, first)
+    code, stderr = finish(ablate("run", str(spec), "--out", str(out), "--resume"))
+    still_running = first.poll() is None
+    first.kill()
+    first.communicate()
+    directory = run_directory(out)
+    assert directory is not None
+    kept = rounds(directory, names)
+    resumed, _ = finish(ablate("run", str(spec), "--out", str(out), "--resume"))
+    final = rounds(directory, names)
+    names_pid = f"process {first.pid}" in stderr
+    outcome = (f"second refused{' naming the PID' if names_pid else ''}"
+               f"{'' if still_running else ' (first had already ended!)'}; after SIGKILL of "
+               f"the first: {status(directory)}, {len(final)} rounds")
+    return Row("3", "--resume while the run runs; then SIGKILL", outcome,
+               f"{code} → {resumed}", kept_verdict(kept, final), message(stderr))
+
+
+def racing(root: Path) -> Row:
+    out, go = root / "race-runs", root / "race-go"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", CREATOR, str(out), str(go), "30"],
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for process in processes:
+        assert process.stdout is not None
+        process.stdout.readline()
+    go.touch()
+    lines = [line for process in processes for line in process.communicate()[0].split("\n")]
+    created = [line for line in lines if line and not line.startswith("error")]
+    errors = sum(line.startswith("error") for line in lines)
+    codes = {process.returncode for process in processes}
+    outcome = f"{len(set(created))} distinct directories of 120, {errors} errors"
+    return Row("4", "4 processes, same name and second, 30 each", outcome,
+               ",".join(map(str, sorted(codes))), "n/a")
+
+
+def ordering(root: Path) -> Row:
+    out = root / "order-runs"
+    resolved = {"name": "order"}
+    for name, state in (("-2", "counted"), ("-10", "counted"), ("", "complete")):
+        directory = out / f"20260101-000000-order{name}"
+        directory.mkdir(parents=True)
+        (directory / RESOLVED_SPEC_NAME).write_text(json.dumps(resolved))
+        (directory / "results.json").write_text(json.dumps({"status": state}))
+    resumed = unfinished_run(out, resolved).name
+    latest = latest_run(out).name
+    return Row("5", "unfinished -2 and -10 in one second", f"resume picks {resumed}, "
+               f"latest is {latest}", "n/a", "n/a")
+
+
+def out_not_a_directory(root: Path) -> Row:
+    spec = write_spec(root, "outfile", budget_s=1, max_rounds=6)
+    a_file = root / "a-file"
+    a_file.write_text("")
+    results = []
+    for arguments in (
+        ["run", str(spec), "--out", str(a_file)],
+        ["run", str(spec), "--out", "/proc/version"],
+        ["compare", "--out", "/proc/version"],
+        ["report", "--out", str(a_file)],
+    ):
+        code, stderr = finish(ablate(*arguments))
+        results.append((code, stderr))
+    codes = sorted({code for code, _ in results})
+    one_line = all(len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+                   for _, stderr in results)
+    outcome = f"{len(results)} commands: {'one line each' if one_line else 'NOT one line'}"
+    return Row("9", "--out a file, /proc/version (run, compare, report)", outcome,
+               ",".join(map(str, codes)), "n/a", message(results[1][1]))
+
+
+def interrupted(root: Path) -> tuple[Row, Row]:
+    budget = 8.0
+    spec = write_spec(root, "sigint", budget_s=budget, max_rounds=100_000)
+    names = variant_names(spec)
+    out = root / "sigint-runs"
+    process = ablate("run", str(spec), "--out", str(out))
+    wait_until(lambda: journal_lines(out)() >= 10, process)
+    process.send_signal(signal.SIGINT)
+    code, stderr = finish(process)
+    directory = run_directory(out)
+    assert directory is not None
+    kept = rounds(directory, names)
+    before = read_journal(directory / JOURNAL_NAME, names).elapsed_s
+    line = message(stderr)
+    command = line.split("continue it with: ")[-1].split()
+    resumed, _ = finish(ablate(*command[1:]))  # exactly the command printed
+    final = rounds(directory, names)
+    measurement = json.loads((directory / "results.json").read_text())["measurement"]
+    sigint = Row("10", "SIGINT while measuring", f"resumed with the printed command: "
+                 f"{status(directory)}, {len(final)} rounds", f"{code} → {resumed}",
+                 kept_verdict(kept, final), line)
+    modes = {path.name: f"{path.stat().st_mode & 0o777:o}" for path in directory.iterdir()}
+    umask = os.umask(0)
+    os.umask(umask)
+    budget_row = Row(
+        "12",
+        f"umask {umask:03o}; resume after {before:.1f} s of an {budget:g} s budget",
+        f"files {', '.join(sorted(set(modes.values())))}; measured "
+        f"{measurement['elapsed_s']:.1f} s in all, stop: {measurement['stop_reason']}",
+        "n/a",
+        "n/a",
+    )
+    return sigint, budget_row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="Keep the runs here instead of a temp dir.")
+    parser.add_argument(
+        "--injected", action="store_true", help="Inject ENOSPC even where a tmpfs can be mounted."
+    )
+    parser.add_argument(
+        "--only", nargs="+", help="Only these cases (1 2 3 4 5 9 10; 10 includes 12)."
+    )
+    arguments = parser.parse_args()
+    root = arguments.keep or Path(tempfile.mkdtemp(prefix="ablate-faults-"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.umask(0o022)
+    started = dt.datetime.now()
+    rows: list[Row] = []
+    try:
+        with small_filesystem(root) as mounted:
+            filesystem = None if arguments.injected else mounted
+            cases: list[tuple[str, Callable[[], list[Row]]]] = [
+                ("1", lambda: [torn_journal(root)]),
+                ("2", lambda: [disk_full(root, filesystem, "measuring")]),
+                ("2", lambda: [disk_full(root, filesystem, "counting")]),
+                ("3", lambda: [contended(root)]),
+                ("4", lambda: [racing(root)]),
+                ("5", lambda: [ordering(root)]),
+                ("9", lambda: [out_not_a_directory(root)]),
+                ("10", lambda: list(interrupted(root))),
+            ]
+            for case, run in cases:
+                if arguments.only and case not in arguments.only:
+                    continue
+                rows.extend(run())
+                print(f"  case {case}: done", file=sys.stderr)
+    finally:
+        if arguments.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    headers = ("case", "fault", "outcome", "exit codes", "lost")
+    table = [headers, *((r.case, r.fault, r.outcome, r.exit_codes, r.lost) for r in rows)]
+    widths = [max(len(row[column]) for row in table) for column in range(len(headers))]
+    for index, row in enumerate(table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    print("\nexit codes: the fault's, then the resume's (→). What the user saw:")
+    for row in rows:
+        if row.message:
+            print(f"  {row.case}: {row.message}")
+    seconds = (dt.datetime.now() - started).total_seconds()
+    print(f"\n{len(rows)} cases in {seconds:.0f} s; python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
