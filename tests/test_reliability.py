@@ -678,3 +678,25 @@ def test_journals_without_elapsed_time_still_read(tmp_path: Path) -> None:
     journal.write_text('{"round": 0, "seconds": {"a": 0.01}, "elapsed_s": -1}\n')
     with pytest.raises(InputFileError, match=r"journal.jsonl:1: elapsed_s: elapsed time is not"):
         read_journal(journal, {"a"})
+
+
+def test_a_full_disk_outside_ablates_own_writes_is_one_line_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ablate.services.experiment as experiment
+
+    def library_fills_the_disk(**options: object) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/kernel.so")
+
+    monkeypatch.setattr(experiment, "run_experiment", library_fills_the_disk)
+    spec = tiny_spec(tmp_path)
+    code, lines = run_cli("run", str(spec))
+    assert code == 2
+    assert lines == ["error: /cache/kernel.so: cannot write (No space left on device)"]
+
+    def a_bug(**options: object) -> Path:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(experiment, "run_experiment", a_bug)
+    with pytest.raises(OSError, match="Bad file descriptor"):  # not hidden as a user error
+        run_cli("run", str(spec))
