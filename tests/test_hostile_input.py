@@ -219,9 +219,10 @@ def test_running_out_of_memory_mid_run_is_one_line_and_resumable(tmp_path: Path)
     line = errors[0]
     (run,) = (tmp_path / "runs").iterdir()
     assert line == (
-        f"error: {Path('runs') / run.name}: out of memory while counting; everything saved so "
-        f"far is kept (status counting): free memory or measure fewer variants, then run "
-        f"`ablate run {spec} --resume`"
+        f"error: out of memory while counting (free memory or measure fewer variants); "
+        f"{Path('runs') / run.name} keeps the run so far (status counting, 0 of 1 "
+        f"architectures counted); continue it with: ablate run {spec} --out runs --quick "
+        "--force --resume"
     )
     assert json.loads((run / "results.json").read_text())["status"] == "counting"
 

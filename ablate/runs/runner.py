@@ -285,6 +285,7 @@ class Run:
         self.results: Results | None = None
         self.predictor = predictor  # predict the latencies instead of measuring them
         self.records: dict[str, list[OpRecord]] = {}  # per unit, kept from counting
+        self.rerun: Sequence[str] = ()
 
     @property
     def state(self) -> Results:
@@ -640,6 +641,7 @@ class Run:
         a file that cannot be written ends in one line that says what was kept and the
         command that continues from there.
         """
+        self.rerun = rerun
         with hold_run_directory(self.directory):
             try:
                 self._take_stages(resume)
@@ -684,8 +686,9 @@ class Run:
                 status = after
 
     def _out_of_memory(self, stage: str) -> AblateError:
+        # The continuation repeats the options (--out, --quick, --force...): without them
+        # `--resume` would look elsewhere, or find the spec changed, or refuse the size again.
         return AblateError(
-            f"{self.directory}: out of memory while {stage.removesuffix('e')}ing; everything "
-            f"saved so far is kept (status {self.state.status}): free memory or measure fewer "
-            f"variants, then run `ablate run {self.spec.source_label} --resume`"
+            f"out of memory while {stage.removesuffix('e')}ing (free memory or measure fewer "
+            f"variants); {self._continuation(self.rerun)}"
         )
