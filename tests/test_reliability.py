@@ -596,6 +596,26 @@ def test_ctrl_c_during_measurement_says_what_was_kept(tmp_path: Path) -> None:
     assert load_results(directory).status == "complete"
 
 
+def test_the_continue_command_repeats_every_option_that_shapes_the_run() -> None:
+    from ablate.runs.runner import rerun_command
+
+    assert rerun_command(Path("s.yaml"), Path("runs")) == [
+        "ablate", "run", "s.yaml", "--out", "runs"
+    ]
+    assert rerun_command(
+        Path("my spec.yaml"),
+        Path("out"),
+        backend="onnxruntime",
+        threads=4,
+        quick=True,
+        force=True,
+        device="pixel1",
+    ) == [
+        "ablate", "run", "my spec.yaml", "--out", "out", "--backend", "onnxruntime",
+        "--threads", "4", "--quick", "--force", "--device", "pixel1",
+    ]
+
+
 # -- 12. Files honour the umask; a resumed run gets the budget that is left -----------------
 
 

@@ -646,12 +646,13 @@ class Run:
             try:
                 self._take_stages(resume)
             except KeyboardInterrupt:
-                raise RunInterrupted(f"interrupted: {self._continuation(rerun)}") from None
+                raise RunInterrupted(f"interrupted: {self._continuation()}") from None
             except WriteError as error:
-                raise error.with_hint(self._continuation(rerun)) from None
+                raise error.with_hint(self._continuation()) from None
 
-    def _continuation(self, rerun: Sequence[str]) -> str:
+    def _continuation(self) -> str:
         """What the directory keeps and the command that continues it (or starts over)."""
+        rerun = self.rerun
         if not (self.directory / RESOLVED_SPEC_NAME).is_file():
             again = f"; run again with: {shlex.join(rerun)}" if rerun else ""
             return f"nothing was saved in {self.directory}{again}"
@@ -690,5 +691,5 @@ class Run:
         # `--resume` would look elsewhere, or find the spec changed, or refuse the size again.
         return AblateError(
             f"out of memory while {stage.removesuffix('e')}ing (free memory or measure fewer "
-            f"variants); {self._continuation(self.rerun)}"
+            f"variants); {self._continuation()}"
         )
