@@ -532,6 +532,7 @@ def ingest(
         RESOLVED_SPEC_NAME,
         SPEC_NAME,
         append_round,
+        new_run_directory,
     )
     from ablate.spec import load_spec_text, with_overrides
 
@@ -619,7 +620,9 @@ def ingest(
         variants=variants,
     )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # The run's name is claimed first, atomically (a concurrent run takes the next suffix);
+    # the run is written beside it and renamed onto the claimed, still empty, directory.
+    final = new_run_directory(out_dir, spec.name)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
     try:
         write_text_atomic(staging / SPEC_NAME, spec.source_text)
@@ -636,10 +639,10 @@ def ingest(
         run.save()
         run.attribute()  # the runner's own stage: the same attribution as a local run
         assert (staging / RESULTS_NAME).is_file()
-        final = _new_name(out_dir, spec.name)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        final.rmdir()
         raise
     return final
 
@@ -650,11 +653,4 @@ def _units(spec: Any) -> list[Any]:
     return plan_units(spec)
 
 
-def _new_name(out_dir: Path, name: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = out_dir / f"{stamp}-{name}"
-    suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = out_dir / f"{stamp}-{name}-{suffix}"
-    return candidate
+
