@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import WriteError
+from ablate.errors import InputFileError, WriteError
 
 # Newly created files: the umask takes its bits off, as for `open(path, "w")`.
 _NEW_FILE_MODE = 0o666
@@ -155,3 +155,18 @@ def _end_of_last_line(handle: Any, size: int) -> int:
             return start + newline + 1
         end = start
     return 0
+
+
+def read_json(path: Path, missing: str = "no such file") -> Any:
+    """The JSON document at `path`; a missing, unreadable or malformed file is one
+    InputFileError naming it (and the line, for bad JSON)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputFileError(path, missing) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None

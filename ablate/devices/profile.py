@@ -8,7 +8,6 @@ every candidate form that justified the choice.
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.errors import AblateError, InputFileError
-from ablate.files import write_json_atomic
+from ablate.files import read_json, write_json_atomic
 
 SCHEMA = "ablate.device/1"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
@@ -126,14 +125,7 @@ def write_profile(profile: Profile, path: Path) -> None:
 
 
 def read_profile(path: Path) -> Profile:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else None
         raise InputFileError(

@@ -12,7 +12,6 @@ followed the confidence level; it is still read, converted on load.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
+from ablate.files import read_json
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
@@ -196,16 +196,7 @@ class Results(_Strict):
 def load_results(path: Path) -> Results:
     if path.is_dir():
         path = path / RESULTS_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputFileError(path, "expected a JSON object at the top level")
     if data.get("schema") not in READABLE_SCHEMAS:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ablate import __version__
 from ablate.errors import AblateError, InputFileError, excerpt
-from ablate.files import write_json_atomic, write_text_atomic
+from ablate.files import read_json, write_json_atomic, write_text_atomic
 
 BUNDLE_SCHEMA = "ablate.bundle/1"
 DEVICE_SCHEMA = "ablate.device-record/1"
@@ -242,14 +242,7 @@ def read_bundle(directory: Path) -> Bundle:
     path = directory / MANIFEST_NAME
     if not directory.is_dir():
         raise InputFileError(directory, "no such bundle directory")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file: not an ablate bundle") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    manifest = read_json(path, missing="no such file: not an ablate bundle")
     if not isinstance(manifest, dict):
         raise InputFileError(path, "expected a JSON object at the top level")
     if manifest.get("schema") != BUNDLE_SCHEMA:
