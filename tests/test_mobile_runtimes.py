@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -551,3 +552,118 @@ def test_mobile_backends_refuse_cuda(shared_cache: Path) -> None:
             continue
         with pytest.raises(BackendUnavailableError, match="cpu only"):
             BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporting ahead in worker processes
+
+
+class KilledInAWorker(TinyMobileNet):
+    """Exports normally in the main process; a pool worker that traces it is SIGKILLed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import multiprocessing
+        import os
+        import signal
+
+        if multiprocessing.parent_process() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
+
+
+def test_export_pool_fills_the_cache_in_workers(tmp_path: Path) -> None:
+    _runtime("executorch")
+    models, x = [tiny(seed=0), tiny(seed=1)], images(32)
+    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as pool:
+        for model in models:
+            pool.submit(model, x)
+        seen: list[tuple[int, int]] = []
+        pool.wait(lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)] and pool.failed == 0
+    assert len(pool.exported) == 2 and all(seconds > 0 for seconds in pool.exported.values())
+    for model in models:
+        runnable = BACKENDS.get("executorch").factory(
+            model, x, threads=1, device="cpu", cache_directory=tmp_path
+        )
+        assert runnable.artifact.cached and pool.made_now(runnable.artifact)
+        with torch.no_grad():
+            np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
+
+    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as again:
+        again.submit(models[0], x)  # already cached: nothing to export
+        again.wait()
+    assert again.exported == {} and again.failed == 0
+
+
+def test_a_killed_export_worker_leaves_the_export_to_the_runnable(tmp_path: Path) -> None:
+    _runtime("executorch")
+    torch.manual_seed(0)
+    model, x = KilledInAWorker().eval(), images(32)
+    reestimate_batch_norm(model, 32, seed=0)
+    with mobile.ExportPool("executorch", "fp32", 1, cache_directory=tmp_path) as pool:
+        pool.submit(model, x)
+        pool.wait()
+    assert pool.failed == 1 and pool.exported == {}
+    assert not list((tmp_path / "exports").glob("*.export"))
+    runnable = BACKENDS.get("executorch").factory(
+        model, x, threads=1, device="cpu", cache_directory=tmp_path
+    )
+    assert not runnable.artifact.cached and not pool.made_now(runnable.artifact)
+    with torch.no_grad():
+        np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
+
+
+def test_export_workers_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "3")
+    assert mobile.export_workers() == 3
+    for ignored in ("0", "many", ""):
+        monkeypatch.setenv("ABLATE_EXPORT_WORKERS", ignored)
+        assert mobile.export_workers() >= 1
+
+
+TWO_SMALL_VARIANTS = """\
+name: two-small
+base: mobilenet_v3_small
+input: {resolution: 96}
+measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+baseline: se
+variants:
+  se: {width: 0.35}
+  no_se: {width: 0.35, se: false}
+"""
+
+
+def test_a_run_exports_ahead_and_a_rerun_reads_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _runtime("executorch")
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+    from ablate.runs.schema import load_results
+
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TWO_SMALL_VARIANTS)
+
+    def run(out: str) -> tuple[Any, str]:
+        arguments = ["run", str(spec), "--quick", "--backend", "executorch", "--out", out]
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+        # The console wraps long lines: compare the words.
+        return load_results(Path(result.output.strip().splitlines()[-1])), " ".join(
+            result.output.split()
+        )
+
+    first, output = run(str(tmp_path / "first"))
+    assert "0 from the export cache, 2 export processes" in output
+    assert [v.runtime.export_cached for v in first.variants] == [False, False]
+    assert all(v.runtime.export_seconds > 0 for v in first.variants)
+    assert len(list((tmp_path / "cache" / "exports").glob("*.export"))) == 2
+    second, output = run(str(tmp_path / "second"))
+    assert "2 from the export cache" in output
+    assert [v.runtime.export_cached for v in second.variants] == [True, True]
+    assert [v.runtime.export_seconds for v in second.variants] == [
+        v.runtime.export_seconds for v in first.variants
+    ]

@@ -38,7 +38,9 @@ from ablate.measurement.export_cache import (
     ExportArtifact,
     ExportKey,
     cached_export,
+    export_cache_directory,
     module_fingerprint,
+    read_entry,
 )
 
 if TYPE_CHECKING:
@@ -278,6 +280,124 @@ def export_program(
     )
 
 
+def export_workers() -> int:
+    """Processes to export in: `ABLATE_EXPORT_WORKERS`, else the cores this process may use."""
+    configured = os.environ.get("ABLATE_EXPORT_WORKERS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ExportPool:
+    """Exports programs into the cache in worker processes, ahead of the runnables that load
+    them: exporting is single-threaded Python, so a study of 128 variants exports about
+    `workers` times faster, and the runnables then read the cache.
+
+    `submit` computes a program's key here (from the exact module the runnable will export)
+    and hands the module to a worker unless the cache holds it; `wait` returns once every
+    submitted export is stored. A worker that fails or dies leaves its entry missing: the
+    runnable then exports it in this process, where its error is reported as usual.
+    """
+
+    def __init__(
+        self,
+        runtime_name: str,
+        precision: Precision,
+        workers: int,
+        *,
+        cache_directory: Path | None = None,
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.runtime = RUNTIMES[runtime_name]
+        _require(self.runtime, precision)
+        self.precision = precision
+        self.cache_directory = cache_directory
+        self.workers = workers
+        # spawn, not fork: the parent's torch thread pools and runtimes must not be inherited.
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_export_worker_started,
+        )
+        self._pending: list[Any] = []
+        self.exported: dict[str, float] = {}  # cache file name -> export seconds, made now
+        self.failed = 0
+
+    def submit(self, model: nn.Module, example_input: torch.Tensor) -> None:
+        module, example = _export_copy(model, example_input)
+        key = _key(self.runtime.name, module, example, self.precision)
+        path = export_cache_directory(self.cache_directory) / key.file_name()
+        if read_entry(path, key) is not None:
+            return
+        self._pending.append(
+            self._executor.submit(
+                _export_in_worker,
+                self.runtime.name,
+                module,
+                example,
+                self.precision,
+                key,
+                self.cache_directory,
+            )
+        )
+
+    def wait(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Blocks until every submitted export is stored (or failed); `progress(done, total)`."""
+        from concurrent.futures import as_completed
+
+        total = len(self._pending)
+        for done, future in enumerate(as_completed(self._pending), start=1):
+            try:
+                name, seconds, cached = future.result()
+            except Exception:  # the runnable exports it again, and reports its error
+                self.failed += 1
+            else:
+                if not cached:
+                    self.exported[name] = seconds
+            if progress is not None:
+                progress(done, total)
+        self._pending = []
+
+    def made_now(self, artifact: ExportArtifact) -> bool:
+        """Whether this pool exported `artifact`'s program (the runnable read it from the cache)."""
+        return artifact.path is not None and artifact.path.name in self.exported
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ExportPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _export_worker_started() -> None:
+    """A worker exports quietly and on one thread: the exporters print native notices, and
+    the pool's parallelism is its processes."""
+    import torch
+
+    torch.set_num_threads(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def _export_in_worker(
+    runtime_name: str,
+    module: nn.Module,
+    example: torch.Tensor,
+    precision: Precision,
+    key: ExportKey,
+    directory: Path | None,
+) -> tuple[str, float, bool]:
+    exporter = export_executorch if runtime_name == "executorch" else export_litert
+    artifact = cached_export(key, lambda: exporter(module, example, precision), directory=directory)
+    return key.file_name(), artifact.export_seconds, artifact.cached
+
+
 # ---------------------------------------------------------------------------------------------
 # ExecuTorch
 
@@ -415,9 +535,7 @@ def _exported(
     """The CPU example and the program of `model` for `runtime`, from the cache or exported."""
     _require(runtime, precision)
     if device != "cpu":
-        raise BackendUnavailableError(
-            f"backend {runtime.name!r} runs on cpu only (got {device!r})"
-        )
+        raise BackendUnavailableError(f"backend {runtime.name!r} runs on cpu only (got {device!r})")
     module, example = _export_copy(model, example_input)
     artifact = cached_export(
         _key(runtime.name, module, example, precision),

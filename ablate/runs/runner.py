@@ -8,6 +8,7 @@ typed results model throughout: what is saved is what every reader validates.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import shlex
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
     from ablate.counting.records import CountResult, OpRecord
+    from ablate.measurement.mobile import ExportPool
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -364,9 +366,7 @@ class Run:
             self.update(variants=[*self.state.variants, *added])
         order = {variant.name: index for index, variant in enumerate(self.spec.variants)}
         self.progress.counting("done", len(self.units), len(self.units))
-        self.update(
-            "counted", variants=sorted(self.state.variants, key=lambda v: order[v.name])
-        )
+        self.update("counted", variants=sorted(self.state.variants, key=lambda v: order[v.name]))
 
     def measure(self) -> None:
         if self.predictor is not None:
@@ -425,9 +425,7 @@ class Run:
                 "elapsed_s": recorded.elapsed_s + result.elapsed_s,
             }
         )
-        self.update(
-            "measured", variants=self.updated_variants(latencies), measurement=measurement
-        )
+        self.update("measured", variants=self.updated_variants(latencies), measurement=measurement)
 
     def _prepare(self, copies: int) -> tuple[dict[str, list[Any]], dict[str, RuntimeRecord]]:
         """Every unit's runnables, `copies` separately built copies of one realistic network
@@ -438,31 +436,58 @@ class Run:
         from ablate.measurement.backends import prepare_runnable
         from ablate.measurement.setup import example_input
 
+        started = time.perf_counter()
+        models, images = {}, {}
+        with self._export_pool() as pool:
+            for position, unit in enumerate(self.units):
+                self.progress.counting(f"preparing {unit.name}", position, len(self.units))
+                models[unit.name] = realistic_module(unit.architecture)
+                images[unit.name] = example_input(self.setup, unit.architecture.resolution)
+                if pool is not None:
+                    pool.submit(models[unit.name], images[unit.name])
+            if pool is not None:
+                pool.wait(lambda done, total: self.progress.counting("exporting", done, total))
         runnables: dict[str, list[Any]] = {}
         runtimes: dict[str, RuntimeRecord] = {}
-        started, exported, cached = time.perf_counter(), 0.0, 0
+        exported, cached = 0.0, 0
         for position, unit in enumerate(self.units):
-            self.progress.counting(f"preparing {unit.name}", position, len(self.units))
-            model = realistic_module(unit.architecture)
-            images = example_input(self.setup, unit.architecture.resolution)
+            self.progress.counting(f"loading {unit.name}", position, len(self.units))
+            model = models.pop(unit.name)
             runnables[unit.name] = [
-                prepare_runnable(model if index == 0 else copy.deepcopy(model), images, self.setup)
+                prepare_runnable(
+                    model if index == 0 else copy.deepcopy(model), images[unit.name], self.setup
+                )
                 for index in range(copies)
             ]
-            record = getattr(runnables[unit.name][0], "record", None)
-            if record is not None:
-                runtimes[unit.name] = RuntimeRecord.model_validate(record())
+            first = runnables[unit.name][0]
+            if hasattr(first, "record"):
+                record = first.record()
+                if pool is not None and pool.made_now(first.artifact):
+                    record["export_cached"] = False  # exported by the pool for this run
+                runtimes[unit.name] = RuntimeRecord.model_validate(record)
                 exported += runtimes[unit.name].export_seconds
                 cached += runtimes[unit.name].export_cached
         self.progress.note(
             f"prepared {len(self.units)} architectures in {time.perf_counter() - started:.1f} s"
             + (
-                f" ({exported:.1f} s exporting, {cached} from the export cache)"
+                f" ({exported:.1f} s exporting, {cached} from the export cache"
+                + (f", {pool.workers} export processes" if pool is not None else "")
+                + ")"
                 if runtimes
                 else ""
             )
         )
         return runnables, runtimes
+
+    def _export_pool(self) -> contextlib.AbstractContextManager[ExportPool | None]:
+        """Worker processes exporting ahead, for a mobile backend with several programs to
+        export on a machine with cores to spare; otherwise none (the runnables export)."""
+        from ablate.measurement.mobile import RUNTIMES, ExportPool, export_workers
+
+        workers = min(export_workers(), len(self.units))
+        if self.setup.backend not in RUNTIMES or workers < 2:
+            return contextlib.nullcontext()
+        return ExportPool(self.setup.backend, self.setup.precision, workers)
 
     @staticmethod
     def _warmup_policy(warmup_s: float, budget_s: float, variants: int) -> Any:
