@@ -295,6 +295,12 @@ def one_error_line(arguments: list[str]) -> str:
         (["ssdlite_mobilenet_v2", "--set", "tail=mobilenet_v2"], "tail: unknown tail"),
         (["ssdlite_mobilenet_v2", "--set", "backbone=resnet50"], "backbone: unknown "
          "architecture (got 'resnet50')"),
+        # torchvision has no SSD head on a MobileNet, whichever way the pair is asked for.
+        (["ssd_mobilenet_v1", "--set", "convention=torchvision"], "convention: torchvision "
+         "builds no ssd head on a MobileNet (only SSDLite); use head: ssdlite, or convention: "
+         "paper (got 'torchvision'); valid: paper"),
+        (["ssdlite_mobilenet_v3_large", "--set", "convention=torchvision", "--set", "head=ssd"],
+         "convention: torchvision builds no ssd head"),
     ],
 )
 def test_bad_detector_settings_get_one_line(arguments: list[str], expected: str) -> None:
@@ -318,6 +324,17 @@ def test_bad_detector_setting_in_a_spec(tmp_path: Path) -> None:
     )
     line = one_error_line(["validate", str(spec)])
     assert "bad.yaml" in line and "variants.two.tail" in line and "classifier" in line
+
+
+def test_torchvision_convention_with_an_ssd_head_in_a_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "name: bad\nbase: ssdlite_mobilenet_v3_large\nvariants:\n  lite: {}\n"
+        "  tv: {convention: torchvision, head: ssd}\n"
+    )
+    line = one_error_line(["validate", str(spec)])
+    assert "bad.yaml" in line and "variants.tv.convention" in line
+    assert "torchvision builds no ssd head" in line
 
 
 @pytest.mark.parametrize(

@@ -86,11 +86,22 @@ def resolve_detection(
             raise FactorError(factor, value, f"unknown {factor}", (*names, *detectors))
         return str(value)
 
+    head, convention = setting("head", HEAD_NAMES), setting("convention", CONVENTION_NAMES)
+    if convention == "torchvision" and head != "ssdlite":
+        # torchvision's only MobileNet detector is ssdlite320_mobilenet_v3_large: it has no
+        # SSD-head convention to follow, and silently using the paper's would mislabel it.
+        raise FactorError(
+            "convention",
+            convention,
+            f"torchvision builds no {head} head on a MobileNet (only SSDLite); use head: "
+            f"ssdlite, or convention: paper",
+            ("paper",),
+        )
     return dataclasses.replace(
         base.detection,
-        head=setting("head", HEAD_NAMES),  # type: ignore[arg-type]  # checked in setting
+        head=head,  # type: ignore[arg-type]  # checked in setting
         tail=setting("tail", TAIL_NAMES),  # type: ignore[arg-type]
-        convention=setting("convention", CONVENTION_NAMES),  # type: ignore[arg-type]
+        convention=convention,  # type: ignore[arg-type]
     )
 
 
