@@ -21,7 +21,7 @@ from ablate.runs.estimate import (
     available_memory,
     estimate_run,
 )
-from ablate.spec import load_spec_text
+from ablate.spec import load_spec_text, with_overrides
 from ablate.spec.source import MAX_EXPANDED_NODES, parse_set_options, parse_yaml
 from ablate.variants.resolve import resolve_architecture
 
@@ -181,6 +181,25 @@ def test_a_spec_is_estimated_on_a_sample_of_a_large_grid() -> None:
     # The widest, largest-input variant is always among those estimated.
     assert estimate.activation_bytes == 2 * largest.activation_peak_bytes
     assert isinstance(largest, ArchitectureSize)
+
+
+def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.runs.estimate import EXPORT_SECONDS
+
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 0.5, 0.75, 1.0]}\n"
+    spec = load_spec_text(text, "e.yaml")
+    assert estimate_run(spec, copies=1).export_seconds == 0.0  # eager exports nothing
+    for precision in ("fp32", "int8"):
+        measured = with_overrides(spec, backend="executorch", precision=precision)
+        estimate = estimate_run(measured, copies=1)
+        assert estimate.export_workers == 2
+        assert estimate.export_seconds == 4 * EXPORT_SECONDS[precision] / 2
+    summary = _estimate(export_seconds=140.0, export_workers=2).summary()
+    assert summary.endswith(
+        "counting about 2 s, exporting at most about 2.3 min (2 processes; none for programs "
+        "in the export cache), measuring about 60 s"
+    )
 
 
 def test_available_memory_honours_an_address_space_limit(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
@@ -121,6 +122,49 @@ def test_bench_user_errors_are_ablate_errors():
         bench_module.run_bench(model="mobilenet_v3_small", backend="nope", clock=step_clock())
     with pytest.raises(AblateError, match="target CI"):
         bench_module.run_bench(model="mobilenet_v3_small", target_ci=0, clock=step_clock())
+
+
+def test_bench_precision_is_checked_before_anything_is_built():
+    from ablate.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "mobilenet_v3_small", *TINY, "--precision", "int8"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: backend 'eager' measures fp32 only; precision 'int8' needs one of: executorch, "
+        "litert"
+    ]
+    fp16 = ["--backend", "executorch", "--precision", "fp16"]
+    result = CliRunner().invoke(app, ["bench", "mobilenet_v3_small", *TINY, *fp16])
+    assert result.exit_code == 2 and "unknown precision 'fp16'; valid: fp32, int8" in result.output
+
+
+def test_bench_builds_models_as_a_run_does():
+    """Seeded weights and re-estimated batch norm: every build of a model is the same network,
+    so a mobile backend's instances share one exported program."""
+    choice = bench_module.ModelChoice("mobilenet_v3_small", {"width": 0.25, "resolution": 32})
+    (first, resolution), (second, _) = bench_module._build(choice), bench_module._build(choice)
+    assert resolution == 32
+    one, two = first.state_dict(), second.state_dict()
+    assert all(torch.equal(one[name], two[name]) for name in one)
+    variances = [v for name, v in one.items() if name.endswith("running_var")]
+    assert not all(torch.all(v == 1) for v in variances)  # re-estimated, not the defaults
+
+
+def test_bench_int8_on_executorch_shares_one_export_per_model(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pytest.importorskip("executorch")
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    arguments = ["--backend", "executorch", "--precision", "int8", "--no-breakdown", "--json"]
+    result = CliRunner().invoke(
+        app, ["bench", "mobilenet_v3_small", *TINY, *TINY2, "--set2", "se=off", *arguments]
+    )
+    assert result.exit_code == 0, result.output
+    latency = json.loads(result.stdout)["latency"]
+    assert (latency["backend"], latency["precision"]) == ("executorch", "int8")
+    assert [variant["instances"] for variant in latency["variants"]] == [3, 3]
+    # Two models, three instances each: two programs exported, the other four read back.
+    assert len(list((tmp_path / "exports").glob("executorch-int8-*.export"))) == 2
 
 
 def test_command_modules_do_not_import_torch():

@@ -456,3 +456,133 @@ def test_export_refuses_before_writing(tmp_path: Path) -> None:
 def test_bundle_unit_names_follow_the_manifest() -> None:
     bundle = Bundle(Path("."), {"units": [{"name": "x"}, {"name": "y"}], "baseline": "x"})
     assert bundle.unit_names == ["x", "y"] and bundle.baseline == "x"
+
+
+# -- the mobile runtimes' bundles, through their own benchmark binaries' command lines ----------
+
+# executor_runner's flags (gflags) and its summary line, as examples/portable/executor_runner
+# prints them; the time comes from the bundle's host runner on the .pte.
+FAKE_EXECUTOR_RUNNER = """\
+#!/bin/sh
+for argument; do
+    case $argument in
+        --model_path=*) model=${argument#--model_path=} ;;
+        --num_executions=*) runs=${argument#--num_executions=} ;;
+        --cpu_threads=1) ;;
+        *) echo "ERROR: unknown command line flag '$argument'" >&2; exit 1 ;;
+    esac
+done
+ms=$("$FAKE_PYTHON" "$FAKE_BUNDLE/run_host.py" "$model" "$runs" | sed -n 's/^ablate-ms: //p')
+total=$(awk -v ms="$ms" -v runs="$runs" 'BEGIN { printf "%f", ms * runs }')
+echo "I 00:00:00.100 executorch:executor_runner.cpp:300] Model loaded in 1.5 ms."
+printf 'I 00:00:00.200 executorch:executor_runner.cpp:420] Model executed successfully %s %s\n' \\
+    "$runs" "time(s) in $total ms."
+"""
+# benchmark_model's flags and its timing line (microseconds).
+FAKE_BENCHMARK_MODEL = """\
+#!/bin/sh
+for argument; do
+    case $argument in
+        --graph=*) model=${argument#--graph=} ;;
+        --num_runs=*) runs=${argument#--num_runs=} ;;
+        --num_threads=1 | --warmup_runs=1 | --min_secs=0 | --warmup_min_secs=0) ;;
+        --use_xnnpack=true) ;;
+        *) echo "ERROR: unknown flag $argument" >&2; exit 1 ;;
+    esac
+done
+ms=$("$FAKE_PYTHON" "$FAKE_BUNDLE/run_host.py" "$model" "$runs" | sed -n 's/^ablate-ms: //p')
+us=$(awk -v ms="$ms" 'BEGIN { printf "%.1f", ms * 1000 }')
+printf 'Inference timings in us: Init: 9000, First inference: 5000, %s\n' \\
+    "Warmup (avg): $us, Inference (avg): $us"
+"""
+ONE_FACTOR_SPEC = """\
+name: phone-{backend}
+base: mobilenet_v3_small
+input: {{resolution: 64}}
+measure: {{budget_s: 600}}
+attribution:
+  from: {{width: 0.35, se: false}}
+  to: {{width: 0.35}}
+  factors: [se]
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "binary", "script", "flag"),
+    [
+        ("executorch", "executor_runner", FAKE_EXECUTOR_RUNNER, "--cpu_threads=1"),
+        ("litert", "benchmark_model", FAKE_BENCHMARK_MODEL, "--num_threads=1"),
+    ],
+)
+def test_a_mobile_runtime_bundle_runs_through_its_benchmark_binary(
+    backend: str, binary: str, script: str, flag: str, tmp_path: Path
+) -> None:
+    """Export, the driver through fake adb and the runtime's own binary, ingest, attribution."""
+    from ablate.measurement.mobile import RUNTIMES
+
+    for module in RUNTIMES[backend].modules:
+        pytest.importorskip(module)
+    import subprocess
+
+    spec = tmp_path / "phone.yaml"
+    spec.write_text(ONE_FACTOR_SPEC.format(backend=backend))
+    exported = CliRunner().invoke(
+        app, ["export", str(spec), "--backend", backend, "-o", str(tmp_path / "b")]
+    )
+    assert exported.exit_code == 0, exported.output
+    bundle = tmp_path / "b"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [unit["file"].rsplit(".", 1)[1] for unit in manifest["units"]] == [
+        {"executorch": "pte", "litert": "tflite"}[backend]
+    ] * 2
+    for unit in manifest["units"]:
+        assert unit["runtime"]["runtime"] == backend and unit["runtime"]["precision"] == "fp32"
+        delegation = unit["runtime"]["delegation"]
+        assert sum(delegation["delegated"].values()) > 0
+        data = (bundle / unit["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == unit["sha256"]
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _script(bin_dir / "adb", FAKE_ADB)
+    _script(bin_dir / "getprop", FAKE_GETPROP)
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_ADB_LOG": str(tmp_path / "adb.log"),
+        "FAKE_PYTHON": sys.executable,
+        "FAKE_BUNDLE": str(bundle),
+        "ANDROID_SERIAL": "FAKE0002",
+        "BENCHMARK_BINARY": str(_script(tmp_path / binary, script)),
+        "DEVICE_DIR": str(tmp_path / "device"),
+        "OUT_DIR": str(tmp_path / "out"),
+        "ROUNDS": "6",
+        "MIN_ROUNDS": "6",
+        "ITERATIONS": "2",
+        "WARMUP": "1",
+    }
+    completed = subprocess.run(
+        ["sh", str(bundle / "measure.sh")], env=environment, capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr
+    timed = [
+        line
+        for line in (tmp_path / "adb.log").read_text().splitlines()
+        if line.startswith("shell") and binary in line
+    ]
+    assert timed and all(flag in line for line in timed)
+
+    ingested = CliRunner().invoke(
+        app, ["ingest", str(bundle), str(tmp_path / "out" / "timings.csv"), "--out", str(tmp_path)]
+    )
+    assert ingested.exit_code == 0, ingested.output
+    results = load_results(Path(ingested.output.strip().splitlines()[-1]))
+    assert results.status == "complete" and results.measurement is not None
+    assert results.measurement.rounds == 6
+    assert all(variant.latency is not None for variant in results.variants)
+    assert all(
+        variant.runtime is not None and variant.runtime.runtime == backend
+        for variant in results.variants
+    )
+    attribution = results.attribution
+    assert attribution is not None and [e.label for e in attribution.shapley] == ["se"]

@@ -36,8 +36,12 @@ def bench_command(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="eager | torchscript | onnxruntime | compile.")
+        str,
+        typer.Option(help="eager | torchscript | onnxruntime | compile | executorch | litert."),
     ] = "eager",
+    precision: Annotated[
+        str, typer.Option(help="fp32 | int8 (static PT2E; executorch and litert only).")
+    ] = "fp32",
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads.")] = 1,
     budget: Annotated[
         float, typer.Option(min=0.001, help="Seconds for the whole measurement, warm-up included.")
@@ -80,6 +84,7 @@ def bench_command(
         vs=vs,
         vs_factors=parse_set_options(set2_options or [], option="--set2"),
         backend=backend,
+        precision=precision,
         threads=threads,
         budget_s=budget,
         device=device,

@@ -170,17 +170,10 @@ class MobileRunnable:
     def delegation(self) -> DelegationReport:
         return self.artifact.delegation
 
-    def record(self) -> dict[str, Any]:
-        """What a result should carry about this program (JSON-ready)."""
-        return {
-            "runtime": self.runtime,
-            "versions": dict(self.versions),
-            "precision": self.precision,
-            "export_seconds": self.artifact.export_seconds,
-            "export_cached": self.artifact.cached,
-            "program_bytes": len(self.artifact.program),
-            "delegation": self.delegation.to_dict(),
-        }
+    def record(self, pool: ExportPool | None = None) -> dict[str, Any]:
+        """What a result should carry about this program (JSON-ready); `pool`: the pool that
+        may have exported it ahead (then it is not from the cache, though read from it)."""
+        return runtime_record(self.runtime, self.precision, self.artifact, pool)
 
     @property
     def export_seconds(self) -> float:
@@ -278,6 +271,42 @@ def export_program(
         directory=cache_directory,
         enabled=cache,
     )
+
+
+def _silence_import_notices() -> None:
+    """torchao logs a warning per CUDA kernel library it cannot load on a CPU machine, and
+    torch one about an enum it registers; neither says anything about the measurement."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def runtime_record(
+    runtime: str, precision: str, artifact: ExportArtifact, pool: ExportPool | None = None
+) -> dict[str, Any]:
+    """A program's record for results and bundle manifests (`RuntimeRecord`'s fields)."""
+    exported_now = pool is not None and pool.made_now(artifact)
+    return {
+        "runtime": runtime,
+        "versions": runtime_versions(runtime),
+        "precision": precision,
+        "export_seconds": artifact.export_seconds,
+        "export_cached": artifact.cached and not exported_now,
+        "program_bytes": len(artifact.program),
+        "delegation": artifact.delegation.to_dict(),
+    }
+
+
+def export_pool(
+    backend: str, precision: str, programs: int
+) -> contextlib.AbstractContextManager[ExportPool | None]:
+    """An `ExportPool` for `programs` exports on `backend`, or None where it cannot help: a
+    backend that exports nothing cacheable, a single program, a single core."""
+    workers = min(export_workers(), programs)
+    if backend not in RUNTIMES or workers < 2:
+        return contextlib.nullcontext()
+    return ExportPool(backend, precision, workers)  # type: ignore[arg-type]
 
 
 def export_workers() -> int:
@@ -379,6 +408,7 @@ def _export_worker_started() -> None:
     the pool's parallelism is its processes."""
     import torch
 
+    _silence_import_notices()
     torch.set_num_threads(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -406,6 +436,7 @@ def export_executorch(
     model: nn.Module, example_input: torch.Tensor, precision: Precision = "fp32"
 ) -> tuple[bytes, DelegationReport]:
     """torch.export -> (PT2E int8) -> edge, lowered to XNNPACK -> .pte bytes, and the report."""
+    _silence_import_notices()
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -564,6 +595,7 @@ def executorch_backend(
     cache_directory: Path | None = None,
     cache: bool = True,
 ) -> MobileRunnable:
+    _silence_import_notices()
     runtime = RUNTIMES["executorch"]
     example, artifact = _exported(
         runtime, model, example_input, device, precision, export_executorch, cache_directory, cache
@@ -590,6 +622,7 @@ def export_litert(
     model: nn.Module, example_input: torch.Tensor, precision: Precision = "fp32"
 ) -> tuple[bytes, DelegationReport]:
     """litert-torch conversion (PT2E int8 with its own quantizer) -> .tflite bytes, the report."""
+    _silence_import_notices()
     import torch
 
     _check_precision(precision)
@@ -693,6 +726,7 @@ def litert_backend(
     cache_directory: Path | None = None,
     cache: bool = True,
 ) -> MobileRunnable:
+    _silence_import_notices()
     runtime = RUNTIMES["litert"]
     example, artifact = _exported(
         runtime, model, example_input, device, precision, export_litert, cache_directory, cache

@@ -40,6 +40,10 @@ COUNT_SECONDS_PER_MAC = 4e-10
 # (V3-Large, 217M MACs, 14 ms), with the warm-up block floor of the latency engine.
 FORWARD_SECONDS_FIXED = 1.5e-3
 FORWARD_SECONDS_PER_MAC = 1 / 15e9
+# Exporting one full-size MobileNet for a mobile runtime, one process: why_v3_faster's 128
+# programs took 35 s each on average on a 2-core x86 VM (ExecuTorch 1.5.1, fp32; int8 adds
+# the calibration and the quantized graph's passes).
+EXPORT_SECONDS = {"fp32": 35.0, "int8": 45.0}
 # Separately built copies of a backend's runnable: exported backends hold a second copy of
 # the weights in their own runtime.
 RUNTIME_WEIGHT_COPIES = 2
@@ -66,6 +70,8 @@ class RunEstimate:
     minimum_measure_seconds: float  # the minimum rounds, one forward per variant each
     budget_seconds: float
     available_bytes: int | None  # what this process may still use; None when unknown
+    export_seconds: float = 0.0  # exporting every program, none cached, in every worker
+    export_workers: int = 1
 
     @property
     def memory_bytes(self) -> int:
@@ -86,8 +92,15 @@ class RunEstimate:
             f"memory about {_gigabytes(self.memory_bytes)} "
             f"({self.copies} built {'copy' if self.copies == 1 else 'copies'} each)"
             f"{'' if self.available_bytes is None else ' of ' + _gigabytes(self.available_bytes)}"
-            f" available; counting about {_duration(self.count_seconds)}, measuring about "
-            f"{_duration(self.measure_seconds)}"
+            f" available; counting about {_duration(self.count_seconds)}, "
+            + (
+                f"exporting at most about {_duration(self.export_seconds)} "
+                f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}; "
+                "none for programs in the export cache), "
+                if self.export_seconds
+                else ""
+            )
+            + f"measuring about {_duration(self.measure_seconds)}"
         )
 
     def refusal(self) -> str | None:
@@ -231,6 +244,7 @@ def _read_int(path: str) -> int | None:
 def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     """Memory and time of running `spec` with `copies` built copies per architecture."""
     from ablate.measurement.backends import backend_fuses
+    from ablate.measurement.mobile import RUNTIMES, export_workers
 
     groups = spec.architecture_groups()
     architectures = list(groups)
@@ -247,6 +261,12 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         FORWARD_SECONDS_FIXED + FORWARD_SECONDS_PER_MAC * size.macs * batch for size in sizes
     )
     settings = spec.measure.effective()
+    workers = max(1, min(export_workers(), len(architectures)))
+    exporting = (
+        len(architectures) * EXPORT_SECONDS.get(spec.measure.precision, EXPORT_SECONDS["int8"])
+        if spec.measure.backend in RUNTIMES
+        else 0.0
+    )
     return RunEstimate(
         variants=len(spec.variants),
         architectures=len(architectures),
@@ -260,6 +280,8 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         minimum_measure_seconds=settings.min_rounds * forward * scale,
         budget_seconds=settings.budget_s,
         available_bytes=available_memory(),
+        export_seconds=exporting / workers,
+        export_workers=workers,
     )
 
 

@@ -8,7 +8,6 @@ typed results model throughout: what is saved is what every reader validates.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import platform
 import shlex
@@ -60,7 +59,6 @@ if TYPE_CHECKING:
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
     from ablate.counting.records import CountResult, OpRecord
-    from ablate.measurement.mobile import ExportPool
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -434,11 +432,12 @@ class Run:
 
         from ablate.measurement.activations import realistic_module
         from ablate.measurement.backends import prepare_runnable
+        from ablate.measurement.mobile import export_pool
         from ablate.measurement.setup import example_input
 
         started = time.perf_counter()
         models, images = {}, {}
-        with self._export_pool() as pool:
+        with export_pool(self.setup.backend, self.setup.precision, len(self.units)) as pool:
             for position, unit in enumerate(self.units):
                 self.progress.counting(f"preparing {unit.name}", position, len(self.units))
                 models[unit.name] = realistic_module(unit.architecture)
@@ -461,10 +460,7 @@ class Run:
             ]
             first = runnables[unit.name][0]
             if hasattr(first, "record"):
-                record = first.record()
-                if pool is not None and pool.made_now(first.artifact):
-                    record["export_cached"] = False  # exported by the pool for this run
-                runtimes[unit.name] = RuntimeRecord.model_validate(record)
+                runtimes[unit.name] = RuntimeRecord.model_validate(first.record(pool))
                 exported += runtimes[unit.name].export_seconds
                 cached += runtimes[unit.name].export_cached
         self.progress.note(
@@ -478,16 +474,6 @@ class Run:
             )
         )
         return runnables, runtimes
-
-    def _export_pool(self) -> contextlib.AbstractContextManager[ExportPool | None]:
-        """Worker processes exporting ahead, for a mobile backend with several programs to
-        export on a machine with cores to spare; otherwise none (the runnables export)."""
-        from ablate.measurement.mobile import RUNTIMES, ExportPool, export_workers
-
-        workers = min(export_workers(), len(self.units))
-        if self.setup.backend not in RUNTIMES or workers < 2:
-            return contextlib.nullcontext()
-        return ExportPool(self.setup.backend, self.setup.precision, workers)
 
     @staticmethod
     def _warmup_policy(warmup_s: float, budget_s: float, variants: int) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ def run_bench(
     vs: str | None = None,
     vs_factors: Mapping[str, Any] | None = None,
     backend: str = "eager",
+    precision: str = "fp32",
     threads: int = 1,
     budget_s: float = 60.0,
     device: str = "cpu",
@@ -80,13 +82,24 @@ def run_bench(
     """Times `model` (the baseline) and, with `vs` or `vs_factors`, a second model against it.
 
     `vs_factors` without `vs` compares the same architecture with other settings. Each model
-    is built `instances` times and the rounds cycle through the copies (see measurement.engine).
-    `clock` replaces the real clock (tests), as in `measure_latency`.
+    is built as a run builds it (seeded weights, batch-norm statistics re-estimated: realistic
+    activations, see measurement.activations), copied `instances` times into separate memory,
+    and the rounds cycle through the copies (see measurement.engine); on a mobile backend the
+    copies share one exported program from the cache. `clock` replaces the real clock (tests),
+    as in `measure_latency`.
     """
+    from ablate.measurement.mobile import check_backend_available
+
     if instances < 1:
         raise MeasurementError(f"instances must be at least 1 (got {instances})")
+    check_backend_available(backend, precision)  # one line, before anything is built
     setup = MeasurementSetup(
-        backend=backend, device=device, threads=threads, batch=batch, channels_last=channels_last
+        backend=backend,
+        device=device,
+        threads=threads,
+        batch=batch,
+        channels_last=channels_last,
+        precision=precision,
     )
     stopping = StoppingPolicy(target_ci=target_ci, budget_seconds=budget_s)
     configure_torch(setup)
@@ -95,12 +108,14 @@ def run_bench(
         choices.append(ModelChoice(vs or model, dict(vs_factors or {})))
     labels = _labels(choices)
 
-    # Built alternately (A, B, A, B, ...), so that neither model always gets the earlier memory.
+    built = {label: _build(choice) for label, choice in zip(labels, choices, strict=True)}
+    _export_ahead(built, setup)
+    # Copied alternately (A, B, A, B, ...), so that neither model always gets the earlier memory.
     copies: dict[str, list[tuple[torch.nn.Module, torch.Tensor]]] = {label: [] for label in labels}
-    for _ in range(instances):
-        for label, choice in zip(labels, choices, strict=True):
-            module, resolution = _build(choice)
-            copies[label].append((module, example_input(setup, resolution)))
+    for instance in range(instances):
+        for label, (module, resolution) in built.items():
+            duplicate = module if instance == 0 else copy.deepcopy(module)
+            copies[label].append((duplicate, example_input(setup, resolution)))
     runnables = {
         label: [prepare_runnable(module, images, setup) for module, images in pairs]
         for label, pairs in copies.items()
@@ -114,7 +129,8 @@ def run_bench(
         for label, [(module, images), *_] in copies.items():
             profile = profile_operators(module, images, device=device)
             roofline = None
-            if calibration is not None:
+            # The calibration is an fp32 peak: an int8 model has no roofline against it.
+            if calibration is not None and precision == "fp32":
                 fused = backend_fuses(backend)
                 per_block = _flops_and_bytes(module, tuple(images.shape), fused=fused)
                 roofline = roofline_summary(
@@ -132,12 +148,25 @@ def _labels(choices: list[ModelChoice]) -> list[str]:
 
 
 def _build(choice: ModelChoice) -> tuple[torch.nn.Module, int]:
-    """The model, and the input resolution its factors ask for."""
-    from ablate import build_model
+    """The model as a run builds it (seeded, realistic activations), and its input resolution."""
+    from ablate.measurement.activations import realistic_module
     from ablate.variants.resolve import resolve_architecture
 
-    resolution = resolve_architecture(choice.architecture, choice.factors).resolution
-    return build_model(choice.architecture, **choice.factors), resolution
+    architecture = resolve_architecture(choice.architecture, choice.factors)
+    return realistic_module(architecture), architecture.resolution
+
+
+def _export_ahead(
+    built: Mapping[str, tuple[torch.nn.Module, int]], setup: MeasurementSetup
+) -> None:
+    """On a mobile backend, both models' programs exported at once in worker processes."""
+    from ablate.measurement.mobile import export_pool
+
+    with export_pool(setup.backend, setup.precision, len(built)) as pool:
+        if pool is not None:
+            for module, resolution in built.values():
+                pool.submit(module, example_input(setup, resolution))
+            pool.wait()
 
 
 def _flops_and_bytes(

@@ -57,25 +57,18 @@ THERMAL_DRIFT = "thermal_drift"
 # -- export ------------------------------------------------------------------------------
 
 
-def _program(backend: str, model: Any, images: Any, precision: str) -> tuple[bytes, Any]:
+def _program(
+    backend: str, model: Any, images: Any, precision: str, pool: Any
+) -> tuple[bytes, Any]:
     """The program file's bytes and, for the mobile runtimes, their runtime record."""
     if backend == "onnxruntime":
         from ablate.measurement.backends import export_onnx
 
         return export_onnx(model, images), None
-    from ablate.measurement.mobile import export_program, runtime_versions
+    from ablate.measurement.mobile import export_program, runtime_record
 
     artifact = export_program(backend, model, images, precision)  # type: ignore[arg-type]
-    record = {
-        "runtime": backend,
-        "versions": runtime_versions(backend),
-        "precision": precision,
-        "export_seconds": artifact.export_seconds,
-        "export_cached": artifact.cached,
-        "program_bytes": len(artifact.program),
-        "delegation": artifact.delegation.to_dict(),
-    }
-    return artifact.program, record
+    return artifact.program, runtime_record(backend, precision, artifact, pool)
 
 
 def _runtime_versions(backend: str) -> dict[str, str]:
@@ -114,7 +107,7 @@ def export_bundle(
     empty); returns the manifest's path. Refused before anything is written: an unknown or
     missing backend, a precision it lacks, an `output` that holds files."""
     from ablate.measurement.activations import realistic_module
-    from ablate.measurement.mobile import check_backend_available
+    from ablate.measurement.mobile import check_backend_available, export_pool
     from ablate.runs.runner import count_unit, plan_units
     from ablate.spec import load_spec, with_overrides
 
@@ -135,14 +128,22 @@ def export_bundle(
     try:
         entries: list[dict[str, Any]] = []
         variants: list[dict[str, Any]] = []
+        models, inputs = [], []
+        with export_pool(backend, precision, len(units)) as pool:
+            for unit in units:
+                resolution = unit.architecture.resolution
+                shape = (batch, 3, resolution, resolution)
+                models.append(realistic_module(unit.architecture))
+                inputs.append(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))
+                if pool is not None:
+                    pool.submit(models[-1], inputs[-1])
+            if pool is not None:
+                pool.wait()
         for index, unit in enumerate(units):
-            resolution = unit.architecture.resolution
-            shape = (batch, 3, resolution, resolution)
+            shape = tuple(inputs[index].shape)
             _, counted = count_unit(unit, spec, precision)
             variants += [entry.model_dump(mode="json") for entry in counted]
-            model = realistic_module(unit.architecture)
-            images = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-            program, runtime = _program(backend, model, images, precision)
+            program, runtime = _program(backend, models[index], inputs[index], precision, pool)
             file_name = f"models/v{index:03d}{EXTENSIONS[backend]}"
             (staging / "models").mkdir(exist_ok=True)
             (staging / file_name).write_bytes(program)

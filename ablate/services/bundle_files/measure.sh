@@ -104,7 +104,7 @@ command_for() {
     runner=$(quote "$RUNNER")
     case $1 in
         *.tflite) printf '%s --graph=%s --num_threads=1 --num_runs=%s --warmup_runs=1 --min_secs=0 --warmup_min_secs=0 --use_xnnpack=true' "$runner" "$model" "$2" ;;
-        *.pte) printf '%s --model_path=%s --num_executions=%s' "$runner" "$model" "$2" ;;
+        *.pte) printf '%s --model_path=%s --num_executions=%s --cpu_threads=1' "$runner" "$model" "$2" ;;
         *) printf '%s -m times -r %s -x 1 -y 1 -e cpu %s' "$runner" "$2" "$model" ;;
     esac
 }
