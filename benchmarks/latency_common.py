@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import torch
 
-import ablate
 from ablate.measurement.backends import prepare_runnable
 from ablate.measurement.clock import Runnable
 from ablate.measurement.engine import StoppingPolicy, measure_latency
@@ -25,6 +24,7 @@ def parser(description: str, *, repeats: int, budget: float) -> argparse.Argumen
     options.add_argument("--target-ci", type=float, default=0.01)
     options.add_argument("--threads", type=int, default=1)
     options.add_argument("--backend", default="eager")
+    options.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     options.add_argument("--seed", type=int, default=0)
     options.add_argument(
         "--instances", type=int, default=3, help="separately built copies of each variant"
@@ -33,7 +33,9 @@ def parser(description: str, *, repeats: int, budget: float) -> argparse.Argumen
 
 
 def setup_from(arguments: argparse.Namespace) -> MeasurementSetup:
-    setup = MeasurementSetup(backend=arguments.backend, threads=arguments.threads)
+    setup = MeasurementSetup(
+        backend=arguments.backend, threads=arguments.threads, precision=arguments.precision
+    )
     configure_torch(setup)
     return setup
 
@@ -46,17 +48,27 @@ def prepared_variants(
     setup: MeasurementSetup,
     instances: int,
 ) -> dict[str, list[Runnable]]:
-    """Per variant name, `instances` freshly built (own weights and buffers), optionally
-    altered, prepared copies of its architecture; built alternately across variants so that
-    none always gets the earlier memory."""
+    """Per variant name, `instances` prepared copies of its architecture, built as a run builds
+    it (seeded weights, batch-norm statistics re-estimated), optionally altered, each copy in
+    its own memory; copied alternately across variants so that none always gets the earlier
+    memory. On a mobile backend the copies of a variant share one exported program."""
+    import copy
+
+    from ablate.measurement.activations import realistic_module
+
+    built: dict[str, tuple[torch.nn.Module, int]] = {}
+    for name, (architecture, alter) in variants.items():
+        resolved = resolve_architecture(architecture)
+        model = realistic_module(resolved)
+        if alter is not None:
+            alter(model)
+        built[name] = (model, resolved.resolution)
     prepared: dict[str, list[Runnable]] = {name: [] for name in variants}
-    for _ in range(instances):
-        for name, (architecture, alter) in variants.items():
-            model = ablate.build_model(architecture)
-            if alter is not None:
-                alter(model)
-            resolution = resolve_architecture(architecture).resolution
-            prepared[name].append(prepare_runnable(model, example_input(setup, resolution), setup))
+    for instance in range(instances):
+        for name, (model, resolution) in built.items():
+            duplicate = model if instance == 0 else copy.deepcopy(model)
+            images = example_input(setup, resolution)
+            prepared[name].append(prepare_runnable(duplicate, images, setup))
     return prepared
 
 

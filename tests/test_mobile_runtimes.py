@@ -328,6 +328,29 @@ def test_fingerprint_covers_weights_buffers_and_structure() -> None:
     assert module_fingerprint(tiny(seed=0, cumsum=True)) != base
 
 
+def _adds(passes: int) -> Any:
+    def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+        for _ in range(passes):
+            output = output + 0.0
+        return output
+
+    return hook
+
+
+def test_fingerprint_covers_forward_hooks() -> None:
+    """A benchmark's hook changes the exported graph: it must not hit the plain model's entry."""
+    base = module_fingerprint(tiny(seed=0))
+    hooked = tiny(seed=0)
+    hooked.stem.register_forward_hook(_adds(3))
+    assert module_fingerprint(hooked) != base
+    again = tiny(seed=0)
+    again.stem.register_forward_hook(_adds(3))
+    assert module_fingerprint(again) == module_fingerprint(hooked)
+    more = tiny(seed=0)
+    more.stem.register_forward_hook(_adds(4))  # same code, other closure value
+    assert module_fingerprint(more) != module_fingerprint(hooked)
+
+
 def test_delegation_report_summary_and_round_trip() -> None:
     clean = DelegationReport("XNNPACK", {"aten.convolution": 3, "aten.add.Tensor": 1})
     assert not clean.flagged

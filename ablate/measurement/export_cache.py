@@ -138,7 +138,8 @@ def module_fingerprint(model: nn.Module) -> str:
     Per submodule: its name, class, the source of its `forward`, and its public scalar
     attributes (strides, paddings, a block's `residual` flag: what `state_dict` misses); then
     every parameter and buffer, names, dtypes, shapes and bytes, so two randomly initialised
-    builds of one architecture never share an entry.
+    builds of one architecture never share an entry; and any forward hooks (code and scalar
+    closure values), which the export traces.
     """
     import torch
 
@@ -154,6 +155,10 @@ def module_fingerprint(model: nn.Module) -> str:
             json.dumps([name, kind.__module__, kind.__qualname__, attributes], default=str).encode()
         )
         digest.update(_forward_source(kind).encode())
+        # A hook changes what the exported graph computes; its code and closure values key it.
+        for hooks in (module._forward_pre_hooks, module._forward_hooks):
+            for hook in hooks.values():
+                digest.update(_hook_text(hook).encode())
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -165,6 +170,17 @@ def _is_scalar(value: object) -> bool:
     if isinstance(value, tuple | list):
         return all(_is_scalar(item) for item in value)
     return isinstance(value, _SCALARS)
+
+
+def _hook_text(hook: Callable[..., Any]) -> str:
+    function = getattr(hook, "__func__", hook)
+    closure = getattr(function, "__closure__", None) or ()
+    values = [repr(cell.cell_contents) for cell in closure if _is_scalar(cell.cell_contents)]
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        source = getattr(function, "__qualname__", repr(function))
+    return json.dumps([source, values])
 
 
 def _forward_source(kind: type) -> str:

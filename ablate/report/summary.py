@@ -41,7 +41,7 @@ def machine_phrase(results: Results) -> str:
     measurement = results.measurement
     if measurement is not None:
         parts += [
-            f"{measurement.threads} threads",
+            f"{measurement.threads} thread{'' if measurement.threads == 1 else 's'}",
             f"latency predicted on {measurement.predicted_on}"
             if measurement.predicted_on is not None
             else f"{backend_phrase(results)} on {measurement.device}",
