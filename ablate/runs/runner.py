@@ -467,7 +467,7 @@ class Run:
             f"prepared {len(self.units)} architectures in {time.perf_counter() - started:.1f} s"
             + (
                 f" ({exported:.1f} s exporting, {cached} from the export cache"
-                + (f", {pool.workers} export processes" if pool is not None else "")
+                + (f", {pool.workers} export processes" if pool and pool.exported else "")
                 + ")"
                 if runtimes
                 else ""
