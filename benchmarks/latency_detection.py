@@ -83,7 +83,7 @@ def main() -> None:
     if in_place > 0:
         passes = max(1, round(passes * arguments.extra / in_place))
     print(
-        f"extra cost: {passes} x add_ on the stem output (alone {share:.1%} of a forward pass "
+        f"extra cost: {passes} x '+ 0' on the stem output (alone {share:.1%} of a forward pass "
         f"before correction; pilot in place {in_place:+.1%})"
     )
     detected = 0

@@ -31,7 +31,6 @@ from ablate.variants.resolve import resolve_architecture
 
 def main() -> None:
     options = parser(__doc__.splitlines()[0], repeats=1, budget=30.0)
-    options.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     options.add_argument("--model", default="mobilenet_v3_large")
     options.add_argument("--baseline", default="mobilenet_v2")
     options.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh one")

@@ -31,7 +31,6 @@ from ablate.services.bundle import (
     thermal_flag,
 )
 
-
 # Two factors, four networks; 64x64 keeps export and timing to seconds.
 SPEC = """\
 name: phone
