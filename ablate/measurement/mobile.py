@@ -564,6 +564,7 @@ def _exported(
     cache: bool,
 ) -> tuple[torch.Tensor, ExportArtifact]:
     """The CPU example and the program of `model` for `runtime`, from the cache or exported."""
+    _silence_import_notices()
     _require(runtime, precision)
     if device != "cpu":
         raise BackendUnavailableError(f"backend {runtime.name!r} runs on cpu only (got {device!r})")
@@ -595,7 +596,6 @@ def executorch_backend(
     cache_directory: Path | None = None,
     cache: bool = True,
 ) -> MobileRunnable:
-    _silence_import_notices()
     runtime = RUNTIMES["executorch"]
     example, artifact = _exported(
         runtime, model, example_input, device, precision, export_executorch, cache_directory, cache
@@ -726,7 +726,6 @@ def litert_backend(
     cache_directory: Path | None = None,
     cache: bool = True,
 ) -> MobileRunnable:
-    _silence_import_notices()
     runtime = RUNTIMES["litert"]
     example, artifact = _exported(
         runtime, model, example_input, device, precision, export_litert, cache_directory, cache
