@@ -685,7 +685,7 @@ def test_a_run_exports_ahead_and_a_rerun_reads_the_cache(
     assert all(v.runtime.export_seconds > 0 for v in first.variants)
     assert len(list((tmp_path / "cache" / "exports").glob("*.export"))) == 2
     second, output = run(str(tmp_path / "second"))
-    assert "2 from the export cache" in output
+    assert "(0.0 s exporting, 2 from the export cache)" in output
     assert [v.runtime.export_cached for v in second.variants] == [True, True]
     assert [v.runtime.export_seconds for v in second.variants] == [
         v.runtime.export_seconds for v in first.variants

@@ -460,9 +460,10 @@ class Run:
             ]
             first = runnables[unit.name][0]
             if hasattr(first, "record"):
-                runtimes[unit.name] = RuntimeRecord.model_validate(first.record(pool))
-                exported += runtimes[unit.name].export_seconds
-                cached += runtimes[unit.name].export_cached
+                record = RuntimeRecord.model_validate(first.record(pool))
+                runtimes[unit.name] = record
+                cached += record.export_cached
+                exported += 0.0 if record.export_cached else record.export_seconds
         self.progress.note(
             f"prepared {len(self.units)} architectures in {time.perf_counter() - started:.1f} s"
             + (
