@@ -316,25 +316,28 @@ def test_a_backbone_without_a_c4_tap_is_refused() -> None:
     assert check_taps(small) == 8
 
 
-def test_bad_detector_setting_in_a_spec(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variants", "key_path", "phrase"),
+    [
+        (
+            "  one: {tail: reduced}\n  two: {base: mobilenet_v2, tail: reduced}\n",
+            "variants.two.tail",
+            "classifier",
+        ),
+        (
+            "  lite: {}\n  tv: {convention: torchvision, head: ssd}\n",
+            "variants.tv.convention",
+            "torchvision builds no ssd head",
+        ),
+    ],
+)
+def test_bad_detector_setting_in_a_spec(
+    tmp_path: Path, variants: str, key_path: str, phrase: str
+) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        "name: bad\nbase: ssdlite_mobilenet_v2\nvariants:\n  one: {tail: reduced}\n"
-        "  two: {base: mobilenet_v2, tail: reduced}\n"
-    )
+    spec.write_text("name: bad\nbase: ssdlite_mobilenet_v2\nvariants:\n" + variants)
     line = one_error_line(["validate", str(spec)])
-    assert "bad.yaml" in line and "variants.two.tail" in line and "classifier" in line
-
-
-def test_torchvision_convention_with_an_ssd_head_in_a_spec(tmp_path: Path) -> None:
-    spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        "name: bad\nbase: ssdlite_mobilenet_v3_large\nvariants:\n  lite: {}\n"
-        "  tv: {convention: torchvision, head: ssd}\n"
-    )
-    line = one_error_line(["validate", str(spec)])
-    assert "bad.yaml" in line and "variants.tv.convention" in line
-    assert "torchvision builds no ssd head" in line
+    assert "bad.yaml" in line and key_path in line and phrase in line
 
 
 @pytest.mark.parametrize(
