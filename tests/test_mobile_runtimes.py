@@ -21,8 +21,8 @@ from torch import nn
 from ablate import build_model
 from ablate.architecture.layers import Block, ConvBatchNormActivation, SqueezeExcitation
 from ablate.errors import BackendUnavailableError, MissingDependencyError, UnknownNameError
-from ablate.measurement import mobile
-from ablate.measurement.activations import reestimate_batch_norm
+from ablate.measurement import activations, mobile
+from ablate.measurement.activations import realistic_module, reestimate_batch_norm
 from ablate.measurement.backends import BACKENDS, output_array
 from ablate.measurement.export_cache import (
     DelegationReport,
@@ -31,6 +31,7 @@ from ablate.measurement.export_cache import (
     module_fingerprint,
     read_entry,
 )
+from ablate.variants.resolve import resolve_architecture
 
 SMALL = {"width": 0.35, "resolution": 96}
 
@@ -144,6 +145,90 @@ def test_batch_norm_reestimation_is_deterministic_and_seeded() -> None:
 def test_batch_norm_reestimation_rejects_single_image_batches() -> None:
     with pytest.raises(ValueError, match="batch_size >= 2"):
         reestimate_batch_norm(tiny(), 32, batch_size=1)
+
+
+NO_SE = resolve_architecture("mobilenet_v3_small", {**SMALL, "se": "off"})
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def _same(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _no_reestimation(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("re-estimated although the cache holds the statistics")
+
+    monkeypatch.setattr(activations, "reestimate_batch_norm", refuse)
+
+
+def test_realistic_statistics_are_cached_and_read_back_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    architecture = resolve_architecture("mobilenet_v3_small", SMALL)
+    fresh = _state(realistic_module(architecture, cache=False))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # cache=False stores nothing
+
+    first = realistic_module(architecture, cache_directory=tmp_path)
+    assert _same(_state(first), fresh)
+    entries = list((tmp_path / "batch_norm").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".pt"
+
+    _no_reestimation(monkeypatch)
+    again = realistic_module(architecture, cache_directory=tmp_path)
+    # Bit for bit the values a fresh estimate gives, so exports keyed on them still hit.
+    assert _same(_state(again), fresh)
+    assert module_fingerprint(again) == module_fingerprint(first)
+    assert not again.training
+
+
+def test_realistic_statistics_are_keyed_by_the_module_and_the_seed(tmp_path: Path) -> None:
+    small = resolve_architecture("mobilenet_v3_small", SMALL)
+    realistic_module(small, cache_directory=tmp_path)
+    realistic_module(small, seed=1, cache_directory=tmp_path)
+    realistic_module(
+        NO_SE,
+        cache_directory=tmp_path,
+    )
+    assert len(list((tmp_path / "batch_norm").iterdir())) == 3
+
+
+@pytest.mark.parametrize("damage", ["torn", "foreign", "not_finite"])
+def test_a_damaged_statistics_entry_is_re_estimated_and_rewritten(
+    tmp_path: Path, damage: str
+) -> None:
+    architecture = resolve_architecture("mobilenet_v3_small", SMALL)
+    fresh = _state(realistic_module(architecture, cache=False))
+    realistic_module(architecture, cache_directory=tmp_path)
+    (entry,) = (tmp_path / "batch_norm").iterdir()
+    whole = entry.read_bytes()
+    if damage == "torn":  # a write cut short
+        entry.write_bytes(whole[: len(whole) // 2])
+    elif damage == "foreign":  # a copied file: V3-Small without SE has the same batch norms
+        other = realistic_module(NO_SE, cache=False)
+        activations.store_statistics(other, entry, activations.statistics_key(other, 96, 0))
+    else:
+        saved = torch.load(entry, weights_only=True)
+        statistics = saved["statistics"]
+        first = next(name for name in statistics if name.endswith("running_var"))
+        statistics[first] = torch.full_like(statistics[first], float("nan"))
+        torch.save(saved, entry)
+
+    rebuilt = realistic_module(architecture, cache_directory=tmp_path)
+    assert _same(_state(rebuilt), fresh)
+    assert entry.read_bytes() == whole  # rewritten whole
+
+
+def test_a_statistics_cache_that_cannot_be_written_costs_only_time(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache directory would go")
+    architecture = resolve_architecture("mobilenet_v3_small", SMALL)
+    model = realistic_module(architecture, cache_directory=blocked)
+    assert _same(_state(model), _state(realistic_module(architecture, cache=False)))
+    assert blocked.read_text() == "a file where the cache directory would go"
 
 
 # ---------------------------------------------------------------------------------------------

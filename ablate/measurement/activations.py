@@ -7,14 +7,29 @@ meaningless for int8 calibration (every scale collapses) and land in the denorma
 of any runtime that does not flush them. Re-estimating the statistics, as a training run
 would have, makes every batch norm output roughly zero-mean and unit-variance per channel.
 The weights are not touched: the same re-estimated model goes to every backend of a run.
+
+The statistics are cached on disk beside the export cache, keyed by the built module's
+fingerprint (structure, forward code, seeded weights), the recipe and torch's version: a
+rerun, the per-op profile after the timing, and every copy skip the forward passes (about
+2 s per full-size network on one core) and get the very same values, so exports still hit
+their cache.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ablate.errors import WriteError
+from ablate.files import write_bytes_atomic
+
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from ablate.architecture.description import Architecture
@@ -96,9 +111,20 @@ ACTIVATIONS_NOTE = (
 )
 
 
-def realistic_module(architecture: Architecture, *, seed: int = BUILD_SEED) -> nn.Module:
+def realistic_module(
+    architecture: Architecture,
+    *,
+    seed: int = BUILD_SEED,
+    cache: bool = True,
+    cache_directory: Path | None = None,
+) -> nn.Module:
     """The architecture built with seeded weights, its batch-norm statistics re-estimated on
-    seeded images, in eval mode: activations O(1) at every layer."""
+    seeded images, in eval mode: activations O(1) at every layer.
+
+    The statistics come from the cache when it holds them for this very module
+    (`cache_directory`, default the calibration cache's); `cache=False` always re-estimates
+    and stores nothing.
+    """
     import torch
 
     from ablate.architecture.builder import build_module
@@ -106,5 +132,92 @@ def realistic_module(architecture: Architecture, *, seed: int = BUILD_SEED) -> n
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_module(architecture)
-    reestimate_batch_norm(model, architecture.resolution, seed=seed)
+    resolution = architecture.resolution
+    if not cache:
+        reestimate_batch_norm(model, resolution, seed=seed)
+        return model
+    key = statistics_key(model, resolution, seed)
+    path = batch_norm_cache_directory(cache_directory) / f"{_digest(key)}.pt"
+    if not load_statistics(model, path, key):
+        reestimate_batch_norm(model, resolution, seed=seed)
+        store_statistics(model, path, key)
     return model
+
+
+def batch_norm_cache_directory(directory: Path | None = None) -> Path:
+    from ablate.measurement.calibration import cache_directory
+
+    return (directory or cache_directory()) / "batch_norm"
+
+
+def statistics_key(model: nn.Module, resolution: int, seed: int) -> str:
+    """What re-estimated statistics depend on: the module as built (not yet re-estimated),
+    the images and torch, which may compute the forward passes to other bits."""
+    import torch
+
+    from ablate.measurement.export_cache import module_fingerprint
+
+    key = {
+        "module": module_fingerprint(model),
+        "resolution": resolution,
+        "seed": seed,
+        "batches": DEFAULT_BATCHES,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "torch": torch.__version__,
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    from torch import nn
+
+    return {
+        f"{name}.{buffer}": getattr(module, buffer)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.BatchNorm2d)
+        for buffer in ("running_mean", "running_var", "num_batches_tracked")
+    }
+
+
+def load_statistics(model: nn.Module, path: Path, key: str) -> bool:
+    """Copies the statistics cached at `path` for `key` into `model`'s batch norms and puts it
+    in eval mode; False, touching nothing, when there is no whole entry for this key and
+    exactly these layers (missing, torn, another model's, values not finite)."""
+    import torch
+
+    try:
+        entry = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+    except Exception:  # a torn or foreign file is a miss, whatever torch.load raises
+        return False
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return False
+    saved = entry.get("statistics")
+    targets = _statistics(model)
+    if not isinstance(saved, dict) or set(saved) != set(targets):
+        return False
+    for name, target in targets.items():
+        value = saved[name]
+        if not isinstance(value, torch.Tensor) or value.shape != target.shape:
+            return False
+        if value.dtype != target.dtype or not bool(torch.isfinite(value.float()).all()):
+            return False
+    with torch.no_grad():
+        for name, target in targets.items():
+            target.copy_(saved[name])
+    model.eval()
+    return True
+
+
+def store_statistics(model: nn.Module, path: Path, key: str) -> None:
+    import torch
+
+    statistics = {name: tensor.detach().cpu() for name, tensor in _statistics(model).items()}
+    buffer = io.BytesIO()
+    torch.save({"key": key, "statistics": statistics}, buffer)
+    # A cache that cannot be written costs only time: the next build re-estimates the same.
+    with contextlib.suppress(WriteError):
+        write_bytes_atomic(path, buffer.getvalue())
