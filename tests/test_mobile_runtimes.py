@@ -232,6 +232,55 @@ def test_a_statistics_cache_that_cannot_be_written_costs_only_time(tmp_path: Pat
 
 
 # ---------------------------------------------------------------------------------------------
+# Batch norms folded before export (no runtime needed)
+
+
+class OwnForward(nn.Sequential):
+    """A Sequential whose forward does not feed the convolution into the batch norm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[1](x) + self[0](x)
+
+
+def test_export_copy_folds_each_conv_batch_norm_pair_and_leaves_the_caller_alone() -> None:
+    model = realistic_module(resolve_architecture("mobilenet_v3_small", SMALL))
+    norms = sum(isinstance(module, nn.BatchNorm2d) for module in model.modules())
+    before = module_fingerprint(model)
+    x = images(SMALL["resolution"])
+
+    folded, example = mobile._export_copy(model, x)
+
+    assert norms == 34  # V3-Small: 34 conv + batch norm layers, all in plain Sequentials
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
+    assert module_fingerprint(model) == before  # the caller's module is untouched
+    with torch.no_grad():
+        reference, output = model(x), folded(example)
+    assert torch.allclose(output, reference, rtol=1e-4, atol=1e-5 * reference.abs().max())
+
+
+def test_only_batch_norms_fed_straight_by_a_convolution_are_folded() -> None:
+    def pair() -> list[nn.Module]:
+        torch.manual_seed(0)
+        conv, norm = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        reestimated = nn.Sequential(conv, norm)
+        reestimate_batch_norm(reestimated, 8)
+        return [conv, norm]
+
+    own_forward = OwnForward(*pair())
+    norm_first = nn.Sequential(nn.BatchNorm2d(3), pair()[0])  # a norm, then a conv
+    training = nn.Sequential(*pair()).train()
+    plain = nn.Sequential(*pair())
+    model = nn.Sequential(own_forward, norm_first, training, plain).eval()
+    training.train()
+
+    assert mobile.fold_batch_norms(model) == 1
+    assert isinstance(plain[1], nn.Identity) and plain[0].bias is not None
+    assert isinstance(own_forward[1], nn.BatchNorm2d)
+    assert isinstance(norm_first[0], nn.BatchNorm2d)
+    assert isinstance(training[1], nn.BatchNorm2d)
+
+
+# ---------------------------------------------------------------------------------------------
 # Availability: one line naming the extra, before any work
 
 
