@@ -202,6 +202,43 @@ def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPa
     )
 
 
+def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
+    from ablate.runs.estimate import (
+        COUNT_SECONDS_FIXED,
+        FORWARD_SECONDS_FIXED,
+        FORWARD_SECONDS_PER_MAC,
+        PROFILER_OVERHEAD,
+    )
+
+    text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 1.0]}\n"
+    estimate = estimate_run(load_spec_text(text, "e.yaml"), copies=1)
+    forwards = [
+        FORWARD_SECONDS_FIXED
+        + FORWARD_SECONDS_PER_MAC
+        * architecture_size(resolve_architecture("mobilenet_v3_small", {"width": width})).macs
+        for width in (0.35, 1.0)
+    ]
+    # Each network: built, then 2 x 8 batch-norm images; profiled: 1 + 5 + 1 passes, at 4x.
+    assert estimate.prepare_seconds == pytest.approx(
+        sum(COUNT_SECONDS_FIXED + 16 * forward for forward in forwards)
+    )
+    assert PROFILER_OVERHEAD == 4.0
+    assert estimate.profile_seconds == pytest.approx(
+        sum(COUNT_SECONDS_FIXED + 4.0 * 7 * forward for forward in forwards)
+    )
+    quick = estimate_run(load_spec_text(text + "measure: {quick: true}\n", "e.yaml"), copies=1)
+    assert quick.profile_seconds == pytest.approx(
+        sum(COUNT_SECONDS_FIXED + 4.0 * 3 * forward for forward in forwards)
+    )
+    staged = _estimate(prepare_seconds=150.0, profile_seconds=90.0, export_seconds=600.0)
+    assert staged.total_seconds == 2.0 + 150.0 + 600.0 + 60.0 + 90.0
+    assert staged.summary().endswith(
+        "counting about 2 s, preparing at most about 2.5 min, exporting at most about 10.0 min "
+        "(1 process; none for programs in the export cache), measuring about 60 s, profiling "
+        "about 90 s; in all about 15.0 min with nothing cached"
+    )
+
+
 def test_available_memory_honours_an_address_space_limit(tmp_path: Path) -> None:
     code = "from ablate.runs.estimate import available_memory; print(available_memory())"
     capped = subprocess.run(

@@ -57,7 +57,9 @@ def test_validate_prints_a_summary_and_the_variants(app: typer.Typer, tmp_path: 
     # The estimate (memory of this process, so not a fixed figure) follows the verdict.
     assert re.fullmatch(
         r"3 distinct architectures for 4 variants; memory about \d+\.\d GB \(3 built copies "
-        r"each\)( of \d+\.\d GB)? available; counting about \d+ s, measuring about 60 s",
+        r"each\)( of \d+\.\d GB)? available; counting about \d+ s, preparing at most about "
+        r"\d+ s, measuring about 60 s, profiling about \d+ s; in all about \d+ s with "
+        r"nothing cached",
         lines.pop(1),
     )
     assert lines == [

@@ -11,9 +11,14 @@ come from a forward pass on a small input, scaled by the area (every activation 
 networks scales with height x width). A spec with many architectures is estimated on an
 evenly spaced sample that includes its widest and its largest-input ones, and extrapolated.
 
-Time: counting grows with MACs; measuring takes the budget, unless the minimum rounds of every
-variant, one forward each, take longer. Both are rough (within a factor of 2); memory is what
-is refused, because running out of it kills the run.
+Time, stage by stage, from one eager forward pass per architecture (a fixed cost plus MACs at
+a fitted rate): counting grows with MACs; preparing builds every network and re-estimates its
+batch norms (16 images; skipped for statistics already in the cache); exporting (mobile
+backends) takes a fitted time per program, split over the export processes; measuring takes
+the budget, unless the minimum rounds of every variant, one forward each, take longer; the
+per-op profile runs a few profiled passes per network. All are rough: the forward rate is
+fitted on one machine on one day, and a shared VM can run three times slower on another.
+Memory is what is refused, because running out of it kills the run.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ COUNT_SECONDS_PER_MAC = 4e-10
 # (V3-Large, 217M MACs, 14 ms), with the warm-up block floor of the latency engine.
 FORWARD_SECONDS_FIXED = 1.5e-3
 FORWARD_SECONDS_PER_MAC = 1 / 15e9
+# The per-op profile's passes (one unrecorded, then the recorded runs and one more) cost
+# about 4x their forward time with the profiler's hooks and event tree: fitted on
+# why_v3_faster and why_v3_faster_detection.
+PROFILER_OVERHEAD = 4.0
 # Exporting one full-size MobileNet for a mobile runtime, one process: why_v3_faster's 128
 # programs took 35 s each on average on a 2-core x86 VM (ExecuTorch 1.5.1, fp32; int8 adds
 # the calibration and the quantized graph's passes).
@@ -72,6 +81,8 @@ class RunEstimate:
     available_bytes: int | None  # what this process may still use; None when unknown
     export_seconds: float = 0.0  # exporting every program, none cached, in every worker
     export_workers: int = 1
+    prepare_seconds: float = 0.0  # building, re-estimating batch norms none of which cached
+    profile_seconds: float = 0.0  # the per-op profile of every architecture
 
     @property
     def memory_bytes(self) -> int:
@@ -80,6 +91,17 @@ class RunEstimate:
     @property
     def measure_seconds(self) -> float:
         return max(self.budget_seconds, self.minimum_measure_seconds)
+
+    @property
+    def total_seconds(self) -> float:
+        """Every stage, nothing cached."""
+        return (
+            self.count_seconds
+            + self.prepare_seconds
+            + self.export_seconds
+            + self.measure_seconds
+            + self.profile_seconds
+        )
 
     def summary(self) -> str:
         sample = (
@@ -94,6 +116,11 @@ class RunEstimate:
             f"{'' if self.available_bytes is None else ' of ' + _gigabytes(self.available_bytes)}"
             f" available; counting about {_duration(self.count_seconds)}, "
             + (
+                f"preparing at most about {_duration(self.prepare_seconds)}, "
+                if self.prepare_seconds
+                else ""
+            )
+            + (
                 f"exporting at most about {_duration(self.export_seconds)} "
                 f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}; "
                 "none for programs in the export cache), "
@@ -101,6 +128,12 @@ class RunEstimate:
                 else ""
             )
             + f"measuring about {_duration(self.measure_seconds)}"
+            + (
+                f", profiling about {_duration(self.profile_seconds)}; "
+                f"in all about {_duration(self.total_seconds)} with nothing cached"
+                if self.profile_seconds
+                else ""
+            )
         )
 
     def refusal(self) -> str | None:
@@ -243,8 +276,10 @@ def _read_int(path: str) -> int | None:
 
 def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     """Memory and time of running `spec` with `copies` built copies per architecture."""
+    from ablate.measurement.activations import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
     from ablate.measurement.backends import backend_fuses
     from ablate.measurement.mobile import RUNTIMES, export_workers
+    from ablate.runs.runner import PROFILE_RUNS, QUICK_PROFILE_RUNS
 
     groups = spec.architecture_groups()
     architectures = list(groups)
@@ -257,9 +292,12 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     count_seconds = sum(
         COUNT_SECONDS_FIXED + COUNT_SECONDS_PER_MAC * size.macs * batch for size in sizes
     )
-    forward = sum(
+    forwards = [
         FORWARD_SECONDS_FIXED + FORWARD_SECONDS_PER_MAC * size.macs * batch for size in sizes
-    )
+    ]
+    passes = 2 + (QUICK_PROFILE_RUNS if spec.measure.quick else PROFILE_RUNS)
+    # Re-estimating batch norms: one train-mode forward per image, unless cached.
+    images = DEFAULT_BATCHES * DEFAULT_BATCH_SIZE
     settings = spec.measure.effective()
     workers = max(1, min(export_workers(), len(architectures)))
     exporting = (
@@ -277,11 +315,14 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         weight_bytes=int(weights),
         activation_bytes=2 * batch * max(size.activation_peak_bytes for size in sizes),
         count_seconds=count_seconds * scale,
-        minimum_measure_seconds=settings.min_rounds * forward * scale,
+        minimum_measure_seconds=settings.min_rounds * sum(forwards) * scale,
         budget_seconds=settings.budget_s,
         available_bytes=available_memory(),
         export_seconds=exporting / workers,
         export_workers=workers,
+        prepare_seconds=scale * sum(COUNT_SECONDS_FIXED + images * forward for forward in forwards),
+        profile_seconds=scale
+        * sum(COUNT_SECONDS_FIXED + PROFILER_OVERHEAD * passes * forward for forward in forwards),
     )
 
 
@@ -290,4 +331,3 @@ def check_fits(estimate: RunEstimate, *, force: bool) -> None:
     reason = estimate.refusal()
     if reason is not None and not force:
         raise AblateError(f"this run {reason}")
-
