@@ -335,6 +335,22 @@ def test_mobile_backends_are_registered() -> None:
     assert mobile.factory_options("eager", "fp32") == {}
 
 
+def test_checking_a_mobile_backend_prints_no_import_notices() -> None:
+    """torchao logs a line per CUDA library it cannot load when first imported; the check
+    before a run imports it, and must not print into the progress display."""
+    import subprocess
+
+    _runtime("executorch")
+    code = (
+        "from ablate.measurement.backends import BACKENDS; "
+        "BACKENDS.get('executorch').check_available(); print('checked')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "checked\n"
+    assert "Failed to load" not in done.stderr and "KernelPreference" not in done.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # The cache (no runtime needed: the exporter is a stand-in that counts its calls)
 

@@ -229,8 +229,17 @@ def compile_backend(
 
 def _register_mobile_backends() -> None:
     """ExecuTorch and LiteRT (XNNPACK, which fuses conv + BN + activation): their packages
-    load only when a factory runs."""
-    from ablate.measurement.mobile import RUNTIMES, executorch_backend, litert_backend
+    load only when a backend is checked or its factory runs."""
+    from ablate.measurement.mobile import (
+        RUNTIMES,
+        executorch_backend,
+        litert_backend,
+        silence_import_notices,
+    )
+
+    # `check_available` imports torchao before any factory runs; its import notices (CUDA
+    # libraries missing on a CPU machine) would otherwise interleave with the progress display.
+    silence_import_notices()
 
     for factory in (executorch_backend, litert_backend):
         runtime = RUNTIMES[factory.__name__.removesuffix("_backend")]

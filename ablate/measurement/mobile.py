@@ -313,7 +313,7 @@ def export_program(
     )
 
 
-def _silence_import_notices() -> None:
+def silence_import_notices() -> None:
     """torchao logs a warning per CUDA kernel library it cannot load on a CPU machine, and
     torch one about an enum it registers; neither says anything about the measurement."""
     import logging
@@ -448,7 +448,7 @@ def _export_worker_started() -> None:
     the pool's parallelism is its processes."""
     import torch
 
-    _silence_import_notices()
+    silence_import_notices()
     torch.set_num_threads(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -476,7 +476,7 @@ def export_executorch(
     model: nn.Module, example_input: torch.Tensor, precision: Precision = "fp32"
 ) -> tuple[bytes, DelegationReport]:
     """torch.export -> (PT2E int8) -> edge, lowered to XNNPACK -> .pte bytes, and the report."""
-    _silence_import_notices()
+    silence_import_notices()
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -604,7 +604,7 @@ def _exported(
     cache: bool,
 ) -> tuple[torch.Tensor, ExportArtifact]:
     """The CPU example and the program of `model` for `runtime`, from the cache or exported."""
-    _silence_import_notices()
+    silence_import_notices()
     _require(runtime, precision)
     if device != "cpu":
         raise BackendUnavailableError(f"backend {runtime.name!r} runs on cpu only (got {device!r})")
@@ -662,7 +662,7 @@ def export_litert(
     model: nn.Module, example_input: torch.Tensor, precision: Precision = "fp32"
 ) -> tuple[bytes, DelegationReport]:
     """litert-torch conversion (PT2E int8 with its own quantizer) -> .tflite bytes, the report."""
-    _silence_import_notices()
+    silence_import_notices()
     import torch
 
     _check_precision(precision)
