@@ -10,8 +10,8 @@ The weights are not touched: the same re-estimated model goes to every backend o
 
 The statistics are cached on disk beside the export cache, keyed by the built module's
 fingerprint (structure, forward code, seeded weights), the recipe and torch's version: a
-rerun, the per-op profile after the timing, and every copy skip the forward passes (about
-2 s per full-size network on one core) and get the very same values, so exports still hit
+rerun, the per-op profile after the timing, and every copy skip the forward passes (1-2 s
+per full-size network on one core) and get the very same values, so exports still hit
 their cache.
 """
 
