@@ -82,7 +82,7 @@ class RunEstimate:
     available_bytes: int | None  # what this process may still use; None when unknown
     export_seconds: float = 0.0  # exporting every program, none cached, in every worker
     export_workers: int = 1
-    prepare_seconds: float = 0.0  # building, re-estimating batch norms none of which cached
+    prepare_seconds: float = 0.0  # building and re-estimating batch norms, none cached
     profile_seconds: float = 0.0  # the per-op profile of every architecture
 
     @property
