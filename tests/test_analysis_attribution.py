@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ablate.analysis.attribution import Attribution, attribute
+from ablate.analysis.attribution import Attribution, attribute, latency_half_widths
 from ablate.analysis.bootstrap import BootstrapSettings, latency_shapley, latency_table
 from ablate.analysis.coalitions import CoalitionSpace, popcount
 from ablate.analysis.plan import added_alone_view, path_view, plan_attribution, removed_alone_view
@@ -428,3 +428,31 @@ def test_attribute_input_errors() -> None:
     rounds = np.ones((5, 3))
     with pytest.raises(AblateError, match="not measured for 1 coalition"):
         attribute(["a", "b"], latency_rounds=rounds, latency_masks=[0, 1, 2])
+
+
+def test_latency_half_widths_are_the_reported_intervals_in_fractions_of_from() -> None:
+    # Three factors, seeded lognormal rounds: the stopping rule must judge exactly the
+    # intervals `attribute` then reports, in points of the `from` model's latency.
+    rng = np.random.default_rng(11)
+    costs = np.array(
+        [10.0 + 2.0 * (mask & 1) - 1.5 * (mask >> 1 & 1) + 0.5 * (mask >> 2) for mask in range(8)]
+    )
+    rounds = costs * 1e-3 * rng.lognormal(0.0, 0.03, size=(30, 8))
+    factors = ("a", "b", "c")
+    plan = plan_attribution(factors, path_order=factors)
+    widths = latency_half_widths(plan, rounds, list(range(8)))
+    reported = attribute(factors, latency_rounds=rounds, path_order=factors)
+    assert set(widths) == {"shapley:a", "shapley:b", "shapley:c", "total:total"}
+    for effect in (*reported.shapley, reported.total):
+        assert effect.latency is not None
+        low, high = effect.latency.interval_percent
+        key = f"total:{effect.label}" if effect is reported.total else f"shapley:{effect.label}"
+        assert widths[key] == pytest.approx((high - low) / 2 / 100, rel=1e-12)
+    # 3% jitter per run, independent across columns (no shared round state), 30 rounds: a
+    # median is known to about 1.25 x 3% / sqrt(30) = 0.7% (1 sigma), a difference of two to
+    # 1%, so 95% half-widths of 1-2 points of `from`.
+    assert all(0.005 < width < 0.025 for width in widths.values())
+    # More rounds of the same machine narrow every interval.
+    more = costs * 1e-3 * rng.lognormal(0.0, 0.03, size=(300, 8))
+    narrower = latency_half_widths(plan, more, list(range(8)))
+    assert all(narrower[key] < widths[key] for key in widths)

@@ -155,7 +155,7 @@ def test_a_run_that_fits_is_summarised_and_not_refused() -> None:
     assert estimate.refusal() is None
     assert estimate.summary() == (
         "4 distinct architectures for 4 variants; memory about 1.6 GB (3 built copies each) "
-        "of 8.0 GB available; counting about 2 s, measuring about 60 s"
+        "of 8.0 GB available; counting about 2 s, measuring at most about 60 s"
     )
 
 
@@ -198,7 +198,7 @@ def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPa
     summary = _estimate(export_seconds=140.0, export_workers=2).summary()
     assert summary.endswith(
         "counting about 2 s, exporting at most about 2.3 min (2 processes; none for programs "
-        "in the export cache), measuring about 60 s"
+        "in the export cache), measuring at most about 60 s"
     )
 
 
@@ -234,8 +234,8 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
     assert staged.total_seconds == 2.0 + 150.0 + 600.0 + 60.0 + 90.0
     assert staged.summary().endswith(
         "counting about 2 s, preparing at most about 2.5 min, exporting at most about 10.0 min "
-        "(1 process; none for programs in the export cache), measuring about 60 s, profiling "
-        "about 90 s; in all about 15.0 min with nothing cached"
+        "(1 process; none for programs in the export cache), measuring at most about 60 s, "
+        "profiling about 90 s; in all about 15.0 min with nothing cached"
     )
 
 

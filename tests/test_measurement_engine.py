@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pytest
 
+from ablate.analysis.attribution import attribute, latency_half_widths
+from ablate.analysis.plan import plan_attribution
 from ablate.errors import MeasurementError
 from ablate.measurement.clock import WarmupPolicy
-from ablate.measurement.engine import StoppingPolicy, measure_latency
+from ablate.measurement.engine import PrecisionTarget, StoppingPolicy, measure_latency
 from ablate.measurement.results import LatencyResult, to_json
 
 
@@ -426,3 +428,97 @@ def test_a_result_is_reproducible_from_the_same_seed():
     # The environment records the load average of the moment, which is not the engine's to fix.
     first, second = (dataclasses.replace(r, environment=results[0].environment) for r in results)
     assert first == second
+
+
+# -- a precision target other than each ratio (an attribution's Shapley values) ---------
+
+
+def test_a_judged_target_decides_when_to_stop_and_is_recorded() -> None:
+    machine = FakeMachine(seed=21)
+    seen: list[dict[str, int]] = []
+
+    def widths(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+        seen.append({name: len(values) for name, values in samples.items()})
+        return {"shapley:x": 0.4 / len(samples["base"])}  # <= 0.01 from 40 rounds on
+
+    judged = PrecisionTarget("attribution", widths)
+    result = measure(
+        machine,
+        # 30% jitter: the ratio's interval is far wider than +/-1%, but it is not what is
+        # judged, so it is not flagged as too wide (the same rounds judged on ratios are).
+        {
+            "base": machine.variant("base", 0.010, jitter=0.3),
+            "x": machine.variant("x", 0.012, jitter=0.3),
+        },
+        target_ci=0.01,
+        judged=judged,
+    )
+    # Checked at 20 rounds, then every tenth of the rounds taken: 20, 22, 24, 26, 28, 30, 33,
+    # 36, 39, 42; the first at 40 or more is 42.
+    assert [check["base"] for check in seen] == [20, 22, 24, 26, 28, 30, 33, 36, 39, 42]
+    assert all(check == {"base": check["base"], "x": check["base"]} for check in seen)
+    assert (result.stop_reason, result.rounds, result.stop_on) == ("target", 42, "attribution")
+    assert "wide_interval" not in result.variant("x").flag_names()
+    ratio = result.variant("x").ratio_to_baseline
+    assert ratio is not None and (ratio.ci95[1] - ratio.ci95[0]) / 2 / ratio.median > 0.01
+    assert json.loads(to_json(result))["stop_on"] == "attribution"
+
+
+def test_a_judged_target_never_reached_stops_on_the_budget() -> None:
+    machine = FakeMachine(seed=22)
+    result = measure(
+        machine,
+        {"base": machine.variant("base", 0.010), "x": machine.variant("x", 0.011)},
+        budget_seconds=1.0,
+        judged=PrecisionTarget("attribution", lambda samples: {"never": 1.0}),
+    )
+    assert (result.stop_reason, result.stop_on) == ("budget", "attribution")
+
+
+def test_by_default_each_ratio_is_judged() -> None:
+    machine = FakeMachine(seed=23)
+    result = measure(
+        machine, {"base": machine.variant("base", 0.01), "x": machine.variant("x", 0.011)}
+    )
+    assert result.stop_on == "ratios"
+    assert json.loads(to_json(result))["stop_on"] == "ratios"
+
+
+def test_stopping_on_the_attribution_takes_fewer_rounds_and_keeps_its_intervals() -> None:
+    # Two factors on a simulated machine: stopping when the Shapley values are precise to
+    # +/-1 point of `from` ends sooner than waiting for each ratio to be within +/-1%, and
+    # the attribution then reported from those rounds is within the target.
+    factors = ("a", "b")
+    plan = plan_attribution(factors, path_order=factors)
+    costs = {0: 0.010, 1: 0.0085, 2: 0.0104, 3: 0.0090}
+    names = {mask: plan.space.variant_name(mask) for mask in costs}
+
+    def run(judged: PrecisionTarget | None) -> tuple[LatencyResult, list[list[float]]]:
+        machine = FakeMachine(seed=24)
+        rounds: list[list[float]] = []
+        variants = {
+            names[mask]: machine.variant(names[mask], cost, jitter=0.05)
+            for mask, cost in costs.items()
+        }
+        result = measure_latency(
+            variants,
+            baseline=names[0],
+            clock=machine.clock,
+            stopping=StoppingPolicy(budget_seconds=600.0, judged=judged),
+            on_round=lambda index, seconds: rounds.append([seconds[names[m]] for m in costs]),
+        )
+        return result, rounds
+
+    def widths(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+        columns = np.column_stack([samples[names[mask]] for mask in costs])
+        return latency_half_widths(plan, columns, list(costs))
+
+    by_ratios, _ = run(None)
+    by_attribution, rounds = run(PrecisionTarget("attribution", widths))
+    assert by_ratios.stop_reason == by_attribution.stop_reason == "target"
+    assert by_attribution.rounds < by_ratios.rounds
+    reported = attribute(factors, latency_rounds=rounds, path_order=factors)
+    for effect in (*reported.shapley, reported.total):
+        assert effect.latency is not None
+        low, high = effect.latency.interval_percent
+        assert (high - low) / 2 <= 1.0  # points of `from`

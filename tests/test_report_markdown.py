@@ -84,3 +84,16 @@ def test_markdown_table_cells_escape_pipes() -> None:
 
     text = render_markdown(modified_results("hswish_eager", piped), plots={})
     assert "note=a\\|b" in text
+
+
+def test_the_target_row_says_what_the_target_judged() -> None:
+    def judged_attribution(document: dict[str, Any]) -> None:
+        document["measurement"]["stop_on"] = "attribution"
+
+    ratios = render_markdown(fixture_results("why_eager"), plots={})
+    attribution = render_markdown(modified_results("why_eager", judged_attribution), plots={})
+    assert "| target interval | +/-1.0% of the ratio |" in ratios
+    assert (
+        "| target interval | +/-1.0 points of the `from` model's latency, for every latency "
+        "Shapley value and the total |"
+    ) in attribution

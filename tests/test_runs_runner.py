@@ -74,6 +74,37 @@ def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) ->
     rounds = read_rounds(directory / "journal.jsonl", {"published", "relu", "no-se"})
     assert results.measurement is not None and results.measurement.rounds == len(rounds)
     assert 12 <= len(rounds) <= 24
+    assert results.measurement.stop_on == "ratios"  # no attribution: each ratio is judged
+
+
+ATTRIBUTION_SPEC = """\
+name: tiny-why
+input: {resolution: 64}
+measure: {budget_s: 20, warmup_s: 0.1, min_rounds: 8, max_rounds: 200, target_ci: 0.2}
+attribution: {from: mobilenet_v2, to: mobilenet_v3_small, factors: [layout, kernel]}
+"""
+
+
+def test_an_attribution_run_stops_when_its_shapley_values_are_precise(tmp_path: Path) -> None:
+    spec = tmp_path / "why.yaml"
+    spec.write_text(ATTRIBUTION_SPEC)
+    directory = run_experiment(spec_path=spec, out_dir=tmp_path / "runs")
+    results = load_results(directory)
+    measurement = results.measurement
+    assert measurement is not None and results.attribution is not None
+    assert results.spec["measure"]["stop_on"] == "attribution"  # `auto`, resolved
+    assert (measurement.stop_on, measurement.stop_reason) == ("attribution", "target")
+    # +/-20 points of V2's time: reached in the minimum rounds, or within a few checks.
+    assert 8 <= measurement.rounds < 200
+    effects = [*results.attribution.shapley, results.attribution.total]
+    for effect in effects:
+        assert effect.latency is not None
+        low, high = effect.latency.interval_percent
+        assert (high - low) / 2 <= 20.0
+    # The ratios were not what had to be precise: none is flagged as too wide.
+    for variant in results.variants:
+        assert variant.latency is not None
+        assert "wide_interval" not in {flag.name for flag in variant.latency.flags}
 
 
 class Killed(BaseException):

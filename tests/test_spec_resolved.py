@@ -51,6 +51,8 @@ def test_resolved_spec_has_every_default_filled_in() -> None:
             "threads": 2,
             "channels_last": False,
             "target_ci": 0.01,
+            # `auto` resolved: the spec has an attribution section.
+            "stop_on": "attribution",
             "budget_s": 30.0,
             "warmup_s": 10.0,
             "min_rounds": 20,
@@ -170,3 +172,57 @@ def test_overrides_are_validated_like_the_file(overrides: dict, expected: str) -
     with pytest.raises(InputFileError) as caught:
         with_overrides(spec, **overrides)
     assert str(caught.value) == expected
+
+
+# -- what the target judges (measure.stop_on) ------------------------------------------
+
+NO_ATTRIBUTION = "name: plain\nvariants:\n  a: {}\n  b: {se: off}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "given", "resolved"),
+    [
+        (TEXT, None, "attribution"),
+        (TEXT, "ratios", "ratios"),
+        (TEXT, "attribution", "attribution"),
+        (NO_ATTRIBUTION, None, "ratios"),
+        (NO_ATTRIBUTION, "auto", "ratios"),
+        (NO_ATTRIBUTION, "ratios", "ratios"),
+    ],
+)
+def test_stop_on_auto_is_resolved_by_whether_there_is_an_attribution(
+    text: str, given: str | None, resolved: str
+) -> None:
+    if given is not None:
+        text = text.replace("name: ", f"measure: {{stop_on: {given}}}\nname: ", 1)
+        text = text.replace("measure: {budget_s: 30, threads: 2}\n", "")
+    spec = load_spec_text(text)
+    assert spec.measure.stop_on == resolved
+    # The resolved value is what is stored, and it loads back unchanged.
+    assert load_spec_text(json.dumps(spec.to_json())).measure.stop_on == resolved
+
+
+@pytest.mark.parametrize(
+    ("measure", "expected"),
+    [
+        (
+            "{stop_on: attribution}",
+            "spec.yaml:1: measure.stop_on: the spec has no attribution section to judge "
+            "(got 'attribution'); valid: auto, ratios",
+        ),
+        (
+            "{stop_on: shapley}",
+            "spec.yaml:1: measure.stop_on: unknown stop_on (got 'shapley'); valid: auto, "
+            "ratios, attribution",
+        ),
+    ],
+)
+def test_stop_on_errors_name_the_key_and_the_choices(measure: str, expected: str) -> None:
+    with pytest.raises(InputFileError) as caught:
+        load_spec_text(f"measure: {measure}\n{NO_ATTRIBUTION}", "spec.yaml")
+    assert str(caught.value) == expected
+
+
+def test_overrides_keep_the_resolved_stop_on() -> None:
+    for text, resolved in ((TEXT, "attribution"), (NO_ATTRIBUTION, "ratios")):
+        assert with_overrides(load_spec_text(text), budget_s=5).measure.stop_on == resolved

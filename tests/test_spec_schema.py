@@ -36,6 +36,7 @@ def test_every_default_comes_from_the_defaults_module() -> None:
     assert measure.threads == defaults.THREADS
     assert measure.channels_last is defaults.CHANNELS_LAST
     assert measure.target_ci == defaults.TARGET_CI
+    assert defaults.STOP_ON == "auto" and measure.stop_on == "ratios"  # no attribution here
     assert measure.budget_s == defaults.BUDGET_S
     assert measure.warmup_s == defaults.WARMUP_S
     assert measure.min_rounds == defaults.MIN_ROUNDS
@@ -67,6 +68,7 @@ def test_all_settings_given() -> None:
         "threads": 2,
         "channels_last": True,
         "target_ci": 0.02,
+        "stop_on": "ratios",
         "budget_s": 30.0,
         "warmup_s": 2.5,
         "min_rounds": 10,
@@ -90,7 +92,8 @@ def test_unknown_top_level_key() -> None:
 def test_unknown_measure_key() -> None:
     assert measure_message("thread: 2") == (
         "spec.yaml:5: measure.thread: unknown key; valid: backend, precision, device, "
-        "threads, channels_last, target_ci, budget_s, warmup_s, min_rounds, max_rounds, seed, quick"
+        "threads, channels_last, target_ci, stop_on, budget_s, warmup_s, min_rounds, "
+        "max_rounds, seed, quick"
     )
 
 

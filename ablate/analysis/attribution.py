@@ -41,7 +41,13 @@ from ablate.analysis.shapley import factor_pairs
 
 ValueSource: TypeAlias = ArrayLike | Callable[[int], float]
 
-__all__ = ["Attribution", "BootstrapSettings", "ValueSource", "attribute"]
+__all__ = [
+    "Attribution",
+    "BootstrapSettings",
+    "ValueSource",
+    "attribute",
+    "latency_half_widths",
+]
 
 
 class _MetricValues:
@@ -171,6 +177,34 @@ def attribute(
         ),
         notes=_notes(plan, shapley),
     )
+
+
+def latency_half_widths(
+    plan: AttributionPlan,
+    latency_rounds: ArrayLike,
+    latency_masks: Sequence[int],
+    bootstrap: BootstrapSettings | None = None,
+) -> dict[str, float]:
+    """Half-width of every latency Shapley value's and the total's interval, as a fraction of
+    the `from` model's latency: what an attribution run's stopping rule judges.
+
+    The intervals are those `attribute` reports (same bootstrap, same plan), so a run stopped
+    at a target reports intervals within it. Relative to each value's own size a value near
+    zero could never be precise; relative to `from`, each is precise to so many points of it.
+    """
+    table = latency_table(
+        latency_rounds,
+        plan.space.size,
+        masks=latency_masks,
+        settings=bootstrap,
+        keep_masks=plan.required_masks(),
+    )
+    widths = {}
+    for prefix, view in (("shapley", plan.shapley), ("total", plan.total)):
+        estimates = table.estimate(view)
+        for label, (low, high) in zip(estimates.labels, estimates.intervals_percent, strict=True):
+            widths[f"{prefix}:{label}"] = float(high - low) / 2 / 100
+    return widths
 
 
 def _check_request(

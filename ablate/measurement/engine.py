@@ -23,7 +23,7 @@ from ablate.measurement.clock import (
     cuda_synchronized_clock,
     warm_up,
 )
-from ablate.measurement.results import LatencyResult, StopReason
+from ablate.measurement.results import RATIOS, LatencyResult, StopOn, StopReason
 from ablate.measurement.setup import MeasurementSetup, collect_environment
 from ablate.measurement.statistics import NoiseThresholds, stopping_widths, summarise
 
@@ -111,7 +111,8 @@ def measure_latency(
         variants=summarise(
             outcome.samples,
             baseline=baseline,
-            target_ci=stopping.target_ci,
+            # Flag a ratio as too wide only where the ratios were what had to be precise.
+            target_ci=stopping.target_ci if stopping.judged is None else None,
             warmups=warmups,
             thresholds=thresholds,
             seed=seed,
@@ -124,6 +125,7 @@ def measure_latency(
         batch=setup.batch,
         threads=setup.threads,
         target_ci=stopping.target_ci,
+        stop_on=stopping.stop_on,
         budget_s=stopping.budget_seconds,
         seed=seed,
         environment=collect_environment(setup),
@@ -158,6 +160,19 @@ RoundCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
+class PrecisionTarget:
+    """What the target judges when it is not every variant's own interval.
+
+    `widths` maps the rounds so far (per variant, seconds) to named relative half-widths,
+    each compared with the policy's `target_ci`. An attribution run judges its Shapley values
+    this way: the answer it reports can be precise long before each of 128 ratios is.
+    """
+
+    name: StopOn  # recorded with the result as `stop_on`
+    widths: Callable[[Mapping[str, Sequence[float]]], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
 class StoppingPolicy:
     # Stop once every judged interval's half-width is at most this fraction of its estimate.
     target_ci: float = 0.01
@@ -166,6 +181,12 @@ class StoppingPolicy:
     # Always taken, budget or not: fewer rounds make intervals and drift checks meaningless.
     minimum_rounds: int = 20
     maximum_rounds: int | None = None
+    # None: every variant's ratio to the baseline (a lone variant: its latency).
+    judged: PrecisionTarget | None = None
+
+    @property
+    def stop_on(self) -> StopOn:
+        return RATIOS if self.judged is None else self.judged.name
 
     def __post_init__(self) -> None:
         if not 0 < self.target_ci < 1:
@@ -258,7 +279,7 @@ def run_rounds(
         # The check costs a little (a bootstrap for a lone variant), so it is spaced out
         # geometrically, and always made before giving up on the budget.
         if taken >= next_check or out_of_budget:
-            if _precise(samples, baseline, policy.target_ci, seed):
+            if _precise(samples, baseline, policy, seed):
                 return RoundsOutcome(samples, "target", clock() - started)
             next_check = taken + max(1, taken // 10)
         if out_of_budget:
@@ -266,6 +287,10 @@ def run_rounds(
 
 
 def _precise(
-    samples: Mapping[str, Sequence[float]], baseline: str, target: float, seed: int
+    samples: Mapping[str, Sequence[float]], baseline: str, policy: StoppingPolicy, seed: int
 ) -> bool:
-    return all(width <= target for width in stopping_widths(samples, baseline, seed).values())
+    if policy.judged is None:
+        widths = stopping_widths(samples, baseline, seed)
+    else:
+        widths = policy.judged.widths(samples)
+    return all(width <= policy.target_ci for width in widths.values())

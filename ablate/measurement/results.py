@@ -19,6 +19,12 @@ STOP_REASONS: dict[StopReason, str] = {
     "max_rounds": "the round cap was reached first",
 }
 
+# What the target width judged (`stop_on`): each variant's ratio to the baseline, or the
+# Shapley values and total an attribution derives from all of them (`PrecisionTarget`).
+StopOn = Literal["ratios", "attribution"]
+RATIOS: StopOn = "ratios"
+ATTRIBUTION: StopOn = "attribution"
+
 JSON_SCHEMA = "ablate.latency/1"
 
 
@@ -104,6 +110,7 @@ class LatencyResult:
     seed: int
     environment: Environment
     precision: str = "fp32"
+    stop_on: StopOn = RATIOS
 
     def variant(self, name: str) -> VariantResult:
         for variant in self.variants:

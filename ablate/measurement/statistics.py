@@ -183,7 +183,7 @@ def summarise(
     samples: Samples,
     *,
     baseline: str,
-    target_ci: float,
+    target_ci: float | None,
     warmups: Mapping[str, WarmupOutcome],
     thresholds: NoiseThresholds,
     seed: int,
@@ -198,7 +198,7 @@ def _variant_result(
     samples: Samples,
     name: str,
     baseline: str,
-    target_ci: float,
+    target_ci: float | None,
     warmup: WarmupOutcome,
     thresholds: NoiseThresholds,
     seed: int,
@@ -302,10 +302,11 @@ def drift_flags(samples: ArrayLike, *, name: str, threshold: float, what: str) -
 
 
 def wide_interval_flags(
-    interval: Interval, center: float, target: float, what: str
+    interval: Interval, center: float, target: float | None, what: str
 ) -> list[NoiseFlag]:
+    """None as `target`: the interval was not what had to be precise, so it is not judged."""
     half_width = interval.relative_half_width(center)
-    if half_width <= target:
+    if target is None or half_width <= target:
         return []
     return [
         NoiseFlag(

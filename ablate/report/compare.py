@@ -328,7 +328,15 @@ KEY_ORDER = (
 )
 # Settings of the measurement worth listing next to the environment; outcomes such as the
 # number of rounds are shown per run, not as "differences".
-MEASUREMENT_SETTINGS = ("backend", "device", "batch", "threads", "target_ci", "budget_s")
+MEASUREMENT_SETTINGS = (
+    "backend",
+    "device",
+    "batch",
+    "threads",
+    "target_ci",
+    "stop_on",
+    "budget_s",
+)
 
 
 @dataclass(frozen=True)

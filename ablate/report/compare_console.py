@@ -36,6 +36,7 @@ from ablate.report.formatting import (
     percent_interval,
     signed_megabytes,
     signed_milliseconds,
+    target_phrase,
 )
 from ablate.report.summary import comparison_summary, machine_phrase
 from ablate.runs.schema import STOP_REASONS, Results
@@ -77,7 +78,7 @@ def header_lines(results: Results, comparison: Comparison) -> list[str]:
         lines.append(
             f"Measurement: {measurement.rounds} rounds in {measurement.elapsed_s:.1f} s, stopped "
             f"on {measurement.stop_reason} ({STOP_REASONS[measurement.stop_reason]}), target "
-            f"+/-{measurement.target_ci:.1%}"
+            f"{target_phrase(measurement.target_ci, measurement.stop_on)}"
         )
     if results.status != "complete":
         lines.append(f"Status: {results.status} (the run did not finish every stage)")

@@ -97,6 +97,16 @@ def percent_interval(interval: tuple[float, float] | None, digits: int = 1) -> s
     return f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]%"
 
 
+def target_phrase(target_ci: float, stop_on: str) -> str:
+    """What the measurement's stopping target asked to be precise, e.g. for a report row."""
+    if stop_on == "attribution":
+        return (
+            f"+/-{target_ci * 100:.1f} points of the `from` model's latency, for every latency "
+            "Shapley value and the total"
+        )
+    return f"+/-{target_ci:.1%} of the ratio"
+
+
 def latency_text(median_ms: float, ci95_ms: tuple[float, float]) -> str:
     """`14.10 [14.05, 14.16] ms`-style median with its 95% interval."""
     return f"{milliseconds(median_ms)} {ms_interval(ci95_ms)}"

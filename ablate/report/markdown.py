@@ -44,6 +44,7 @@ from ablate.report.formatting import (
     signed_millions,
     signed_milliseconds,
     signed_ms_interval,
+    target_phrase,
 )
 from ablate.report.plots import BLOCK_TIME_SHARES, LATENCY_DELTA, LATENCY_VS_MACS, WATERFALL
 from ablate.report.summary import (
@@ -168,7 +169,7 @@ def _machine(results: Results) -> list[str]:
                 "stop reason",
                 f"{measurement.stop_reason}: {STOP_REASONS[measurement.stop_reason]}",
             ),
-            ("target interval", f"+/-{measurement.target_ci:.1%} of the ratio"),
+            ("target interval", target_phrase(measurement.target_ci, measurement.stop_on)),
             ("seed", measurement.seed),
         ]
         if backend_phrase(results) != f"{measurement.backend} backend":

@@ -91,6 +91,8 @@ class RunEstimate:
 
     @property
     def measure_seconds(self) -> float:
+        """The budget, or the minimum rounds where they take longer; a run whose target is
+        met sooner stops sooner (an attribution run often after its first check)."""
         return max(self.budget_seconds, self.minimum_measure_seconds)
 
     @property
@@ -128,7 +130,7 @@ class RunEstimate:
                 if self.export_seconds
                 else ""
             )
-            + f"measuring about {_duration(self.measure_seconds)}"
+            + f"measuring at most about {_duration(self.measure_seconds)}"
             + (
                 f", profiling about {_duration(self.profile_seconds)}; "
                 f"in all about {_duration(self.total_seconds)} with nothing cached"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ablate import __version__
 from ablate.errors import AblateError, RunInterrupted, WriteError
 from ablate.files import write_json_atomic, write_text_atomic
+from ablate.measurement.results import ATTRIBUTION
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
     PRECISION_BYTES,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
     from ablate.counting.records import CountResult, OpRecord
+    from ablate.measurement.engine import PrecisionTarget
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -399,6 +401,7 @@ class Run:
                 budget_seconds=budget_s,
                 minimum_rounds=settings.min_rounds,
                 maximum_rounds=settings.max_rounds,
+                judged=self._judged(),
             ),
             warmup=self._warmup_policy(settings.warmup_s, budget_s, len(names)),
             clock=self.clock,
@@ -588,9 +591,7 @@ class Run:
         attribution = self.spec.attribution
         assert attribution is not None
         space = CoalitionSpace(attribution.factors)
-        names = {variant.name for variant in self.spec.variants}
-        masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
-        units = [self.unit_of[space.variant_name(mask)].name for mask in masks]
+        masks, units = self._coalition_units()
         by_name = {variant.name: variant for variant in self.state.variants}
 
         def metric(key: str) -> Any:
@@ -618,6 +619,35 @@ class Run:
             sampling_seed=attribution.seed,
             latency_table_given=table,
         )
+
+    def _coalition_units(self) -> tuple[list[int], list[str]]:
+        """The attribution's measured coalitions (mask order) and the unit timing each."""
+        from ablate.analysis.coalitions import CoalitionSpace
+
+        assert self.spec.attribution is not None
+        space = CoalitionSpace(self.spec.attribution.factors)
+        names = {variant.name for variant in self.spec.variants}
+        masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
+        return masks, [self.unit_of[space.variant_name(mask)].name for mask in masks]
+
+    def _judged(self) -> PrecisionTarget | None:
+        """What the target judges: None (each ratio) or the attribution's latency shares."""
+        if self.spec.measure.stop_on != ATTRIBUTION:
+            return None
+        import numpy as np
+
+        from ablate.analysis.attribution import latency_half_widths
+        from ablate.measurement.engine import PrecisionTarget
+
+        assert self.spec.attribution is not None
+        plan = self.spec.attribution.plan()
+        masks, units = self._coalition_units()
+
+        def widths(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+            rounds = np.column_stack([np.asarray(samples[unit], dtype=float) for unit in units])
+            return latency_half_widths(plan, rounds, masks)
+
+        return PrecisionTarget(ATTRIBUTION, widths)
 
     def _predicted_latency_table(self, unit_of_mask: Mapping[int, str]) -> LatencyTable:
         """The attribution's latency table, its resamples the predictor's (not rounds)."""

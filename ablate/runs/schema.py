@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
+from ablate.measurement.results import RATIOS, StopOn
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
@@ -153,6 +154,9 @@ class Measurement(_Strict):
     threads: int
     precision: str = "fp32"  # int8: static post-training quantization (mobile backends)
     target_ci: float
+    # What target_ci judged: each variant's ratio, or the attribution's Shapley values and total
+    # (in fractions of the `from` model's latency).
+    stop_on: StopOn = RATIOS
     budget_s: float
     seed: int
     roofline_calibration: Calibration | None = None

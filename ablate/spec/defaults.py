@@ -23,6 +23,11 @@ THREADS = 1
 CHANNELS_LAST = False
 # Stop once every latency ratio's 95% interval is within +-1% of its estimate ...
 TARGET_CI = 0.01
+# What that target judges: `ratios` (each variant's ratio), `attribution` (the Shapley values
+# and total, as fractions of the `from` model's latency) or `auto` (attribution when the spec
+# has one: its answer is then precise after a few dozen rounds, each of 128 ratios much later).
+STOP_ON = "auto"
+STOP_ON_CHOICES = ("auto", "ratios", "attribution")
 # ... or once the whole measurement (all variants together, interleaved) took this long.
 BUDGET_S = 60.0
 # Upper bound on each variant's warm-up; warm-up usually settles in well under a second.

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ablate.errors import FactorError, InputFileError, format_key_path
+from ablate.spec import defaults
 from ablate.spec.expand import (
     VariantDraft,
     attribution_drafts,
@@ -85,7 +86,9 @@ def with_overrides(
         section = MeasureSection.model_validate({**spec.measure.to_json(), **overrides})
     except ValidationError as error:
         raise schema_error(error, source, prefix=("measure",)) from None
-    return dataclasses.replace(spec, measure=measure_spec(section, source))
+    return dataclasses.replace(
+        spec, measure=measure_spec(section, source, attributed=spec.attribution is not None)
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -127,6 +130,7 @@ def _load(text: str, label: str, path: Path | None) -> ExperimentSpec:
 
 # A schema-valid document -> `ExperimentSpec`: expand, check names, resolve every variant.
 
+
 def assemble(
     document: SpecDocument, source: SpecSource, source_path: Path | None, source_text: str
 ) -> ExperimentSpec:
@@ -155,7 +159,7 @@ def assemble(
         description=document.description,
         base=document.base,
         input=InputSpec(resolution=document.input.resolution, batch=document.input.batch),
-        measure=measure_spec(document.measure, source),
+        measure=measure_spec(document.measure, source, attributed=attribution is not None),
         baseline=baseline,
         variants=tuple(_resolved(draft, source) for draft in drafts),
         attribution=attribution,
@@ -166,14 +170,24 @@ def assemble(
     )
 
 
-def measure_spec(section: MeasureSection, source: SpecSource) -> MeasureSpec:
+def measure_spec(section: MeasureSection, source: SpecSource, *, attributed: bool) -> MeasureSpec:
     if section.max_rounds is not None and section.max_rounds < section.min_rounds:
         raise source.bad_value(
             ("measure", "max_rounds"),
             f"must be at least min_rounds ({section.min_rounds})",
             section.max_rounds,
         )
-    return MeasureSpec(**section.model_dump())
+    stop_on = section.stop_on
+    if stop_on == "auto":
+        stop_on = "attribution" if attributed else "ratios"
+    elif stop_on == "attribution" and not attributed:
+        raise source.bad_value(
+            ("measure", "stop_on"),
+            "the spec has no attribution section to judge",
+            stop_on,
+            [choice for choice in defaults.STOP_ON_CHOICES if choice != "attribution"],
+        )
+    return MeasureSpec(**{**section.model_dump(), "stop_on": stop_on})
 
 
 def _check_unique_names(drafts: list[VariantDraft], source: SpecSource) -> None:

@@ -39,6 +39,7 @@ class MeasureSpec:
     threads: int
     channels_last: bool
     target_ci: float
+    stop_on: str  # ratios | attribution: `auto` is resolved when the spec is loaded
     budget_s: float
     warmup_s: float
     min_rounds: int

@@ -96,6 +96,7 @@ class MeasureSection(_Section):
     threads: int = Field(defaults.THREADS, ge=1)
     channels_last: bool = defaults.CHANNELS_LAST
     target_ci: FiniteFloat = Field(defaults.TARGET_CI, gt=0, lt=defaults.TARGET_CI_LIMIT)
+    stop_on: Annotated[str, _one_of("stop_on", defaults.STOP_ON_CHOICES)] = defaults.STOP_ON
     budget_s: FiniteFloat = Field(defaults.BUDGET_S, gt=0)
     warmup_s: FiniteFloat = Field(defaults.WARMUP_S, gt=0)
     min_rounds: int = Field(defaults.MIN_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
