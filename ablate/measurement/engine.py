@@ -174,7 +174,8 @@ class PrecisionTarget:
 
 @dataclass(frozen=True)
 class StoppingPolicy:
-    # Stop once every judged interval's half-width is at most this fraction of its estimate.
+    # Stop once every judged interval's half-width is at most this fraction of its estimate
+    # (of the `from` model's latency, for an attribution's values: see `judged`).
     target_ci: float = 0.01
     # Wall-clock seconds for the whole measurement, warm-up included.
     budget_seconds: float = 60.0
