@@ -218,17 +218,17 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
         * architecture_size(resolve_architecture("mobilenet_v3_small", {"width": width})).macs
         for width in (0.35, 1.0)
     ]
-    # Each network: built, then 2 x 8 batch-norm images; profiled: 1 + 5 + 1 passes, at 4x.
+    # Each network: built, then 2 x 8 batch-norm images; profiled: 1 + 5 + 1 passes, at 2x.
     assert estimate.prepare_seconds == pytest.approx(
         sum(COUNT_SECONDS_FIXED + 16 * forward for forward in forwards)
     )
-    assert PROFILER_OVERHEAD == 4.0
+    assert PROFILER_OVERHEAD == 2.0
     assert estimate.profile_seconds == pytest.approx(
-        sum(COUNT_SECONDS_FIXED + 4.0 * 7 * forward for forward in forwards)
+        sum(COUNT_SECONDS_FIXED + 2.0 * 7 * forward for forward in forwards)
     )
     quick = estimate_run(load_spec_text(text + "measure: {quick: true}\n", "e.yaml"), copies=1)
     assert quick.profile_seconds == pytest.approx(
-        sum(COUNT_SECONDS_FIXED + 4.0 * 3 * forward for forward in forwards)
+        sum(COUNT_SECONDS_FIXED + 2.0 * 3 * forward for forward in forwards)
     )
     staged = _estimate(prepare_seconds=150.0, profile_seconds=90.0, export_seconds=600.0)
     assert staged.total_seconds == 2.0 + 150.0 + 600.0 + 60.0 + 90.0

@@ -46,9 +46,10 @@ COUNT_SECONDS_PER_MAC = 4e-10
 FORWARD_SECONDS_FIXED = 1.5e-3
 FORWARD_SECONDS_PER_MAC = 1 / 15e9
 # The per-op profile's passes (one unrecorded, then the recorded runs and one more) cost
-# about 4x their forward time with the profiler's hooks and event tree: fitted on
-# why_v3_faster and why_v3_faster_detection.
-PROFILER_OVERHEAD = 4.0
+# about 2x their forward time with the profiler's hooks and the reading of its trace: V3-Large
+# 2.1x, V2 1.8x on a 2-core x86 VM (2026-11-30; 4x and more when the trace was read into
+# torch's FunctionEvent tree).
+PROFILER_OVERHEAD = 2.0
 # Exporting one full-size MobileNet for a mobile runtime, one process: why_v3_faster's
 # programs took 20.6 s each on average on a 2-core x86 VM, two at a time, batch norms folded
 # (ExecuTorch 1.5.1, 2026-11-30; 34 s before folding); in int8 51-65 s (the calibration, and
