@@ -8,6 +8,7 @@ table and a CSV-minded diff.
 from __future__ import annotations
 
 from ablate.analysis.record import Effect
+from ablate.measurement.results import ATTRIBUTION
 from ablate.metrics import Metric
 from ablate.report.changes import CountChange
 
@@ -99,7 +100,7 @@ def percent_interval(interval: tuple[float, float] | None, digits: int = 1) -> s
 
 def target_phrase(target_ci: float, stop_on: str) -> str:
     """What the measurement's stopping target asked to be precise, e.g. for a report row."""
-    if stop_on == "attribution":
+    if stop_on == ATTRIBUTION:
         return (
             f"+/-{target_ci * 100:.1f} points of the `from` model's latency, for every latency "
             "Shapley value and the total"

@@ -6,6 +6,10 @@ default changed here changes everywhere at once.
 
 from __future__ import annotations
 
+from typing import get_args
+
+from ablate.measurement.results import StopOn
+
 # The paper's subject: variants without a `base` start from the published V3-Large.
 BASE = "mobilenet_v3_large"
 
@@ -25,9 +29,10 @@ CHANNELS_LAST = False
 TARGET_CI = 0.01
 # What that target judges: `ratios` (each variant's ratio), `attribution` (the Shapley values
 # and total, as fractions of the `from` model's latency) or `auto` (attribution when the spec
-# has one: its answer is then precise after a few dozen rounds, each of 128 ratios much later).
+# has one: its Shapley values are precise within a few dozen rounds, each of 128 ratios much
+# later; its total, two models' medians alone, takes about as long as one ratio).
 STOP_ON = "auto"
-STOP_ON_CHOICES = ("auto", "ratios", "attribution")
+STOP_ON_CHOICES = (STOP_ON, *get_args(StopOn))
 # ... or once the whole measurement (all variants together, interleaved) took this long.
 BUDGET_S = 60.0
 # Upper bound on each variant's warm-up; warm-up usually settles in well under a second.

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ablate.errors import FactorError, InputFileError, format_key_path
+from ablate.measurement.results import ATTRIBUTION, RATIOS
 from ablate.spec import defaults
 from ablate.spec.expand import (
     VariantDraft,
@@ -178,14 +179,14 @@ def measure_spec(section: MeasureSection, source: SpecSource, *, attributed: boo
             section.max_rounds,
         )
     stop_on = section.stop_on
-    if stop_on == "auto":
-        stop_on = "attribution" if attributed else "ratios"
-    elif stop_on == "attribution" and not attributed:
+    if stop_on == defaults.STOP_ON:
+        stop_on = ATTRIBUTION if attributed else RATIOS
+    elif stop_on == ATTRIBUTION and not attributed:
         raise source.bad_value(
             ("measure", "stop_on"),
             "the spec has no attribution section to judge",
             stop_on,
-            [choice for choice in defaults.STOP_ON_CHOICES if choice != "attribution"],
+            [choice for choice in defaults.STOP_ON_CHOICES if choice != ATTRIBUTION],
         )
     return MeasureSpec(**{**section.model_dump(), "stop_on": stop_on})
 
