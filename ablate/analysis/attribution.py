@@ -115,13 +115,7 @@ def attribute(
     tables = {name: _MetricValues(name, source, plan) for name, source in metrics.items()}
     latency = latency_table_given
     if latency_rounds is not None:
-        latency = latency_table(
-            latency_rounds,
-            plan.space.size,
-            masks=latency_masks,
-            settings=bootstrap,
-            keep_masks=plan.required_masks(),
-        )
+        latency = _plan_latency_table(plan, latency_rounds, latency_masks, bootstrap)
 
     def effects(view: LinearView) -> tuple[Effect, ...]:
         return _effects(view, tables, latency)
@@ -192,19 +186,29 @@ def latency_half_widths(
     at a target reports intervals within it. Relative to each value's own size a value near
     zero could never be precise; relative to `from`, each is precise to so many points of it.
     """
-    table = latency_table(
-        latency_rounds,
-        plan.space.size,
-        masks=latency_masks,
-        settings=bootstrap,
-        keep_masks=plan.required_masks(),
-    )
+    table = _plan_latency_table(plan, latency_rounds, latency_masks, bootstrap)
     widths = {}
     for prefix, view in (("shapley", plan.shapley), ("total", plan.total)):
         estimates = table.estimate(view)
         for label, (low, high) in zip(estimates.labels, estimates.intervals_percent, strict=True):
             widths[f"{prefix}:{label}"] = float(high - low) / 2 / 100
     return widths
+
+
+def _plan_latency_table(
+    plan: AttributionPlan,
+    latency_rounds: ArrayLike,
+    latency_masks: Sequence[int] | None,
+    bootstrap: BootstrapSettings | None,
+) -> LatencyTable:
+    """The medians and resamples of the coalitions `plan` needs, from the rounds."""
+    return latency_table(
+        latency_rounds,
+        plan.space.size,
+        masks=latency_masks,
+        settings=bootstrap,
+        keep_masks=plan.required_masks(),
+    )
 
 
 def _check_request(
