@@ -15,6 +15,7 @@ from ablate.errors import MeasurementError
 from ablate.measurement.clock import WarmupPolicy
 from ablate.measurement.engine import PrecisionTarget, StoppingPolicy, measure_latency
 from ablate.measurement.results import LatencyResult, to_json
+from ablate.measurement.statistics import stopping_widths
 
 
 class FakeMachine:
@@ -482,6 +483,42 @@ def test_by_default_each_ratio_is_judged() -> None:
     )
     assert result.stop_on == "ratios"
     assert json.loads(to_json(result))["stop_on"] == "ratios"
+
+
+@pytest.mark.parametrize("judged", [False, True])
+def test_each_stopping_check_hands_its_widths_to_on_check(judged: bool) -> None:
+    """What a progress display shows: the widths the rule judged, at each check, no more."""
+    machine = FakeMachine(seed=25)
+    samples: dict[str, list[float]] = {"base": [], "x": []}
+    checks: list[tuple[int, dict[str, float]]] = []
+    expected: list[dict[str, float]] = []
+
+    def on_round(index: int, seconds: Mapping[str, float]) -> None:
+        for name, value in seconds.items():
+            samples[name].append(value)
+
+    def on_check(widths: Mapping[str, float]) -> None:
+        checks.append((len(samples["x"]), dict(widths)))
+        if not judged:  # each ratio's own interval, as the rule computes it
+            expected.append(stopping_widths(samples, "base", seed=0))
+
+    target = PrecisionTarget("attribution", lambda rounds: {"shapley:x": 0.5 / len(rounds["x"])})
+    result = measure_latency(
+        {"base": machine.variant("base", 0.010, jitter=0.3), "x": machine.variant("x", 0.012)},
+        baseline="base",
+        clock=machine.clock,
+        stopping=StoppingPolicy(budget_seconds=30.0, judged=target if judged else None),
+        on_round=on_round,
+        on_check=on_check,
+    )
+    if judged:
+        # 0.5 / rounds <= 0.01 from 50 rounds: checked at 20, 22, ... 46, 50, and stopped.
+        assert [at for at, _ in checks] == [20, 22, 24, 26, 28, 30, 33, 36, 39, 42, 46, 50]
+        assert all(widths == {"shapley:x": 0.5 / at} for at, widths in checks)
+        assert (result.stop_reason, result.rounds) == ("target", 50)
+    else:
+        assert checks[0][0] == 20 and [widths for _, widths in checks] == expected
+        assert all(set(widths) == {"x"} for _, widths in checks)
 
 
 def test_stopping_on_the_attribution_takes_fewer_rounds_and_keeps_its_intervals() -> None:

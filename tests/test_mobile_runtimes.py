@@ -28,6 +28,7 @@ from ablate.measurement.export_cache import (
     DelegationReport,
     ExportKey,
     cached_export,
+    has_entry,
     module_fingerprint,
     read_entry,
 )
@@ -445,6 +446,33 @@ def test_a_corrupt_entry_is_rebuilt(tmp_path: Path, damage: str) -> None:
     assert cached_export(_key(), exporter, directory=tmp_path).cached  # and stored again
 
 
+@pytest.mark.parametrize(
+    ("damage", "present"),
+    [("none", True), ("flip", True), ("truncate", False), ("header", False), ("empty", False)],
+)
+def test_an_entry_is_judged_present_from_its_header_alone(
+    tmp_path: Path, damage: str, present: bool
+) -> None:
+    exporter = CountingExporter(program=bytes(range(256)) * 4)
+    stored = cached_export(_key(), exporter, directory=tmp_path)
+    assert stored.path is not None
+    data = bytearray(stored.path.read_bytes())
+    if damage == "flip":  # the program's last byte: only its checksum can tell
+        data[-1] ^= 0xFF
+    elif damage == "truncate":
+        data = data[:-1]
+    elif damage == "header":  # the header's JSON cut mid-way
+        data = data[:20]
+    elif damage == "empty":
+        data = bytearray()
+    stored.path.write_bytes(bytes(data))
+    assert has_entry(stored.path, _key()) is present
+    assert not has_entry(stored.path, _key(ablate_version="9"))
+    assert not has_entry(tmp_path / "absent.export", _key())
+    # What is loaded is checked in full: a flipped program byte is a miss there, and rebuilt.
+    assert (read_entry(stored.path, _key()) is not None) is (damage == "none")
+
+
 def test_disabled_cache_always_exports_and_writes_nothing(tmp_path: Path) -> None:
     exporter = CountingExporter()
     for _ in range(2):
@@ -784,6 +812,27 @@ def test_a_killed_export_worker_leaves_the_export_to_the_runnable(tmp_path: Path
     assert not runnable.artifact.cached and not pool.made_now(runnable.artifact)
     with torch.no_grad():
         np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
+
+
+def test_a_cache_hit_copies_and_folds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is the caller's module's: a hit reads the program without an export copy."""
+    _runtime("executorch")
+    model, x = tiny(seed=0), images(32)
+    first = mobile.export_program("executorch", model, x, cache_directory=tmp_path)
+
+    def no_copy(*_: object) -> None:
+        raise AssertionError("a cache hit made an export copy")
+
+    monkeypatch.setattr(mobile, "_export_copy", no_copy)
+    again = mobile.export_program("executorch", model, x, cache_directory=tmp_path)
+    assert (first.cached, again.cached) == (False, True)
+    assert again.program == first.program
+    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as pool:
+        pool.submit(model, x)
+        pool.wait()
+    assert pool.exported == {}
 
 
 def test_export_workers_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 import ablate.files as files_module
 import ablate.report.console as console_module
+import ablate.runs.runner as runner_module
 from ablate.cli import app
 from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
 from ablate.files import append_line, truncate_torn_tail, write_json_atomic, write_text_atomic
@@ -241,7 +242,10 @@ def test_disk_full_is_one_line_and_resume_completes(
     free: int | None,
     failing: str,
     kept: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Counting saves after each architecture here, so that the disk fills on a save mid-count.
+    monkeypatch.setattr(runner_module, "COUNT_SAVE_INTERVAL_S", 0.0)
     spec = tiny_spec(tmp_path)
     out = tmp_path / "runs"
     if at[0] == "start":

@@ -59,6 +59,7 @@ def measure_latency(
     clock: Clock | None = None,
     block_timer: BlockTimer | None = None,
     on_round: RoundCallback | None = None,
+    on_check: CheckCallback | None = None,
     prior_rounds: Sequence[Mapping[str, float]] = (),
     seed: int = 0,
 ) -> LatencyResult:
@@ -70,7 +71,8 @@ def measure_latency(
     describes how they were prepared; it is recorded, not applied (call
     `configure_torch(setup)` before preparing). `clock` and `block_timer` are injectable: by
     default perf_counter and a timeit loop on CPU, a synchronising clock and CUDA events on
-    CUDA. `on_round(index, {name: seconds})` sees each round as it is taken; `prior_rounds`
+    CUDA. `on_round(index, {name: seconds})` sees each round as it is taken, `on_check(widths)`
+    each judgement of the stopping rule (its relative half-widths by name); `prior_rounds`
     (same shape, oldest first) continues an interrupted measurement. `seed` (>= 0) fixes the
     round orders and the bootstrap.
     """
@@ -104,6 +106,7 @@ def measure_latency(
         started=started,
         seed=seed,
         on_round=on_round,
+        on_check=on_check,
         prior_rounds=prior_rounds,
     )
     return LatencyResult(
@@ -157,6 +160,10 @@ def _instances(name: str, given: Runnable | Sequence[Runnable]) -> list[Runnable
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 """Called after each round with its index and, per variant, the seconds of one iteration."""
+
+CheckCallback = Callable[[Mapping[str, float]], None]
+"""Called with each stopping check's judged half-widths (fractions, by name): a progress
+display shows these rather than pay for a bootstrap of its own."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,7 @@ def run_rounds(
     started: float,
     seed: int,
     on_round: RoundCallback | None = None,
+    on_check: CheckCallback | None = None,
     prior_rounds: Sequence[Mapping[str, float]] = (),
 ) -> RoundsOutcome:
     names = list(instances)
@@ -280,7 +288,7 @@ def run_rounds(
         # The check costs a little (a bootstrap for a lone variant), so it is spaced out
         # geometrically, and always made before giving up on the budget.
         if taken >= next_check or out_of_budget:
-            if _precise(samples, baseline, policy, seed):
+            if _precise(samples, baseline, policy, seed, on_check):
                 return RoundsOutcome(samples, "target", clock() - started)
             next_check = taken + max(1, taken // 10)
         if out_of_budget:
@@ -288,10 +296,16 @@ def run_rounds(
 
 
 def _precise(
-    samples: Mapping[str, Sequence[float]], baseline: str, policy: StoppingPolicy, seed: int
+    samples: Mapping[str, Sequence[float]],
+    baseline: str,
+    policy: StoppingPolicy,
+    seed: int,
+    on_check: CheckCallback | None = None,
 ) -> bool:
     if policy.judged is None:
         widths = stopping_widths(samples, baseline, seed)
     else:
         widths = policy.judged.widths(samples)
+    if on_check is not None:
+        on_check(widths)
     return all(width <= policy.target_ci for width in widths.values())

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount
 from ablate.counting.records import CountResult
+from ablate.measurement.results import RATIOS
 from ablate.metrics import COUNTED
 from ablate.report.formatting import intensity, share_percent, table_millions
 from ablate.spec.expand import render_value
@@ -338,10 +339,11 @@ class RichProgress:
         self._progress.update(task, completed=done, detail=variant)
 
     def measuring(
-        self, round_index: int, variant: str, interval: float | None, seconds_left: float
+        self, round_index: int, judged: str, interval: float | None, seconds_left: float
     ) -> None:
         task = self._task("measuring", 1.0)
-        width = "…" if interval is None else f"±{interval * 100:.2f}% widest ratio interval"
+        what = "ratio" if judged == RATIOS else "attribution"
+        width = "…" if interval is None else f"±{interval * 100:.2f}% widest {what} interval"
         self._progress.update(
             task,
             completed=0.0,
