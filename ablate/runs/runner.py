@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
     from ablate.counting.records import CountResult, OpRecord
-    from ablate.measurement.engine import PrecisionTarget
+    from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -500,7 +500,7 @@ class Run:
 
     def _round_recorder(
         self, journal: Path, budget_s: float, prior_elapsed_s: float
-    ) -> tuple[Any, Any]:
+    ) -> tuple[RoundCallback, CheckCallback]:
         """The engine's callbacks: per round, journal it and report progress; per stopping
         check, keep the widest judged interval, which the progress shows from then on.
 
