@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ablate.files import write_bytes_atomic
 from ablate.measurement.calibration import cache_directory
@@ -265,50 +265,47 @@ def has_entry(path: Path, key: ExportKey) -> bool:
     MB). A damaged program behind a whole header fails `read_entry` and is rebuilt then."""
     try:
         with path.open("rb") as handle:
-            start = len(_MAGIC) + _HEADER_LENGTH.size
-            prefix = handle.read(start)
-            if len(prefix) < start or not prefix.startswith(_MAGIC):
-                return False
-            (length,) = _HEADER_LENGTH.unpack_from(prefix, len(_MAGIC))
-            header = json.loads(handle.read(length))
-            size = path.stat().st_size
-    except (OSError, ValueError):
-        return False
-    try:
-        return (
-            header["schema"] == _SCHEMA
-            and header["key"] == key.to_dict()
-            and size == start + length + header["program_bytes"]
-        )
-    except (KeyError, TypeError):
+            header, offset = _read_header(handle)
+            return _made_for(header, key, path.stat().st_size - offset)
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
 def read_entry(path: Path, key: ExportKey) -> ExportArtifact | None:
     """The entry at `path` if it is whole and made for `key`; None otherwise (a miss)."""
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    start = len(_MAGIC) + _HEADER_LENGTH.size
-    if len(data) < start or not data.startswith(_MAGIC):
-        return None
-    (length,) = _HEADER_LENGTH.unpack_from(data, len(_MAGIC))
-    try:
-        header = json.loads(data[start : start + length])
-        program = data[start + length :]
+        with path.open("rb") as handle:
+            header, _ = _read_header(handle)
+            program = handle.read()
         if (
-            header["schema"] != _SCHEMA
-            or header["key"] != key.to_dict()
-            or header["program_bytes"] != len(program)
+            not _made_for(header, key, len(program))
             or header["program_sha256"] != hashlib.sha256(program).hexdigest()
         ):
             return None
         delegation = DelegationReport.from_dict(header["delegation"])
         export_seconds = float(header["export_seconds"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return ExportArtifact(program, delegation, export_seconds, True, 0.0, path)
+
+
+def _read_header(handle: BinaryIO) -> tuple[Any, int]:
+    """An entry's JSON header and the offset its program starts at; ValueError if the file
+    is not an entry or its header is cut short."""
+    start = len(_MAGIC) + _HEADER_LENGTH.size
+    prefix = handle.read(start)
+    if len(prefix) < start or not prefix.startswith(_MAGIC):
+        raise ValueError("not an export entry")
+    (length,) = _HEADER_LENGTH.unpack_from(prefix, len(_MAGIC))
+    return json.loads(handle.read(length)), start + length
+
+
+def _made_for(header: Any, key: ExportKey, program_bytes: int) -> bool:
+    return (
+        header["schema"] == _SCHEMA
+        and header["key"] == key.to_dict()
+        and header["program_bytes"] == program_bytes
+    )
 
 
 @contextlib.contextmanager
