@@ -208,6 +208,7 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
         FORWARD_SECONDS_FIXED,
         FORWARD_SECONDS_PER_MAC,
         PROFILER_OVERHEAD,
+        RUNTIME_PROFILE_SECONDS,
     )
 
     text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 1.0]}\n"
@@ -230,6 +231,14 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
     assert quick.profile_seconds == pytest.approx(
         sum(COUNT_SECONDS_FIXED + 2.0 * 3 * forward for forward in forwards)
     )
+    # ExecuTorch's own profile of each program comes on top; LiteRT's Python API has none.
+    for backend, runtime_profiling in (("executorch", 2 * RUNTIME_PROFILE_SECONDS), ("litert", 0)):
+        on_runtime = estimate_run(
+            load_spec_text(text + f"measure: {{backend: {backend}}}\n", "e.yaml"), copies=1
+        )
+        assert on_runtime.profile_seconds == pytest.approx(
+            estimate.profile_seconds + runtime_profiling
+        )
     staged = _estimate(prepare_seconds=150.0, profile_seconds=90.0, export_seconds=600.0)
     assert staged.total_seconds == 2.0 + 150.0 + 600.0 + 60.0 + 90.0
     assert staged.summary().endswith(

@@ -6,6 +6,7 @@ nothing asserts or depends on real timings.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -155,16 +156,24 @@ def test_bench_int8_on_executorch_shares_one_export_per_model(
 ):
     pytest.importorskip("executorch")
     monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
-    arguments = ["--backend", "executorch", "--precision", "int8", "--no-breakdown", "--json"]
+    arguments = ["--backend", "executorch", "--precision", "int8", "--json"]
     result = CliRunner().invoke(
         app, ["bench", "mobilenet_v3_small", *TINY, *TINY2, "--set2", "se=off", *arguments]
     )
     assert result.exit_code == 0, result.output
-    latency = json.loads(result.stdout)["latency"]
+    data = json.loads(result.stdout)
+    latency = data["latency"]
     assert (latency["backend"], latency["precision"]) == ("executorch", "int8")
     assert [variant["instances"] for variant in latency["variants"]] == [3, 3]
-    # Two models, three instances each: two programs exported, the other four read back.
+    # Two models, three instances each: two programs exported, the other four read back; the
+    # runtime's per-kernel profile reads them back too.
     assert len(list((tmp_path / "exports").glob("executorch-int8-*.export"))) == 2
+    for breakdown in data["breakdowns"]:
+        profile = breakdown["runtime_profile"]
+        assert (profile["profiler"], profile["runs"]) == ("ETDump", breakdown["profiled_runs"])
+        assert sum(op["share"] for op in profile["ops"]) == pytest.approx(1.0)
+        # XNNPACK's int8 kernels: a QC8 weight type (per-channel symmetric int8) in the name.
+        assert any(op["delegated"] and "QC8" in op["name"] for op in profile["ops"])
 
 
 def test_command_modules_do_not_import_torch():
@@ -241,3 +250,38 @@ def test_share_table_keeps_factor_settings_in_headers():
     text = console.export_text()
     assert "m[se=false]" in text  # not swallowed as a markup tag
     assert "75.0%" in text
+
+
+def test_bench_shows_the_runtime_kernel_shares_beside_the_eager_ones():
+    from ablate.report.bench_console import bench_report
+    from ablate.runs.schema import RuntimeOpTime, RuntimeProfile
+
+    report = bench_module.run_bench(
+        model="mobilenet_v3_small", factors={"width": 0.25, "resolution": 32}, clock=step_clock()
+    )
+    kernels = [
+        RuntimeOpTime(
+            name="Fully Connected (NC, F32) GEMM",
+            delegated=True,
+            instances=9,
+            milliseconds=0.9,
+            share=0.9,
+        ),
+        RuntimeOpTime(
+            name="_to_dim_order_copy.out", delegated=False, instances=2, milliseconds=0.1, share=0.1
+        ),
+    ]
+    profiled = dataclasses.replace(
+        report.breakdowns[0],
+        runtime_profile=RuntimeProfile(profiler="ETDump", runs=10, ops=kernels),
+    )
+    console = Console(record=True, width=160)
+    console.print(bench_report(dataclasses.replace(report, breakdowns=(profiled,))))
+    text = console.export_text()
+    assert "Time share by op (profiled, eager)" in text  # the eager shares stay
+    assert "Time share by kernel (profiled, eager fp32, ETDump)" in text
+    assert "_to_dim_order_copy.out (outside the delegate)" in text and "90.0%" in text
+    # Without a runtime profile (eager here, LiteRT), no kernel table.
+    console = Console(record=True, width=160)
+    console.print(bench_report(report))
+    assert "Time share by kernel" not in console.export_text()

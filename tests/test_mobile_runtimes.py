@@ -32,6 +32,8 @@ from ablate.measurement.export_cache import (
     module_fingerprint,
     read_entry,
 )
+from ablate.runs.entries import runtime_profile_entry
+from ablate.runs.runner import QUICK_PROFILE_RUNS
 from ablate.variants.resolve import resolve_architecture
 
 SMALL = {"width": 0.35, "resolution": 96}
@@ -545,6 +547,35 @@ def test_delegation_report_summary_and_round_trip() -> None:
     assert mixed.to_dict()["flagged"] is True
 
 
+def test_a_runtime_profile_gives_each_kernel_its_share_slowest_first() -> None:
+    gemm = mobile.OpTime("Fully Connected (NC, F32) GEMM", 3.0, 10, True)
+    add = mobile.OpTime("Add (ND)", 0.5, 4, True)
+    copy = mobile.OpTime("_to_dim_order_copy.out", 0.5, 2, False)
+    profile = runtime_profile_entry([add, copy, gemm], profiler="ETDump", runs=5)
+    assert profile is not None
+    assert [(op.name, op.share, op.instances) for op in profile.ops] == [
+        ("Fully Connected (NC, F32) GEMM", 0.75, 10),
+        ("Add (ND)", 0.125, 4),  # ties: by name
+        ("_to_dim_order_copy.out", 0.125, 2),
+    ]
+    assert profile.outside_share == 0.125
+    assert [op.label for op in profile.ops][2] == "_to_dim_order_copy.out (outside the delegate)"
+    # A trace without op times (a runtime built without its profiler's events) is no profile.
+    assert runtime_profile_entry([], profiler="ETDump", runs=5) is None
+    idle = mobile.OpTime("Add (ND)", 0.0, 1, True)
+    assert runtime_profile_entry([idle], profiler="ETDump", runs=5) is None
+
+
+def test_a_runtime_without_a_profiler_profiles_nothing_and_exports_nothing(
+    tmp_path: Path,
+) -> None:
+    assert mobile.RUNTIMES["litert"].profiler is None
+    assert mobile.RUNTIMES["executorch"].profiler == "ETDump"
+    times = mobile.runtime_op_times("litert", tiny(), images(32), runs=1, cache_directory=tmp_path)
+    assert times is None
+    assert not list(tmp_path.iterdir())
+
+
 def test_litert_delegation_walks_each_partition_back_to_its_inputs() -> None:
     float32, int8 = np.float32, np.int8
     # tensor 0 -> CONV(1) -> ADD(2) -> CUMSUM(3) -> FC(4); one delegate covers CONV and ADD,
@@ -889,3 +920,20 @@ def test_a_run_exports_ahead_and_a_rerun_reads_the_cache(
     assert [v.runtime.export_seconds for v in second.variants] == [
         v.runtime.export_seconds for v in first.variants
     ]
+    # The profiling stage timed each program's kernels with ExecuTorch's own profiler, on the
+    # program from the cache: still two exports in all.
+    assert len(list((tmp_path / "cache" / "exports").glob("*.export"))) == 2
+    for results in (first, second):
+        se, no_se = (variant.runtime.profile for variant in results.variants)
+        for profile in (se, no_se):
+            assert profile.profiler == "ETDump"
+            assert profile.runs == QUICK_PROFILE_RUNS
+            assert sum(op.share for op in profile.ops) == pytest.approx(1.0)
+            times = [op.milliseconds for op in profile.ops]
+            assert times == sorted(times, reverse=True) and times[-1] >= 0
+            assert any(op.delegated and op.name.startswith("Convolution") for op in profile.ops)
+        # SE's two layout copies per block run outside XNNPACK and cost time there; without SE
+        # everything runs inside.
+        outside = {op.name for op in se.ops if not op.delegated}
+        assert outside == {"_to_dim_order_copy.out"} and se.outside_share > 0
+        assert no_se.outside_share == 0

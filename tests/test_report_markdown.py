@@ -97,3 +97,90 @@ def test_the_target_row_says_what_the_target_judged() -> None:
         "| target interval | +/-1.0 points of the `from` model's latency, for every latency "
         "Shapley value and the total |"
     ) in attribution
+
+
+def _runtime(profile: list[tuple[str, bool, float]] | None, runtime: str = "executorch") -> dict:
+    """A runtime record; `profile`: (kernel, delegated, ms) per kernel kind."""
+    outside = {"dim_order_ops._to_dim_order_copy": 2} if profile and not profile[-1][1] else {}
+    record: dict[str, Any] = {
+        "runtime": runtime,
+        "versions": {runtime: "1.0"},
+        "precision": "fp32",
+        "export_seconds": 20.0,
+        "export_cached": False,
+        "program_bytes": 1000,
+        "delegation": {
+            "delegate": "XNNPACK",
+            "delegated": {"aten.convolution": 10},
+            "outside": outside,
+            "fp32": {},
+            "flagged": bool(outside),
+        },
+        "profile": None,
+    }
+    if profile is not None:
+        total = sum(ms for _, _, ms in profile)
+        record["profile"] = {
+            "profiler": "ETDump",
+            "runs": 5,
+            "ops": [
+                {"name": n, "delegated": d, "instances": 1, "milliseconds": ms, "share": ms / total}
+                for n, d, ms in profile
+            ],
+        }
+    return record
+
+
+GEMM, DWCONV = "Fully Connected (NC, F32) GEMM", "Convolution (NHWC, F32) DWConv"
+
+
+def test_a_runtime_profiled_run_reports_its_kernels_beside_the_eager_shares() -> None:
+    profiles = {
+        "v3_published": [
+            (GEMM, True, 6.0),
+            (DWCONV, True, 3.0),
+            ("_to_dim_order_copy.out", False, 1.0),
+        ],
+        "v3_relu": [(GEMM, True, 7.5), (DWCONV, True, 2.5)],
+        "v3_hswish_at_16": None,  # not profiled (yet)
+        "mobilenet_v2": [(GEMM, True, 5.0), (DWCONV, True, 5.0)],
+    }
+
+    def on_executorch(document: dict[str, Any]) -> None:
+        for variant in document["variants"]:
+            variant["runtime"] = _runtime(profiles[variant["name"]])
+
+    text = render_markdown(modified_results("hswish_eager", on_executorch), plots={})
+    words = _words(text)
+    assert "executorch's own profiler timed each program's kernels" in words
+    assert (
+        "| variant | delegation | ops delegated | outside | fp32 in int8 | time outside | export |"
+        in text
+    )
+    flagged = "| v3_published | flagged | 10 | dim_order_ops._to_dim_order_copy x2 | none |"
+    assert f"{flagged} 10.0% | 20.0 s |" in text
+    assert "| v3_relu | all delegated | 10 | none | none | 0.0% | 20.0 s |" in text
+    assert "| v3_hswish_at_16 | all delegated | 10 | none | none | - | 20.0 s |" in text
+    # The baseline and the first other variants, one column each; a kernel a variant never ran
+    # shows "-".
+    assert "### Kernel time shares (executorch ETDump, median of 5 runs)" in text
+    assert "| kernel | v3_published | v3_relu | mobilenet_v2 |" in text
+    assert f"| {GEMM} | 60.0% | 75.0% | 50.0% |" in text
+    assert "| _to_dim_order_copy.out (outside the delegate) | 10.0% | - | - |" in text
+    # Per variant, the kernel shares that moved most, largest move first.
+    assert (
+        "Kernel time shares that moved most (executorch ETDump): "
+        f"{GEMM} 60.0%→75.0% (+15.0 pp), _to_dim_order_copy.out (outside the delegate) "
+        f"10.0%→0.0% (-10.0 pp), {DWCONV} 30.0%→25.0% (-5.0 pp)."
+    ) in words
+
+
+def test_a_runtime_without_a_profiler_says_the_shares_are_eager() -> None:
+    def on_litert(document: dict[str, Any]) -> None:
+        for variant in document["variants"]:
+            variant["runtime"] = _runtime(None, runtime="litert")
+
+    text = _words(render_markdown(modified_results("hswish_eager", on_litert), plots={}))
+    assert "come from the eager PyTorch profile: litert's Python API has no per-op profiler" in text
+    assert "time outside" not in text
+    assert "Kernel time shares" not in text

@@ -73,11 +73,17 @@ class MobileRuntime:
     distributions: tuple[str, ...]  # their PyPI names, whose versions key the export cache
     extra: str
     precisions: tuple[Precision, ...]
+    profiler: str | None  # what times each of the program's ops from Python; None: nothing
 
 
 RUNTIMES: dict[str, MobileRuntime] = {
     "executorch": MobileRuntime(
-        "executorch", ("executorch", "torchao"), ("executorch", "torchao"), "executorch", PRECISIONS
+        "executorch",
+        ("executorch", "torchao"),
+        ("executorch", "torchao"),
+        "executorch",
+        PRECISIONS,
+        profiler="ETDump",
     ),
     "litert": MobileRuntime(
         "litert",
@@ -85,6 +91,7 @@ RUNTIMES: dict[str, MobileRuntime] = {
         ("litert-torch", "ai-edge-litert", "torchao"),
         "litert",
         PRECISIONS,
+        profiler=None,
     ),
 }
 
@@ -883,6 +890,28 @@ def executorch_op_times(
         for (name, delegated), (total, count) in totals.items()
     ]
     return sorted(times, key=lambda time: -time.milliseconds)
+
+
+def runtime_op_times(
+    runtime_name: str,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    precision: Precision = "fp32",
+    *,
+    runs: int,
+    threads: int = 1,
+    cache_directory: Path | None = None,
+) -> list[OpTime] | None:
+    """Per-op times of `model`'s program by the runtime's own profiler, slowest first; None for
+    a runtime whose Python API has none (LiteRT). The program comes from the export cache, as
+    the timed runnable's did (exported again only if the cache lost it)."""
+    runtime = RUNTIMES[runtime_name]
+    if runtime.profiler is None:
+        return None
+    artifact = export_program(
+        runtime_name, model, example_input, precision, cache_directory=cache_directory
+    )
+    return executorch_op_times(artifact.program, example_input, runs=runs, threads=threads)
 
 
 def _op_kind(event_name: str) -> str:

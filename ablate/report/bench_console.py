@@ -151,6 +151,22 @@ def bench_report(report: BenchReport) -> Group:
                 ],
             )
         )
+        profiled = [b for b in report.breakdowns if b.runtime_profile is not None]
+        if profiled:
+            latency = report.latency
+            first = profiled[0].runtime_profile
+            assert first is not None
+            parts.append(
+                share_table(
+                    f"Time share by kernel (profiled, {latency.backend} {latency.precision}, "
+                    f"{first.profiler})",
+                    [
+                        (b.variant, [(op.label, op.share) for op in b.runtime_profile.ops])
+                        for b in profiled
+                        if b.runtime_profile is not None
+                    ],
+                )
+            )
         parts += [table for b in report.breakdowns if (table := roofline_table(b)) is not None]
         if not report.calibrated:
             parts.append(

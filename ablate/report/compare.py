@@ -75,9 +75,10 @@ class LatencyChange:
 
 @dataclass(frozen=True)
 class OperatorShare:
-    """An aten operator's share of the profiled (eager) forward time, in both models."""
+    """An operator's share of the profiled forward time, in both models: an aten op's of the
+    eager profile, or a runtime kernel's of the runtime's own profile."""
 
-    operator: str  # profiler name, e.g. "aten::conv2d"
+    operator: str  # the profiler's name: "aten::conv2d", "Convolution (NHWC, F32) DWConv"
     baseline: float  # in [0, 1]; 0 when the baseline never runs it
     value: float
 
@@ -97,7 +98,8 @@ class VariantComparison:
     operators: CountChange | None  # aten ops per forward pass, views excluded, when recorded
     latency: LatencyChange | None  # None when the run has no latency for it
     blocks: tuple[BlockChange, ...]
-    operator_shares: tuple[OperatorShare, ...] = ()  # largest share change first
+    operator_shares: tuple[OperatorShare, ...] = ()  # eager profile; largest change first
+    runtime_operator_shares: tuple[OperatorShare, ...] = ()  # the runtime's kernels, likewise
 
     @property
     def disagreement(self) -> Disagreement | None:
@@ -122,6 +124,7 @@ class Comparison:
     status: str
     backend: str | None  # None when the run has no measurement yet
     rows: tuple[VariantComparison, ...]
+    runtime_profiler: str | None = None  # e.g. "executorch ETDump", when the runtime profiled
 
     @property
     def rebased(self) -> bool:
@@ -189,9 +192,11 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
                 backend=backend,
             ),
             operator_shares=_operator_shares(reference, variant),
+            runtime_operator_shares=_runtime_operator_shares(reference, variant),
         )
         for variant in results.variants
     )
+    runtime = reference.runtime
     return Comparison(
         experiment=results.experiment,
         baseline=name,
@@ -200,6 +205,9 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
         status=results.status,
         backend=backend,
         rows=rows,
+        runtime_profiler=None
+        if runtime is None or runtime.profile is None
+        else f"{runtime.runtime} {runtime.profile.profiler}",
     )
 
 
@@ -233,8 +241,20 @@ def _operator_change(reference: Variant, variant: Variant) -> CountChange | None
 def _operator_shares(reference: Variant, variant: Variant) -> tuple[OperatorShare, ...]:
     if reference.op_time_shares is None or variant.op_time_shares is None:
         return ()
-    before = reference.op_time_shares.by_operator
-    after = variant.op_time_shares.by_operator
+    return _share_changes(reference.op_time_shares.by_operator, variant.op_time_shares.by_operator)
+
+
+def _runtime_operator_shares(reference: Variant, variant: Variant) -> tuple[OperatorShare, ...]:
+    profiles = [v.runtime.profile if v.runtime else None for v in (reference, variant)]
+    if profiles[0] is None or profiles[1] is None:
+        return ()
+    before, after = ({op.label: op.share for op in p.ops} for p in profiles)
+    return _share_changes(before, after)
+
+
+def _share_changes(
+    before: Mapping[str, float], after: Mapping[str, float]
+) -> tuple[OperatorShare, ...]:
     names = list(after) + [name for name in before if name not in after]
     shares = [OperatorShare(name, before.get(name, 0.0), after.get(name, 0.0)) for name in names]
     return tuple(sorted(shares, key=lambda share: -abs(share.delta_points)))

@@ -232,17 +232,26 @@ OPERATOR_LIMIT = 4
 OPERATOR_MIN_POINTS = 0.5  # smaller share moves are within one profile's noise
 
 
-def operator_share_line(row: VariantComparison) -> str | None:
-    """The operators whose share of the profiled time moved most, or None."""
-    moved = [s for s in row.operator_shares if abs(s.delta_points) >= OPERATOR_MIN_POINTS]
-    if not moved:
-        return None
-    shown = ", ".join(
-        f"{share.operator} {_share(share.baseline)}→{_share(share.value)} "
-        f"({share.delta_points:+.1f} pp)"
-        for share in moved[:OPERATOR_LIMIT]
-    )
-    return f"Operator time shares that moved most (profiled, eager): {shown}."
+def operator_share_lines(row: VariantComparison, comparison: Comparison) -> list[str]:
+    """The operators whose share of the profiled time moved most: the eager profile's aten ops
+    and, where the runtime profiled its program, the runtime's kernels."""
+    lines = []
+    for title, shares in (
+        ("Operator time shares that moved most (profiled, eager)", row.operator_shares),
+        (
+            f"Kernel time shares that moved most ({comparison.runtime_profiler})",
+            row.runtime_operator_shares,
+        ),
+    ):
+        moved = [s for s in shares if abs(s.delta_points) >= OPERATOR_MIN_POINTS]
+        if moved:
+            shown = ", ".join(
+                f"{share.operator} {_share(share.baseline)}→{_share(share.value)} "
+                f"({share.delta_points:+.1f} pp)"
+                for share in moved[:OPERATOR_LIMIT]
+            )
+            lines.append(f"{title}: {shown}.")
+    return lines
 
 
 def blocks_table(row: VariantComparison, comparison: Comparison) -> Table:
@@ -274,9 +283,7 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
     for row in comparison.rows:
         if row.blocks and not row.is_baseline:
             parts.append(blocks_table(row, comparison))
-            line = operator_share_line(row)
-            if line:
-                parts.append(Text(line))
+            parts.extend(Text(line) for line in operator_share_lines(row, comparison))
     parts.append(Text(f"{CONVENTIONS}\n{LEGEND}", style="dim"))
     flags = noise_flag_lines(comparison)
     if flags:

@@ -13,8 +13,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.record import Attribution, Effect
+from ablate.measurement.mobile import RUNTIMES
 from ablate.metrics import COMPARED
-from ablate.report.compare import Comparison, VariantComparison, compare_runs, compare_variants
+from ablate.report.compare import (
+    Comparison,
+    VariantComparison,
+    compare_runs,
+    compare_variants,
+)
 from ablate.report.compare_console import (
     APPROXIMATE_MARK,
     BLOCK_COLUMNS,
@@ -24,7 +30,7 @@ from ablate.report.compare_console import (
     block_cells,
     disagreement_mark,
     noise_flag_lines,
-    operator_share_line,
+    operator_share_lines,
     paired_cells,
     paired_columns,
     significance,
@@ -341,8 +347,7 @@ def _blocks(comparison: Comparison) -> list[str]:
         ]
         lines += _table(BLOCK_COLUMNS, (block_cells(block) for block in row.blocks), text=(0, 1))
         lines.append("")
-        line = operator_share_line(row)
-        if line:
+        for line in operator_share_lines(row, comparison):
             lines += [line, ""]
     return lines
 
@@ -574,19 +579,34 @@ def _focused(comparison: Comparison, view: Attribution) -> Comparison:
     return dataclasses.replace(comparison, rows=rows)
 
 
-def _delegation(results: Results) -> list[str]:
+def _delegation(results: Results, comparison: Comparison) -> list[str]:
     """Which ops each exported program ran outside its delegate (mobile backends only)."""
     recorded = [(v.name, v.runtime) for v in results.variants if v.runtime is not None]
     if not recorded:
         return []
     delegate = recorded[0][1].delegation.delegate
+    runtime_name = recorded[0][1].runtime
+    profiled = any(runtime.profile is not None for _, runtime in recorded)
+    if profiled:
+        source = (
+            "The per-block and per-aten-op time shares come from the eager PyTorch profile; "
+            f"{runtime_name}'s own profiler timed each program's kernels: 'time outside' is "
+            "the share of that time spent outside the delegate, and the kernel table below "
+            "shows where the rest goes."
+        )
+    elif RUNTIMES[runtime_name].profiler is None:
+        source = (
+            "Per-op time shares in this report come from the eager PyTorch profile: "
+            f"{runtime_name}'s Python API has no per-op profiler."
+        )
+    else:
+        source = "Per-op time shares in this report come from the eager PyTorch profile."
     lines = [
         "## Delegation",
         "",
         f"Ops of each exported program inside the {delegate} delegate, and those outside it "
         "(or computed in fp32 inside an int8 program); a flagged variant runs part of its "
-        "graph on the runtime's slower portable kernels. Per-op time shares in this report "
-        "come from the eager PyTorch profile, not from the runtime.",
+        f"graph on the runtime's slower portable kernels. {source}",
         "",
     ]
     rows = []
@@ -594,19 +614,71 @@ def _delegation(results: Results) -> list[str]:
         delegation = runtime.delegation
         outside = ", ".join(f"{op} x{count}" for op, count in delegation.outside.items())
         fp32 = ", ".join(f"{op} x{count}" for op, count in delegation.fp32.items())
-        rows.append(
-            [
-                name,
-                "flagged" if delegation.flagged else "all delegated",
-                sum(delegation.delegated.values()),
-                outside or "none",
-                fp32 or "none",
-                f"{runtime.export_seconds:.1f} s" + (" (cached)" if runtime.export_cached else ""),
-            ]
+        row = [
+            name,
+            "flagged" if delegation.flagged else "all delegated",
+            sum(delegation.delegated.values()),
+            outside or "none",
+            fp32 or "none",
+        ]
+        if profiled:
+            profile = runtime.profile
+            row.append("-" if profile is None else f"{profile.outside_share:.1%}")
+        row.append(
+            f"{runtime.export_seconds:.1f} s" + (" (cached)" if runtime.export_cached else "")
         )
-    columns = ("variant", "delegation", "ops delegated", "outside", "fp32 in int8", "export")
+        rows.append(row)
+    columns = ("variant", "delegation", "ops delegated", "outside", "fp32 in int8")
+    columns += ("time outside", "export") if profiled else ("export",)
     lines += _table(columns, rows, text=(0, 1, 3, 4))
-    return [*lines, ""]
+    lines.append("")
+    if profiled:
+        lines += _kernel_shares(results, comparison)
+    return lines
+
+
+# Kernel-share columns beside the baseline's, for a run without an attribution.
+KERNEL_COLUMNS = 4
+
+
+def _kernel_shares(results: Results, comparison: Comparison) -> list[str]:
+    """Each kernel's share of the runtime-profiled time: the baseline's and the attribution's
+    target (or the first few other variants)."""
+    others = [v.name for v in results.variants if v.name != comparison.baseline]
+    if results.attribution is not None:
+        from ablate.analysis.coalitions import CoalitionSpace
+
+        space = CoalitionSpace(results.attribution.factors)
+        others = [space.variant_name(space.full_mask)]
+    profiles = {
+        name: profile
+        for name in [comparison.baseline, *others[:KERNEL_COLUMNS]]
+        if (runtime := results.variant(name).runtime) is not None
+        and (profile := runtime.profile) is not None
+    }
+    if not profiles:
+        return []
+    labels: list[str] = []
+    for profile in profiles.values():
+        labels += [label for op in profile.ops if (label := op.label) not in labels]
+    shares = {
+        name: {op.label: op.share for op in profile.ops} for name, profile in profiles.items()
+    }
+    rows = [
+        [
+            label,
+            *(f"{shares[name][label]:.1%}" if label in shares[name] else "-" for name in profiles),
+        ]
+        for label in labels
+    ]
+    first = next(iter(profiles.values()))
+    runtime_name = next(v.runtime.runtime for v in results.variants if v.runtime is not None)
+    return [
+        f"### Kernel time shares ({runtime_name} {first.profiler}, median of {first.runs} runs)",
+        "",
+        *_table(("kernel", *profiles), rows, text=(0,)),
+        "",
+    ]
 
 
 def render_markdown(
@@ -621,7 +693,7 @@ def render_markdown(
     lines = _title(results)
     lines += _compared(results, comparison)
     lines += _machine(results)
-    lines += _delegation(results)
+    lines += _delegation(results, comparison)
     detailed = comparison
     if results.attribution is not None:
         # The attribution answers the question; with 2^n variants, the per-variant prose and

@@ -15,6 +15,8 @@ from ablate.runs.schema import (
     Measurement,
     OpTimeShares,
     Ratio,
+    RuntimeOpTime,
+    RuntimeProfile,
     Variant,
 )
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from ablate.architecture.builder import LayerRow
     from ablate.counting.records import CountResult
     from ablate.measurement.calibration import Calibration as MachineCalibration
+    from ablate.measurement.mobile import OpTime
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.results import LatencyResult, VariantResult
     from ablate.spec.schema import ReferenceSection
@@ -99,9 +102,7 @@ def latency_entry(result: VariantResult) -> Latency:
     )
 
 
-def measurement_entry(
-    result: LatencyResult, calibration: MachineCalibration | None
-) -> Measurement:
+def measurement_entry(result: LatencyResult, calibration: MachineCalibration | None) -> Measurement:
     # The schema names the run-level fields; the engine's record carries them under the same
     # names, so the writer cannot drift from what the reader validates.
     fields = {
@@ -124,6 +125,31 @@ def op_time_entry(profile: OpProfile) -> OpTimeShares:
     return OpTimeShares(
         by_block={share.name: share.share for share in profile.by_group()},
         by_operator={share.name: share.share for share in profile.by_operator()},
+    )
+
+
+def runtime_profile_entry(
+    ops: Sequence[OpTime], *, profiler: str, runs: int
+) -> RuntimeProfile | None:
+    """The runtime profiler's op times with each one's share of their sum, slowest first;
+    None when it recorded no time (a runtime built without its profiler's events)."""
+    total = sum(op.milliseconds for op in ops)
+    if total <= 0:
+        return None
+    ordered = sorted(ops, key=lambda op: (-op.milliseconds, op.name))
+    return RuntimeProfile(
+        profiler=profiler,
+        runs=runs,
+        ops=[
+            RuntimeOpTime(
+                name=op.name,
+                delegated=op.delegated,
+                instances=op.instances,
+                milliseconds=op.milliseconds,
+                share=op.milliseconds / total,
+            )
+            for op in ordered
+        ],
     )
 
 

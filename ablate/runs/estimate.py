@@ -55,6 +55,10 @@ PROFILER_OVERHEAD = 2.0
 # (ExecuTorch 1.5.1, 2026-11-30; 34 s before folding); in int8 51-65 s (the calibration, and
 # the quantize / dequantize nodes the lowering passes walk one by one).
 EXPORT_SECONDS = {"fp32": 21.0, "int8": 57.0}
+# The runtime's own per-op profile of one exported full-size MobileNet (ExecuTorch's ETDump):
+# reading the program from the cache, loading it with the event tracer, the runs, reading the
+# trace: 0.25-0.5 s on a 2-core x86 VM (V3-Large, 2026-11-30).
+RUNTIME_PROFILE_SECONDS = 0.4
 # Separately built copies of a backend's runnable: exported backends hold a second copy of
 # the weights in their own runtime.
 RUNTIME_WEIGHT_COPIES = 2
@@ -309,6 +313,9 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         if spec.measure.backend in RUNTIMES
         else 0.0
     )
+    runtime = RUNTIMES.get(spec.measure.backend)
+    profiled_by_runtime = runtime is not None and runtime.profiler is not None
+    runtime_profiling = len(architectures) * RUNTIME_PROFILE_SECONDS if profiled_by_runtime else 0.0
     return RunEstimate(
         variants=len(spec.variants),
         architectures=len(architectures),
@@ -326,7 +333,8 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         export_workers=workers,
         prepare_seconds=scale * sum(COUNT_SECONDS_FIXED + images * forward for forward in forwards),
         profile_seconds=scale
-        * sum(COUNT_SECONDS_FIXED + PROFILER_OVERHEAD * passes * forward for forward in forwards),
+        * sum(COUNT_SECONDS_FIXED + PROFILER_OVERHEAD * passes * forward for forward in forwards)
+        + runtime_profiling,
     )
 
 

@@ -29,6 +29,7 @@ from ablate.runs.entries import (
     latency_entry,
     measurement_entry,
     op_time_entry,
+    runtime_profile_entry,
     with_time_shares,
 )
 from ablate.runs.schema import (
@@ -566,8 +567,10 @@ class Run:
         runs = QUICK_PROFILE_RUNS if self.spec.measure.quick else PROFILE_RUNS
         fused = backend_fuses(self.setup.backend)
         blocks = {variant.measured_as: variant.blocks for variant in self.state.variants}
-        changes = {}
-        for unit in self.units:
+        runtimes = {variant.measured_as: variant.runtime for variant in self.state.variants}
+        changes: dict[str, dict[str, Any]] = {}
+        for position, unit in enumerate(self.units):
+            self.progress.counting(f"profiling {unit.name}", position, len(self.units))
             model = realistic_module(unit.architecture)
             images = example_input(self.setup, unit.architecture.resolution)
             profile = profile_operators(model, images, runs=runs, device=self.setup.device)
@@ -578,7 +581,31 @@ class Run:
                     blocks[unit.name], shares.by_block, calibration, fused=fused
                 ),
             }
+            record = runtimes.get(unit.name)
+            if record is not None:
+                changes[unit.name]["runtime"] = self._runtime_profiled(record, model, images, runs)
         self.update("profiled", variants=self.updated_variants(changes))
+
+    def _runtime_profiled(
+        self, record: RuntimeRecord, model: Any, images: Any, runs: int
+    ) -> RuntimeRecord:
+        """`record` with the runtime's own per-op times of the program that was timed, where
+        the runtime's Python API has a profiler."""
+        from ablate.measurement.mobile import RUNTIMES, runtime_op_times
+
+        ops = runtime_op_times(
+            record.runtime,
+            model,
+            images,
+            self.setup.precision,  # type: ignore[arg-type]  # checked at the start
+            runs=runs,
+            threads=self.setup.threads,
+        )
+        profiler = RUNTIMES[record.runtime].profiler
+        if ops is None or profiler is None:
+            return record
+        profile = runtime_profile_entry(ops, profiler=profiler, runs=runs)
+        return record.model_copy(update={"profile": profile})
 
     def attribute(self) -> None:
         if self.spec.attribution is None:

@@ -101,8 +101,42 @@ class Delegation(_Strict):
     flagged: bool  # some op ran outside the delegate or stayed fp32 in an int8 program
 
 
+class RuntimeOpTime(_Strict):
+    """One kind of the runtime's kernels in a forward pass of the exported program."""
+
+    name: str  # the runtime's own name: "Convolution (NHWC, F32) DWConv", "mean.out"
+    delegated: bool  # inside the delegate; False: the runtime's portable kernel
+    instances: int  # how many run per forward pass
+    milliseconds: float  # the median over the profiled runs, summed over the instances
+    share: float  # of the summed time of every op, in [0, 1]
+
+    @property
+    def label(self) -> str:
+        """The name, marked when the kernel ran outside the delegate."""
+        return self.name if self.delegated else f"{self.name} (outside the delegate)"
+
+
+class RuntimeProfile(_Strict):
+    """Where the exported program's time goes, per kernel kind, by the runtime's own profiler.
+
+    The runtime's kernels are not aten ops (XNNPACK runs a 1x1 convolution as a GEMM, with its
+    activation fused), so these shares sit beside the eager profile's per-block and per-op
+    shares rather than replace them. Profiling adds a little per op: read the shares.
+    """
+
+    profiler: str  # e.g. "ETDump"
+    runs: int
+    ops: list[RuntimeOpTime]  # slowest first
+
+    @property
+    def outside_share(self) -> float:
+        """The share of the time spent outside the delegate."""
+        return sum(op.share for op in self.ops if not op.delegated)
+
+
 class RuntimeRecord(_Strict):
-    """What a mobile backend made of a variant: its program, runtime and delegation."""
+    """What a mobile backend made of a variant: its program, runtime and delegation, and, after
+    the profiling stage, where the runtime spends its time (where its profiler allows)."""
 
     runtime: str
     versions: dict[str, str]
@@ -111,6 +145,7 @@ class RuntimeRecord(_Strict):
     export_cached: bool
     program_bytes: int
     delegation: Delegation
+    profile: RuntimeProfile | None = None
 
 
 class Variant(_Strict):

@@ -16,6 +16,8 @@ from ablate.measurement.engine import StoppingPolicy, measure_latency
 from ablate.measurement.profile import OpProfile, profile_operators
 from ablate.measurement.results import LatencyResult, latency_to_dict
 from ablate.measurement.setup import INSTANCES, MeasurementSetup, configure_torch, example_input
+from ablate.runs.entries import runtime_profile_entry
+from ablate.runs.schema import RuntimeProfile
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +51,11 @@ class Breakdown:
     """Where one variant's time goes: profiled shares, and the roofline when calibrated."""
 
     variant: str
-    profile: OpProfile
+    profile: OpProfile  # eager PyTorch's, by block and aten op
     roofline: RooflineSummary | None
+    # The mobile runtime's own per-kernel times of the program that was timed, where its Python
+    # API has a profiler (ExecuTorch's ETDump); None otherwise.
+    runtime_profile: RuntimeProfile | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,28 @@ def run_bench(
                 roofline = roofline_summary(
                     per_block, calibration, latency.variant(label).median_ms / 1e3
                 )
-            breakdowns.append(Breakdown(label, profile, roofline))
+            runtime_profile = _runtime_profile(module, images, setup, runs=profile.runs)
+            breakdowns.append(Breakdown(label, profile, roofline, runtime_profile))
     return BenchReport(latency, tuple(breakdowns), calibrated=calibration is not None)
+
+
+def _runtime_profile(
+    module: torch.nn.Module, images: torch.Tensor, setup: MeasurementSetup, *, runs: int
+) -> RuntimeProfile | None:
+    from ablate.measurement.mobile import RUNTIMES, runtime_op_times
+
+    runtime = RUNTIMES.get(setup.backend)
+    if runtime is None or runtime.profiler is None:
+        return None
+    ops = runtime_op_times(
+        setup.backend,
+        module,
+        images,
+        setup.precision,  # type: ignore[arg-type]  # checked before anything was built
+        runs=runs,
+        threads=setup.threads,
+    )
+    return None if ops is None else runtime_profile_entry(ops, profiler=runtime.profiler, runs=runs)
 
 
 def _labels(choices: list[ModelChoice]) -> list[str]:
@@ -198,6 +223,9 @@ def _breakdown_to_dict(breakdown: Breakdown) -> dict[str, Any]:
         "by_block": [dataclasses.asdict(share) for share in profile.by_group()],
         "by_operator": [dataclasses.asdict(share) for share in profile.by_operator()],
         "roofline": None,
+        "runtime_profile": None
+        if breakdown.runtime_profile is None
+        else breakdown.runtime_profile.model_dump(),
     }
     roofline = breakdown.roofline
     if roofline is not None:
