@@ -37,6 +37,7 @@ from ablate.runs.schema import (
     Latency,
     Measurement,
     Results,
+    RuntimeProfile,
     RuntimeRecord,
     Status,
     Variant,
@@ -239,6 +240,27 @@ def measurement_setup(spec: ExperimentSpec) -> MeasurementSetup:
         channels_last=spec.measure.channels_last,
         precision=spec.measure.precision,
     )
+
+
+def runtime_profile(
+    model: Any, images: Any, setup: MeasurementSetup, *, runs: int
+) -> RuntimeProfile | None:
+    """The setup's mobile runtime's own per-kernel times of `model`'s program (read from the
+    export cache), where its Python API has a profiler; None elsewhere."""
+    from ablate.measurement.mobile import RUNTIMES, runtime_op_times
+
+    runtime = RUNTIMES.get(setup.backend)
+    if runtime is None or runtime.profiler is None:
+        return None
+    ops = runtime_op_times(
+        setup.backend,
+        model,
+        images,
+        setup.precision,  # type: ignore[arg-type]  # checked before anything was built
+        runs=runs,
+        threads=setup.threads,
+    )
+    return None if ops is None else runtime_profile_entry(ops, profiler=runtime.profiler, runs=runs)
 
 
 def rerun_command(
@@ -583,29 +605,9 @@ class Run:
             }
             record = runtimes.get(unit.name)
             if record is not None:
-                changes[unit.name]["runtime"] = self._runtime_profiled(record, model, images, runs)
+                timed = runtime_profile(model, images, self.setup, runs=runs)
+                changes[unit.name]["runtime"] = record.model_copy(update={"profile": timed})
         self.update("profiled", variants=self.updated_variants(changes))
-
-    def _runtime_profiled(
-        self, record: RuntimeRecord, model: Any, images: Any, runs: int
-    ) -> RuntimeRecord:
-        """`record` with the runtime's own per-op times of the program that was timed, where
-        the runtime's Python API has a profiler."""
-        from ablate.measurement.mobile import RUNTIMES, runtime_op_times
-
-        ops = runtime_op_times(
-            record.runtime,
-            model,
-            images,
-            self.setup.precision,  # type: ignore[arg-type]  # checked at the start
-            runs=runs,
-            threads=self.setup.threads,
-        )
-        profiler = RUNTIMES[record.runtime].profiler
-        if ops is None or profiler is None:
-            return record
-        profile = runtime_profile_entry(ops, profiler=profiler, runs=runs)
-        return record.model_copy(update={"profile": profile})
 
     def attribute(self) -> None:
         if self.spec.attribution is None:

@@ -16,7 +16,7 @@ from ablate.measurement.engine import StoppingPolicy, measure_latency
 from ablate.measurement.profile import OpProfile, profile_operators
 from ablate.measurement.results import LatencyResult, latency_to_dict
 from ablate.measurement.setup import INSTANCES, MeasurementSetup, configure_torch, example_input
-from ablate.runs.entries import runtime_profile_entry
+from ablate.runs.runner import runtime_profile
 from ablate.runs.schema import RuntimeProfile
 
 if TYPE_CHECKING:
@@ -141,28 +141,9 @@ def run_bench(
                 roofline = roofline_summary(
                     per_block, calibration, latency.variant(label).median_ms / 1e3
                 )
-            runtime_profile = _runtime_profile(module, images, setup, runs=profile.runs)
-            breakdowns.append(Breakdown(label, profile, roofline, runtime_profile))
+            kernels = runtime_profile(module, images, setup, runs=profile.runs)
+            breakdowns.append(Breakdown(label, profile, roofline, kernels))
     return BenchReport(latency, tuple(breakdowns), calibrated=calibration is not None)
-
-
-def _runtime_profile(
-    module: torch.nn.Module, images: torch.Tensor, setup: MeasurementSetup, *, runs: int
-) -> RuntimeProfile | None:
-    from ablate.measurement.mobile import RUNTIMES, runtime_op_times
-
-    runtime = RUNTIMES.get(setup.backend)
-    if runtime is None or runtime.profiler is None:
-        return None
-    ops = runtime_op_times(
-        setup.backend,
-        module,
-        images,
-        setup.precision,  # type: ignore[arg-type]  # checked before anything was built
-        runs=runs,
-        threads=setup.threads,
-    )
-    return None if ops is None else runtime_profile_entry(ops, profiler=runtime.profiler, runs=runs)
 
 
 def _labels(choices: list[ModelChoice]) -> list[str]:
