@@ -184,3 +184,12 @@ def test_a_runtime_without_a_profiler_says_the_shares_are_eager() -> None:
     assert "come from the eager PyTorch profile: litert's Python API has no per-op profiler" in text
     assert "time outside" not in text
     assert "Kernel time shares" not in text
+
+
+def test_a_runtime_this_version_does_not_know_still_renders() -> None:
+    def on_unknown(document: dict[str, Any]) -> None:
+        for variant in document["variants"]:
+            variant["runtime"] = _runtime(None, runtime="someday")
+
+    text = _words(render_markdown(modified_results("hswish_eager", on_unknown), plots={}))
+    assert "Per-op time shares in this report come from the eager PyTorch profile." in text

@@ -594,7 +594,7 @@ def _delegation(results: Results, comparison: Comparison) -> list[str]:
             "the share of that time spent outside the delegate, and the kernel table below "
             "shows where the rest goes."
         )
-    elif RUNTIMES[runtime_name].profiler is None:
+    elif (known := RUNTIMES.get(runtime_name)) is not None and known.profiler is None:
         source = (
             "Per-op time shares in this report come from the eager PyTorch profile: "
             f"{runtime_name}'s Python API has no per-op profiler."
