@@ -8,6 +8,7 @@ program is exported once per session into a shared cache directory and the tests
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -281,6 +282,50 @@ def test_only_batch_norms_fed_straight_by_a_convolution_are_folded() -> None:
     assert isinstance(own_forward[1], nn.BatchNorm2d)
     assert isinstance(norm_first[0], nn.BatchNorm2d)
     assert isinstance(training[1], nn.BatchNorm2d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance shared, not copied, while exporting (no runtime needed)
+
+
+def _provenance() -> list[Any]:
+    """A node's provenance chain as torch.fx records it: a record of a record."""
+    from torch.fx.traceback import NodeSource
+
+    graph = torch.fx.Graph()
+    first = graph.placeholder("x")
+    second = graph.call_function(torch.relu, (first,))
+    first.meta["from_node"] = [NodeSource(None, "trace")]
+    second.meta["from_node"] = [NodeSource(first, "a pass")]
+    return second.meta["from_node"]
+
+
+def test_provenance_is_shared_inside_and_copied_again_outside() -> None:
+    import copy
+
+    chain = _provenance()
+    assert copy.deepcopy(chain)[0] is not chain[0]
+    with mobile.shared_provenance():
+        copied = copy.deepcopy(chain)
+        assert copied is not chain  # the list is still new: a pass may extend it
+        assert copied[0] is chain[0] and copied[0].from_node[0] is chain[0].from_node[0]
+    assert copy.deepcopy(chain)[0] is not chain[0]
+    assert copy.deepcopy(chain) == chain  # equal by content either way
+
+
+def test_provenance_sharing_nests_and_survives_an_exception() -> None:
+    import copy
+
+    from torch.fx.traceback import NodeSource
+
+    chain = _provenance()
+    with pytest.raises(RuntimeError, match="export failed"), mobile.shared_provenance():
+        with mobile.shared_provenance():
+            pass
+        assert copy.deepcopy(chain)[0] is chain[0]  # the inner exit left it to the outer
+        raise RuntimeError("export failed")
+    assert "__deepcopy__" not in vars(NodeSource)
+    assert copy.deepcopy(chain)[0] is not chain[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -744,6 +789,21 @@ def test_export_version_change_invalidates_the_real_cache(
     )
     assert not rebuilt.artifact.cached
     assert rebuilt.artifact.path != first.artifact.path
+
+
+@pytest.mark.parametrize(("backend", "precision"), BACKEND_PRECISIONS)
+def test_shared_provenance_exports_the_same_program_byte_for_byte(
+    backend: str, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sharing is only a speed-up: with torch's own deep copies the program is the same."""
+    _runtime(backend)
+    exporter = mobile.export_executorch if backend == "executorch" else mobile.export_litert
+    model, x = mobile._export_copy(tiny(), images(32))
+    shared, shared_report = exporter(model, x, precision)
+    monkeypatch.setattr(mobile, "shared_provenance", contextlib.nullcontext)
+    copied, copied_report = exporter(model, x, precision)
+    assert shared == copied
+    assert shared_report == copied_report
 
 
 def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
