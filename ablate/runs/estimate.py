@@ -51,10 +51,12 @@ FORWARD_SECONDS_PER_MAC = 1 / 15e9
 # torch's FunctionEvent tree).
 PROFILER_OVERHEAD = 2.0
 # Exporting one full-size MobileNet for a mobile runtime, one process: why_v3_faster's
-# programs took 20.6 s each on average on a 2-core x86 VM, two at a time, batch norms folded
-# (ExecuTorch 1.5.1, 2026-11-30; 34 s before folding); in int8 51-65 s (the calibration, and
-# the quantize / dequantize nodes the lowering passes walk one by one).
-EXPORT_SECONDS = {"fp32": 21.0, "int8": 57.0}
+# programs took 16.2 s each on average on a 2-core x86 VM, two at a time, batch norms folded
+# and provenance shared (ExecuTorch 1.5.1, 2026-11-30; 18.8 s copying provenance, 34 s before
+# folding). In int8 they took 51-65 s copying provenance (the calibration, and the quantize /
+# dequantize nodes the lowering passes walk one by one); sharing it took V3-Large from 63-64 s
+# to 56-57 s, 11% less.
+EXPORT_SECONDS = {"fp32": 16.5, "int8": 52.0}
 # The runtime's own per-op profile of one exported full-size MobileNet (ExecuTorch's ETDump):
 # reading the program from the cache, loading it with the event tracer, the runs, reading the
 # trace: 0.25-0.5 s on a 2-core x86 VM (V3-Large, 2026-11-30).
