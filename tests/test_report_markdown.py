@@ -175,21 +175,25 @@ def test_a_runtime_profiled_run_reports_its_kernels_beside_the_eager_shares() ->
     ) in words
 
 
-def test_a_runtime_without_a_profiler_says_the_shares_are_eager() -> None:
-    def on_litert(document: dict[str, Any]) -> None:
-        for variant in document["variants"]:
-            variant["runtime"] = _runtime(None, runtime="litert")
+def _unprofiled_on(runtime: str) -> Any:
+    """A results edit: every variant ran on `runtime`, with no runtime profile."""
 
-    text = _words(render_markdown(modified_results("hswish_eager", on_litert), plots={}))
+    def edit(document: dict[str, Any]) -> None:
+        for variant in document["variants"]:
+            variant["runtime"] = _runtime(None, runtime=runtime)
+
+    return edit
+
+
+def test_a_runtime_without_a_profiler_says_the_shares_are_eager() -> None:
+    results = modified_results("hswish_eager", _unprofiled_on("litert"))
+    text = _words(render_markdown(results, plots={}))
     assert "come from the eager PyTorch profile: litert's Python API has no per-op profiler" in text
     assert "time outside" not in text
     assert "Kernel time shares" not in text
 
 
 def test_a_runtime_this_version_does_not_know_still_renders() -> None:
-    def on_unknown(document: dict[str, Any]) -> None:
-        for variant in document["variants"]:
-            variant["runtime"] = _runtime(None, runtime="someday")
-
-    text = _words(render_markdown(modified_results("hswish_eager", on_unknown), plots={}))
+    results = modified_results("hswish_eager", _unprofiled_on("someday"))
+    text = _words(render_markdown(results, plots={}))
     assert "Per-op time shares in this report come from the eager PyTorch profile." in text
