@@ -316,7 +316,7 @@ def test_on_round_sees_each_round_as_it_is_taken():
         {"base": machine.variant("base", 0.010), "other": machine.variant("other", 0.012)},
         baseline="base",
         clock=machine.clock,
-        on_round=lambda index, seconds: journal.append((index, dict(seconds))),
+        on_round=lambda index, seconds, _: journal.append((index, dict(seconds))),
     )
     assert [index for index, _ in journal] == list(range(result.rounds))
     assert [seconds["other"] * 1e3 for _, seconds in journal] == pytest.approx(
@@ -329,7 +329,7 @@ def test_prior_rounds_continue_an_interrupted_measurement():
     variants = {"base": machine.variant("base", 0.010), "slow": machine.variant("slow", 0.0103)}
     journal: list[dict[str, float]] = []
 
-    def interrupt_after_30(index: int, seconds: dict[str, float]) -> None:
+    def interrupt_after_30(index: int, seconds: dict[str, float], _: object) -> None:
         journal.append(seconds)
         if index == 29:
             raise KeyboardInterrupt
@@ -344,7 +344,7 @@ def test_prior_rounds_continue_an_interrupted_measurement():
         baseline="base",
         clock=machine.clock,
         prior_rounds=journal,
-        on_round=lambda index, seconds: indices.append(index),
+        on_round=lambda index, seconds, _: indices.append(index),
     )
     assert indices[0] == 30  # numbering continues the journal
     assert result.rounds == 30 + len(indices)
@@ -493,7 +493,7 @@ def test_each_stopping_check_hands_its_widths_to_on_check(judged: bool) -> None:
     checks: list[tuple[int, dict[str, float]]] = []
     expected: list[dict[str, float]] = []
 
-    def on_round(index: int, seconds: Mapping[str, float]) -> None:
+    def on_round(index: int, seconds: Mapping[str, float], _: object) -> None:
         for name, value in seconds.items():
             samples[name].append(value)
 
@@ -542,7 +542,7 @@ def test_stopping_on_the_attribution_takes_fewer_rounds_and_keeps_its_intervals(
             baseline=names[0],
             clock=machine.clock,
             stopping=StoppingPolicy(budget_seconds=600.0, judged=judged),
-            on_round=lambda index, seconds: rounds.append([seconds[names[m]] for m in costs]),
+            on_round=lambda index, seconds, _: rounds.append([seconds[names[m]] for m in costs]),
         )
         return result, rounds
 
@@ -559,3 +559,100 @@ def test_stopping_on_the_attribution_takes_fewer_rounds_and_keeps_its_intervals(
         assert effect.latency is not None
         low, high = effect.latency.interval_percent
         assert (high - low) / 2 <= 1.0  # points of `from`
+
+
+def test_a_variant_timed_several_times_a_round_keeps_the_median_of_its_timings() -> None:
+    machine = FakeMachine(seed=26)
+    rounds: list[tuple[dict[str, float], dict[str, tuple[float, ...]]]] = []
+    result = measure_latency(
+        {"base": machine.variant("base", 0.010, jitter=0.2), "x": machine.variant("x", 0.012)},
+        baseline="base",
+        clock=machine.clock,
+        stopping=StoppingPolicy(minimum_rounds=25, maximum_rounds=25),
+        on_round=lambda index, seconds, timings: rounds.append((dict(seconds), dict(timings))),
+        timings_per_round={"base": 5},
+    )
+    assert (result.variant("base").timings_per_round, result.variant("x").timings_per_round) == (
+        5,
+        1,
+    )
+    # Only the repeated variant's timings are handed over, five a round, median kept.
+    assert all(set(timings) == {"base"} and len(timings["base"]) == 5 for _, timings in rounds)
+    assert [seconds["base"] for seconds, _ in rounds] == [
+        sorted(timings["base"])[2] for _, timings in rounds
+    ]
+    assert list(result.variant("base").samples_ms) == pytest.approx(
+        [seconds["base"] * 1e3 for seconds, _ in rounds]
+    )
+    # Each round made 6 timings, the five of `base` at varying places among them.
+    calls = machine.calls[-6 * 25 :]
+    orders = [tuple(calls[start : start + 6]) for start in range(0, len(calls), 6)]
+    assert all(sorted(order) == ["base"] * 5 + ["x"] for order in orders)
+    assert len({order.index("x") for order in orders}) == 6
+
+
+def test_repeated_timings_cycle_through_the_instances_within_and_across_rounds() -> None:
+    machine = FakeMachine(seed=27)
+    timed: list[tuple[float, ...]] = []
+    measure_latency(
+        {
+            # Two builds, one 4% slower: timing k of round r uses build (5r + k) % 2.
+            "base": [
+                machine.variant("base", 0.010, jitter=0.0),
+                machine.variant("base", 0.0104, jitter=0.0),
+            ],
+            "x": machine.variant("x", 0.012, jitter=0.0),
+        },
+        baseline="base",
+        clock=machine.clock,
+        stopping=StoppingPolicy(minimum_rounds=6, maximum_rounds=6),
+        on_round=lambda index, seconds, timings: timed.append(timings["base"]),
+        timings_per_round={"base": 5},
+    )
+    milliseconds = [tuple(round(value * 1e3, 6) for value in round_) for round_ in timed]
+    assert milliseconds[:2] == [(10.0, 10.4, 10.0, 10.4, 10.0), (10.4, 10.0, 10.4, 10.0, 10.4)]
+
+
+def test_a_median_of_five_timings_narrows_the_ratio_interval() -> None:
+    def width(timings: int) -> float:
+        machine = FakeMachine(seed=28)
+        result = measure_latency(
+            {
+                "base": machine.variant("base", 0.010, jitter=0.15),
+                "x": machine.variant("x", 0.010, jitter=0.01),
+            },
+            baseline="base",
+            clock=machine.clock,
+            stopping=StoppingPolicy(minimum_rounds=60, maximum_rounds=60),
+            timings_per_round={"base": timings},
+        )
+        ratio = result.variant("x").ratio_to_baseline
+        assert ratio is not None
+        return (ratio.ci95[1] - ratio.ci95[0]) / ratio.median
+
+    # The ratio's noise is nearly all the baseline's: a median of 5 normal draws has 0.29 of
+    # the variance of one, so the interval should shrink to about 0.54 of its width.
+    assert width(5) < 0.7 * width(1)
+
+
+@pytest.mark.parametrize(
+    ("timings", "message"),
+    [
+        ({"base": 2}, "variant 'base': timings per round must be a positive odd integer"),
+        ({"base": 0}, "must be a positive odd integer.* \\(got 0\\)"),
+        ({"base": True}, "must be a positive odd integer.* \\(got True\\)"),
+        ({"nope": 3}, "timings per round name 'nope', not variants; valid: base, x"),
+    ],
+)
+def test_timings_per_round_must_be_odd_counts_of_known_variants(
+    timings: dict[str, int], message: str
+) -> None:
+    machine = FakeMachine(seed=29)
+    with pytest.raises(MeasurementError, match=message):
+        measure_latency(
+            {"base": machine.variant("base", 0.01), "x": machine.variant("x", 0.01)},
+            baseline="base",
+            clock=machine.clock,
+            timings_per_round=timings,
+        )
+    assert machine.calls == []  # refused before anything ran

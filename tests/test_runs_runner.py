@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import ablate.runs.runner as runner_module
+from ablate.analysis.coalitions import CoalitionSpace
 from ablate.cli import app
 from ablate.errors import AblateError
 from ablate.runs.schema import load_results
@@ -105,6 +106,35 @@ def test_an_attribution_run_stops_when_its_shapley_values_are_precise(tmp_path: 
     for variant in results.variants:
         assert variant.latency is not None
         assert "wide_interval" not in {flag.name for flag in variant.latency.flags}
+        # 4 coalitions are few: the end models' extra timings would cost half a round.
+        assert variant.latency.timings_per_round == 1
+
+
+def test_an_attribution_with_many_coalitions_times_its_end_models_five_times_a_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4 coalitions count as many here, so that a 2-factor attribution takes the path that
+    # why_v3_faster's 128 take; the end models decide the total, every other coalition once.
+    monkeypatch.setattr(runner_module, "MANY_VARIANTS", 3)
+    spec = tmp_path / "why.yaml"
+    spec.write_text(ATTRIBUTION_SPEC.replace("max_rounds: 200", "max_rounds: 10"))
+    directory = run_experiment(spec_path=spec, out_dir=tmp_path / "runs")
+    results = load_results(directory)
+    space = CoalitionSpace(("layout", "kernel"))
+    ends = {space.variant_name(0), space.variant_name(space.full_mask)}
+    timings = {
+        variant.name: variant.latency.timings_per_round
+        for variant in results.variants
+        if variant.latency is not None
+    }
+    assert timings == {name: 5 if name in ends else 1 for name in timings} and len(timings) == 4
+    lines = [json.loads(line) for line in (directory / "journal.jsonl").read_text().splitlines()]
+    assert results.measurement is not None and len(lines) == results.measurement.rounds
+    for line in lines:
+        assert set(line["timings"]) == ends
+        for name in ends:
+            assert len(line["timings"][name]) == 5
+            assert line["seconds"][name] == sorted(line["timings"][name])[2]
 
 
 class Killed(BaseException):

@@ -64,6 +64,26 @@ def test_journal_round_trip_and_torn_last_line(tmp_path: Path) -> None:
             '{"round": 0, "seconds": {"a": -1}}\n',
             "journal.jsonl:1: seconds: round holds a non-positive or non-finite time",
         ),
+        (
+            '{"round": 0, "seconds": {"a": 1.0}, "timings": [1.0]}\n',
+            "journal.jsonl:1: timings: timings is not an object",
+        ),
+        (
+            '{"round": 0, "seconds": {"a": 1.0}, "timings": {"z": [1.0]}}\n',
+            "journal.jsonl:1: timings.z: timings name a variant the round does not time; valid: a",
+        ),
+        (
+            '{"round": 0, "seconds": {"a": 1.0}, "timings": {"a": [1.0, 1.0]}}\n',
+            "journal.jsonl:1: timings.a: timings are not an odd number of positive times",
+        ),
+        (
+            '{"round": 0, "seconds": {"a": 1.0}, "timings": {"a": [1.0, 0, 2.0]}}\n',
+            "journal.jsonl:1: timings.a: timings are not an odd number of positive times",
+        ),
+        (
+            '{"round": 0, "seconds": {"a": 1.0}, "timings": {"a": [1.0, 3.0, 2.0]}}\n',
+            "journal.jsonl:1: timings.a: the round's seconds are not the median of its timings",
+        ),
     ],
 )
 def test_damaged_journal_is_reported_with_file_and_line(
@@ -74,6 +94,21 @@ def test_damaged_journal_is_reported_with_file_and_line(
     with pytest.raises(InputFileError) as raised:
         read_rounds(journal, {"a"})
     assert message in str(raised.value)
+
+
+def test_journal_keeps_every_repeated_timing_and_resumes_from_their_median(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    append_round(journal, 0, {"a": 0.011, "b": 0.012}, timings={"a": [0.013, 0.010, 0.011]})
+    append_round(journal, 1, {"a": 0.010, "b": 0.013}, timings={})
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0]["timings"] == {"a": [0.013, 0.010, 0.011]}
+    assert "timings" not in lines[1]  # nothing repeated: the line is as before
+    assert read_rounds(journal, {"a", "b"}) == [
+        {"a": 0.011, "b": 0.012},
+        {"a": 0.010, "b": 0.013},
+    ]
 
 
 def test_describe_factors_of_published_v3_large() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +62,7 @@ def measure_latency(
     on_round: RoundCallback | None = None,
     on_check: CheckCallback | None = None,
     prior_rounds: Sequence[Mapping[str, float]] = (),
+    timings_per_round: Mapping[str, int] | None = None,
     seed: int = 0,
 ) -> LatencyResult:
     """Times prepared variants against `baseline` until the ratio intervals are narrow enough.
@@ -71,10 +73,12 @@ def measure_latency(
     describes how they were prepared; it is recorded, not applied (call
     `configure_torch(setup)` before preparing). `clock` and `block_timer` are injectable: by
     default perf_counter and a timeit loop on CPU, a synchronising clock and CUDA events on
-    CUDA. `on_round(index, {name: seconds})` sees each round as it is taken, `on_check(widths)`
-    each judgement of the stopping rule (its relative half-widths by name); `prior_rounds`
-    (same shape, oldest first) continues an interrupted measurement. `seed` (>= 0) fixes the
-    round orders and the bootstrap.
+    CUDA. `on_round(index, {name: seconds}, {name: timings})` sees each round as it is taken,
+    `on_check(widths)` each judgement of the stopping rule (its relative half-widths by name);
+    `prior_rounds` (the seconds, oldest first) continues an interrupted measurement.
+    `timings_per_round` (odd, 1 by default) times the named variants that many times in each
+    round, at random places in its order; their round's value is the median of those timings
+    (see `RoundPlan`). `seed` (>= 0) fixes the round orders and the bootstrap.
     """
     setup = setup or MeasurementSetup()
     stopping = stopping or StoppingPolicy()
@@ -96,12 +100,14 @@ def measure_latency(
         )
 
     runnables = {name: _instances(name, given) for name, given in variants.items()}
+    plan = RoundPlan.of(list(runnables), timings_per_round or {})
     started = clock()
     instances, warmups = _warm_up_every_instance(runnables, block_timer, warmup, clock)
     outcome = run_rounds(
         instances,
         baseline=baseline,
         policy=stopping,
+        plan=plan,
         clock=clock,
         started=started,
         seed=seed,
@@ -109,16 +115,20 @@ def measure_latency(
         on_check=on_check,
         prior_rounds=prior_rounds,
     )
+    summaries = summarise(
+        outcome.samples,
+        baseline=baseline,
+        # Flag a ratio as too wide only where the ratios were what had to be precise.
+        target_ci=stopping.target_ci if stopping.judged is None else None,
+        warmups=warmups,
+        thresholds=thresholds,
+        seed=seed,
+    )
     return LatencyResult(
         baseline=baseline,
-        variants=summarise(
-            outcome.samples,
-            baseline=baseline,
-            # Flag a ratio as too wide only where the ratios were what had to be precise.
-            target_ci=stopping.target_ci if stopping.judged is None else None,
-            warmups=warmups,
-            thresholds=thresholds,
-            seed=seed,
+        variants=tuple(
+            dataclasses.replace(summary, timings_per_round=plan.timings[summary.name])
+            for summary in summaries
         ),
         stop_reason=outcome.stop_reason,
         rounds=len(outcome.samples[baseline]),
@@ -158,8 +168,9 @@ def _instances(name: str, given: Runnable | Sequence[Runnable]) -> list[Runnable
 # The rule stops on precision (interval width), never on the estimate itself: checking often
 # cannot then bias the estimate the way stopping on "significance reached" would.
 
-RoundCallback = Callable[[int, dict[str, float]], None]
-"""Called after each round with its index and, per variant, the seconds of one iteration."""
+RoundCallback = Callable[[int, dict[str, float], dict[str, tuple[float, ...]]], None]
+"""Called after each round with its index; per variant, the seconds of one iteration; and,
+for each variant timed more than once in the round, those timings in the order taken."""
 
 CheckCallback = Callable[[Mapping[str, float]], None]
 """Called with each stopping check's judged half-widths (fractions, by name): a progress
@@ -211,6 +222,42 @@ class StoppingPolicy:
             )
 
 
+# Some variants matter more than others to what a measurement reports. An attribution's
+# total is the difference of its two end models' medians and of nothing else, and each exact
+# Shapley value weighs them by 1/n where most other coalitions weigh 1/(n C(n-1, s)). Timing
+# those two several times a round, each at its own random place, and keeping the median of
+# the timings narrows exactly the intervals that decide when to stop, for a few timings more
+# per round. The median of an odd number of draws has the population median as its median,
+# so the per-round values stay comparable with the variants timed once.
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What one round times: each variant once, or `timings[name]` (odd) times."""
+
+    names: tuple[str, ...]
+    timings: dict[str, int]  # every name; 1 unless more were asked for
+    slots: tuple[str, ...]  # each name as often as it is timed, in `names` order
+
+    @classmethod
+    def of(cls, names: Sequence[str], timings: Mapping[str, int]) -> RoundPlan:
+        unknown = sorted(set(timings) - set(names))
+        if unknown:
+            raise MeasurementError(
+                f"timings per round name {', '.join(map(repr, unknown))}, not variants; "
+                f"valid: {', '.join(names)}"
+            )
+        for name, count in timings.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1 or count % 2 == 0:
+                raise MeasurementError(
+                    f"variant {name!r}: timings per round must be a positive odd integer, so "
+                    f"that the round's value is one of them (got {count!r})"
+                )
+        counts = {name: timings.get(name, 1) for name in names}
+        slots = tuple(name for name in names for _ in range(counts[name]))
+        return cls(names=tuple(names), timings=counts, slots=slots)
+
+
 @dataclass(frozen=True)
 class TimedInstance:
     block: TimedBlock
@@ -256,28 +303,33 @@ def run_rounds(
     clock: Clock,
     started: float,
     seed: int,
+    plan: RoundPlan | None = None,
     on_round: RoundCallback | None = None,
     on_check: CheckCallback | None = None,
     prior_rounds: Sequence[Mapping[str, float]] = (),
 ) -> RoundsOutcome:
     names = list(instances)
+    plan = plan or RoundPlan.of(names, {})
     samples = check_prior_rounds(prior_rounds, names)
     taken = len(prior_rounds)
     # Seeded by the rounds already taken too, so a resumed run does not replay the orders.
     rng = np.random.default_rng([seed, taken])
     next_check = policy.minimum_rounds
     while True:
-        round_seconds: dict[str, float] = {}
-        for position in rng.permutation(len(names)):
-            name = names[position]
-            # Cycling by round index also keeps the cycle going across a resumed journal.
-            instance = instances[name][taken % len(instances[name])]
-            round_seconds[name] = instance.seconds_per_iteration()
-        round_seconds = {name: round_seconds[name] for name in names}
+        timings: dict[str, list[float]] = {name: [] for name in names}
+        for position in rng.permutation(len(plan.slots)):
+            name = plan.slots[position]
+            # Cycling by timing count also keeps the cycle going across a resumed journal.
+            count = plan.timings[name]
+            copies = instances[name]
+            instance = copies[(taken * count + len(timings[name])) % len(copies)]
+            timings[name].append(instance.seconds_per_iteration())
+        round_seconds = {name: float(np.median(timings[name])) for name in names}
         for name in names:
             samples[name].append(round_seconds[name])
         if on_round is not None:
-            on_round(taken, round_seconds)
+            repeated = {name: tuple(timings[name]) for name in names if plan.timings[name] > 1}
+            on_round(taken, round_seconds, repeated)
         taken += 1
 
         if policy.maximum_rounds is not None and taken >= policy.maximum_rounds:

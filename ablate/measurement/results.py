@@ -63,8 +63,9 @@ class VariantResult:
     # True when the ratio interval excludes 1.0; None for the baseline.
     significant: bool | None
     flags: tuple[NoiseFlag, ...]
-    # Per-round time of one iteration, in round order.
+    # Per-round time of one iteration, in round order: the median of the round's timings.
     samples_ms: tuple[float, ...] = dataclasses.field(repr=False)
+    timings_per_round: int = 1  # odd; see engine.RoundPlan
 
     def flag_names(self) -> tuple[str, ...]:
         return tuple(flag.name for flag in self.flags)

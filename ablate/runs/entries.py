@@ -99,6 +99,7 @@ def latency_entry(result: VariantResult) -> Latency:
         ratio_to_baseline=None if ratio is None else Ratio(median=ratio.median, ci95=ratio.ci95),
         significant=result.significant,
         flags=[Flag(name=flag.name, detail=flag.detail) for flag in result.flags],
+        timings_per_round=result.timings_per_round,
     )
 
 

@@ -70,6 +70,11 @@ PROFILE_RUNS = 5
 # Attribution-sized runs (hundreds of variants) keep one built copy each: memory and build
 # time grow with the copies, and the placement effects average out over the coalitions.
 MANY_VARIANTS = 16
+# An attribution measuring more than MANY_VARIANTS coalitions times its two end models this
+# often a round (engine.RoundPlan says why). For why_v3_faster's 128 that is 8 timings more
+# per round (6%); a median of 5 normal draws has 0.29 of the variance of one, so the total
+# narrows as much as from about 3.5 times the rounds.
+END_MODEL_TIMINGS = 5
 QUICK_PROFILE_RUNS = 1
 # Warm-up comes out of the measurement budget: with many variants each gets a small slice.
 WARMUP_SHARE_OF_BUDGET = 0.2
@@ -444,6 +449,7 @@ class Run:
             on_round=on_round,
             on_check=on_check,
             prior_rounds=prior,
+            timings_per_round=self._timings_per_round(),
             seed=settings.seed,
         )
         calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
@@ -535,9 +541,13 @@ class Run:
         widest: list[float | None] = [None]
         judged = self.spec.measure.stop_on
 
-        def on_round(index: int, seconds: Mapping[str, float]) -> None:
+        def on_round(
+            index: int, seconds: Mapping[str, float], timings: Mapping[str, Sequence[float]]
+        ) -> None:
             session_s = clock() - started
-            append_round(journal, index, seconds, elapsed_s=prior_elapsed_s + session_s)
+            append_round(
+                journal, index, seconds, elapsed_s=prior_elapsed_s + session_s, timings=timings
+            )
             self.progress.measuring(index, judged, widest[0], budget_s - session_s)
 
         def on_check(widths: Mapping[str, float]) -> None:
@@ -660,6 +670,20 @@ class Run:
         names = {variant.name for variant in self.spec.variants}
         masks = [mask for mask in space.masks() if space.variant_name(mask) in names]
         return masks, [self.unit_of[space.variant_name(mask)].name for mask in masks]
+
+    def _timings_per_round(self) -> dict[str, int]:
+        """The attribution's end models, timed END_MODEL_TIMINGS times a round (RoundPlan
+        says why) when they are few among many coalitions; every other unit once."""
+        if self.spec.attribution is None:
+            return {}
+        from ablate.analysis.coalitions import CoalitionSpace
+
+        masks, units = self._coalition_units()
+        if len(masks) <= MANY_VARIANTS:
+            return {}
+        full = CoalitionSpace(self.spec.attribution.factors).full_mask
+        ends = {unit for mask, unit in zip(masks, units, strict=True) if mask in (0, full)}
+        return dict.fromkeys(sorted(ends), END_MODEL_TIMINGS)
 
     def _judged(self) -> PrecisionTarget | None:
         """What the target judges: None (each ratio) or the attribution's latency shares."""

@@ -69,6 +69,9 @@ class Latency(_Strict):
     ratio_to_baseline: Ratio | None  # None for the baseline itself
     significant: bool | None  # the ratio interval excludes 1.0
     flags: list[Flag]
+    # A round's value is the median of this many timings at random places in it (odd):
+    # an attribution's end models, which decide its total, are timed more than once.
+    timings_per_round: int = Field(1, ge=1)
 
 
 class BlockCounts(_Strict):

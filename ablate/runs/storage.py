@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +141,18 @@ class Journal:
 
 
 def append_round(
-    path: Path, index: int, seconds: Mapping[str, float], *, elapsed_s: float | None = None
+    path: Path,
+    index: int,
+    seconds: Mapping[str, float],
+    *,
+    elapsed_s: float | None = None,
+    timings: Mapping[str, Sequence[float]] | None = None,
 ) -> None:
+    """One round, as one line. `timings` keeps every timing of the variants timed more than
+    once that round; `seconds` holds their median, which is all a resumed run reads."""
     entry: dict[str, Any] = {"round": index, "seconds": dict(seconds)}
+    if timings:
+        entry["timings"] = {name: list(values) for name, values in timings.items()}
     if elapsed_s is not None:
         entry["elapsed_s"] = round(elapsed_s, 6)
     append_line(path, json.dumps(entry, separators=(",", ":")))
@@ -201,10 +210,7 @@ def read_journal(path: Path, expected_names: set[str]) -> Journal:
                 key_path="seconds",
                 choices=sorted(expected_names),
             )
-        if not all(
-            isinstance(value, int | float) and math.isfinite(value) and value > 0
-            for value in seconds.values()
-        ):
+        if not all(_positive_seconds(value) for value in seconds.values()):
             raise InputFileError(
                 path,
                 "round holds a non-positive or non-finite time",
@@ -218,9 +224,53 @@ def read_journal(path: Path, expected_names: set[str]) -> Journal:
                 line=number,
                 key_path="elapsed_s",
             )
+        _check_timings(path, number, entry.get("timings", {}), seconds)
         rounds.append({name: float(value) for name, value in seconds.items()})
         elapsed_s = max(elapsed_s, float(elapsed))
     return Journal(rounds, elapsed_s)
+
+
+def _check_timings(path: Path, line: int, timings: object, seconds: Mapping[str, float]) -> None:
+    """A round's repeated timings: each variant's list odd, positive, with `seconds` its median."""
+    if not isinstance(timings, dict):
+        raise InputFileError(path, "timings is not an object", line=line, key_path="timings")
+    for name, values in timings.items():
+        key_path = f"timings.{name}"
+        if name not in seconds:
+            raise InputFileError(
+                path,
+                "timings name a variant the round does not time",
+                line=line,
+                key_path=key_path,
+                choices=sorted(seconds),
+            )
+        if not (
+            isinstance(values, list)
+            and len(values) % 2 == 1
+            and all(_positive_seconds(value) for value in values)
+        ):
+            raise InputFileError(
+                path,
+                "timings are not an odd number of positive times",
+                line=line,
+                key_path=key_path,
+            )
+        if sorted(values)[len(values) // 2] != seconds[name]:
+            raise InputFileError(
+                path,
+                "the round's seconds are not the median of its timings",
+                line=line,
+                key_path=key_path,
+            )
+
+
+def _positive_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _seconds_so_far(value: object) -> bool:
