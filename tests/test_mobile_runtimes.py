@@ -806,6 +806,30 @@ def test_shared_provenance_exports_the_same_program_byte_for_byte(
     assert shared_report == copied_report
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_lowering_without_the_edge_ir_check_makes_the_same_program(
+    precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XNNPACK's own compile config skips re-verifying the IR: a speed-up, not a change."""
+    _runtime("executorch")
+    from executorch.backends import xnnpack
+    from executorch.exir import EdgeCompileConfig
+
+    model, x = mobile._export_copy(tiny(), images(32))
+    unchecked, unchecked_report = mobile.export_executorch(model, x, precision)
+    configs: list[EdgeCompileConfig] = []
+
+    def checked() -> EdgeCompileConfig:
+        configs.append(EdgeCompileConfig(_check_ir_validity=True))
+        return configs[-1]
+
+    monkeypatch.setattr(xnnpack, "get_xnnpack_edge_compile_config", checked)
+    program, report = mobile.export_executorch(model, x, precision)
+    assert len(configs) == 1  # the export took its config from there, checked this time
+    assert program == unchecked
+    assert report == unchecked_report
+
+
 def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
     _runtime("executorch")
     model, x = tiny(cumsum=True), images(32)
