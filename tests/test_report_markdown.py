@@ -99,6 +99,20 @@ def test_the_target_row_says_what_the_target_judged() -> None:
     ) in attribution
 
 
+def test_the_machine_table_names_the_variants_timed_more_than_once_a_round() -> None:
+    def end_models_repeated(document: dict[str, Any]) -> None:
+        for variant in document["variants"]:
+            if variant["name"] in ("to:{}", "to:{stem_channels,activation,last_stage}"):
+                variant["latency"]["timings_per_round"] = 5
+
+    assert "timed more than once" not in render_markdown(fixture_results("why_eager"), plots={})
+    text = render_markdown(modified_results("why_eager", end_models_repeated), plots={})
+    assert (
+        "| timed more than once a round | to:{}, to:{stem_channels,activation,last_stage}: a "
+        "round's value is the median of 5 timings at random places in it |"
+    ) in text
+
+
 def _runtime(profile: list[tuple[str, bool, float]] | None, runtime: str = "executorch") -> dict:
     """A runtime record; `profile`: (kernel, delegated, ms) per kernel kind."""
     outside = {"dim_order_ops._to_dim_order_copy": 2} if profile and not profile[-1][1] else {}

@@ -178,6 +178,9 @@ def _machine(results: Results) -> list[str]:
             ("target interval", target_phrase(measurement.target_ci, measurement.stop_on)),
             ("seed", measurement.seed),
         ]
+        repeated = _repeated_timings(results)
+        if repeated:
+            rows.append(("timed more than once a round", repeated))
         if backend_phrase(results) != f"{measurement.backend} backend":
             rows.append(("backend, precision and runtime", backend_phrase(results)))
         roofline = measurement.roofline_calibration
@@ -190,6 +193,23 @@ def _machine(results: Results) -> list[str]:
         rows.append(("measurement", "none yet: counts only"))
     lines += _table(("setting", "value"), rows, text=range(2))
     return [*lines, ""]
+
+
+def _repeated_timings(results: Results) -> str:
+    """The variants whose round value is a median of several timings, or ''."""
+    counts = {
+        variant.measured_as: variant.latency.timings_per_round
+        for variant in results.variants
+        if variant.latency is not None and variant.latency.timings_per_round > 1
+    }
+    by_count: dict[int, list[str]] = {}
+    for name, count in counts.items():
+        by_count.setdefault(count, []).append(name)
+    return "; ".join(
+        f"{', '.join(names)}: a round's value is the median of {count} timings at random "
+        f"places in it"
+        for count, names in sorted(by_count.items())
+    )
 
 
 def _main_row(row: VariantComparison) -> list[str]:
