@@ -324,7 +324,7 @@ def run_rounds(
             copies = instances[name]
             instance = copies[(taken * count + len(timings[name])) % len(copies)]
             timings[name].append(instance.seconds_per_iteration())
-        round_seconds = {name: float(np.median(timings[name])) for name in names}
+        round_seconds = {name: _middle(timings[name]) for name in names}
         for name in names:
             samples[name].append(round_seconds[name])
         if on_round is not None:
@@ -345,6 +345,11 @@ def run_rounds(
             next_check = taken + max(1, taken // 10)
         if out_of_budget:
             return RoundsOutcome(samples, "budget", clock() - started)
+
+
+def _middle(values: Sequence[float]) -> float:
+    """The median of an odd number of timings: one of them, not an average of two."""
+    return sorted(values)[len(values) // 2]
 
 
 def _precise(
