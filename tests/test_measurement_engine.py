@@ -14,7 +14,7 @@ from ablate.analysis.plan import plan_attribution
 from ablate.errors import MeasurementError
 from ablate.measurement.clock import WarmupPolicy
 from ablate.measurement.engine import PrecisionTarget, StoppingPolicy, measure_latency
-from ablate.measurement.results import LatencyResult, to_json
+from ablate.measurement.results import LatencyResult, RatioEstimate, to_json
 from ablate.measurement.statistics import stopping_widths
 
 
@@ -613,21 +613,31 @@ def test_repeated_timings_cycle_through_the_instances_within_and_across_rounds()
     assert milliseconds[:2] == [(10.0, 10.4, 10.0, 10.4, 10.0), (10.4, 10.0, 10.4, 10.0, 10.4)]
 
 
+def _ratio_to_a_base_timed(
+    timings: int, *, machine_seed: int, jitter: float, rounds: int, seed: int = 0
+) -> RatioEstimate:
+    """`x` (cost 10 ms, `jitter`) against `base` (10 ms, jitter 0.15) timed `timings` times a
+    round, over `rounds` rounds of a fake machine."""
+    machine = FakeMachine(seed=machine_seed)
+    result = measure_latency(
+        {
+            "base": machine.variant("base", 0.010, jitter=0.15),
+            "x": machine.variant("x", 0.010, jitter=jitter),
+        },
+        baseline="base",
+        clock=machine.clock,
+        stopping=StoppingPolicy(minimum_rounds=rounds, maximum_rounds=rounds),
+        timings_per_round={"base": timings},
+        seed=seed,
+    )
+    ratio = result.variant("x").ratio_to_baseline
+    assert ratio is not None
+    return ratio
+
+
 def test_a_median_of_five_timings_narrows_the_ratio_interval() -> None:
     def width(timings: int) -> float:
-        machine = FakeMachine(seed=28)
-        result = measure_latency(
-            {
-                "base": machine.variant("base", 0.010, jitter=0.15),
-                "x": machine.variant("x", 0.010, jitter=0.01),
-            },
-            baseline="base",
-            clock=machine.clock,
-            stopping=StoppingPolicy(minimum_rounds=60, maximum_rounds=60),
-            timings_per_round={"base": timings},
-        )
-        ratio = result.variant("x").ratio_to_baseline
-        assert ratio is not None
+        ratio = _ratio_to_a_base_timed(timings, machine_seed=28, jitter=0.01, rounds=60)
         return (ratio.ci95[1] - ratio.ci95[0]) / ratio.median
 
     # The ratio's noise is nearly all the baseline's: a median of 5 normal draws has 0.29 of
@@ -664,20 +674,9 @@ def test_five_timings_a_round_against_an_identical_variant_timed_once_are_not_bi
     # cover 1 as often as a plain A/A's.
     covered, centres = 0, []
     for seed in range(40):
-        machine = FakeMachine(seed=100 + seed)
-        result = measure_latency(
-            {
-                "base": machine.variant("base", 0.010, jitter=0.15),
-                "same": machine.variant("same", 0.010, jitter=0.15),
-            },
-            baseline="base",
-            clock=machine.clock,
-            stopping=StoppingPolicy(minimum_rounds=40, maximum_rounds=40),
-            timings_per_round={"base": 5},
-            seed=seed,
+        ratio = _ratio_to_a_base_timed(
+            5, machine_seed=100 + seed, jitter=0.15, rounds=40, seed=seed
         )
-        ratio = result.variant("same").ratio_to_baseline
-        assert ratio is not None
         covered += ratio.ci95[0] <= 1.0 <= ratio.ci95[1]
         centres.append(ratio.median)
     assert covered >= 36  # 95% intervals: 38 expected, 36 or more with probability 0.86+
