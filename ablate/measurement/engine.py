@@ -235,9 +235,8 @@ class StoppingPolicy:
 class RoundPlan:
     """What one round times: each variant once, or `timings[name]` (odd) times."""
 
-    names: tuple[str, ...]
-    timings: dict[str, int]  # every name; 1 unless more were asked for
-    slots: tuple[str, ...]  # each name as often as it is timed, in `names` order
+    timings: dict[str, int]  # every variant; 1 unless more were asked for
+    slots: tuple[str, ...]  # each variant as often as it is timed, in variant order
 
     @classmethod
     def of(cls, names: Sequence[str], timings: Mapping[str, int]) -> RoundPlan:
@@ -255,7 +254,7 @@ class RoundPlan:
                 )
         counts = {name: timings.get(name, 1) for name in names}
         slots = tuple(name for name in names for _ in range(counts[name]))
-        return cls(names=tuple(names), timings=counts, slots=slots)
+        return cls(timings=counts, slots=slots)
 
 
 @dataclass(frozen=True)

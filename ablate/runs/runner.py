@@ -72,8 +72,10 @@ PROFILE_RUNS = 5
 MANY_VARIANTS = 16
 # An attribution measuring more than MANY_VARIANTS coalitions times its two end models this
 # often a round (engine.RoundPlan says why). For why_v3_faster's 128 that is 8 timings more
-# per round (6%); a median of 5 normal draws has 0.29 of the variance of one, so the total
-# narrows as much as from about 3.5 times the rounds.
+# per round (6%). On its first runs the total came out 1.4-1.8 times narrower than with one
+# timing on the same rounds (benchmarks/end_model_timings.py), worth 2-3 times the rounds;
+# a median of 3 gave less, and timings within a round share part of their noise, so more
+# than 5 would buy little.
 END_MODEL_TIMINGS = 5
 QUICK_PROFILE_RUNS = 1
 # Warm-up comes out of the measurement budget: with many variants each gets a small slice.
