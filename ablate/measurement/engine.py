@@ -24,7 +24,13 @@ from ablate.measurement.clock import (
     cuda_synchronized_clock,
     warm_up,
 )
-from ablate.measurement.results import RATIOS, LatencyResult, StopOn, StopReason
+from ablate.measurement.results import (
+    RATIOS,
+    LatencyResult,
+    StopOn,
+    StopReason,
+    round_value,
+)
 from ablate.measurement.setup import MeasurementSetup, collect_environment
 from ablate.measurement.statistics import NoiseThresholds, stopping_widths, summarise
 
@@ -323,7 +329,7 @@ def run_rounds(
             copies = instances[name]
             instance = copies[(taken * count + len(timings[name])) % len(copies)]
             timings[name].append(instance.seconds_per_iteration())
-        round_seconds = {name: _middle(timings[name]) for name in names}
+        round_seconds = {name: round_value(timings[name]) for name in names}
         for name in names:
             samples[name].append(round_seconds[name])
         if on_round is not None:
@@ -344,11 +350,6 @@ def run_rounds(
             next_check = taken + max(1, taken // 10)
         if out_of_budget:
             return RoundsOutcome(samples, "budget", clock() - started)
-
-
-def _middle(values: Sequence[float]) -> float:
-    """The median of an odd number of timings: one of them, not an average of two."""
-    return sorted(values)[len(values) // 2]
 
 
 def _precise(

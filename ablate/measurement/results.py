@@ -28,6 +28,12 @@ ATTRIBUTION: StopOn = "attribution"
 JSON_SCHEMA = "ablate.latency/1"
 
 
+def round_value(timings: list[float] | tuple[float, ...]) -> float:
+    """A round's value for a variant timed an odd number of times in it: the middle timing,
+    one that was measured rather than an average of two (engine.RoundPlan says why)."""
+    return sorted(timings)[len(timings) // 2]
+
+
 @dataclass(frozen=True)
 class NoiseFlag:
     """A reason to distrust a number, e.g. name `high_iqr`, detail `IQR is 14% of the median`."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
 from ablate.files import append_line, truncate_torn_tail, write_all
+from ablate.measurement.results import round_value
 from ablate.runs.schema import RESULTS_NAME
 
 SPEC_NAME = "spec.yaml"
@@ -255,7 +256,7 @@ def _check_timings(path: Path, line: int, timings: object, seconds: Mapping[str,
                 line=line,
                 key_path=key_path,
             )
-        if sorted(values)[len(values) // 2] != seconds[name]:
+        if round_value(values) != seconds[name]:
             raise InputFileError(
                 path,
                 "the round's seconds are not the median of its timings",
@@ -265,21 +266,15 @@ def _check_timings(path: Path, line: int, timings: object, seconds: Mapping[str,
 
 
 def _positive_seconds(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return _finite_number(value) and value > 0  # type: ignore[operator]
 
 
 def _seconds_so_far(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    return _finite_number(value) and value >= 0  # type: ignore[operator]
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # The owner of a run directory. flock, not a PID file checked by hand: the kernel drops the
