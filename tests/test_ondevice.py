@@ -21,15 +21,8 @@ from ablate.measurement.clock import WarmupOutcome
 from ablate.measurement.statistics import NoiseThresholds, summarise
 from ablate.runs.entries import latency_entry
 from ablate.runs.schema import Variant, load_results
-from ablate.services.bundle import (
-    BUNDLE_SCHEMA,
-    THERMAL_DRIFT,
-    Bundle,
-    parse_timings,
-    read_bundle,
-    summarise_rounds,
-    thermal_flag,
-)
+from ablate.services.bundle_format import BUNDLE_SCHEMA, Bundle, parse_timings, read_bundle
+from ablate.services.ingest import THERMAL_DRIFT, summarise_rounds, thermal_flag
 
 # Two factors, four networks; 64x64 keeps export and timing to seconds.
 SPEC = """\

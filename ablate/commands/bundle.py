@@ -27,7 +27,8 @@ def export_command(
     ] = "fp32",
 ) -> None:
     """Export every distinct network of SPEC once, with a manifest and the driver measure.sh."""
-    from ablate.services.bundle import DRIVER_NAME, export_bundle
+    from ablate.services.bundle_export import export_bundle
+    from ablate.services.bundle_format import DRIVER_NAME
 
     manifest = export_bundle(spec, output, backend=backend, precision=precision)
     typer.echo(f"wrote {manifest.parent}; measure with: sh {manifest.parent / DRIVER_NAME}")
@@ -45,7 +46,7 @@ def ingest_command(
     ),
 ) -> None:
     """Turn a bundle's timings into a run directory (results, journal, attribution)."""
-    from ablate.services.bundle import ingest
+    from ablate.services.ingest import ingest
 
     directory = ingest(bundle, timings, device_name=device_name, out_dir=out)
     typer.echo(str(directory))
