@@ -24,8 +24,9 @@ import pytest
 from typer.testing import CliRunner
 
 import ablate.files as files_module
-import ablate.report.console as console_module
+import ablate.report.progress as progress_module
 import ablate.runs.runner as runner_module
+import ablate.runs.storage as storage_module
 from ablate.cli import app
 from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
 from ablate.files import append_line, truncate_torn_tail, write_json_atomic, write_text_atomic
@@ -197,7 +198,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     disk = FullDisk()
     monkeypatch.setattr(files_module, "_write", disk.write)
     FillingProgress.disk = disk
-    monkeypatch.setattr(console_module, "RichProgress", FillingProgress)
+    monkeypatch.setattr(progress_module, "run_progress", FillingProgress)
     yield disk
     FillingProgress.at = ("never", 0)
 
@@ -475,6 +476,34 @@ def test_the_lock_names_its_holder_and_is_released_after_the_block(tmp_path: Pat
         pass
 
 
+
+def test_the_owner_removes_the_lock_file_as_it_lets_go(tmp_path: Path) -> None:
+    with hold_run_directory(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_lock_taken_on_a_file_its_owner_removed_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner before lets go between this process opening the file and locking it: the
+    lock it gets is on a file nobody else can see, so it opens the path again."""
+    real_flock = storage_module.fcntl.flock
+    locked: list[int] = []
+
+    def flock_after_the_owner_let_go(descriptor: int, operation: int) -> None:
+        if not locked:
+            (tmp_path / LOCK_NAME).unlink()
+        locked.append(os.fstat(descriptor).st_ino)
+        real_flock(descriptor, operation)
+
+    monkeypatch.setattr(storage_module.fcntl, "flock", flock_after_the_owner_let_go)
+    with hold_run_directory(tmp_path):
+        # Held on the file at the path, which a second process would find locked.
+        assert len(locked) == 2 and (tmp_path / LOCK_NAME).stat().st_ino == locked[1]
+        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / LOCK_NAME).exists()
+
 # -- 4. Run directories are created atomically ---------------------------------------------
 
 CREATOR = """
@@ -570,6 +599,27 @@ def test_out_below_a_file_is_one_line(tmp_path: Path) -> None:
     )
 
 
+
+@pytest.mark.parametrize(
+    ("out", "resume", "error"),
+    [
+        ("file", False, "{out}: not a directory (--out names the directory that holds the runs)"),
+        ("file/runs", False, "{out}: cannot create the runs directory (Not a directory)"),
+        ("empty", True, "{out}: no unfinished run of 'tiny' to resume"),
+    ],
+)
+def test_run_refuses_its_arguments_before_it_prints_an_estimate(
+    tmp_path: Path, out: str, resume: bool, error: str
+) -> None:
+    spec = tiny_spec(tmp_path)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "empty").mkdir()
+    target = tmp_path / out
+    code, lines = run_cli("run", str(spec), "--out", str(target), *["--resume"] * resume)
+    assert code == 2
+    # The error alone: no size estimate before it, as if the run had started.
+    assert lines == [f"error: {error.format(out=target)}"]
+
 # -- 10. Ctrl-C says what was kept and how to continue -------------------------------------
 
 
@@ -631,11 +681,12 @@ def test_written_files_honour_the_umask(tmp_path: Path, umask: int, mode: int) -
         write_json_atomic(tmp_path / "deep" / "environment.json", {})
         append_line(tmp_path / "journal.jsonl", "{}")
         with hold_run_directory(tmp_path):
-            pass
+            lock_mode = (tmp_path / LOCK_NAME).stat().st_mode & 0o777  # removed on release
     finally:
         os.umask(previous)
-    for name in ("results.json", "deep/environment.json", "journal.jsonl", LOCK_NAME):
+    for name in ("results.json", "deep/environment.json", "journal.jsonl"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert lock_mode == mode
 
 
 class SimulatedClock:

@@ -49,8 +49,7 @@ def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) ->
         "environment.json",
         "journal.jsonl",
         "results.json",
-        "lock",
-    }
+    }  # no `lock`: the run let go of its directory
     assert (directory / "spec.yaml").read_text() == TINY_SPEC
     resolved = json.loads((directory / "resolved_spec.json").read_text())
     assert resolved["measure"]["threads"] == 1 and resolved["input"]["batch"] == 1

@@ -106,7 +106,7 @@ def run_command(
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
     from ablate.report.compare_console import latency_table, print_renderables
-    from ablate.report.console import RichProgress
+    from ablate.report.progress import run_progress
     from ablate.runs.schema import load_results
     from ablate.services.experiment import run_experiment
 
@@ -119,7 +119,7 @@ def run_command(
         quick=quick,
         resume=resume,
         force=force,
-        progress=RichProgress(),
+        progress=run_progress(),
         device=device,
     )
     print_renderables([latency_table(compare_variants(load_results(directory)))])

@@ -2,12 +2,15 @@
 
 A run directory is created atomically (two processes starting at once get two directories)
 and is owned by one process at a time: `hold_run_directory` takes an OS lock on its `lock`
-file, which the kernel releases when the process ends, however it ends.
+file, which the kernel releases when the process ends, however it ends; the owner removes the
+file as it lets go, so a finished run keeps only what it measured.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import math
@@ -36,17 +39,25 @@ LOCK_NAME = "lock"
 _RUN_DIRECTORY = re.compile(r"(\d{8}-\d{6})-(.+?)(?:-(\d+))?")
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path, *, create: bool = False) -> None:
+    """`out_dir` is a directory or not there yet; with `create`, no file stands where one of
+    its missing parents would go (mkdir would refuse it)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AblateError(
             f"{out_dir}: not a directory (--out names the directory that holds the runs)"
         )
+    if create and not out_dir.exists():
+        existing = next(parent for parent in out_dir.absolute().parents if parent.exists())
+        if not existing.is_dir():
+            raise AblateError(
+                f"{out_dir}: cannot create the runs directory ({os.strerror(errno.ENOTDIR)})"
+            )
 
 
 def new_run_directory(out_dir: Path, name: str, now: dt.datetime | None = None) -> Path:
     """A new, empty directory of its own: mkdir is the test, so a concurrent run that picked
     the same name makes this one take the next suffix instead of failing or sharing it."""
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +91,7 @@ def _creation_order(run: Path) -> tuple[str, int, str]:
 
 def _run_directories(out_dir: Path) -> list[Path]:
     """Run directories, oldest first."""
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     if not out_dir.is_dir():
         return []
     try:
@@ -279,24 +290,18 @@ def _finite_number(value: object) -> bool:
 
 # The owner of a run directory. flock, not a PID file checked by hand: the kernel drops the
 # lock with the last descriptor of the process that holds it, so a SIGKILL or a crash never
-# leaves a stale lock behind. The file is never replaced (a new inode would be a new lock),
-# and never deleted (a process waiting on the old inode would then lock a file nobody sees).
+# leaves a stale lock behind (only, at worst, the file, which the next owner takes over). The
+# owner removes the file before it lets go; a process that opened it before that and locks it
+# after holds a lock on a file nobody sees, so every owner checks that its locked file is still
+# the one at the path, and opens the path again when it is not.
 
 
 @contextmanager
 def hold_run_directory(directory: Path) -> Iterator[None]:
     """Own `directory` for the block, or raise RunLockedError naming the process that does."""
     path = directory / LOCK_NAME
+    descriptor = _lock(path, directory)
     try:
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        descriptor = os.open(path, flags, 0o666)
-    except OSError as error:
-        raise WriteError(path, error) from None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(directory, _holder(descriptor)) from None
         try:
             os.ftruncate(descriptor, 0)
             write_all(descriptor, f"{os.getpid()}\n".encode())
@@ -304,7 +309,33 @@ def hold_run_directory(directory: Path) -> Iterator[None]:
             pass  # the PID only informs a second process; a full disk must not stop the run
         yield
     finally:
+        # Still ours: nobody else takes a locked file's place. A directory removed under the
+        # run, or read-only, keeps the file; the lock still goes with the descriptor.
+        with contextlib.suppress(OSError):
+            path.unlink()
         os.close(descriptor)
+
+
+def _lock(path: Path, directory: Path) -> int:
+    """A descriptor of `path` that this process holds the lock on."""
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as error:
+            raise WriteError(path, error) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(descriptor)
+            os.close(descriptor)
+            raise RunLockedError(directory, holder) from None
+        try:
+            current = os.path.samestat(os.fstat(descriptor), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            return descriptor
+        os.close(descriptor)  # the previous owner removed it as we locked it: open it again
 
 
 def _holder(descriptor: int) -> int | None:

@@ -18,7 +18,7 @@ from ablate.runs.runner import (
     rerun_command,
 )
 from ablate.runs.schema import Results, load_results
-from ablate.runs.storage import latest_run, new_run_directory, unfinished_run
+from ablate.runs.storage import check_out_dir, latest_run, new_run_directory, unfinished_run
 
 
 def run_experiment(
@@ -55,6 +55,10 @@ def run_experiment(
         # A bad name fails before the run directory exists.
         predictor = ProfilePredictor(load_profile(device))
     progress = progress or SilentProgress()
+    # The arguments first (an --out that is a file, nothing to resume): an estimate printed
+    # before the refusal would read as if the run had started.
+    check_out_dir(out_dir, create=not resume)
+    resumed = unfinished_run(out_dir, spec.to_json()) if resume else None
     # Before anything is created: a missing runtime or a run too big for the machine is
     # refused while there is nothing to clean up.
     if predictor is None:
@@ -62,8 +66,8 @@ def run_experiment(
         estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
         check_fits(estimate, force=force)
         progress.note(estimate.summary())
-    if resume:
-        directory = unfinished_run(out_dir, spec.to_json())
+    if resumed is not None:
+        directory = resumed
         progress.note(f"resuming {directory}")
     else:
         directory = new_run_directory(out_dir, spec.name)
