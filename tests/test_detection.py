@@ -297,7 +297,7 @@ def one_error_line(arguments: list[str]) -> str:
          "architecture (got 'resnet50')"),
         # torchvision has no SSD head on a MobileNet, whichever way the pair is asked for.
         (["ssd_mobilenet_v1", "--set", "convention=torchvision"], "convention: torchvision "
-         "builds no ssd head on a MobileNet (only SSDLite); use head: ssdlite, or convention: "
+         "builds no ssd head on a MobileNet (only ssdlite); use head: ssdlite, or convention: "
          "paper (got 'torchvision'); valid: paper"),
         (["ssdlite_mobilenet_v3_large", "--set", "convention=torchvision", "--set", "head=ssd"],
          "convention: torchvision builds no ssd head"),

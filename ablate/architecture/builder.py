@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from torch import nn
 
 from ablate.architecture.description import (
+    LAST_STAGES,
     Architecture,
     Block,
     expanded_channels,
     scale_channels,
     squeeze_channels,
 )
+from ablate.architecture.detection import build_detector, detector_rows
 from ablate.architecture.layers import (
     Block as BlockModule,
 )
@@ -25,6 +25,7 @@ from ablate.architecture.layers import (
     activation_module,
     initialize,
 )
+from ablate.architecture.rows import LayerRow, downsample, parameter_total
 
 
 def build_module(architecture: Architecture) -> nn.Module:
@@ -48,8 +49,6 @@ def build_module(architecture: Architecture) -> nn.Module:
         channels = scale_channels(block.out_channels, width)
     parts["blocks"] = nn.Sequential(*blocks)
     if architecture.detection is not None:
-        from ablate.architecture.detection import build_detector
-
         return build_detector(architecture, parts["stem"], parts["blocks"], channels)
     parts.update(_build_tail(architecture, channels))
     model = MobileNet(parts)
@@ -101,29 +100,24 @@ def _build_block(block: Block, in_channels: int, width: float, epsilon: float) -
 
 def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, nn.Module]:
     last = architecture.last_stage
+    kind = LAST_STAGES[last.kind]
     activation = architecture.last_stage_activation
     width = architecture.width
     epsilon = architecture.batch_norm_epsilon
     parts: OrderedDict[str, nn.Module] = OrderedDict()
-    if last.kind == "none":
+    if not kind.pools:
         return parts
     stage: OrderedDict[str, nn.Module] = OrderedDict()
     classifier: OrderedDict[str, nn.Module] = OrderedDict()
-    if last.kind == "v2":
-        conv_channels = last.scaled_channels(width)
-        stage["pointwise"] = ConvBatchNormActivation(
-            channels, conv_channels, 1, activation=activation, batch_norm_epsilon=epsilon
-        )
-        channels = conv_channels
-    elif last.kind == "v3":
-        conv_channels = 6 * channels
+    conv_channels = kind.conv_channels(last, channels, width)
+    if conv_channels is not None:
         stage["pointwise"] = ConvBatchNormActivation(
             channels, conv_channels, 1, activation=activation, batch_norm_epsilon=epsilon
         )
         channels = conv_channels
     stage["pool"] = nn.AdaptiveAvgPool2d(1)
     stage["flatten"] = nn.Flatten(1)
-    if last.kind == "v3":
+    if kind.hidden:
         hidden = last.scaled_channels(width)
         classifier["hidden"] = nn.Linear(channels, hidden)
         classifier["act"] = activation_module(activation)
@@ -136,38 +130,8 @@ def _build_tail(architecture: Architecture, channels: int) -> OrderedDict[str, n
     return parts
 
 
-# Per-layer rows in the style of the V3 paper's Table 1, read off a built model.
-
-@dataclass(frozen=True)
-class LayerRow:
-    layer: str  # "stem", "1".."n" (1-based blocks as in the paper), "last conv", ...
-    module: str  # module path, joins with the counting and profiling records
-    input_height: int
-    input_width: int
-    input_channels: int
-    operator: str
-    kernel_size: int | None
-    expanded_channels: int | None
-    out_channels: int
-    squeeze_excite: bool
-    activation: str | None
-    stride: int
-    params: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def parameter_total(module: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())
-
-
-def downsample(size: int, stride: int, kernel_size: int) -> int:
-    padding = (kernel_size - 1) // 2
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
 def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
+    """Per-layer rows in the style of the V3 paper's Table 1, read off a built model."""
     size = architecture.resolution
     stem = architecture.stem
     stem_conv = model.stem.conv
@@ -195,8 +159,6 @@ def layer_rows(architecture: Architecture, model: nn.Module) -> list[LayerRow]:
         size = downsample(size, block.stride, kernel)
         channels = out_channels
     if architecture.detection is not None:
-        from ablate.architecture.detection import detector_rows
-
         return rows + detector_rows(architecture, model, size)  # type: ignore[arg-type]
     if hasattr(model, "last_stage"):
         stage = model.last_stage

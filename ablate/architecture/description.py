@@ -7,21 +7,19 @@ Records are frozen so that a resolved variant can be hashed, compared and dedupl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, get_args
 
 BlockKind = Literal["separable", "bottleneck"]
-LastStageKind = Literal["v1", "v2", "v3", "none"]
 SqueezeReference = Literal["expanded", "input"]
-HeadKind = Literal["ssd", "ssdlite"]
-TailKind = Literal["full", "reduced"]
-Convention = Literal["paper", "torchvision"]
 LastStageWidth = Literal["scaled", "kept", "fixed"]
 
-# The closed vocabularies of the architecture, each defined here once: the factor checks,
-# error messages and help text read the names, the layers build the modules.
-LAST_STAGES: tuple[LastStageKind, ...] = get_args(LastStageKind)
+# The closed vocabularies of the architecture, each defined once: the factor checks, error
+# messages and help text read the names, the layers build the modules. Here: the last stages
+# (with their record, below), activations, SE gates; detection heads and conventions in
+# heads.py, tails in taps.py.
 LAST_STAGE_WIDTHS: tuple[LastStageWidth, ...] = get_args(LastStageWidth)
 # Activation name -> the torch.nn module class that computes it (built in-place, as the
 # reference implementations do, so that memory traffic matches theirs).
@@ -93,20 +91,16 @@ class Block:
 
 @dataclass(frozen=True)
 class LastStage:
-    """What follows the last block.
+    """What follows the last block: a ``kind`` of ``LAST_STAGES`` with its settings.
 
-    ``v1``: global pool, linear classifier (V1 paper Table 1).
-    ``v2``: 1x1 conv to ``channels`` at the final resolution, pool, dropout, linear (V2 Table 2).
-    ``v3``: 1x1 conv to 6x the last block's channels, pool, linear to ``channels`` with the
-    activation, dropout, linear: the efficient last stage of V3 Section 5.1.
-    ``none``: a feature extractor, no pooling and no classifier.
-
+    ``channels``: the width the kind gives it (the 1x1 conv's in v2, the hidden linear's in
+    v3); ``dropout`` before the output linear.
     ``width``: how the width multiplier applies to ``channels``: ``scaled`` like every other
     count; ``kept`` unscaled below width 1 (the V2 reference); ``fixed`` never scaled
     (TensorFlow's V3 ``finegrain_classification_mode``).
     """
 
-    kind: LastStageKind
+    kind: str
     channels: int | None = None
     dropout: float = 0.2
     width: LastStageWidth = "scaled"
@@ -118,17 +112,77 @@ class LastStage:
 
 
 @dataclass(frozen=True)
+class LastStageKind:
+    """How one kind of last stage is built (ablate/architecture/builder.py reads it).
+
+    In order: a 1x1 conv at the final resolution (to ``conv_expansion`` x the last block's
+    channels, or to the stage's ``channels``), global pool, a linear to ``channels`` with the
+    activation where ``hidden``, dropout, the output linear. ``pools`` false: none of it, a
+    feature extractor. ``source``: the built-in architecture whose stage ``last_stage: KIND``
+    means (none: the kind with no channels and no dropout).
+    """
+
+    name: str
+    meaning: str
+    pools: bool = True
+    conv_expansion: int | None = None
+    conv_to_channels: bool = False
+    hidden: bool = False
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.conv_expansion is not None and self.conv_to_channels:
+            raise ValueError(f"last stage {self.name}: one 1x1 conv, to a multiple or to channels")
+
+    def conv_channels(self, stage: LastStage, channels: int, width: float) -> int | None:
+        """Output channels of the 1x1 conv before pooling (input ``channels``), or None."""
+        if self.conv_to_channels:
+            return stage.scaled_channels(width)
+        if self.conv_expansion is not None:
+            return self.conv_expansion * channels
+        return None
+
+
+LAST_STAGES: Mapping[str, LastStageKind] = MappingProxyType(
+    {
+        kind.name: kind
+        for kind in (
+            # V1 paper Table 1.
+            LastStageKind("v1", "pool, linear", source="mobilenet_v1"),
+            # V2 paper Table 2.
+            LastStageKind(
+                "v2",
+                "1x1 conv to 1280 at the final resolution, pool, linear",
+                conv_to_channels=True,
+                source="mobilenet_v2",
+            ),
+            # The efficient last stage of V3 Section 5.1.
+            LastStageKind(
+                "v3",
+                "the efficient last stage, 1x1 conv to 6x, pool, linear to 1280 or 1024, linear",
+                conv_expansion=6,
+                hidden=True,
+                source="mobilenet_v3_large",
+            ),
+            LastStageKind("none", "a feature extractor", pools=False),
+        )
+    }
+)
+
+
+@dataclass(frozen=True)
 class Detection:
-    """An SSD or SSDLite detector on the backbone (see ablate/architecture/detection.py).
+    """An SSD-family detector on the backbone (see ablate/architecture/detection.py).
 
     The backbone is the blocks plus, from ``last_stage``, only the 1x1 conv before pooling
     (v2: ``channels``, v3: 6x the last block; v1 and none have none); its output is C5.
-    ``tail`` is recorded here and already applied to the blocks by the resolver.
+    ``head`` and ``convention`` name entries of heads.py's tables, ``tail`` one of taps.py's;
+    the tail is recorded here and already applied to the blocks by the resolver.
     """
 
-    head: HeadKind = "ssdlite"
-    tail: TailKind = "full"
-    convention: Convention = "paper"
+    head: str = "ssdlite"
+    tail: str = "full"
+    convention: str = "paper"
     extra_channels: tuple[int, ...] = (512, 256, 256, 128)
 
 

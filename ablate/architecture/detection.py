@@ -13,6 +13,9 @@ ssdlite_mobilenet_v2, ssd_mobilenet_v1_coco) and torchvision's ``ssdlite320_mobi
   (``num_classes`` logits per anchor, background included): a 3x3 conv with bias in SSD, a
   3x3 depthwise conv with batch norm and ReLU6 then a 1x1 conv with bias in SSDLite.
 
+The heads and the conventions are data (ablate/architecture/heads.py): this module builds
+whichever the detection names, and reads its layer rows.
+
 The forward pass ends with the raw predictor outputs, flattened and concatenated over maps as
 both references do: ``(boxes (N, anchors, 4), logits (N, anchors, num_classes))``. Anchor
 generation, box decoding and non-maximum suppression are not part of it, so they are not in
@@ -27,28 +30,22 @@ scales it, torchvision keeps it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from ablate.architecture.builder import LayerRow, downsample, parameter_total
-from ablate.architecture.description import (
-    Architecture,
-    Detection,
-    make_divisible,
-    scale_channels,
-)
+from ablate.architecture.description import LAST_STAGES, Architecture, Detection
+from ablate.architecture.heads import CONVENTIONS, HEADS, Conv, Head
 from ablate.architecture.layers import ConvBatchNormActivation, initialize
+from ablate.architecture.rows import LayerRow, downsample, parameter_total
 from ablate.architecture.taps import check_taps
 
 BOX_CODE_SIZE = 4
 ANCHORS_PER_LOCATION = 6
-# TensorFlow's `reduce_boxes_in_lowest_layer`: scale 0.1 with aspect ratios 1, 2 and 1/2.
-LOWEST_MAP_ANCHORS = {"paper": 3, "torchvision": 6}
 # Both references: `min_depth: 16` in the TensorFlow configs, `min_depth=16` in torchvision.
 MIN_DEPTH = 16
-HEAD_ACTIVATION = "relu6"
 FEATURE_MAPS = 6
 
 
@@ -118,23 +115,18 @@ def _flatten(prediction: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def anchors_per_map(detection: Detection) -> tuple[int, ...]:
-    lowest = LOWEST_MAP_ANCHORS[detection.convention]
+    lowest = CONVENTIONS[detection.convention].lowest_map_anchors
     return (lowest, *(ANCHORS_PER_LOCATION,) * (FEATURE_MAPS - 1))
 
 
 def c5_conv_channels(architecture: Architecture, channels: int) -> int | None:
     """Output channels of the 1x1 conv before pooling, or None where the backbone has none."""
-    last = architecture.last_stage
     detection = architecture.detection
     assert detection is not None
-    if last.kind == "v3":
-        return 6 * channels
-    if last.kind == "v2":
-        assert last.channels is not None
-        if detection.convention == "torchvision":
-            return make_divisible(last.channels * max(1.0, architecture.width))
-        return scale_channels(last.channels, architecture.width)
-    return None
+    # The convention, not the classifier's rule, says how the width applies to this conv.
+    width_rule = CONVENTIONS[detection.convention].c5_width
+    last = dataclasses.replace(architecture.last_stage, width=width_rule)
+    return LAST_STAGES[last.kind].conv_channels(last, channels, architecture.width)
 
 
 def extra_depths(detection: Detection, width: float) -> list[tuple[int, int]]:
@@ -142,7 +134,7 @@ def extra_depths(detection: Detection, width: float) -> list[tuple[int, int]]:
     depths = []
     for channels in detection.extra_channels:
         output = max(MIN_DEPTH, int(channels * width))
-        if detection.convention == "torchvision":
+        if CONVENTIONS[detection.convention].halves_rounded_depth:
             intermediate = output // 2
         else:
             intermediate = max(MIN_DEPTH, int(channels / 2 * width))
@@ -157,6 +149,7 @@ def build_detector(architecture: Architecture, stem: nn.Module, blocks: nn.Seque
     assert detection is not None
     tap = check_taps(architecture, "base")
     tap_channels = blocks[tap].depthwise.conv.in_channels
+    head = HEADS[detection.head]
     conv_channels = c5_conv_channels(architecture, channels)
     epsilon = architecture.batch_norm_epsilon
     if conv_channels is None:
@@ -173,13 +166,13 @@ def build_detector(architecture: Architecture, stem: nn.Module, blocks: nn.Seque
     map_channels = [tap_channels, channels]
     extras = nn.ModuleList()
     for intermediate, output in extra_depths(detection, architecture.width):
-        extras.append(_extra_layer(detection, channels, intermediate, output, epsilon))
+        extras.append(_extra_layer(head, channels, intermediate, output, epsilon))
         channels = output
         map_channels.append(output)
     heads = nn.ModuleList(
         Predictor(
-            _predictor(detection, map_in, anchors * BOX_CODE_SIZE, epsilon),
-            _predictor(detection, map_in, anchors * architecture.num_classes, epsilon),
+            _predictor(head, map_in, anchors * BOX_CODE_SIZE, epsilon),
+            _predictor(head, map_in, anchors * architecture.num_classes, epsilon),
         )
         for map_in, anchors in zip(map_channels, anchors_per_map(detection), strict=True)
     )
@@ -189,54 +182,44 @@ def build_detector(architecture: Architecture, stem: nn.Module, blocks: nn.Seque
 
 
 def _extra_layer(
-    detection: Detection, channels: int, intermediate: int, output: int, epsilon: float
+    head: Head, channels: int, intermediate: int, output: int, epsilon: float
 ) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict(
         reduce=ConvBatchNormActivation(
-            channels, intermediate, 1, activation=HEAD_ACTIVATION, batch_norm_epsilon=epsilon
+            channels, intermediate, 1, activation=head.activation, batch_norm_epsilon=epsilon
         )
     )
-    if detection.head == "ssdlite":
-        layers["depthwise"] = ConvBatchNormActivation(
-            intermediate,
-            intermediate,
-            3,
-            stride=2,
-            groups=intermediate,
-            activation=HEAD_ACTIVATION,
-            batch_norm_epsilon=epsilon,
-        )
-        layers["expand"] = ConvBatchNormActivation(
-            intermediate, output, 1, activation=HEAD_ACTIVATION, batch_norm_epsilon=epsilon
-        )
-    else:
-        layers["conv"] = ConvBatchNormActivation(
-            intermediate,
-            output,
-            3,
-            stride=2,
-            activation=HEAD_ACTIVATION,
-            batch_norm_epsilon=epsilon,
-        )
+    layers.update(_convs(head, head.extra, intermediate, output, epsilon))
     return nn.Sequential(layers)
 
 
-def _predictor(detection: Detection, channels: int, outputs: int, epsilon: float) -> nn.Module:
-    if detection.head == "ssd":
-        return nn.Conv2d(channels, outputs, 3, padding=1)
-    return nn.Sequential(
-        OrderedDict(
-            depthwise=ConvBatchNormActivation(
-                channels,
-                channels,
-                3,
-                groups=channels,
-                activation=HEAD_ACTIVATION,
-                batch_norm_epsilon=epsilon,
-            ),
-            output=nn.Conv2d(channels, outputs, 1),
-        )
-    )
+def _predictor(head: Head, channels: int, outputs: int, epsilon: float) -> nn.Module:
+    layers = _convs(head, head.predictor, channels, outputs, epsilon)
+    if len(layers) == 1:
+        return next(iter(layers.values()))  # SSD's predictor is a bare conv, as built there
+    return nn.Sequential(layers)
+
+
+def _convs(
+    head: Head, convs: tuple[Conv, ...], channels: int, depth: int, epsilon: float
+) -> OrderedDict[str, nn.Module]:
+    """``convs`` from ``channels``, each non-depthwise conv going to ``depth``."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for conv in convs:
+        out = channels if conv.depthwise else depth
+        groups = channels if conv.depthwise else 1
+        if conv.bias:
+            layers[conv.name] = nn.Conv2d(
+                channels, out, conv.kernel, stride=conv.stride, padding=(conv.kernel - 1) // 2,
+                groups=groups,
+            )
+        else:
+            layers[conv.name] = ConvBatchNormActivation(
+                channels, out, conv.kernel, stride=conv.stride, groups=groups,
+                activation=head.activation, batch_norm_epsilon=epsilon,
+            )
+        channels = out
+    return layers
 
 
 def detector_rows(architecture: Architecture, model: Detector, size: int) -> list[LayerRow]:
@@ -245,6 +228,7 @@ def detector_rows(architecture: Architecture, model: Detector, size: int) -> lis
     ``size`` is the side of the last block's output (stride 32)."""
     detection = architecture.detection
     assert detection is not None
+    head = HEADS[detection.head]
     rows = []
     channels = model.blocks[-1].project.conv.out_channels
     if isinstance(model.last_conv, ConvBatchNormActivation):
@@ -255,25 +239,30 @@ def detector_rows(architecture: Architecture, model: Detector, size: int) -> lis
         channels = out
     sizes = [_c4_size(architecture), size]
     for index, extra in enumerate(model.extras):
-        kernel_op = "dw 3x3" if detection.head == "ssdlite" else "conv2d 3x3"
         intermediate = extra.reduce.conv.out_channels
         out = extra[-1].conv.out_channels
         rows.append(LayerRow(f"extra {index + 1}", f"extras.{index}", size, size, channels,
-                             f"1x1, {kernel_op}, 1x1" if detection.head == "ssdlite"
-                             else f"1x1, {kernel_op}", 3, intermediate, out, False,
-                             HEAD_ACTIVATION, 2, parameter_total(extra)))
-        size = downsample(size, 2, 3)
+                             head.extra_operator, head.extra_kernel, intermediate, out, False,
+                             head.activation, head.extra_stride, parameter_total(extra)))
+        size = downsample(size, head.extra_stride, head.extra_kernel)
         sizes.append(size)
         channels = out
-    operator = "dw 3x3 + 1x1" if detection.head == "ssdlite" else "conv2d 3x3"
-    for index, (head, side) in enumerate(zip(model.heads, sizes, strict=True)):
-        boxes = head.boxes if isinstance(head.boxes, nn.Conv2d) else head.boxes.output
-        classes = head.classes if isinstance(head.classes, nn.Conv2d) else head.classes.output
+    for index, (predictor, side) in enumerate(zip(model.heads, sizes, strict=True)):
+        boxes, classes = _output_conv(predictor.boxes), _output_conv(predictor.classes)
         rows.append(LayerRow(f"predictors {index + 1}", f"heads.{index}", side, side,
-                             boxes.in_channels, f"box + class {operator}", 3, None,
-                             boxes.out_channels + classes.out_channels, False, None, 1,
-                             parameter_total(head)))
+                             _input_channels(predictor.boxes),
+                             f"box + class {head.predictor_operator}", head.predictor_kernel,
+                             None, boxes.out_channels + classes.out_channels, False, None, 1,
+                             parameter_total(predictor)))
     return rows
+
+
+def _output_conv(predictor: nn.Module) -> nn.Conv2d:
+    return predictor if isinstance(predictor, nn.Conv2d) else predictor[-1]
+
+
+def _input_channels(predictor: nn.Module) -> int:
+    return next(m for m in predictor.modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
 def _c4_size(architecture: Architecture) -> int:

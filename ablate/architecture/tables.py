@@ -28,13 +28,11 @@ from ablate.architecture.description import (
     Block,
     Detection,
     Expansion,
-    HeadKind,
     LastStage,
     SqueezeExcite,
     Stem,
-    TailKind,
 )
-from ablate.architecture.taps import with_reduced_tail
+from ablate.architecture.taps import TAILS, with_tail
 
 ACTIVATION_CODES = {"re": "relu", "r6": "relu6", "hs": "hswish", "sw": "swish"}
 _BLOCK_CODE = re.compile(
@@ -61,14 +59,14 @@ class ArchitectureTable:
 
 @dataclass(frozen=True)
 class DetectorTable:
-    """A backbone table with an SSD or SSDLite head (see ablate/architecture/detection.py)."""
+    """A backbone table with an SSD-family head (see ablate/architecture/detection.py)."""
 
     name: str
     paper: str
     backbone: ArchitectureTable
-    head: HeadKind
+    head: str  # a name of heads.HEADS
     resolution: int
-    tail: TailKind = "full"
+    tail: str = "full"  # a name of taps.TAILS
     # COCO in the TensorFlow configs: 90 classes + background.
     num_classes: int = 91
 
@@ -249,6 +247,7 @@ DETECTOR_TABLES: dict[str, DetectorTable] = {
 
 
 def decode_detector(table: DetectorTable, *, full_tail: bool = False) -> Architecture:
+    """The detector, with its tail unless ``full_tail`` (the stages as the table gives them)."""
     architecture = dataclasses.replace(
         decode(table.backbone),
         name=table.name,
@@ -256,24 +255,20 @@ def decode_detector(table: DetectorTable, *, full_tail: bool = False) -> Archite
         num_classes=table.num_classes,
         detection=Detection(head=table.head, tail=table.tail),
     )
-    if table.tail == "reduced" and not full_tail:
-        return with_reduced_tail(architecture)
-    return architecture
+    if full_tail:
+        return architecture
+    return with_tail(architecture, TAILS[table.tail])
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     **{name: decode(table) for name, table in TABLES.items()},
     **{name: decode_detector(table) for name, table in DETECTOR_TABLES.items()},
 }
-# What `layout: NAME` means: the stages of the table, before any tail reduction (the `tail`
-# factor reduces them).
+# What `layout: NAME` means: the stages of the table, before any tail (the `tail` factor
+# applies one).
 LAYOUTS: dict[str, Architecture] = {
     **ARCHITECTURES,
-    **{
-        name: decode_detector(table, full_tail=True)
-        for name, table in DETECTOR_TABLES.items()
-        if table.tail == "reduced"
-    },
+    **{name: decode_detector(table, full_tail=True) for name, table in DETECTOR_TABLES.items()},
 }
 PAPERS: dict[str, str] = {
     name: table.paper for name, table in (*TABLES.items(), *DETECTOR_TABLES.items())

@@ -1,4 +1,4 @@
-"""Feature taps and the reduced tail of a detector's backbone, on descriptions (no torch).
+"""Feature taps and the tails of a detector's backbone, on descriptions (no torch).
 
 C4 (V3 paper Section 6.3) is the input of the stride-2 depthwise conv that takes the backbone
 from output stride 16 to 32: the expansion output of the first stride-32 bottleneck, or V1's
@@ -9,16 +9,23 @@ rows): the output channels of every block from the C4 block on and of the 1x1 co
 pooling are halved. For V3-Large that is definition layers 13-16 (C5 has 480 channels), for
 V3-Small 9-12, exactly the reference's ranges; on other backbones the same rule ("everything
 between C4 and C5") applies.
+
+``TAILS`` is the ``tail`` factor's vocabulary: a new tail is one entry there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeVar
 
-from ablate.architecture.description import Architecture, Expansion, LastStage
+from ablate.architecture.description import LAST_STAGES, Architecture, Expansion, LastStage
 from ablate.errors import FactorError
 
 C4_OUTPUT_STRIDE = 16
+T = TypeVar("T")
 
 
 def tap_block(architecture: Architecture) -> int | None:
@@ -54,25 +61,54 @@ def reduce_tail(layout: Architecture) -> Architecture:
     return dataclasses.replace(layout, blocks=blocks)
 
 
-def with_reduced_tail(architecture: Architecture) -> Architecture:
-    """A decoded detector with its tail reduced, as the resolver would resolve it: channel
-    expansions of blocks whose input was halved become ratios of the old input."""
-    reduced = reduce_tail(architecture)
+def reduce_last_stage(last_stage: LastStage) -> LastStage:
+    """The 1x1 conv before pooling, halved: v3's follows the halved blocks (6x) by itself."""
+    if LAST_STAGES[last_stage.kind].conv_to_channels and last_stage.channels is not None:
+        return dataclasses.replace(last_stage, channels=round(last_stage.channels / 2))
+    return last_stage
+
+
+def _unchanged(value: T) -> T:
+    return value
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What a tail does to a detector's layout (blocks) and to its last stage."""
+
+    name: str
+    meaning: str
+    layout: Callable[[Architecture], Architecture]
+    last_stage: Callable[[LastStage], LastStage]
+
+
+TAILS: Mapping[str, Tail] = MappingProxyType(
+    {
+        tail.name: tail
+        for tail in (
+            Tail("full", "every layer at its own depth", _unchanged, _unchanged),
+            Tail(
+                "reduced",
+                "halves the channels of every layer between C4 and C5 (V3 Table 6, dagger rows)",
+                reduce_tail,
+                reduce_last_stage,
+            ),
+        )
+    }
+)
+
+
+def with_tail(architecture: Architecture, tail: Tail) -> Architecture:
+    """A decoded detector with ``tail`` applied, as the resolver would resolve it: channel
+    expansions of blocks whose input changed become ratios of the old input."""
+    tailed = tail.layout(architecture)
     inputs = [architecture.stem.channels] + [b.out_channels for b in architecture.blocks[:-1]]
-    new_inputs = [reduced.stem.channels] + [b.out_channels for b in reduced.blocks[:-1]]
+    new_inputs = [tailed.stem.channels] + [b.out_channels for b in tailed.blocks[:-1]]
     blocks = tuple(
         dataclasses.replace(block, expansion=Expansion(ratio=block.expansion.channels / old))
         if block.expansion.channels is not None and old != new
         else block
-        for block, old, new in zip(reduced.blocks, inputs, new_inputs, strict=True)
+        for block, old, new in zip(tailed.blocks, inputs, new_inputs, strict=True)
     )
-    return dataclasses.replace(
-        reduced, blocks=blocks, last_stage=reduce_last_stage(reduced.last_stage)
-    )
-
-
-def reduce_last_stage(last_stage: LastStage) -> LastStage:
-    """The 1x1 conv before pooling, halved: v3's follows the halved blocks (6x) by itself."""
-    if last_stage.kind == "v2" and last_stage.channels is not None:
-        return dataclasses.replace(last_stage, channels=round(last_stage.channels / 2))
-    return last_stage
+    last_stage = tail.last_stage(tailed.last_stage)
+    return dataclasses.replace(tailed, blocks=blocks, last_stage=last_stage)

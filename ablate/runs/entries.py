@@ -24,7 +24,7 @@ FP32_BYTES = 4
 PRECISION_BYTES = {"fp32": 4, "int8": 1}
 
 if TYPE_CHECKING:
-    from ablate.architecture.builder import LayerRow
+    from ablate.architecture.rows import LayerRow
     from ablate.counting.records import CountResult
     from ablate.measurement.calibration import Calibration as MachineCalibration
     from ablate.measurement.mobile import OpTime

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ablate.architecture.builder import LayerRow
 from ablate.architecture.description import Architecture
+from ablate.architecture.rows import LayerRow
 
 if TYPE_CHECKING:
     from ablate.counting.crosscheck import CrosscheckResult

@@ -1,27 +1,20 @@
 """The detector factors: ``head``, ``tail``, ``convention`` and ``backbone``.
 
-Torch-free, like the rest of the resolver; the taps and the tail itself are in
-ablate/architecture/taps.py.
+Torch-free, like the rest of the resolver; the vocabularies are the tables of
+ablate/architecture/heads.py (heads, conventions) and taps.py (tails).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any
 
-from ablate.architecture.description import (
-    Architecture,
-    Convention,
-    Detection,
-    HeadKind,
-    TailKind,
-)
+from ablate.architecture.description import Architecture, Detection
+from ablate.architecture.heads import CONVENTIONS, HEADS
+from ablate.architecture.taps import TAILS
 from ablate.errors import FactorError
 
-HEAD_NAMES: tuple[str, ...] = get_args(HeadKind)
-TAIL_NAMES: tuple[str, ...] = get_args(TailKind)
-CONVENTION_NAMES: tuple[str, ...] = get_args(Convention)
 DETECTOR_FACTORS = ("head", "tail", "convention")
 # What `backbone: NAME` sets at once (each only where not given on its own). Width and
 # resolution stay separate: Table 6 varies them on their own.
@@ -76,37 +69,29 @@ def resolve_detection(
                 )
         return None
 
-    def setting(factor: str, names: tuple[str, ...]) -> str:
+    def setting(factor: str, names: Mapping[str, object]) -> str:
         value = factors.get(factor, getattr(base.detection, factor))
         if isinstance(value, str) and value in detectors:
             detection = architectures[value].detection
             assert detection is not None
             return str(getattr(detection, factor))
-        if value not in names:
+        if not isinstance(value, str) or value not in names:
             raise FactorError(factor, value, f"unknown {factor}", (*names, *detectors))
-        return str(value)
+        return value
 
-    head, convention = setting("head", HEAD_NAMES), setting("convention", CONVENTION_NAMES)
-    if convention == "torchvision" and head != "ssdlite":
-        # torchvision's only MobileNet detector is ssdlite320_mobilenet_v3_large: it has no
-        # SSD-head convention to follow, and silently using the paper's would mislabel it.
+    head, convention = setting("head", HEADS), setting("convention", CONVENTIONS)
+    if not CONVENTIONS[convention].builds(head):
+        # A reference with no such head to follow: silently using the paper's convention
+        # would mislabel the network.
+        built = CONVENTIONS[convention].heads or ()
+        following = tuple(name for name, entry in CONVENTIONS.items() if entry.builds(head))
         raise FactorError(
             "convention",
             convention,
-            f"torchvision builds no {head} head on a MobileNet (only SSDLite); use head: "
-            f"ssdlite, or convention: paper",
-            ("paper",),
+            f"{convention} builds no {head} head on a MobileNet (only {', '.join(built)}); "
+            f"use head: {' or '.join(built)}, or convention: {' or '.join(following)}",
+            following,
         )
     return dataclasses.replace(
-        base.detection,
-        head=head,  # type: ignore[arg-type]  # checked in setting
-        tail=setting("tail", TAIL_NAMES),  # type: ignore[arg-type]
-        convention=convention,  # type: ignore[arg-type]
+        base.detection, head=head, tail=setting("tail", TAILS), convention=convention
     )
-
-
-
-
-
-
-

@@ -6,8 +6,9 @@ accepts the name of another built-in architecture, meaning "that architecture's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ablate.architecture.description import (
     ACTIVATIONS,
@@ -17,12 +18,13 @@ from ablate.architecture.description import (
     Architecture,
     Expansion,
 )
+from ablate.architecture.heads import CONVENTIONS, HEADS
 from ablate.architecture.tables import LAYOUTS
-from ablate.architecture.taps import reduce_tail, tap_block
+from ablate.architecture.taps import TAILS, tap_block
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 SE_GATE_NAMES = tuple(SE_GATES)
-LAST_STAGE_NAMES = LAST_STAGES
+LAST_STAGE_NAMES = tuple(LAST_STAGES)
 LAST_STAGE_WIDTH_NAMES = LAST_STAGE_WIDTHS
 KERNEL_SIZES = (3, 5, 7)
 WIDTH_RANGE = (0.1, 4.0)
@@ -34,6 +36,17 @@ class Factor:
     name: str
     meaning: str
     values: str
+
+
+class _Named(Protocol):
+    @property
+    def meaning(self) -> str: ...
+
+
+def _choices(table: Mapping[str, _Named]) -> str:
+    """A table's names, then what each means: the help text follows the table."""
+    meanings = "; ".join(f"{name}: {entry.meaning}" for name, entry in table.items())
+    return f"{' | '.join(table)}; {meanings}"
 
 
 FACTORS: dict[str, Factor] = {
@@ -94,9 +107,7 @@ FACTORS: dict[str, Factor] = {
         Factor(
             "last_stage",
             "what follows the last block (V3 Section 5.1, Figure 5)",
-            f"{' | '.join(LAST_STAGE_NAMES)}; v1: pool, linear; v2: 1x1 conv to 1280 at the "
-            "final resolution, pool, linear; v3: the efficient last stage, 1x1 conv to 6x, "
-            "pool, linear to 1280 or 1024, linear; none: a feature extractor",
+            _choices(LAST_STAGES),
         ),
         Factor(
             "last_stage_width",
@@ -118,23 +129,13 @@ FACTORS: dict[str, Factor] = {
             "se_ratio, se_gate, activation, last_stage), each unless given on its own",
             "the name of a built-in architecture",
         ),
-        Factor(
-            "head",
-            "detectors only: the predictors and extra layers, regular SSD (3x3 convs) or "
-            "SSDLite (3x3 depthwise + 1x1, V2 Section 6.2)",
-            "ssd | ssdlite",
-        ),
-        Factor(
-            "tail",
-            "detectors only: reduced halves the channels of every layer between C4 and C5 "
-            "(V3 Table 6, dagger rows)",
-            "full | reduced",
-        ),
+        Factor("head", "detectors only: the predictors and extra layers", _choices(HEADS)),
+        Factor("tail", "detectors only: the layers between C4 and C5", _choices(TAILS)),
         Factor(
             "convention",
-            "detectors only: paper (TensorFlow configs: 3 anchors on the lowest map, 6 "
-            "elsewhere) or torchvision (ssdlite320_mobilenet_v3_large: 6 anchors everywhere)",
-            "paper | torchvision",
+            "detectors only: whose reference to follow where TensorFlow's and torchvision's "
+            "differ",
+            _choices(CONVENTIONS),
         ),
     )
 }
@@ -153,7 +154,8 @@ for _name, _layout in LAYOUTS.items():
     _LAYOUTS.setdefault(_layout_key(_layout), _name)
 for _name, _layout in LAYOUTS.items():
     if tap_block(_layout) is not None:
-        _LAYOUTS.setdefault(_layout_key(reduce_tail(_layout)), _LAYOUTS[_layout_key(_layout)])
+        for _tail in TAILS.values():
+            _LAYOUTS.setdefault(_layout_key(_tail.layout(_layout)), _LAYOUTS[_layout_key(_layout)])
 
 
 def _expansion(expansion: Expansion) -> float | str:
@@ -170,7 +172,7 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
         "width": architecture.width,
         "resolution": architecture.resolution,
         "num_classes": architecture.num_classes
-        if architecture.last_stage.kind != "none" or architecture.detection is not None
+        if LAST_STAGES[architecture.last_stage.kind].pools or architecture.detection is not None
         else None,
         "stem_channels": architecture.stem.channels,
         "kernel": [block.kernel_size for block in architecture.blocks],

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ablate.architecture.description import (
+    LAST_STAGES,
     NO_EXPANSION,
     Architecture,
     Block,
@@ -24,7 +25,7 @@ from ablate.architecture.description import (
     Stem,
 )
 from ablate.architecture.tables import ARCHITECTURES, LAYOUTS
-from ablate.architecture.taps import check_taps, reduce_last_stage, reduce_tail
+from ablate.architecture.taps import TAILS, check_taps
 from ablate.errors import FactorError
 from ablate.variants.detection import expand_backbone, resolve_detection
 from ablate.variants.factors import (
@@ -73,8 +74,7 @@ class _Resolver:
         self.layout = self._layout()
         if self.detection is not None:
             check_taps(self.layout)
-            if self.detection.tail == "reduced":
-                self.layout = reduce_tail(self.layout)
+            self.layout = TAILS[self.detection.tail].layout(self.layout)
         self.block_count = len(self.layout.blocks)
 
     def architecture(self) -> Architecture:
@@ -86,10 +86,11 @@ class _Resolver:
         expansions = self._expansions(stem_channels)
         squeeze_excite = self._squeeze_excite()
         last_stage = self._last_stage()
-        if self.detection is not None and self.detection.tail == "reduced":
-            last_stage = reduce_last_stage(last_stage)
+        if self.detection is not None:
+            last_stage = TAILS[self.detection.tail].last_stage(last_stage)
         num_classes = self._number("num_classes", self.base.num_classes, (1, 10**7))
-        if last_stage.kind == "none" and self.detection is None and "num_classes" in self.factors:
+        pools = LAST_STAGES[last_stage.kind].pools
+        if not pools and self.detection is None and "num_classes" in self.factors:
             raise FactorError(
                 "num_classes", self.factors["num_classes"], "has no effect with last_stage none"
             )
@@ -150,10 +151,10 @@ class _Resolver:
         if value == self.base.last_stage.kind:
             return self._last_stage_width(self.base.last_stage)
         # The canonical stage of that kind: V2's (1280), V3-Large's (1280), V1's.
-        canonical = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3": "mobilenet_v3_large"}
-        if value == "none":
-            return self._last_stage_width(LastStage("none", dropout=0.0))
-        return self._last_stage_width(ARCHITECTURES[canonical[value]].last_stage)
+        source = LAST_STAGES[value].source
+        if source is None:
+            return self._last_stage_width(LastStage(value, dropout=0.0))
+        return self._last_stage_width(ARCHITECTURES[source].last_stage)
 
     def _last_stage_width(self, stage: LastStage) -> LastStage:
         if "last_stage_width" not in self.factors:
