@@ -33,10 +33,11 @@ def test_factor_help_lists_every_entry_with_its_meaning(factor: str, table: Any)
 
 
 def test_the_tables_hold_the_references_names() -> None:
-    assert tuple(HEADS) == ("ssd", "ssdlite")
-    assert tuple(TAILS) == ("full", "reduced")
-    assert tuple(CONVENTIONS) == ("paper", "torchvision")
-    assert tuple(LAST_STAGES) == ("v1", "v2", "v3", "none")
+    # The references' names lead; a new entry goes after them.
+    assert tuple(HEADS)[:2] == ("ssd", "ssdlite")
+    assert tuple(TAILS)[:2] == ("full", "reduced")
+    assert tuple(CONVENTIONS)[:2] == ("paper", "torchvision")
+    assert tuple(LAST_STAGES)[:4] == ("v1", "v2", "v3", "none")
     # A last stage's source is a built-in whose stage is of that kind.
     for name, kind in LAST_STAGES.items():
         assert kind.source is None or ARCHITECTURES[kind.source].last_stage.kind == name
