@@ -99,7 +99,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    # NaN and Infinity are not JSON: other readers refuse them, so a value that is not finite
+    # is a bug to stop at (ValueError), never a file to write.
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def append_line(path: Path, line: str) -> None:

@@ -279,7 +279,24 @@ def _write_table(path: Path, rows: list[list[str]], header: str = "model,set,lat
         (
             [["mobilenet_v3_small", "", "-4.2"]],
             "model,set,latency_ms",
-            "t.csv:3: latency_ms: latency must be a positive number of ms (got -4.2)",
+            "t.csv:3: latency_ms: latency must be a number of ms from 1e-06 to 8.64e+07 (a "
+            "nanosecond to a day) (got -4.2)",
+        ),
+        (
+            # Issue 25: finite, and its fit overflowed into a profile of Infinity and zeros.
+            [
+                ["mobilenet_v3_small", "resolution=64", "3"],
+                ["mobilenet_v3_small", "resolution=96", "1e308"],
+            ],
+            "model,set,latency_ms",
+            "t.csv:4: latency_ms: latency must be a number of ms from 1e-06 to 8.64e+07 (a "
+            "nanosecond to a day) (got 1e308)",
+        ),
+        (
+            [["mobilenet_v3_small", "", "1e-300"]],
+            "model,set,latency_ms",
+            "t.csv:3: latency_ms: latency must be a number of ms from 1e-06 to 8.64e+07 (a "
+            "nanosecond to a day) (got 1e-300)",
         ),
         (
             [["mobilenet_v3_small", "", "fast"]],
@@ -323,6 +340,29 @@ def test_bad_tables_get_one_line_and_exit_2(
     assert result.exit_code == 2
     assert result.output == f"error: {expected}\n"
     assert not (tmp_path / "profiles").exists()
+
+
+def test_fit_device_takes_exactly_the_fewest_architectures_it_asks_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 25: 4 architectures, the least the error above names, crashed the form's nested
+    # leave-one-out (3 left in a fold: no form can be judged by leave-one-out on them).
+    monkeypatch.setenv("ABLATE_DEVICES_DIR", str(tmp_path / "profiles"))
+    resolutions = (64, 96, 128, 160)
+    rows = [["mobilenet_v3_small", f"resolution={r}", f"{r * r / 4000:.3f}"] for r in resolutions]
+    _write_table(tmp_path / "t.csv", rows)
+    result = runner.invoke(app, ["fit-device", "four", "--from-table", str(tmp_path / "t.csv")])
+    assert result.exit_code == 0, result.output
+    profile = load_profile("four")
+    assert (profile.quality.rows, profile.quality.architectures) == (4, 4)
+    # Only "macs" (2 terms) can be judged on 4: it is chosen, and each fold of the nested
+    # leave-one-out fits it too, so the nested errors are the plain leave-one-out errors.
+    assert [candidate.form for candidate in profile.quality.candidates] == ["macs"]
+    assert profile.form == "macs"
+    quality = profile.quality
+    assert quality.nested_loo_median_abs_error == quality.loo_median_abs_error
+    assert quality.nested_loo_max_abs_error == quality.loo_max_abs_error
+    assert [row.latency_ms for row in profile.rows] == [float(row[2]) for row in rows]
 
 
 def test_fit_device_needs_exactly_one_source(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import ablate.measurement.clock
 import ablate.measurement.engine
 import ablate.measurement.profile
 from ablate.cli import app
-from ablate.devices.profile import load_profile
+from ablate.devices.profile import load_profile, shipped_path
 from ablate.runs.schema import load_results
 
 SPEC = """\
@@ -232,3 +234,66 @@ def test_fitting_refuses_mixed_views_and_predicted_runs(tmp_path: Path) -> None:
         f"{predicted}: measurement.predicted_on: the run's latencies are predictions on "
         "pixel1, not measurements"
     )
+
+
+def test_fit_device_from_a_run_of_exactly_four_architectures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 25: the fewest architectures fit-device asks for crashed the nested leave-one-out.
+    monkeypatch.setenv("ABLATE_DEVICES_DIR", str(tmp_path))
+    run = FIXTURES / "hswish_eager"
+    measured = [v for v in load_results(run).variants if v.latency is not None]
+    result = CliRunner().invoke(app, ["fit-device", "eager", "--from", str(run)])
+    assert result.exit_code == 0, result.output
+    profile = load_profile("eager")
+    assert (profile.quality.rows, profile.quality.architectures) == (4, 4)
+    assert (profile.form, profile.view) == ("macs", "unfused")
+    assert [row.latency_ms for row in profile.rows] == [v.latency.median_ms for v in measured]
+
+
+def test_a_run_median_out_of_range_is_refused_naming_the_run(tmp_path: Path) -> None:
+    data = json.loads((FIXTURES / "hswish_eager" / "results.json").read_text())
+    data["variants"][2]["latency"]["median_ms"] = 1e308
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["fit-device", "eager", "--from", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}: variants[2].latency.median_ms: latency must be a number of ms from "
+        "1e-06 to 8.64e+07 (a nanosecond to a day) (got 1e+308)\n"
+    )
+
+
+def _zero_coefficients(data: dict[str, Any]) -> None:
+    for parameter in data["parameters"]:
+        parameter["value"] = 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # Issue 25: a NaN coefficient gave median NaN and "+nan%" marked significant.
+        (
+            lambda data: data["parameters"][1].update(value=float("nan")),
+            "parameters[1].value: Input should be a finite number (got nan)",
+        ),
+        # The coefficients the all-1e308 ms table fitted: all 0, a ZeroDivisionError mid-run.
+        (_zero_coefficients, "parameters: every coefficient is 0: the profile predicts no time"),
+    ],
+)
+def test_a_bad_profile_fails_a_run_before_its_directory_exists(
+    no_timing: None, tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    data = json.loads(shipped_path("pixel1").read_text())
+    change(data)
+    profile = tmp_path / "bad.json"
+    profile.write_text(json.dumps(data))
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(runs), "--device", str(profile)]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {profile}: {expected}\n"
+    assert not runs.exists()

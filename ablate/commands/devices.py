@@ -50,7 +50,7 @@ def fit_device_command(
 
     profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out)
     if json_output:
-        typer.echo(json.dumps(profile.to_json(), indent=2))
+        typer.echo(json.dumps(profile.to_json(), indent=2, allow_nan=False))
         return
     console = Console()
     console.print(profile_table(profile))
@@ -61,17 +61,24 @@ def fit_device_command(
 def devices_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the device profiles (shipped and yours) with their fit quality."""
+    """List the device profiles (shipped and yours) with their fit quality; name broken ones."""
     from rich.console import Console
 
     from ablate.devices.api import list_devices
+    from ablate.errors import AblateError
     from ablate.report.devices import devices_table
 
-    listings = list_devices()
+    listing = list_devices()
     if json_output:
-        typer.echo(json.dumps([listing.to_json() for listing in listings], indent=2))
+        profiles = [profile.to_json() for profile in listing.profiles]
+        typer.echo(json.dumps(profiles, indent=2, allow_nan=False))
     else:
-        Console().print(devices_table(listings))
+        Console().print(devices_table(listing.profiles))
+    # The readable ones are listed; each broken one is one line, and the exit code says so.
+    for error in listing.unreadable:
+        typer.echo(f"error: {error}", err=True)
+    if listing.unreadable:
+        raise typer.Exit(AblateError.exit_code)
 
 
 def predict_command(
@@ -91,7 +98,11 @@ def predict_command(
     prediction = predict_variant(model, factors, device)
     if json_output:
         typer.echo(
-            json.dumps({"model": model, "factors": factors, **prediction.to_json()}, indent=2)
+            json.dumps(
+                {"model": model, "factors": factors, **prediction.to_json()},
+                indent=2,
+                allow_nan=False,
+            )
         )
         return
     settings = ", ".join(f"{key}={value}" for key, value in factors.items())

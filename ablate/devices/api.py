@@ -20,7 +20,7 @@ from ablate.devices.profile import (
     user_directory,
     write_profile,
 )
-from ablate.errors import AblateError
+from ablate.errors import AblateError, InputFileError
 
 _NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -87,17 +87,28 @@ class ProfileListing:
         }
 
 
-def list_devices() -> list[ProfileListing]:
+@dataclass(frozen=True)
+class DeviceListing:
+    """Every profile that could be read, and one error (naming its file) per one that could not:
+    a broken profile must not hide the others."""
+
+    profiles: tuple[ProfileListing, ...]
+    unreadable: tuple[InputFileError, ...]
+
+
+def list_devices() -> DeviceListing:
     user = user_directory()
-    return [
-        ProfileListing(
-            name=name,
-            path=path,
-            shipped=name in SHIPPED_NAMES and path.parent != user,
-            profile=read_profile(path),
-        )
-        for name, path in available_profiles().items()
-    ]
+    profiles: list[ProfileListing] = []
+    unreadable: list[InputFileError] = []
+    for name, path in available_profiles().items():
+        try:
+            profile = read_profile(path)
+        except InputFileError as error:
+            unreadable.append(error)
+            continue
+        shipped = name in SHIPPED_NAMES and path.parent != user
+        profiles.append(ProfileListing(name=name, path=path, shipped=shipped, profile=profile))
+    return DeviceListing(profiles=tuple(profiles), unreadable=tuple(unreadable))
 
 
 def predict_variant(model: str, factors: dict[str, Any], device: str) -> Prediction:

@@ -23,16 +23,8 @@ from scipy.optimize import nnls
 from ablate import __version__
 from ablate.counting.records import OpRecord
 from ablate.devices.costs import FORMS, Form, View, group_features, readable, total_features
-from ablate.devices.profile import (
-    SCHEMA,
-    Bootstrap,
-    Candidate,
-    FitQuality,
-    Parameter,
-    Profile,
-    Row,
-)
-from ablate.errors import AblateError
+from ablate.devices.profile import SCHEMA, Profile, ProfileError, profile_from_json
+from ablate.errors import AblateError, InputFileError
 
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
@@ -97,7 +89,10 @@ def _relative_errors(predicted: np.ndarray, latency: np.ndarray) -> np.ndarray:
 
 
 def _eligible(forms: Sequence[Form], architectures: int) -> list[Form]:
-    return [form for form in forms if architectures >= len(form.terms) + SPARE_ARCHITECTURES]
+    """The forms leave-one-out can judge on this many architectures; never none: with too few
+    to judge any, the form with the fewest coefficients is the only one left to fit."""
+    eligible = [form for form in forms if architectures >= len(form.terms) + SPARE_ARCHITECTURES]
+    return eligible or [min(forms, key=lambda form: len(form.terms))]
 
 
 def _select(
@@ -123,7 +118,11 @@ def _nested_loo(
     latency: np.ndarray,
     groups: np.ndarray,
 ) -> np.ndarray:
-    """Leave-one-out of the whole procedure: the form is chosen again without the row."""
+    """Leave-one-out of the whole procedure: the form is chosen again without the row.
+
+    A fold has one architecture fewer than the fit: at the fewest architectures a fit accepts,
+    no form can be judged within the fold, and the fold fits the smallest form.
+    """
     predicted = np.empty(len(latency))
     for group in np.unique(groups):
         held = groups == group
@@ -137,16 +136,17 @@ def _nested_loo(
 
 def _bootstrap(
     features: np.ndarray, latency: np.ndarray, groups: np.ndarray, residuals: np.ndarray
-) -> Bootstrap:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients refitted per resample of the architectures, and a residual per resample."""
     generator = np.random.default_rng(BOOTSTRAP_SEED)
     unique = np.unique(groups)
     samples = []
     for _ in range(BOOTSTRAP_RESAMPLES):
         drawn = generator.choice(unique, size=len(unique), replace=True)
         rows = np.concatenate([np.flatnonzero(groups == group) for group in drawn])
-        samples.append(fit_coefficients(features[rows], latency[rows]).tolist())
+        samples.append(fit_coefficients(features[rows], latency[rows]))
     draws = generator.choice(residuals, size=BOOTSTRAP_RESAMPLES, replace=True)
-    return Bootstrap(seed=BOOTSTRAP_SEED, coefficients=samples, residuals=[float(r) for r in draws])
+    return np.array(samples), draws
 
 
 def check_observations(
@@ -180,7 +180,7 @@ def fit_profile(
     latency = np.array([o.latency_ms for o in observations])
     groups = _group_ids(observations)
     architectures = len(np.unique(groups))
-    forms = _eligible(forms, architectures) or forms[:1]
+    forms = _eligible(forms, architectures)
     designs = {form.name: _design(observations, form, view) for form in forms}
     form, loo = _select(forms, designs, latency, groups)
     if form_name is None:
@@ -195,75 +195,86 @@ def fit_profile(
     fitted = features @ coefficients
     loo_predicted = loo[form.name]
     nested = _nested_loo(forms, designs, latency, groups) if form_name is None else loo_predicted
-    residuals = latency / loo_predicted - 1.0
-    bootstrap = _bootstrap(features, latency, groups, residuals)
-    spread = np.array(bootstrap.coefficients)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero prediction: refused below
+        residuals = latency / loo_predicted - 1.0
+    spread, drawn_residuals = _bootstrap(features, latency, groups, residuals)
     parameters = [
-        Parameter(
-            name=term.name,
-            meaning=term.meaning,
-            value=float(coefficients[index]),
-            unit=term.unit,
-            ci95=(
+        {
+            "name": term.name,
+            "meaning": term.meaning,
+            "value": float(coefficients[index]),
+            "unit": term.unit,
+            "ci95": [
                 float(np.percentile(spread[:, index], 2.5)),
                 float(np.percentile(spread[:, index], 97.5)),
-            ),
-            readable=readable(term, float(coefficients[index])),
-        )
+            ],
+            "readable": readable(term, float(coefficients[index])),
+        }
         for index, term in enumerate(form.terms)
     ]
     candidates = []
     for candidate in forms:
         error = _relative_errors(loo[candidate.name], latency)
         candidates.append(
-            Candidate(
-                form=candidate.name,
-                meaning=candidate.meaning,
-                terms=list(candidate.term_names),
-                loo_mean_abs_error=float(np.mean(error)),
-                loo_median_abs_error=float(np.median(error)),
-                loo_max_abs_error=float(np.max(error)),
-            )
+            {
+                "form": candidate.name,
+                "meaning": candidate.meaning,
+                "terms": list(candidate.term_names),
+                "loo_mean_abs_error": float(np.mean(error)),
+                "loo_median_abs_error": float(np.median(error)),
+                "loo_max_abs_error": float(np.max(error)),
+            }
         )
     loo_error = _relative_errors(loo_predicted, latency)
     nested_error = _relative_errors(nested, latency)
-    quality = FitQuality(
-        rows=len(observations),
-        architectures=architectures,
-        loo_median_abs_error=float(np.median(loo_error)),
-        loo_max_abs_error=float(np.max(loo_error)),
-        nested_loo_median_abs_error=float(np.median(nested_error)),
-        nested_loo_max_abs_error=float(np.max(nested_error)),
-        in_sample_max_abs_error=float(np.max(_relative_errors(fitted, latency))),
-        selection=selection,
-        candidates=candidates,
-    )
+    quality = {
+        "rows": len(observations),
+        "architectures": architectures,
+        "loo_median_abs_error": float(np.median(loo_error)),
+        "loo_max_abs_error": float(np.max(loo_error)),
+        "nested_loo_median_abs_error": float(np.median(nested_error)),
+        "nested_loo_max_abs_error": float(np.max(nested_error)),
+        "in_sample_max_abs_error": float(np.max(_relative_errors(fitted, latency))),
+        "selection": selection,
+        "candidates": candidates,
+    }
     rows = [
-        Row(
-            name=o.name,
-            model=o.model,
-            factors=o.factors,
-            latency_ms=o.latency_ms,
-            fitted_ms=float(fitted[index]),
-            loo_ms=float(loo_predicted[index]),
-            source=o.source,
-        )
+        {
+            "name": o.name,
+            "model": o.model,
+            "factors": o.factors,
+            "latency_ms": o.latency_ms,
+            "fitted_ms": float(fitted[index]),
+            "loo_ms": float(loo_predicted[index]),
+            "source": o.source,
+        }
         for index, o in enumerate(observations)
     ]
-    return Profile.model_validate(
-        {
-            "schema": SCHEMA,
-            "name": name,
-            "description": description,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "ablate_version": __version__,
-            "view": view,
-            "batch": batch,
-            "dtype": dtype,
-            "form": form.name,
-            "parameters": [parameter.model_dump() for parameter in parameters],
-            "quality": quality.model_dump(),
-            "bootstrap": bootstrap.model_dump(),
-            "rows": [row.model_dump() for row in rows],
-        }
-    )
+    data = {
+        "schema": SCHEMA,
+        "name": name,
+        "description": description,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "ablate_version": __version__,
+        "view": view,
+        "batch": batch,
+        "dtype": dtype,
+        "form": form.name,
+        "parameters": parameters,
+        "quality": quality,
+        "bootstrap": {
+            "seed": BOOTSTRAP_SEED,
+            "coefficients": spread.tolist(),
+            "residuals": [float(residual) for residual in drawn_residuals],
+        },
+        "rows": rows,
+    }
+    # Checked as a profile read from a file is: what is written is what can be read back.
+    try:
+        return profile_from_json(data)
+    except ProfileError as error:
+        raise InputFileError(
+            origin,
+            f"the profile fitted from it is not usable: {error.key_path}: {error.message}",
+            choices=error.choices,
+        ) from None

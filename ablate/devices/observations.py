@@ -6,7 +6,7 @@ with ``#`` are comments (citations). Columns:
     model       a built-in architecture (required)
     set         factor settings, ``FACTOR=VALUE`` separated by ``;`` (VALUE read as YAML,
                 as ``--set`` reads it), e.g. ``width=0.5; last_stage_width=fixed``
-    latency_ms  the measured latency in milliseconds, > 0 (required)
+    latency_ms  the measured latency in milliseconds, 1e-6 to 8.64e7 (required)
     name        the row's name (default: model and settings)
     source      where the number comes from, e.g. "V3 paper Table 9"
     params_m    the source's parameter count in millions (checked by the tests, not fitted)
@@ -16,13 +16,13 @@ with ``#`` are comments (citations). Columns:
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.devices.costs import View
 from ablate.devices.fit import Observation
+from ablate.devices.profile import latency_problem
 from ablate.errors import AblateError, InputFileError
 
 if TYPE_CHECKING:
@@ -135,13 +135,9 @@ def _latency(path: Path, number: int, text: str) -> float:
         raise InputFileError(
             path, f"latency {text!r} is not a number", line=number, key_path="latency_ms"
         ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputFileError(
-            path,
-            f"latency must be a positive number of ms (got {text})",
-            line=number,
-            key_path="latency_ms",
-        )
+    problem = latency_problem(value)
+    if problem is not None:
+        raise InputFileError(path, f"{problem} (got {text})", line=number, key_path="latency_ms")
     return value
 
 
@@ -208,9 +204,16 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
         batch = results.measurement.batch
         settings.add((view, batch))
         counter = counters.setdefault(batch, _Counter(batch))
-        for variant in results.variants:
+        for index, variant in enumerate(results.variants):
             if variant.name != variant.measured_as or variant.latency is None:
                 continue
+            problem = latency_problem(variant.latency.median_ms)
+            if problem is not None:
+                raise InputFileError(
+                    path,
+                    f"{problem} (got {variant.latency.median_ms})",
+                    key_path=f"variants[{index}].latency.median_ms",
+                )
             observations.append(
                 counter.observation(
                     name=variant.name,

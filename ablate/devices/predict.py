@@ -11,7 +11,6 @@ import numpy as np
 from ablate.counting.records import OpRecord
 from ablate.devices.costs import FORMS, Form, group_features, total_features
 from ablate.devices.profile import Profile
-from ablate.errors import AblateError
 
 INTERVAL = (2.5, 97.5)
 
@@ -52,14 +51,8 @@ class Prediction:
 
 
 def profile_form(profile: Profile) -> Form:
-    form = FORMS.get(profile.form)
-    names = tuple(parameter.name for parameter in profile.parameters)
-    if form is None or form.term_names != names:
-        raise AblateError(
-            f"device profile {profile.name!r}: cost model {profile.form!r} with terms "
-            f"{', '.join(names)} is not one this version knows; valid: {', '.join(FORMS)}"
-        )
-    return form
+    # The form is known and its terms are the parameters': `profile_from_json` checked both.
+    return FORMS[profile.form]
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:

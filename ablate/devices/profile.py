@@ -4,24 +4,56 @@ A profile is everything needed to predict and to judge the prediction: the cost 
 and fitted coefficients, a bootstrap of the coefficients (the uncertainty), the rows it was
 fitted on with their fitted and leave-one-out predictions, and the cross-validation scores of
 every candidate form that justified the choice.
+
+Every profile, read or fitted, passes `profile_from_json`: its numbers finite and in range,
+its shapes those of its cost model. A prediction multiplies and subtracts these numbers, so
+one NaN or overflow in a profile would otherwise come out as a "nan ms" latency or a ratio
+marked significant.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ablate.errors import AblateError, InputFileError
+from ablate.devices.costs import FORMS
+from ablate.errors import AblateError, InputFileError, excerpt, format_key_path
 from ablate.files import read_json, write_json_atomic
 
 SCHEMA = "ablate.device/1"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
+
+# A measured latency, in ms: a forward pass under a nanosecond or over a day is a unit
+# mistake, not a device (and the fit divides by latencies: 1e-300 ms would overflow it).
+LATENCY_RANGE_MS = (1e-6, 86_400_000.0)
+# Every other number of a profile (ms per GMAC, per GB or per op, a prediction in ms, a
+# relative error) is at most this: far beyond what any device gives, and far enough below the
+# float range that a prediction's products and sums cannot overflow.
+MAX_MAGNITUDE = 1e15
+
+
+def latency_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a measured latency in ms (None when it can)."""
+    low, high = LATENCY_RANGE_MS
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    return f"latency must be a number of ms from {low:g} to {high:g} (a nanosecond to a day)"
+
+
+Milliseconds = Annotated[
+    float, Field(ge=LATENCY_RANGE_MS[0], le=LATENCY_RANGE_MS[1], allow_inf_nan=False)
+]
+NonNegative = Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+# A relative residual, measured / predicted - 1: above -1, as both latencies are positive.
+Residual = Annotated[float, Field(gt=-1, le=MAX_MAGNITUDE, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -31,9 +63,9 @@ class _Strict(BaseModel):
 class Parameter(_Strict):
     name: str  # the term, e.g. "pointwise_macs"
     meaning: str
-    value: float  # unit below; >= 0 (non-negative least squares)
+    value: NonNegative  # unit below; >= 0 (non-negative least squares)
     unit: str  # ms/GMAC, ms/GB or ms/op
-    ci95: tuple[float, float]  # percentile interval over the bootstrap
+    ci95: tuple[NonNegative, NonNegative]  # percentile interval over the bootstrap
     readable: str  # "12.3 GMAC/s", "4.1 GB/s", "25 µs per op"
 
 
@@ -41,9 +73,9 @@ class Row(_Strict):
     name: str
     model: str
     factors: dict[str, Any]
-    latency_ms: float
-    fitted_ms: float  # the profile's prediction with every row fitted
-    loo_ms: float  # the prediction when this row's architecture was left out
+    latency_ms: Milliseconds
+    fitted_ms: NonNegative  # the profile's prediction with every row fitted
+    loo_ms: NonNegative  # the prediction when this row's architecture was left out
     source: str  # where the latency comes from (a paper table, a run directory)
 
 
@@ -51,20 +83,21 @@ class Candidate(_Strict):
     form: str
     meaning: str
     terms: list[str]
-    loo_mean_abs_error: float  # relative, |predicted / measured - 1|
-    loo_median_abs_error: float
-    loo_max_abs_error: float
+    loo_mean_abs_error: NonNegative  # relative, |predicted / measured - 1|
+    loo_median_abs_error: NonNegative
+    loo_max_abs_error: NonNegative
 
 
 class FitQuality(_Strict):
-    rows: int
-    architectures: int  # distinct architectures: leave-one-out leaves one of these out
-    loo_median_abs_error: float  # relative
-    loo_max_abs_error: float
+    rows: int = Field(ge=1)
+    # Distinct architectures: leave-one-out leaves one of these out.
+    architectures: int = Field(ge=1)
+    loo_median_abs_error: NonNegative  # relative
+    loo_max_abs_error: NonNegative
     # Leave-one-out of the whole procedure, form selection included (the honest figure).
-    nested_loo_median_abs_error: float
-    nested_loo_max_abs_error: float
-    in_sample_max_abs_error: float
+    nested_loo_median_abs_error: NonNegative
+    nested_loo_max_abs_error: NonNegative
+    in_sample_max_abs_error: NonNegative
     selection: str  # how the form was chosen
     candidates: list[Candidate]
 
@@ -74,8 +107,8 @@ class Bootstrap(_Strict):
     # One coefficient vector per resample of the rows (architectures drawn with replacement),
     # and one relative residual per resample, drawn from the leave-one-out residuals: a
     # prediction's interval is the spread of prediction_b x (1 + residual_b).
-    coefficients: list[list[float]]
-    residuals: list[float]
+    coefficients: list[list[NonNegative]] = Field(min_length=1)
+    residuals: list[Residual] = Field(min_length=1)
 
 
 class Profile(_Strict):
@@ -85,13 +118,13 @@ class Profile(_Strict):
     created: str
     ablate_version: str
     view: Literal["fused", "unfused"]  # which traffic view the byte terms count
-    batch: int
+    batch: int = Field(ge=1)
     dtype: str
     form: str
     parameters: list[Parameter]
     quality: FitQuality
     bootstrap: Bootstrap
-    rows: list[Row]
+    rows: list[Row] = Field(min_length=1)
 
     @property
     def coefficients(self) -> list[float]:
@@ -124,19 +157,93 @@ def write_profile(profile: Profile, path: Path) -> None:
     write_json_atomic(path, profile.to_json())
 
 
-def read_profile(path: Path) -> Profile:
-    data = read_json(path)
+class ProfileError(ValueError):
+    """What is wrong in a profile's content: where (a key path), what, and the valid choices."""
+
+    def __init__(self, key_path: str, message: str, choices: Sequence[str] = ()) -> None:
+        super().__init__(f"{key_path}: {message}")
+        self.key_path = key_path
+        self.message = message
+        self.choices = tuple(choices)
+
+
+def _check_shapes(profile: Profile) -> None:
+    """What pydantic's field types cannot see: the parts that must agree with each other."""
+    form = FORMS.get(profile.form)
+    if form is None:
+        raise ProfileError("form", f"unknown cost model {profile.form!r}", list(FORMS))
+    names = [parameter.name for parameter in profile.parameters]
+    if names != list(form.term_names):
+        raise ProfileError(
+            "parameters",
+            f"the file has {len(names)} terms ({', '.join(names) or 'none'}); cost model "
+            f"{form.name!r} has {len(form.terms)}, in this order",
+            form.term_names,
+        )
+    for index, (parameter, term) in enumerate(zip(profile.parameters, form.terms, strict=True)):
+        if parameter.unit != term.unit:
+            raise ProfileError(
+                f"parameters[{index}].unit",
+                f"{parameter.unit!r} is not {term.name}'s unit",
+                [term.unit],
+            )
+        low, high = parameter.ci95
+        if low > high:
+            raise ProfileError(f"parameters[{index}].ci95", f"low {low} above high {high}")
+    if not any(profile.coefficients):
+        raise ProfileError("parameters", "every coefficient is 0: the profile predicts no time")
+    for index, sample in enumerate(profile.bootstrap.coefficients):
+        if len(sample) != len(names):
+            raise ProfileError(
+                f"bootstrap.coefficients[{index}]",
+                f"{len(sample)} coefficients; the cost model has {len(names)}: {', '.join(names)}",
+            )
+        if not any(sample):
+            raise ProfileError(
+                f"bootstrap.coefficients[{index}]", "every coefficient is 0: it predicts no time"
+            )
+    resamples, residuals = len(profile.bootstrap.coefficients), len(profile.bootstrap.residuals)
+    if residuals != resamples:
+        raise ProfileError(
+            "bootstrap.residuals",
+            f"{residuals} residuals for {resamples} coefficient resamples; one per resample",
+        )
+    if profile.quality.rows != len(profile.rows):
+        raise ProfileError(
+            "quality.rows", f"{profile.quality.rows}, but the profile has {len(profile.rows)} rows"
+        )
+    if profile.quality.architectures > profile.quality.rows:
+        raise ProfileError(
+            "quality.architectures",
+            f"{profile.quality.architectures} architectures in {profile.quality.rows} rows",
+        )
+
+
+def profile_from_json(data: Any) -> Profile:
+    """A profile from its JSON form, every number and shape checked (a `ProfileError` if not)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else None
-        raise InputFileError(
-            path, f"unsupported schema {got!r}", key_path="schema", choices=[SCHEMA]
-        )
+        raise ProfileError("schema", f"unsupported schema {got!r}", [SCHEMA])
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise InputFileError(path, first["msg"], key_path=key) from None
+        message = first["msg"]
+        value = first.get("input")
+        if value is None or isinstance(value, bool | int | float | str):
+            message += f" (got {excerpt(value)})"
+        raise ProfileError(format_key_path(first["loc"]), message) from None
+    _check_shapes(profile)
+    return profile
+
+
+def read_profile(path: Path) -> Profile:
+    try:
+        return profile_from_json(read_json(path))
+    except ProfileError as error:
+        raise InputFileError(
+            path, error.message, key_path=error.key_path, choices=error.choices
+        ) from None
 
 
 def available_profiles() -> dict[str, Path]:

@@ -44,7 +44,15 @@ def predicted_entry(
     values = np.array(prediction.samples_ms)
     ratio = None
     significant = None
-    if baseline_samples is not None and baseline_ms is not None:
+    # A valid profile still predicts 0 ms for a network that none of its non-zero terms cover
+    # (its one rate is for linear layers, say, and the network has none): no ratio to such a
+    # baseline, rather than a division by zero.
+    if (
+        baseline_samples is not None
+        and baseline_ms is not None
+        and baseline_ms > 0
+        and min(baseline_samples) > 0
+    ):
         ratios = np.array(samples) / np.array(baseline_samples)
         low, high = np.percentile(ratios, [2.5, 97.5])
         ratio = Ratio(median=prediction.ms / baseline_ms, ci95=(float(low), float(high)))
