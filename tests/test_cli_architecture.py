@@ -167,5 +167,5 @@ def test_inspect_crosscheck_json_explains_the_peers() -> None:
 def test_inspect_table_shows_counts_with_units() -> None:
     result = runner.invoke(app, ["inspect", "mobilenet_v2"], env={"COLUMNS": "240"})
     assert result.exit_code == 0, result.output
-    assert "MACs (M)" in result.output and "MB fused" in result.output
+    assert "MACs (M)" in result.output and "bytes fused (MB)" in result.output
     assert "300.77" in result.output  # V2 conv+linear MACs, millions

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.counting import ROOT_GROUP, Kind, block_group, count_model
+from ablate.counting import ROOT_GROUP, Kind, UnknownOp, block_group, count_model
 
 
 class Cumulative(nn.Module):
@@ -21,15 +21,39 @@ class Cumulative(nn.Module):
         return torch.cumsum(self.linear(x), dim=1)
 
 
-def test_unknown_op_is_listed_not_silently_zero() -> None:
+def test_unknown_op_is_listed_with_where_it_ran_not_silently_zero() -> None:
     result = count_model(Cumulative().eval(), (2, 8))
-    assert dict(result.unknown_ops) == {"aten.cumsum.default": 1}
+    # cumsum runs in the root module's own forward, which the counts call "(model)"
+    assert dict(result.unknown_ops) == {"aten.cumsum.default": UnknownOp(1, (ROOT_GROUP,))}
     unknown = [r for r in result.records if r.kind is Kind.UNKNOWN]
     assert len(unknown) == 1
     # its traffic is still shape-generic: reads 16 el and writes 16 el
     assert (unknown[0].bytes_read, unknown[0].bytes_written) == (64, 64)
-    assert result.to_json()["unknown_ops"] == {"aten.cumsum.default": 1}
+    assert result.to_json()["unknown_ops"] == {
+        "aten.cumsum.default": {"calls": 1, "modules": [ROOT_GROUP]}
+    }
     assert result.by_kind["unknown"].operator_count == 1
+
+
+class Erf(nn.Module):
+    """An op without a rule, called three times in two modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Sequential(nn.Linear(4, 4))
+        self.second = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.special.erf(self.first(x))
+        return torch.special.erf(torch.special.erf(self.second(x)))
+
+
+def test_unknown_op_counts_every_call_and_each_module_once() -> None:
+    result = count_model(Erf().eval(), (2, 4))
+    assert dict(result.unknown_ops) == {"aten.erf.default": UnknownOp(3, (ROOT_GROUP,))}
+    # an op inside a module is placed at that module
+    inside = count_model(nn.Sequential(nn.Linear(4, 4), nn.GELU()).eval(), (2, 4))
+    assert dict(inside.unknown_ops) == {"aten.gelu.default": UnknownOp(1, ("1",))}
 
 
 class Spectral(nn.Module):
@@ -79,7 +103,8 @@ def test_records_carry_module_paths_and_groups() -> None:
         "classifier",
     ]
     assert sum(layer.macs for layer in result.layers) == result.macs
-    assert sum(layer.macs_share for layer in result.layers) == pytest.approx(1.0)
+    assert sum(layer.share("macs") for layer in result.layers) == pytest.approx(1.0)
+    assert result.layer("stem").share("macs") == pytest.approx(1_728 / result.macs)
     stem = result.layer("stem")
     # stem conv: 16 positions x 9 taps x 4 out x 3 in = 1728 MACs; ReLU 64 ops
     assert (stem.macs, stem.flops) == (1_728, 2 * 1_728 + 64)
@@ -169,6 +194,10 @@ def test_json_is_plain_with_integer_counts() -> None:
         "bytes_unfused": 2 * (64 + 64) * 4,
         "bytes_fused": 0,
     }
+    # layers carry every rule's total and the shares of the per-layer metrics
+    assert {"madds_folded", "flops_folded", "macs_share", "bytes_fused_share"} <= set(
+        data["layers"][0]
+    )
     assert data["layers"][0]["name"] == "stem"
     assert all(isinstance(layer["macs"], int) for layer in data["layers"])
     assert len(data["records"]) == len(result.records)

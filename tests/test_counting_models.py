@@ -9,6 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import ablate
+from ablate.architecture.description import ACTIVATIONS, LAST_STAGES, SE_GATES
 from ablate.counting import CountResult, Kind, count_model, crosscheck
 
 # conv+linear MACs at 224x224, 1000 classes (FlopCounterMode / 2 on the reference
@@ -131,3 +132,28 @@ def test_crosscheck_v3_large() -> None:
     assert result.fvcore.residual == 0
     assert result.ptflops.total is not None
     assert result.ptflops.residual == 0
+
+
+def _counted_alike(result: CountResult) -> None:
+    assert not result.unknown_ops, dict(result.unknown_ops)
+    assert result.macs > 0
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_every_activation_of_the_vocabulary_has_a_counting_rule(name: str) -> None:
+    model = ablate.build_model("mobilenet_v3_small", activation=name)
+    # the vocabulary's module is really built, so its op is really counted
+    assert any(type(module).__name__ == ACTIVATIONS[name] for module in model.modules())
+    _counted_alike(count_model(model, (1, 3, 32, 32)))
+
+
+@pytest.mark.parametrize("name", list(SE_GATES))
+def test_every_se_gate_of_the_vocabulary_has_a_counting_rule(name: str) -> None:
+    model = ablate.build_model("mobilenet_v3_small", se_gate=name)
+    assert any(type(module).__name__ == SE_GATES[name] for module in model.modules())
+    _counted_alike(count_model(model, (1, 3, 32, 32)))
+
+
+@pytest.mark.parametrize("name", LAST_STAGES)
+def test_every_last_stage_of_the_vocabulary_has_a_counting_rule(name: str) -> None:
+    _counted_alike(count(name="mobilenet_v2", input_size=32, last_stage=name))

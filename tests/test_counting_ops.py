@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ablate.counting import Kind, OpRecord, count_model
-from ablate.counting.handles import ELEMENTWISE_COST
+from ablate.counting.kinds import ELEMENTWISE_COST
 
 
 def single(model: nn.Module, shape: tuple[int, ...], kind: Kind) -> OpRecord:

@@ -7,7 +7,7 @@ are applied afterwards as pure functions of shapes. See README, "Counting conven
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount, crosscheck
 from ablate.counting.engine import count_model
 from ablate.counting.kinds import ROOT_GROUP, Kind, block_group
-from ablate.counting.records import CountResult, KindSummary, LayerSummary, OpRecord
+from ablate.counting.records import CountResult, KindSummary, LayerSummary, OpRecord, UnknownOp
 
 __all__ = [
     "ROOT_GROUP",
@@ -18,6 +18,7 @@ __all__ = [
     "LayerSummary",
     "OpRecord",
     "PeerCount",
+    "UnknownOp",
     "block_group",
     "count_model",
     "crosscheck",

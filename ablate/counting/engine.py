@@ -206,5 +206,7 @@ def count_model(
         records,
         input_shape=tuple(input_shape),
         dtype=str(dtype).removeprefix("torch."),
-        activation_peak_bytes=activation_peak_bytes(calls, model_inputs, model_outputs),
+        pass_totals={
+            "activation_peak_bytes": activation_peak_bytes(calls, model_inputs, model_outputs)
+        },
     )

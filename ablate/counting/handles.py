@@ -7,8 +7,8 @@ here, in one place. Ops absent from the table are decomposed by the engine when 
 decomposition, and reported as unknown otherwise: nothing is silently zero.
 
 Per-element costs (elementwise ops, one per arithmetic or comparison operation in the op's
-defining formula, exp counted as one) are in `ELEMENTWISE_COST`; the README section
-"Counting conventions" restates them.
+defining formula, exp counted as one) are `kinds.ELEMENTWISE_COST`, beside the kinds they
+price; the README section "Counting conventions" restates them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ablate.counting.kinds import Kind
+from ablate.counting.kinds import ACTIVATION_KINDS, ELEMENTWISE_COST, Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +96,6 @@ class OpCost:
 
 
 Handle = Callable[[OpCall], OpCost]
-
-# Ops per element, counting each arithmetic or comparison operation of the defining formula
-# once and exp as one. Applied to output elements; pooling is priced per window instead.
-ELEMENTWISE_COST: Mapping[Kind, int] = {
-    Kind.RELU: 1,  # max(x, 0)
-    Kind.RELU6: 2,  # min(max(x, 0), 6)
-    Kind.HARDTANH: 2,  # min(max(x, lo), hi)
-    Kind.HARDSIGMOID: 4,  # add 3, max 0, min 6, multiply by 1/6
-    Kind.HARDSWISH: 5,  # hard sigmoid (4) then multiply by x
-    Kind.SIGMOID: 4,  # negate, exp, add 1, reciprocal
-    Kind.SILU: 5,  # sigmoid (4) then multiply by x
-    Kind.BATCH_NORM: 2,  # multiply by the per-channel scale, add the shift (inference)
-    Kind.ADD: 1,
-    Kind.RESIDUAL_ADD: 1,
-    Kind.SUB: 1,
-    Kind.MUL: 1,
-    Kind.SE_MULTIPLY: 1,
-    Kind.DIV: 1,
-    Kind.DROPOUT: 1,  # multiply by the scaled mask
-}
 
 
 def _first(call: OpCall) -> TensorMeta:
@@ -441,15 +421,11 @@ def _build_table() -> HandleTable:
         "_native_batch_norm_legit",
         "_native_batch_norm_legit_no_training",
     )
-    register(_priced(Kind.RELU), "relu", inplace=True)
-    register(_priced(Kind.RELU6), "relu6", inplace=True)
+    for kind in ACTIVATION_KINDS:
+        register(_priced(kind), kind.value, inplace=True)
     register(_hardtanh, "hardtanh", inplace=True)
     register(_clamp, "clamp", inplace=True)
     register(_clamp_one_side, "clamp_min", "clamp_max", inplace=True)
-    register(_priced(Kind.HARDSWISH), "hardswish", inplace=True)
-    register(_priced(Kind.HARDSIGMOID), "hardsigmoid", inplace=True)
-    register(_priced(Kind.SILU), "silu", inplace=True)
-    register(_priced(Kind.SIGMOID), "sigmoid", inplace=True)
     register(
         _binary(Kind.ADD, Kind.RESIDUAL_ADD, _is_residual_add, scaled=True), "add", inplace=True
     )

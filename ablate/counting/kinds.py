@@ -6,8 +6,9 @@ aten overload ran, so that variants built from different code paths compare kind
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
+from types import MappingProxyType
 
 
 class Kind(str, Enum):
@@ -46,6 +47,40 @@ class Kind(str, Enum):
     VIEW = "view"
     UNKNOWN = "unknown"
 
+
+# Ops per element, counting each arithmetic or comparison operation of the defining formula
+# once and exp as one. Applied to output elements; pooling is priced per window instead.
+ELEMENTWISE_COST: Mapping[Kind, int] = MappingProxyType(
+    {
+        Kind.RELU: 1,  # max(x, 0)
+        Kind.RELU6: 2,  # min(max(x, 0), 6)
+        Kind.HARDTANH: 2,  # min(max(x, lo), hi)
+        Kind.HARDSIGMOID: 4,  # add 3, max 0, min 6, multiply by 1/6
+        Kind.HARDSWISH: 5,  # hard sigmoid (4) then multiply by x
+        Kind.SIGMOID: 4,  # negate, exp, add 1, reciprocal
+        Kind.SILU: 5,  # sigmoid (4) then multiply by x
+        Kind.BATCH_NORM: 2,  # multiply by the per-channel scale, add the shift (inference)
+        Kind.ADD: 1,
+        Kind.RESIDUAL_ADD: 1,
+        Kind.SUB: 1,
+        Kind.MUL: 1,
+        Kind.SE_MULTIPLY: 1,
+        Kind.DIV: 1,
+        Kind.DROPOUT: 1,  # multiply by the scaled mask
+    }
+)
+
+# Activations computed by the one aten op named as their kind (aten.relu, aten.hardswish,
+# aten.silu, ...), in place or not, priced per output element at their ELEMENTWISE_COST. A new
+# activation of the architecture's vocabulary is counted by a Kind, its cost and its entry here.
+ACTIVATION_KINDS: tuple[Kind, ...] = (
+    Kind.RELU,
+    Kind.RELU6,
+    Kind.HARDSWISH,
+    Kind.HARDSIGMOID,
+    Kind.SILU,
+    Kind.SIGMOID,
+)
 
 # Kinds whose MACs are the conv+linear convention (FlopCounterMode / 2).
 MAC_KINDS: frozenset[Kind] = frozenset(

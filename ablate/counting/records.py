@@ -1,5 +1,8 @@
 """Results of one counting pass: a record per aten op, then aggregates by kind and by layer.
 
+Every aggregate iterates the metric table (`ablate.metrics`): each counted metric has its
+counting rule in `RULES`, a total over op records, and the summaries apply the rules.
+
 All counts are integers (MACs, ops, bytes, elements) so that JSON round-trips exactly and two
 variants compare without tolerance; only shares and intensities are floats.
 """
@@ -7,12 +10,13 @@ variants compare without tolerance; only shares and intensities are floats.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ablate.counting.kinds import CLAMP_KINDS, Kind
+from ablate.counting.kinds import CLAMP_KINDS, ROOT_GROUP, Kind
+from ablate.metrics import COUNTED, PER_LAYER, Metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,26 +72,39 @@ class OpRecord:
         }
 
 
+def _total(owner: object, name: str) -> int:
+    """`owner.totals[name]` for an attribute lookup that found nothing else: every total of the
+    metric table reads as an attribute too (`counts.macs`, `layer.bytes_fused`)."""
+    if name.startswith("__"):
+        raise AttributeError(name)  # copy and pickle probe for hooks before `totals` exists
+    try:
+        totals = object.__getattribute__(owner, "totals")
+    except AttributeError:
+        raise AttributeError(name) from None
+    if name not in totals:
+        raise AttributeError(f"{type(owner).__name__} has no attribute or total {name!r}")
+    return int(totals[name])
+
+
 @dataclass(frozen=True, slots=True)
 class KindSummary:
+    """The ops of one kind: how many, and their totals of every per-layer metric."""
+
     kind: Kind
     operator_count: int
-    macs: int
     elementwise_ops: int
     elementwise_madds: int
-    flops: int
-    bytes_unfused: int
-    bytes_fused: int
+    totals: Mapping[str, int]  # by metric key: `metrics.PER_LAYER`
+
+    def __getattr__(self, name: str) -> int:
+        return _total(self, name)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "operator_count": self.operator_count,
-            "macs": self.macs,
+            **self.totals,
             "elementwise_ops": self.elementwise_ops,
             "elementwise_madds": self.elementwise_madds,
-            "flops": self.flops,
-            "bytes_unfused": self.bytes_unfused,
-            "bytes_fused": self.bytes_fused,
         }
 
 
@@ -97,59 +114,65 @@ class LayerSummary:
 
     name: str
     operator_count: int
-    macs: int
     elementwise_ops: int
-    flops: int
-    flops_folded: int  # flops without batch norm, the arithmetic of the fused view
-    bytes_unfused: int
-    bytes_fused: int
+    totals: Mapping[str, int]  # by metric key: every rule of `RULES`
+    shares: Mapping[str, float]  # of the model's total, in [0, 1]: `metrics.PER_LAYER`
     # FLOPs per byte: flops / bytes_unfused, and flops_folded / bytes_fused.
     intensity_unfused: float
     intensity_fused: float
-    macs_share: float  # of the model total, in [0, 1]
-    flops_share: float
-    bytes_unfused_share: float
-    bytes_fused_share: float
+
+    def __getattr__(self, name: str) -> int:
+        return _total(self, name)
+
+    def share(self, key: str) -> float:
+        return self.shares[key]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "operator_count": self.operator_count,
-            "macs": self.macs,
             "elementwise_ops": self.elementwise_ops,
-            "flops": self.flops,
-            "flops_folded": self.flops_folded,
-            "bytes_unfused": self.bytes_unfused,
-            "bytes_fused": self.bytes_fused,
+            **self.totals,
             "intensity_unfused": round(self.intensity_unfused, 4),
             "intensity_fused": round(self.intensity_fused, 4),
-            "macs_share": round(self.macs_share, 6),
-            "flops_share": round(self.flops_share, 6),
-            "bytes_unfused_share": round(self.bytes_unfused_share, 6),
-            "bytes_fused_share": round(self.bytes_fused_share, 6),
+            **{f"{key}_share": round(share, 6) for key, share in self.shares.items()},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownOp:
+    """An aten op with no counting rule: it counts as zero, and every view of the counts says
+    so, with where it ran."""
+
+    calls: int
+    modules: tuple[str, ...]  # module paths, in order of first call; ROOT_GROUP for the root
+
+    def to_json(self) -> dict[str, Any]:
+        return {"calls": self.calls, "modules": list(self.modules)}
 
 
 @dataclass(frozen=True)
 class CountResult:
-    """Everything one counting pass found. Conventions: README, "Counting conventions"."""
+    """Everything one counting pass found. Conventions: README, "Counting conventions".
+
+    `totals` holds every counted metric of `metrics.COUNTED` by key, each also an attribute
+    (`result.macs`): conv + linear MACs (FlopCounterMode / 2, torchvision's "GFLOPS"); FLOPs =
+    2 x MACs + elementwise ops, batch norm unfolded or folded; MAdds, one per element for every
+    non-MAC op, as the papers count (BN folded, ReLU/ReLU6 free as the conv's clamp) or as the
+    eager graph runs; bytes unfused and fused; the activation peak.
+    """
 
     input_shape: tuple[int, ...]
     dtype: str  # e.g. "float32"
     records: tuple[OpRecord, ...]
-    macs: int  # conv + linear MACs: FlopCounterMode total / 2, torchvision's "GFLOPS"
+    totals: Mapping[str, int]
     elementwise_ops: int  # every non-MAC op at its per-element cost, batch norm included
-    flops: int  # 2 * macs + elementwise_ops (eager graph, batch norm unfolded)
-    flops_folded: int  # 2 * macs + elementwise ops other than batch norm
-    # MAdds, one per element for every non-MAC op ("MACs-equivalent"):
-    madds_folded: int  # the papers' MAdds: BN folded, ReLU/ReLU6 free as the conv's clamp
-    madds_unfolded: int  # the eager graph: every op, BN and every activation included
-    bytes_unfused: int
-    bytes_fused: int
-    activation_peak_bytes: int
     by_kind: Mapping[str, KindSummary]  # keyed by Kind value, in order of first appearance
     layers: tuple[LayerSummary, ...]
-    unknown_ops: Mapping[str, int]  # operator -> number of calls
+    unknown_ops: Mapping[str, UnknownOp]  # by operator, e.g. "aten.gelu.default"
+
+    def __getattr__(self, name: str) -> int:
+        return _total(self, name)
 
     def layer(self, name: str) -> LayerSummary:
         for summary in self.layers:
@@ -162,18 +185,11 @@ class CountResult:
         result: dict[str, Any] = {
             "input_shape": list(self.input_shape),
             "dtype": self.dtype,
-            "macs": self.macs,
+            **self.totals,
             "elementwise_ops": self.elementwise_ops,
-            "flops": self.flops,
-            "flops_folded": self.flops_folded,
-            "madds_folded": self.madds_folded,
-            "madds_unfolded": self.madds_unfolded,
-            "bytes_unfused": self.bytes_unfused,
-            "bytes_fused": self.bytes_fused,
-            "activation_peak_bytes": self.activation_peak_bytes,
             "by_kind": {kind: summary.to_json() for kind, summary in self.by_kind.items()},
             "layers": [summary.to_json() for summary in self.layers],
-            "unknown_ops": dict(self.unknown_ops),
+            "unknown_ops": {op: unknown.to_json() for op, unknown in self.unknown_ops.items()},
         }
         if include_records:
             result["records"] = [record.to_json() for record in self.records]
@@ -182,12 +198,7 @@ class CountResult:
 
 # From per-op records to totals, per-kind and per-layer summaries (a `CountResult`).
 
-def _share(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
+Rule = Callable[[Sequence[OpRecord]], int]
 
 
 def _batch_norm_ops(records: Iterable[OpRecord]) -> int:
@@ -201,17 +212,99 @@ def _folds_away(record: OpRecord) -> bool:
     )
 
 
+def _macs(records: Sequence[OpRecord]) -> int:
+    return sum(r.macs for r in records)
+
+
+def _flops(records: Sequence[OpRecord]) -> int:
+    return sum(r.flops for r in records)
+
+
+def _flops_folded(records: Sequence[OpRecord]) -> int:
+    return _flops(records) - _batch_norm_ops(records)
+
+
+def _madds_folded(records: Sequence[OpRecord]) -> int:
+    return _macs(records) + sum(r.elementwise_madds for r in records if not _folds_away(r))
+
+
+def _madds_unfolded(records: Sequence[OpRecord]) -> int:
+    return _macs(records) + sum(r.elementwise_madds for r in records)
+
+
+def _bytes_unfused(records: Sequence[OpRecord]) -> int:
+    return sum(r.bytes_unfused for r in records)
+
+
+def _bytes_fused(records: Sequence[OpRecord]) -> int:
+    return sum(r.fused_bytes for r in records)
+
+
+# The counting rule of every counted metric of `metrics.METRICS`, as a total over op records:
+# applied to the whole pass, to each layer and to each op kind. A test holds the keys equal to
+# the table's counted metrics, less the pass-level ones.
+RULES: Mapping[str, Rule] = MappingProxyType(
+    {
+        "macs": _macs,
+        "flops": _flops,
+        "flops_folded": _flops_folded,
+        "madds_folded": _madds_folded,
+        "madds_unfolded": _madds_unfolded,
+        "bytes_unfused": _bytes_unfused,
+        "bytes_fused": _bytes_fused,
+    }
+)
+# Counted metrics of the pass as a whole, that no sum over records gives: the engine measures
+# them (the activation peak follows storage lifetimes) and hands them to `summarize`.
+PASS_TOTALS = ("activation_peak_bytes",)
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _totals(records: Sequence[OpRecord], metrics: Iterable[Metric]) -> dict[str, int]:
+    return {metric.key: RULES[metric.key](records) for metric in metrics}
+
+
 def _kind_summary(kind: Kind, records: Sequence[OpRecord]) -> KindSummary:
     return KindSummary(
         kind=kind,
         operator_count=len(records),
-        macs=sum(r.macs for r in records),
         elementwise_ops=sum(r.elementwise_ops for r in records),
         elementwise_madds=sum(r.elementwise_madds for r in records),
-        flops=sum(r.flops for r in records),
-        bytes_unfused=sum(r.bytes_unfused for r in records),
-        bytes_fused=sum(r.fused_bytes for r in records),
+        totals=MappingProxyType(_totals(records, PER_LAYER)),
     )
+
+
+def _layer_summary(
+    name: str, records: Sequence[OpRecord], model: Mapping[str, int]
+) -> LayerSummary:
+    totals = {key: rule(records) for key, rule in RULES.items()}
+    return LayerSummary(
+        name=name,
+        operator_count=len(records),
+        elementwise_ops=sum(r.elementwise_ops for r in records),
+        totals=MappingProxyType(totals),
+        shares=MappingProxyType({m.key: _share(totals[m.key], model[m.key]) for m in PER_LAYER}),
+        intensity_unfused=_ratio(totals["flops"], totals["bytes_unfused"]),
+        intensity_fused=_ratio(totals["flops_folded"], totals["bytes_fused"]),
+    )
+
+
+def _unknown_ops(records: Sequence[OpRecord]) -> dict[str, UnknownOp]:
+    calls: Counter[str] = Counter()
+    modules: dict[str, dict[str, None]] = {}
+    for record in records:
+        if record.kind is Kind.UNKNOWN:
+            calls[record.operator] += 1
+            where = record.module_path or ROOT_GROUP
+            modules.setdefault(record.operator, {})[where] = None
+    return {op: UnknownOp(calls[op], tuple(modules[op])) for op in calls}
 
 
 def summarize(
@@ -219,67 +312,26 @@ def summarize(
     *,
     input_shape: tuple[int, ...],
     dtype: str,
-    activation_peak_bytes: int,
+    pass_totals: Mapping[str, int],
 ) -> CountResult:
-    macs = sum(r.macs for r in records)
-    elementwise_ops = sum(r.elementwise_ops for r in records)
-    batch_norm_ops = _batch_norm_ops(records)
-    flops = 2 * macs + elementwise_ops
-    madds_unfolded = macs + sum(r.elementwise_madds for r in records)
-    madds_folded = macs + sum(r.elementwise_madds for r in records if not _folds_away(r))
-    bytes_unfused = sum(r.bytes_unfused for r in records)
-    bytes_fused = sum(r.fused_bytes for r in records)
-
+    """Every counted metric by its rule (`RULES`), or from `pass_totals` (`PASS_TOTALS`)."""
+    totals = {
+        m.key: RULES[m.key](records) if m.key in RULES else pass_totals[m.key] for m in COUNTED
+    }
     by_kind: dict[Kind, list[OpRecord]] = {}
     by_group: dict[str, list[OpRecord]] = {}
     for record in records:
         by_kind.setdefault(record.kind, []).append(record)
         by_group.setdefault(record.group, []).append(record)
-
-    layers = []
-    for name, members in by_group.items():
-        layer_macs = sum(r.macs for r in members)
-        layer_elementwise = sum(r.elementwise_ops for r in members)
-        layer_flops = 2 * layer_macs + layer_elementwise
-        layer_flops_folded = layer_flops - _batch_norm_ops(members)
-        layer_unfused = sum(r.bytes_unfused for r in members)
-        layer_fused = sum(r.fused_bytes for r in members)
-        layers.append(
-            LayerSummary(
-                name=name,
-                operator_count=len(members),
-                macs=layer_macs,
-                elementwise_ops=layer_elementwise,
-                flops=layer_flops,
-                flops_folded=layer_flops_folded,
-                bytes_unfused=layer_unfused,
-                bytes_fused=layer_fused,
-                intensity_unfused=_ratio(layer_flops, layer_unfused),
-                intensity_fused=_ratio(layer_flops_folded, layer_fused),
-                macs_share=_share(layer_macs, macs),
-                flops_share=_share(layer_flops, flops),
-                bytes_unfused_share=_share(layer_unfused, bytes_unfused),
-                bytes_fused_share=_share(layer_fused, bytes_fused),
-            )
-        )
-
-    unknown = Counter(r.operator for r in records if r.kind is Kind.UNKNOWN)
     return CountResult(
         input_shape=input_shape,
         dtype=dtype,
         records=tuple(records),
-        macs=macs,
-        elementwise_ops=elementwise_ops,
-        flops=flops,
-        flops_folded=flops - batch_norm_ops,
-        madds_folded=madds_folded,
-        madds_unfolded=madds_unfolded,
-        bytes_unfused=bytes_unfused,
-        bytes_fused=bytes_fused,
-        activation_peak_bytes=activation_peak_bytes,
+        totals=MappingProxyType(totals),
+        elementwise_ops=sum(r.elementwise_ops for r in records),
         by_kind=MappingProxyType(
             {kind.value: _kind_summary(kind, members) for kind, members in by_kind.items()}
         ),
-        layers=tuple(layers),
-        unknown_ops=MappingProxyType(dict(unknown)),
+        layers=tuple(_layer_summary(name, members, totals) for name, members in by_group.items()),
+        unknown_ops=MappingProxyType(_unknown_ops(records)),
     )

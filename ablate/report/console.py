@@ -10,13 +10,19 @@ from rich.table import Table
 
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount
 from ablate.counting.records import CountResult
-from ablate.metrics import COUNTED
-from ablate.report.formatting import intensity, share_percent, table_millions
+from ablate.metrics import COUNTED, PER_LAYER, Metric
+from ablate.report.formatting import (
+    UNKNOWN_OPS_NOTE,
+    intensity,
+    share_percent,
+    table_millions,
+    unknown_op_text,
+)
 from ablate.spec.expand import render_value
 from ablate.spec.model import ExperimentSpec, VariantSpec
 
 if TYPE_CHECKING:
-    from ablate.services.inspect import Inspection, ModelSummary
+    from ablate.counting.inspection import Inspection, ModelSummary
     from ablate.variants.factors import Factor
 
 
@@ -63,8 +69,9 @@ def inspection_table(inspection: Inspection) -> Table:
         title=f"{inspection.model} ({settings}) at {architecture.resolution}x"
         f"{architecture.resolution}, width {architecture.width:g}",
         caption=f"{inspection.params:,} parameters (BN weights counted, buffers not). MACs: "
-        "conv + linear multiply-accumulates; MB = 10^6 bytes moved, eager (every aten op) or "
-        "fused (conv + BN + clamp activation as one kernel); bytes % of the eager total.",
+        "conv + linear multiply-accumulates; FLOPs: 2 x MACs + elementwise ops; MB = 10^6 "
+        "bytes moved, unfused (every aten op) or fused (conv + BN + clamp activation as one "
+        "kernel); % of the model's MACs.",
     )
     for column, justify in (
         ("#", "right"),
@@ -76,12 +83,9 @@ def inspection_table(inspection: Inspection) -> Table:
         ("NL", "left"),
         ("s", "right"),
         ("params", "right"),
-        ("MACs (M)", "right"),
-        ("MB eager", "right"),
-        ("MB fused", "right"),
+        *((_header(metric), "right") for metric in PER_LAYER),
         ("FLOPs/B fused", "right"),
         ("MACs %", "right"),
-        ("bytes %", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row, counts in zip(inspection.layers, inspection.row_counts, strict=True):
@@ -95,12 +99,9 @@ def inspection_table(inspection: Inspection) -> Table:
             row.activation or "-",
             str(row.stride),
             f"{row.params:,}",
-            f"{counts.macs / 1e6:.2f}",
-            f"{counts.bytes_unfused / 1e6:.2f}",
-            f"{counts.bytes_fused / 1e6:.2f}",
+            *(table_millions(counts.totals[metric.key]) for metric in PER_LAYER),
             f"{counts.intensity_fused:.1f}",
-            f"{counts.macs_share * 100:.1f}",
-            f"{counts.bytes_unfused_share * 100:.1f}",
+            share_percent(counts.shares["macs"]),
         )
     return table
 
@@ -115,8 +116,12 @@ def print_inspection(inspection: Inspection, console: Console | None = None) -> 
         for table in crosscheck_tables(inspection.crosscheck):
             console.print(table)
     if inspection.counts.unknown_ops:
-        unknown = ", ".join(f"{op} x{calls}" for op, calls in inspection.counts.unknown_ops.items())
-        console.print(f"[bold red]unknown ops (not counted, listed):[/] {unknown}")
+        lines = [
+            f"- {unknown_op_text(op, unknown.calls, unknown.modules)}"
+            for op, unknown in inspection.counts.unknown_ops.items()
+        ]
+        console.print(f"Unknown ops ({UNKNOWN_OPS_NOTE}):", style="bold red")
+        console.print("\n".join(lines), markup=False, highlight=False)
 
 
 # Pure functions from counting results to rich tables and JSON dicts.
@@ -125,8 +130,13 @@ def print_inspection(inspection: Inspection, console: Console | None = None) -> 
 # are 2 x MACs + elementwise ops, "MAdds" count one per MAC and one per elementwise element,
 # and bytes are in MB (10^6 bytes).
 
+def _header(metric: Metric) -> str:
+    return f"{metric.label} ({metric.symbol})"
+
+
 def layers_table(result: CountResult, *, title: str | None = None) -> Table:
-    """Per layer (block): MACs, FLOPs, bytes in both views, intensity, shares of the total."""
+    """Per layer (block): every per-layer metric (MACs, FLOPs, bytes in both views), the
+    intensity, and each metric's share of the total."""
     shape = "x".join(str(size) for size in result.input_shape)
     table = Table(
         title=title or f"Cost per layer, input {shape}, {result.dtype}",
@@ -135,45 +145,28 @@ def layers_table(result: CountResult, *, title: str | None = None) -> Table:
     )
     table.add_column("layer")
     for header in (
-        "MACs (M)",
-        "FLOPs (M)",
-        "bytes unfused (MB)",
-        "bytes fused (MB)",
+        *(_header(metric) for metric in PER_LAYER),
         "FLOPs/byte unfused",
         "FLOPs/byte fused",
-        "MACs %",
-        "FLOPs %",
-        "bytes unfused %",
-        "bytes fused %",
+        *(f"{metric.label} %" for metric in PER_LAYER),
     ):
         table.add_column(header, justify="right")
     for layer in result.layers:
         table.add_row(
             layer.name,
-            table_millions(layer.macs),
-            table_millions(layer.flops),
-            table_millions(layer.bytes_unfused),
-            table_millions(layer.bytes_fused),
+            *(table_millions(layer.totals[metric.key]) for metric in PER_LAYER),
             intensity(layer.intensity_unfused),
             intensity(layer.intensity_fused),
-            share_percent(layer.macs_share),
-            share_percent(layer.flops_share),
-            share_percent(layer.bytes_unfused_share),
-            share_percent(layer.bytes_fused_share),
+            *(share_percent(layer.share(metric.key)) for metric in PER_LAYER),
         )
     table.add_section()
+    totals = result.totals
     table.add_row(
         "total",
-        table_millions(result.macs),
-        table_millions(result.flops),
-        table_millions(result.bytes_unfused),
-        table_millions(result.bytes_fused),
-        intensity(result.flops / result.bytes_unfused if result.bytes_unfused else 0.0),
-        intensity(result.flops_folded / result.bytes_fused if result.bytes_fused else 0.0),
-        "100.0",
-        "100.0",
-        "100.0",
-        "100.0",
+        *(table_millions(totals[metric.key]) for metric in PER_LAYER),
+        intensity(totals["flops"] / totals["bytes_unfused"] if totals["bytes_unfused"] else 0.0),
+        intensity(totals["flops_folded"] / totals["bytes_fused"] if totals["bytes_fused"] else 0.0),
+        *("100.0" for _ in PER_LAYER),
     )
     return table
 
@@ -185,29 +178,21 @@ def kinds_table(result: CountResult, *, title: str | None = None) -> Table:
         caption="elementwise ops at the documented per-element costs; MB = 10^6 bytes",
     )
     table.add_column("kind")
-    for header in (
-        "ops",
-        "MACs (M)",
-        "elementwise ops (M)",
-        "FLOPs (M)",
-        "bytes unfused (MB)",
-        "bytes fused (MB)",
-    ):
+    for header in ("ops", "elementwise ops (M)", *(_header(metric) for metric in PER_LAYER)):
         table.add_column(header, justify="right")
     for kind, summary in result.by_kind.items():
         table.add_row(
             kind,
             str(summary.operator_count),
-            table_millions(summary.macs),
             table_millions(summary.elementwise_ops),
-            table_millions(summary.flops),
-            table_millions(summary.bytes_unfused),
-            table_millions(summary.bytes_fused),
+            *(table_millions(summary.totals[metric.key]) for metric in PER_LAYER),
         )
     if result.unknown_ops:
+        # Their traffic follows from shapes; their arithmetic has no rule.
         table.add_section()
-        for operator, calls in result.unknown_ops.items():
-            table.add_row(f"unknown: {operator}", str(calls), "?", "?", "?", "", "")
+        for operator, unknown in result.unknown_ops.items():
+            unknowable = ("" if metric.unit == "bytes" else "?" for metric in PER_LAYER)
+            table.add_row(f"unknown: {operator}", str(unknown.calls), "?", *unknowable)
     return table
 
 
@@ -218,7 +203,7 @@ def totals_table(result: CountResult, *, title: str | None = None) -> Table:
     table.add_column("value (M)", justify="right")
     table.add_column("convention")
     for metric in COUNTED:
-        table.add_row(metric.key, table_millions(getattr(result, metric.key)), metric.convention)
+        table.add_row(metric.key, table_millions(result.totals[metric.key]), metric.convention)
     return table
 
 

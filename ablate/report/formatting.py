@@ -7,6 +7,8 @@ table and a CSV-minded diff.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ablate.analysis.record import Effect
 from ablate.measurement.results import ATTRIBUTION
 from ablate.metrics import Metric
@@ -138,3 +140,17 @@ def latency_verdict(effect: Effect) -> str | None:
     if effect.latency is None:
         return None
     return {-1: "speeds up", 0: "unclear", 1: "slows down"}[effect.latency.direction]
+
+
+UNKNOWN_OPS_NOTE = "ops with no counting rule, counted as zero in every total"
+MODULES_SHOWN = 3
+
+
+def unknown_op_text(operator: str, calls: int, modules: Sequence[str]) -> str:
+    """`aten.gelu.default x35 at stem.act, blocks.0.act, blocks.1.act and 32 more modules`."""
+    text = f"{operator} x{calls}"
+    if not modules:
+        return f"{text} (modules not recorded)"
+    shown = ", ".join(modules[:MODULES_SHOWN])
+    more = len(modules) - MODULES_SHOWN
+    return f"{text} at {shown}" + (f" and {more} more modules" if more > 0 else "")
