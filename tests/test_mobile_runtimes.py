@@ -22,9 +22,9 @@ from torch import nn
 from ablate import build_model
 from ablate.architecture.layers import Block, ConvBatchNormActivation, SqueezeExcitation
 from ablate.errors import BackendUnavailableError, MissingDependencyError, UnknownNameError
-from ablate.measurement import activations, mobile
+from ablate.measurement import activations, backends, export_pool, exporting, programs
 from ablate.measurement.activations import realistic_module, reestimate_batch_norm
-from ablate.measurement.backends import BACKENDS, output_array
+from ablate.measurement.backends import BACKENDS, OpTime, output_array
 from ablate.measurement.export_cache import (
     DelegationReport,
     ExportKey,
@@ -33,6 +33,7 @@ from ablate.measurement.export_cache import (
     module_fingerprint,
     read_entry,
 )
+from ablate.measurement.runtimes import executorch, litert
 from ablate.runs.entries import runtime_profile_entry
 from ablate.runs.runner import QUICK_PROFILE_RUNS
 from ablate.variants.resolve import resolve_architecture
@@ -97,7 +98,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _runtime(name: str) -> None:
-    for module in mobile.RUNTIMES[name].modules:
+    for module in BACKENDS.get(name).modules:
         pytest.importorskip(module)
 
 
@@ -252,7 +253,7 @@ def test_export_copy_folds_each_conv_batch_norm_pair_and_leaves_the_caller_alone
     before = module_fingerprint(model)
     x = images(SMALL["resolution"])
 
-    folded, example = mobile._export_copy(model, x)
+    folded, example = exporting.export_copy(model, x)
 
     assert norms == 34  # V3-Small: 34 conv + batch norm layers, all in plain Sequentials
     assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
@@ -277,7 +278,7 @@ def test_only_batch_norms_fed_straight_by_a_convolution_are_folded() -> None:
     model = nn.Sequential(own_forward, norm_first, training, plain).eval()
     training.train()
 
-    assert mobile.fold_batch_norms(model) == 1
+    assert exporting.fold_batch_norms(model) == 1
     assert isinstance(plain[1], nn.Identity) and plain[0].bias is not None
     assert isinstance(own_forward[1], nn.BatchNorm2d)
     assert isinstance(norm_first[0], nn.BatchNorm2d)
@@ -305,7 +306,7 @@ def test_provenance_is_shared_inside_and_copied_again_outside() -> None:
 
     chain = _provenance()
     assert copy.deepcopy(chain)[0] is not chain[0]
-    with mobile.shared_provenance():
+    with exporting.shared_provenance():
         copied = copy.deepcopy(chain)
         assert copied is not chain  # the list is still new: a pass may extend it
         assert copied[0] is chain[0] and copied[0].from_node[0] is chain[0].from_node[0]
@@ -319,8 +320,8 @@ def test_provenance_sharing_nests_and_survives_an_exception() -> None:
     from torch.fx.traceback import NodeSource
 
     chain = _provenance()
-    with pytest.raises(RuntimeError, match="export failed"), mobile.shared_provenance():
-        with mobile.shared_provenance():
+    with pytest.raises(RuntimeError, match="export failed"), exporting.shared_provenance():
+        with exporting.shared_provenance():
             pass
         assert copy.deepcopy(chain)[0] is chain[0]  # the inner exit left it to the outer
         raise RuntimeError("export failed")
@@ -344,9 +345,9 @@ def test_missing_runtime_is_one_line_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, backend: str, module: str, extra: str
 ) -> None:
     # Only `module` is absent, whatever this environment has.
-    monkeypatch.setattr(mobile, "_module_available", lambda name: name != module)
+    monkeypatch.setattr(backends, "module_available", lambda name: name != module)
     with pytest.raises(MissingDependencyError) as raised:
-        mobile.check_backend_available(backend)
+        backends.check_backend_available(backend)
     message = str(raised.value)
     assert "\n" not in message
     assert f"pip install 'ablate[{extra}]'" in message
@@ -357,46 +358,192 @@ def test_missing_runtime_is_one_line_naming_the_extra(
 
 
 def test_a_module_blocked_in_sys_modules_counts_as_absent(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert mobile._module_available("json")
+    assert backends.module_available("json")
     monkeypatch.setitem(sys.modules, "json", None)
-    assert not mobile._module_available("json")
-    assert not mobile._module_available("surely_no_such_module_here")
+    assert not backends.module_available("json")
+    assert not backends.module_available("surely_no_such_module_here")
 
 
 def test_availability_of_other_backends_and_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
-    mobile.check_backend_available("eager")
+    backends.check_backend_available("eager")
     with pytest.raises(UnknownNameError, match="valid: eager, torchscript"):
-        mobile.check_backend_available("tflite")
+        backends.check_backend_available("tflite")
     with pytest.raises(BackendUnavailableError, match="measures fp32 only"):
-        mobile.check_backend_available("eager", "int8")
+        backends.check_backend_available("eager", "int8")
     with pytest.raises(BackendUnavailableError, match="valid: fp32, int8"):
-        mobile.check_backend_available("executorch", "fp16")
+        backends.check_backend_available("executorch", "fp16")
     # None in sys.modules makes the import fail, as for a package that is not installed.
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(MissingDependencyError, match=r"ablate\[onnx\]"):
-        mobile.check_backend_available("onnxruntime")
+        backends.check_backend_available("onnxruntime")
 
 
-def test_mobile_backends_are_registered() -> None:
-    assert {"executorch", "litert"} <= set(BACKENDS.names())
-    assert mobile.factory_options("executorch", "int8") == {"precision": "int8"}
-    assert mobile.factory_options("eager", "fp32") == {}
+def test_mobile_backends_are_registered_with_their_descriptors() -> None:
+    mobile = {name for name in BACKENDS.names() if BACKENDS.get(name).mobile}
+    assert mobile == {"executorch", "litert"}
+    pte, tflite = BACKENDS.get("executorch"), BACKENDS.get("litert")
+    assert pte.precisions == tflite.precisions == ("fp32", "int8")
+    assert (pte.extra, tflite.extra) == ("executorch", "litert")
+    assert pte.distributions == ("executorch", "torchao")
+    assert tflite.distributions == ("litert-torch", "ai-edge-litert", "torchao")
+    assert pte.program is not None and tflite.program is not None
+    assert (pte.program.suffix, tflite.program.suffix) == (".pte", ".tflite")
+    assert pte.program.export is executorch.export_executorch
+    assert tflite.program.export is litert.export_litert
+    assert pte.program.binary.startswith("executor_runner")
+    assert tflite.program.binary.startswith("benchmark_model")
+    assert "--model_path={model} --num_executions={runs}" in pte.program.arguments
+    assert "--graph={model}" in tflite.program.arguments and "{runs}" in tflite.program.arguments
+    assert pte.delegate == tflite.delegate == "XNNPACK"
+    assert pte.profiler is not None and pte.profiler.op_times is executorch.executorch_op_times
+    assert all(BACKENDS.get(name).fuses for name in mobile)
+    # The in-process backends run no exported program of their own.
+    assert not any(BACKENDS.get(name).mobile for name in ("eager", "onnxruntime"))
+    assert backends.backends_offering("int8") == ["executorch", "litert"]
+
+
+def test_a_mobile_backend_needs_a_program_and_known_precisions() -> None:
+    factory = BACKENDS.get("eager").factory
+    with pytest.raises(ValueError, match="has no program"):
+        backends.Backend("bare", factory, True, mobile=True)
+    with pytest.raises(ValueError, match="precisions must be among"):
+        backends.Backend("half", factory, True, precisions=("fp16",))
 
 
 def test_checking_a_mobile_backend_prints_no_import_notices() -> None:
     """torchao logs a line per CUDA library it cannot load when first imported; the check
-    before a run imports it, and must not print into the progress display."""
+    before a run must not print into the progress display, so it imports none of them."""
     import subprocess
 
     _runtime("executorch")
     code = (
-        "from ablate.measurement.backends import BACKENDS; "
-        "BACKENDS.get('executorch').check_available(); print('checked')"
+        "import sys; from ablate.measurement.backends import BACKENDS; "
+        "BACKENDS.get('executorch').check_available('int8'); "
+        "print('checked', 'torchao' in sys.modules, 'executorch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "checked\n"
+    assert done.stdout == "checked False False\n"
     assert "Failed to load" not in done.stderr and "KernelPreference" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A new runtime: one module in measurement/runtimes, found by the registry (no runtime needed)
+
+STUB_RUNTIME = """\
+\"\"\"A runtime as a new module of measurement/runtimes adds it: eager PyTorch, stub exporter.\"\"\"
+
+from __future__ import annotations
+
+from ablate.measurement.backends import Backend, ProgramFile, register
+from ablate.measurement.export_cache import DelegationReport
+from ablate.measurement.programs import MobileRunnable, exported
+
+
+def export_stub(model, example_input, precision="fp32"):
+    return b"stub program " + precision.encode(), DelegationReport("STUB", {"aten.linear": 1})
+
+
+def stub_backend(
+    model, example_input, *, threads, device, precision="fp32", cache_directory=None, cache=True
+):
+    import torch
+
+    example, artifact = exported(
+        STUB, model, example_input, device, precision, cache_directory, cache
+    )
+
+    def run():
+        with torch.no_grad():
+            return model(example)
+
+    return MobileRunnable(run, artifact, STUB, precision)
+
+
+STUB = register(
+    Backend(
+        "stub",
+        stub_backend,
+        fuses=True,
+        precisions=("fp32", "int8"),
+        modules=("json",),
+        distributions=("pytest",),
+        extra="stub",
+        program=ProgramFile(".stub", export_stub, "stub_bench, from nowhere", "-m {model}"),
+        mobile=True,
+        delegate="STUB",
+    )
+)
+"""
+
+STUB_CHECKS = """\
+import json, sys
+
+import ablate.measurement.runtimes as runtimes
+
+runtimes.__path__.append(sys.argv[1])  # as if stub.py were a file of the package
+
+import torch
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from ablate.measurement.backends import (
+    BACKENDS, backends_offering, check_backend_available, prepare_runnable, recorded_distributions
+)
+from ablate.measurement.setup import MeasurementSetup
+
+WIDE = {"COLUMNS": "400"}  # one line per option
+check_backend_available("stub", "int8")
+model, images = torch.nn.Linear(3, 2).eval(), torch.ones(1, 3)
+runnable = prepare_runnable(model, images, MeasurementSetup(backend="stub", precision="int8"))
+record = runnable.record()
+print(json.dumps({
+    "names": BACKENDS.names(),
+    "int8": backends_offering("int8"),
+    "packages": recorded_distributions(),
+    "output": runnable().tolist(),
+    "expected": model(images).tolist(),
+    "record": {key: record[key] for key in ("runtime", "precision", "program_bytes")},
+    "versions": sorted(record["versions"]),
+    "delegate": record["delegation"]["delegate"],
+    "bench_help": CliRunner().invoke(app, ["bench", "--help"], env=WIDE).output,
+    "export_help": CliRunner().invoke(app, ["export", "--help"], env=WIDE).output,
+}))
+"""
+
+
+def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
+    """Adding a file to measurement/runtimes is all it takes: registered after the others,
+    checked, run, recorded, offered by the commands' help."""
+    import json
+    import os
+    import subprocess
+
+    (tmp_path / "stub.py").write_text(STUB_RUNTIME)
+    environment = {**os.environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", STUB_CHECKS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["names"] == [
+        "eager", "torchscript", "onnxruntime", "compile", "executorch", "litert", "stub"
+    ]
+    assert seen["int8"] == ["executorch", "litert", "stub"]
+    assert seen["packages"][-1] == "pytest"
+    assert seen["output"] == seen["expected"]
+    assert seen["record"] == {
+        "runtime": "stub", "precision": "int8", "program_bytes": len(b"stub program int8")
+    }
+    assert seen["versions"] == ["pytest", "torch"]
+    assert seen["delegate"] == "STUB"
+    assert "compile | executorch | litert | stub." in seen["bench_help"]
+    assert "(static PT2E; executorch, litert, stub only)" in seen["bench_help"]
+    assert "litert (.tflite) | stub (.stub)." in seen["export_help"]
+    assert len(list((tmp_path / "cache" / "exports").glob("stub-int8-*.export"))) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,10 +739,56 @@ def test_delegation_report_summary_and_round_trip() -> None:
     assert mixed.to_dict()["flagged"] is True
 
 
+def _graph_module(ops: list[str], lowered: dict[str, tuple[str, list[str]]]) -> Any:
+    """A lowered edge graph as `executorch_delegation` reads it: the ops left in the graph,
+    and per lowered module its backend id and the ops it took."""
+    from types import SimpleNamespace
+
+    def nodes(names: list[str]) -> Any:
+        called = [
+            SimpleNamespace(op="call_function", name=name, target=SimpleNamespace(__name__=name))
+            for name in names
+        ]
+        return SimpleNamespace(nodes=[SimpleNamespace(op="placeholder", name="x"), *called])
+
+    graph = nodes(ops)
+    module = SimpleNamespace(graph=graph)
+    for attribute, (backend_id, inner) in lowered.items():
+        graph.nodes.append(SimpleNamespace(op="get_attr", name=attribute, target=attribute))
+        lowered_module = SimpleNamespace(
+            backend_id=backend_id, original_module=SimpleNamespace(graph=nodes(inner))
+        )
+        setattr(module, attribute, lowered_module)
+    return module
+
+
+def test_executorch_names_the_delegate_its_program_was_lowered_to() -> None:
+    xnnpack = _graph_module(
+        ["executorch_call_delegate", "getitem", "aten.cumsum.default"],
+        {"lowered_module_0": ("XnnpackBackend", ["aten.convolution.default", "aten.add.Tensor"])},
+    )
+    report = executorch.executorch_delegation(xnnpack)
+    assert report.delegate == "XNNPACK"
+    assert report.delegated == {"aten.convolution": 1, "aten.add.Tensor": 1}
+    assert report.outside == {"aten.cumsum": 1}
+    two = _graph_module(
+        [],
+        {
+            "lowered_module_0": ("XnnpackBackend", ["aten.convolution.default"]),
+            "lowered_module_1": ("VulkanBackend", ["aten.mean.dim"]),
+        },
+    )
+    assert executorch.executorch_delegation(two).delegate == "VULKAN + XNNPACK"
+    # Nothing lowered: the program cannot say, the runtime's descriptor does.
+    nothing = executorch.executorch_delegation(_graph_module(["aten.cumsum.default"], {}))
+    assert nothing.delegate == BACKENDS.get("executorch").delegate == "XNNPACK"
+    assert nothing.delegated == {} and nothing.flagged
+
+
 def test_a_runtime_profile_gives_each_kernel_its_share_slowest_first() -> None:
-    gemm = mobile.OpTime("Fully Connected (NC, F32) GEMM", 3.0, 10, True)
-    add = mobile.OpTime("Add (ND)", 0.5, 4, True)
-    copy = mobile.OpTime("_to_dim_order_copy.out", 0.5, 2, False)
+    gemm = OpTime("Fully Connected (NC, F32) GEMM", 3.0, 10, True)
+    add = OpTime("Add (ND)", 0.5, 4, True)
+    copy = OpTime("_to_dim_order_copy.out", 0.5, 2, False)
     profile = runtime_profile_entry([add, copy, gemm], profiler="ETDump", runs=5)
     assert profile is not None
     assert [(op.name, op.share, op.instances) for op in profile.ops] == [
@@ -607,16 +800,19 @@ def test_a_runtime_profile_gives_each_kernel_its_share_slowest_first() -> None:
     assert [op.label for op in profile.ops][2] == "_to_dim_order_copy.out (outside the delegate)"
     # A trace without op times (a runtime built without its profiler's events) is no profile.
     assert runtime_profile_entry([], profiler="ETDump", runs=5) is None
-    idle = mobile.OpTime("Add (ND)", 0.0, 1, True)
+    idle = OpTime("Add (ND)", 0.0, 1, True)
     assert runtime_profile_entry([idle], profiler="ETDump", runs=5) is None
 
 
 def test_a_runtime_without_a_profiler_profiles_nothing_and_exports_nothing(
     tmp_path: Path,
 ) -> None:
-    assert mobile.RUNTIMES["litert"].profiler is None
-    assert mobile.RUNTIMES["executorch"].profiler == "ETDump"
-    times = mobile.runtime_op_times("litert", tiny(), images(32), runs=1, cache_directory=tmp_path)
+    assert BACKENDS.get("litert").profiler is None
+    profiler = BACKENDS.get("executorch").profiler
+    assert profiler is not None and profiler.name == "ETDump"
+    times = programs.runtime_op_times(
+        BACKENDS.get("litert"), tiny(), images(32), runs=1, cache_directory=tmp_path
+    )
     assert times is None
     assert not list(tmp_path.iterdir())
 
@@ -651,7 +847,7 @@ def test_litert_delegation_walks_each_partition_back_to_its_inputs() -> None:
         {"index": 4, "op_name": "DELEGATE", "inputs": [0, 10], "outputs": [2]},
         {"index": 5, "op_name": "DELEGATE", "inputs": [3, 12], "outputs": [4]},
     ]
-    report = mobile.litert_delegation(ops)
+    report = litert.litert_delegation(ops)
     assert report.delegated == {"CONV_2D": 1, "ADD": 1, "FULLY_CONNECTED": 1}
     assert report.outside == {"CUMSUM": 1}
     assert report.fp32 == {}  # an fp32 program: nothing to flag as fp32
@@ -674,7 +870,7 @@ def test_litert_delegation_walks_each_partition_back_to_its_inputs() -> None:
         {"index": 3, "op_name": "MUL", "inputs": [3, 3], "outputs": [4], "result_types": [float32]},
         {"index": 4, "op_name": "DELEGATE", "inputs": [0, 9], "outputs": [3]},
     ]
-    report = mobile.litert_delegation(quantized)
+    report = litert.litert_delegation(quantized)
     assert report.delegated == {"QUANTIZE": 1, "CONV_2D": 1, "DEQUANTIZE": 1}
     assert report.outside == {"MUL": 1}
     assert report.fp32 == {"MUL": 1}
@@ -762,7 +958,7 @@ def test_non_delegable_op_is_reported_outside_the_delegate(
         model, x, threads=1, device="cpu", cache_directory=shared_cache
     )
     report = runnable.delegation
-    assert report.flagged
+    assert report.flagged and report.delegate == "XNNPACK"
     outside = {name.lower() for name in report.outside}
     assert any("cumsum" in name for name in outside), report.outside
     assert not any("conv" in name for name in outside)  # the convs are still delegated
@@ -783,7 +979,7 @@ def test_export_version_change_invalidates_the_real_cache(
         model, x, threads=1, device="cpu", cache_directory=shared_cache
     )
     assert hit.artifact.cached and hit.artifact.path == first.artifact.path
-    monkeypatch.setattr(mobile.ablate, "__version__", "999.0")
+    monkeypatch.setattr(programs.ablate, "__version__", "999.0")
     rebuilt = BACKENDS.get(backend).factory(
         model, x, threads=1, device="cpu", cache_directory=shared_cache
     )
@@ -797,10 +993,13 @@ def test_shared_provenance_exports_the_same_program_byte_for_byte(
 ) -> None:
     """Sharing is only a speed-up: with torch's own deep copies the program is the same."""
     _runtime(backend)
-    exporter = mobile.export_executorch if backend == "executorch" else mobile.export_litert
-    model, x = mobile._export_copy(tiny(), images(32))
+    program = BACKENDS.get(backend).program
+    assert program is not None
+    exporter = program.export
+    model, x = exporting.export_copy(tiny(), images(32))
     shared, shared_report = exporter(model, x, precision)
-    monkeypatch.setattr(mobile, "shared_provenance", contextlib.nullcontext)
+    runtime_module = sys.modules[exporter.__module__]
+    monkeypatch.setattr(runtime_module, "shared_provenance", contextlib.nullcontext)
     copied, copied_report = exporter(model, x, precision)
     assert shared == copied
     assert shared_report == copied_report
@@ -815,8 +1014,8 @@ def test_lowering_without_the_edge_ir_check_makes_the_same_program(
     from executorch.backends import xnnpack
     from executorch.exir import EdgeCompileConfig
 
-    model, x = mobile._export_copy(tiny(), images(32))
-    unchecked, unchecked_report = mobile.export_executorch(model, x, precision)
+    model, x = exporting.export_copy(tiny(), images(32))
+    unchecked, unchecked_report = executorch.export_executorch(model, x, precision)
     configs: list[EdgeCompileConfig] = []
 
     def checked() -> EdgeCompileConfig:
@@ -824,7 +1023,7 @@ def test_lowering_without_the_edge_ir_check_makes_the_same_program(
         return configs[-1]
 
     monkeypatch.setattr(xnnpack, "get_xnnpack_edge_compile_config", checked)
-    program, report = mobile.export_executorch(model, x, precision)
+    program, report = executorch.export_executorch(model, x, precision)
     assert len(configs) == 1  # the export took its config from there, checked this time
     assert program == unchecked
     assert report == unchecked_report
@@ -838,7 +1037,7 @@ def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> N
     )
     times = {
         (op.name, op.delegated): op
-        for op in mobile.executorch_op_times(runnable.artifact.program, x, runs=5)
+        for op in executorch.executorch_op_times(runnable.artifact.program, x, runs=5)
     }
     assert all(op.milliseconds >= 0 for op in times.values())
     assert times[("cumsum.out", False)].instances == 1  # the portable kernel, outside
@@ -864,7 +1063,7 @@ def test_executorch_uses_the_setup_thread_count(shared_cache: Path) -> None:
 
 def test_mobile_backends_refuse_cuda(shared_cache: Path) -> None:
     for backend in ("executorch", "litert"):
-        if not all(mobile._module_available(m) for m in mobile.RUNTIMES[backend].modules):
+        if not all(backends.module_available(m) for m in BACKENDS.get(backend).modules):
             continue
         with pytest.raises(BackendUnavailableError, match="cpu only"):
             BACKENDS.get(backend).factory(tiny(), images(32), threads=1, device="cuda")
@@ -887,10 +1086,16 @@ class KilledInAWorker(TinyMobileNet):
         return super().forward(x)
 
 
+def _executorch_pool(workers: int, directory: Path) -> export_pool.ExportPool:
+    return export_pool.ExportPool(
+        BACKENDS.get("executorch"), "fp32", workers, cache_directory=directory
+    )
+
+
 def test_export_pool_fills_the_cache_in_workers(tmp_path: Path) -> None:
     _runtime("executorch")
     models, x = [tiny(seed=0), tiny(seed=1)], images(32)
-    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as pool:
+    with _executorch_pool(2, tmp_path) as pool:
         for model in models:
             pool.submit(model, x)
         seen: list[tuple[int, int]] = []
@@ -905,7 +1110,7 @@ def test_export_pool_fills_the_cache_in_workers(tmp_path: Path) -> None:
         with torch.no_grad():
             np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
 
-    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as again:
+    with _executorch_pool(2, tmp_path) as again:
         again.submit(models[0], x)  # already cached: nothing to export
         again.wait()
     assert again.exported == {} and again.failed == 0
@@ -916,7 +1121,7 @@ def test_a_killed_export_worker_leaves_the_export_to_the_runnable(tmp_path: Path
     torch.manual_seed(0)
     model, x = KilledInAWorker().eval(), images(32)
     reestimate_batch_norm(model, 32, seed=0)
-    with mobile.ExportPool("executorch", "fp32", 1, cache_directory=tmp_path) as pool:
+    with _executorch_pool(1, tmp_path) as pool:
         pool.submit(model, x)
         pool.wait()
     assert pool.failed == 1 and pool.exported == {}
@@ -935,16 +1140,17 @@ def test_a_cache_hit_copies_and_folds_nothing(
     """The key is the caller's module's: a hit reads the program without an export copy."""
     _runtime("executorch")
     model, x = tiny(seed=0), images(32)
-    first = mobile.export_program("executorch", model, x, cache_directory=tmp_path)
+    first = programs.export_program(BACKENDS.get("executorch"), model, x, cache_directory=tmp_path)
 
     def no_copy(*_: object) -> None:
         raise AssertionError("a cache hit made an export copy")
 
-    monkeypatch.setattr(mobile, "_export_copy", no_copy)
-    again = mobile.export_program("executorch", model, x, cache_directory=tmp_path)
+    monkeypatch.setattr(programs, "export_copy", no_copy)
+    monkeypatch.setattr(export_pool, "export_copy", no_copy)
+    again = programs.export_program(BACKENDS.get("executorch"), model, x, cache_directory=tmp_path)
     assert (first.cached, again.cached) == (False, True)
     assert again.program == first.program
-    with mobile.ExportPool("executorch", "fp32", 2, cache_directory=tmp_path) as pool:
+    with _executorch_pool(2, tmp_path) as pool:
         pool.submit(model, x)
         pool.wait()
     assert pool.exported == {}
@@ -952,10 +1158,10 @@ def test_a_cache_hit_copies_and_folds_nothing(
 
 def test_export_workers_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "3")
-    assert mobile.export_workers() == 3
+    assert export_pool.export_workers() == 3
     for ignored in ("0", "many", ""):
         monkeypatch.setenv("ABLATE_EXPORT_WORKERS", ignored)
-        assert mobile.export_workers() >= 1
+        assert export_pool.export_workers() >= 1
 
 
 TWO_SMALL_VARIANTS = """\

@@ -511,9 +511,9 @@ def test_a_mobile_runtime_bundle_runs_through_its_benchmark_binary(
     backend: str, binary: str, script: str, flag: str, tmp_path: Path
 ) -> None:
     """Export, the driver through fake adb and the runtime's own binary, ingest."""
-    from ablate.measurement.mobile import RUNTIMES
+    from ablate.measurement.backends import BACKENDS
 
-    for module in RUNTIMES[backend].modules:
+    for module in BACKENDS.get(backend).modules:
         pytest.importorskip(module)
     import subprocess
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from ablate.architecture.description import ACTIVATIONS, LAST_STAGES, SE_GATES
 from ablate.architecture.layers import activation_module, gate_module
 from ablate.errors import MissingDependencyError, UnknownNameError
-from ablate.measurement.backends import BACKENDS, Backend, backend_fuses
+from ablate.measurement.backends import BACKENDS, Backend, backend_fuses, module_available
 from ablate.metrics import ATTRIBUTABLE, COMPARED, COUNTED, METRICS, PER_BLOCK, STORED
 from ablate.report.write import CSV_COLUMNS
 from ablate.runs.schema import BlockCounts, Variant
@@ -107,6 +108,110 @@ def test_every_backend_says_whether_it_fuses() -> None:
 
 
 def test_a_backend_missing_its_module_names_the_extra_to_install() -> None:
-    absent = Backend("absent", BACKENDS.get("eager").factory, False, ("no_such_module_x",), "x")
+    eager = BACKENDS.get("eager").factory
+    absent = Backend("absent", eager, False, modules=("no_such_module_x",), extra="x")
     with pytest.raises(MissingDependencyError, match=r"pip install 'ablate\[x\]'"):
         absent.check_available()
+    assert not module_available("no_such_module_x") and module_available("json")
+
+
+# -- the module graph: every import of every ablate module, wherever it is in the file
+
+
+def _module_files() -> dict[str, Path]:
+    """Module name -> file, for every module of the ablate package."""
+    files = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def _module_imports(source: str, name: str, modules: Collection[str], *, package: bool) -> set[str]:
+    """The ablate modules that module `name` imports: at the top, in functions, under
+    TYPE_CHECKING; `from ablate.x import y` imports module `ablate.x.y` where there is one,
+    else `ablate.x`; relative imports resolved against `name`."""
+    targets = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets |= {alias.name for alias in node.names if alias.name in modules}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = name.split(".")[: len(name.split(".")) - node.level + package]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            for alias in node.names:
+                if f"{base}.{alias.name}" in modules:
+                    targets.add(f"{base}.{alias.name}")
+                elif base in modules:
+                    targets.add(base)
+    return targets - {name}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    files = _module_files()
+    return {
+        name: _module_imports(
+            path.read_text(encoding="utf-8"), name, files, package=path.name == "__init__.py"
+        )
+        for name, path in files.items()
+    }
+
+
+def _cycle(graph: Mapping[str, Collection[str]]) -> list[str] | None:
+    """One import cycle of `graph` as the path that closes it ([a, b, a]); None if none."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done:
+            return None
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if found := visit(target):
+                return found
+        path.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        if found := visit(module):
+            return found
+    return None
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = _import_graph()
+    assert graph["ablate.measurement.runtimes.executorch"] >= {
+        "ablate.measurement.backends",
+        "ablate.measurement.programs",
+    }
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_import_graph_sees_every_kind_of_import_and_names_a_cycle() -> None:
+    modules = {"ablate.a", "ablate.b", "ablate.c", "ablate.pkg", "ablate.pkg.mod"}
+    source = (
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from ablate.a import Thing\n"
+        "def f():\n    import ablate.b\n"
+        "from ablate.pkg import mod\n"
+        "from . import name_in_the_package\n"
+    )
+    assert _module_imports(source, "ablate.pkg.mod2", modules, package=False) == {
+        "ablate.a",
+        "ablate.b",
+        "ablate.pkg.mod",
+        "ablate.pkg",
+    }
+    assert _module_imports("from . import c", "ablate", modules, package=True) == {"ablate.c"}
+    assert _module_imports("from .. import c", "ablate.pkg.x", modules, package=False) == {
+        "ablate.c"
+    }
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None

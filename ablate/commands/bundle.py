@@ -1,6 +1,7 @@
 """`ablate export` and `ablate ingest`: time a spec's networks on a phone, read them back as a run.
 
-Only typer and the standard library at import time: the exporters load inside the commands.
+Only typer, the standard library and the backend registry (its descriptors, which import
+nothing heavy) at import time: the exporters load inside the commands.
 """
 
 from __future__ import annotations
@@ -10,20 +11,32 @@ from typing import Annotated
 
 import typer
 
+from ablate.measurement.backends import PRECISIONS, backends_offering, exportable_backends
+
+# "onnxruntime (.onnx) | executorch (.pte) | ...": what each backend's program file is.
+_PROGRAM_FILES = " | ".join(
+    f"{runtime.name} ({runtime.program.suffix})"
+    for runtime in exportable_backends()
+    if runtime.program is not None
+)
+
 
 def export_command(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
     backend: Annotated[
         str,
         typer.Option(
-            help="Runtime of the phone: executorch (.pte) | litert (.tflite) | onnxruntime (.onnx)."
+            help=f"Runtime of the phone: {_PROGRAM_FILES}."
         ),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The bundle directory to write (new or empty).")
     ],
     precision: Annotated[
-        str, typer.Option(help="fp32 | int8 (int8 on executorch and litert).")
+        str,
+        typer.Option(
+            help=f"{' | '.join(PRECISIONS)} (int8 on {', '.join(backends_offering('int8'))})."
+        ),
     ] = "fp32",
 ) -> None:
     """Export every distinct network of SPEC once, with a manifest and the driver measure.sh."""

@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ablate.measurement.backends import BACKENDS
-from ablate.measurement.mobile import PRECISIONS
+from ablate.measurement.backends import BACKENDS, PRECISIONS
 
 ForceOption = Annotated[
     bool,

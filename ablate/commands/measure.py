@@ -1,6 +1,7 @@
 """`ablate bench`: options in, one library call (`run_bench`), render.
 
-Only typer and the standard library at import time: torch loads inside the command.
+Only typer, the standard library and the backend registry (its descriptors, which import
+nothing heavy) at import time: torch loads inside the command.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from typing import Annotated
 
 import typer
+
+from ablate.measurement.backends import BACKENDS, PRECISIONS, backends_offering
 
 
 def bench_command(
@@ -37,10 +40,14 @@ def bench_command(
     ] = None,
     backend: Annotated[
         str,
-        typer.Option(help="eager | torchscript | onnxruntime | compile | executorch | litert."),
+        typer.Option(help=f"{' | '.join(BACKENDS.names())}."),
     ] = "eager",
     precision: Annotated[
-        str, typer.Option(help="fp32 | int8 (static PT2E; executorch and litert only).")
+        str,
+        typer.Option(
+            help=f"{' | '.join(PRECISIONS)} (static PT2E; "
+            f"{', '.join(backends_offering('int8'))} only)."
+        ),
     ] = "fp32",
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads.")] = 1,
     budget: Annotated[

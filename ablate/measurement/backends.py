@@ -1,16 +1,27 @@
-"""Backends: name -> factory that turns a model and an example input into a prepared runnable.
+"""Backends: one descriptor each, in one registry, and the backends that run in PyTorch's process.
 
-A runnable is a zero-argument callable running one forward pass and returning its output
-(a tensor, or ONNX Runtime's list of arrays: see `output_array`). All preparation (tracing,
-export, compilation, the first call) happens in the factory, never inside a timed block.
+A backend's `Backend` descriptor holds everything the rest of ablate asks about it: its name,
+whether it fuses, its precisions, the modules it imports and the extra that installs them,
+the program file `ablate export` writes for it and the phone binary that times that file,
+its per-op profiler and its delegate. The in-process backends (eager, TorchScript, ONNX
+Runtime, torch.compile) are registered below; every module of `ablate.measurement.runtimes`
+registers one mobile runtime, found and imported the first time the registry is asked, so a
+new runtime is one new file there.
+
+A backend's factory turns a model and an example input into a runnable: a zero-argument
+callable running one forward pass and returning its output (a tensor, or ONNX Runtime's list
+of arrays: see `output_array`). All preparation (tracing, export, compilation, the first
+call) happens in the factory, never inside a timed block.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
+import pkgutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,14 +35,66 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ablate.measurement.export_cache import DelegationReport
+
+# fp32, or int8: static post-training quantization, on the backends whose descriptor lists it.
+PRECISIONS = ("fp32", "int8")
+# The package whose every module registers a mobile runtime (see `Backends`).
+RUNTIMES_PACKAGE = "ablate.measurement.runtimes"
 # ONNX opset of the export: 17 has every op a MobileNet uses (HardSwish since 14).
 ONNX_OPSET = 17
 
 
 class BackendFactory(Protocol):
     def __call__(
-        self, model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        *,
+        threads: int,
+        device: str,
+        precision: str = "fp32",
     ) -> Runnable: ...
+
+
+# (module, example input, precision) -> the program's bytes, and which of its ops the
+# runtime's delegate runs (None for a runtime without one).
+Exporter = Callable[[Any, Any, str], "tuple[bytes, DelegationReport | None]"]
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One op kind's time in a forward pass: the median over runs, summed over its instances."""
+
+    name: str  # the runtime's own kernel name ("Convolution (NHWC, F32) IGEMM"), or its op's
+    milliseconds: float
+    instances: int  # how many of these run per forward pass
+    delegated: bool  # inside the runtime's delegate
+
+
+class OpTimer(Protocol):
+    def __call__(
+        self, program: bytes, example_input: torch.Tensor, *, runs: int, threads: int
+    ) -> list[OpTime]: ...
+
+
+@dataclass(frozen=True)
+class Profiler:
+    """What times each op of a backend's program from Python."""
+
+    name: str  # as results record it, e.g. "ETDump"
+    op_times: OpTimer
+
+
+@dataclass(frozen=True)
+class ProgramFile:
+    """The file `ablate export` writes for a backend, and the phone binary that times it."""
+
+    suffix: str  # ".pte"
+    export: Exporter
+    binary: str  # which benchmark binary, and where it comes from: shown when none is set
+    # The binary's flags, as measure.sh passes them: it fills in {model} and {runs}.
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -42,31 +105,116 @@ class Backend:
     factory: BackendFactory
     # Runs conv + BN + activation as one kernel, so its memory traffic is the fused view.
     fuses: bool
-    # Python modules it needs, and the optional dependency group (pip extra) that has them.
+    precisions: tuple[str, ...] = ("fp32",)
+    # Python modules it imports, their distributions (whose versions results record) and the
+    # optional dependency group (pip extra) that installs them.
     modules: tuple[str, ...] = ()
+    distributions: tuple[str, ...] = ()
     extra: str | None = None
+    # Check `modules` by importing them, so that a broken install counts as missing; False
+    # where that takes seconds (litert_torch): then finding them is the check.
+    check_by_import: bool = True
+    program: ProgramFile | None = None  # None: `ablate export` cannot write one
+    # A mobile runtime: it runs `program` itself, loaded in the runtime's Python API, so the
+    # program is exported ahead (in worker processes), cached, and recorded with each result.
+    mobile: bool = False
+    profiler: Profiler | None = None
+    # The delegate its programs run in, when the program cannot say (see DelegationReport).
+    delegate: str | None = None
 
-    def check_available(self) -> None:
-        """Raise MissingDependencyError, naming the extra, when a module it needs is missing."""
+    def __post_init__(self) -> None:
+        if self.mobile and self.program is None:
+            raise ValueError(f"mobile backend {self.name!r} has no program to run")
+        if not set(self.precisions) <= set(PRECISIONS):
+            raise ValueError(f"backend {self.name!r}: precisions must be among {PRECISIONS}")
+
+    def check_available(self, precision: str = "fp32") -> None:
+        """Raises, in one line, if this backend cannot run `precision` here: a missing module
+        names the extra to install."""
+        if precision not in PRECISIONS:
+            raise BackendUnavailableError(
+                f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
+            )
+        if precision not in self.precisions:
+            raise BackendUnavailableError(f"backend {self.name!r} has no {precision} yet")
+        found = module_importable if self.check_by_import else module_available
         for module in self.modules:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                raise MissingDependencyError(
-                    f"backend {self.name!r}", module, self.extra or ""
-                ) from None
+            if not found(module):
+                raise MissingDependencyError(f"backend {self.name!r}", module, self.extra or "")
 
 
-BACKENDS: Registry[Backend] = Registry("backend")
+def module_available(module: str) -> bool:
+    """Whether `module` is installed, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
-def backend(
-    name: str, *, fuses: bool, modules: tuple[str, ...] = (), extra: str | None = None
-) -> Callable[[BackendFactory], BackendFactory]:
-    """Register the decorated factory as backend `name`."""
+def module_importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+class Backends(Registry[Backend]):
+    """The backend registry. The first question to it imports every module of the runtimes
+    package (`RUNTIMES_PACKAGE`), each of which registers its runtime: adding one is adding a
+    file. The runtimes' modules import their packages only inside functions, so this stays
+    light enough for `ablate --help`."""
+
+    def __init__(self) -> None:
+        super().__init__("backend")
+        self._discovered = False
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        package = importlib.import_module(RUNTIMES_PACKAGE)
+        for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
+            importlib.import_module(f"{RUNTIMES_PACKAGE}.{module}")
+
+    def get(self, name: str) -> Backend:
+        self._discover()
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        self._discover()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        self._discover()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._discover()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._discover()
+        return super().__len__()
+
+    def descriptors(self) -> list[Backend]:
+        return [self.get(name) for name in self.names()]
+
+
+BACKENDS = Backends()
+
+
+def register(descriptor: Backend) -> Backend:
+    """Adds `descriptor` to the registry (a runtime module calls this once, at import)."""
+    BACKENDS.add(descriptor.name, descriptor)
+    return descriptor
+
+
+def backend(name: str, *, fuses: bool, **fields: Any) -> Callable[[BackendFactory], BackendFactory]:
+    """Registers the decorated factory as backend `name`, with the descriptor's other fields."""
 
     def decorator(factory: BackendFactory) -> BackendFactory:
-        BACKENDS.add(name, Backend(name, factory, fuses, modules, extra))
+        register(Backend(name, factory, fuses, **fields))
         return factory
 
     return decorator
@@ -75,6 +223,38 @@ def backend(
 def backend_fuses(name: str) -> bool:
     """Whether backend `name` fuses; a name this version does not know counts as unfused."""
     return name in BACKENDS and BACKENDS.get(name).fuses
+
+
+def check_backend_available(name: str, precision: str = "fp32") -> None:
+    """Raises, in one line, if backend `name` cannot run here at `precision`; cheap.
+
+    For the CLI to call before any run directory is made: an unknown name raises
+    UnknownNameError (with the valid names), a missing package MissingDependencyError (with
+    the extra to install), an unsupported precision BackendUnavailableError.
+    """
+    chosen = BACKENDS.get(name)
+    if chosen.precisions == ("fp32",) and precision != "fp32" and precision in PRECISIONS:
+        raise BackendUnavailableError(
+            f"backend {name!r} measures fp32 only; precision {precision!r} needs one of: "
+            f"{', '.join(backends_offering(precision))}"
+        )
+    chosen.check_available(precision)
+
+
+def backends_offering(precision: str) -> list[str]:
+    """The names of the backends that measure `precision`."""
+    return [backend.name for backend in BACKENDS.descriptors() if precision in backend.precisions]
+
+
+def exportable_backends() -> list[Backend]:
+    """The backends `ablate export` writes a program file for."""
+    return [backend for backend in BACKENDS.descriptors() if backend.program is not None]
+
+
+def recorded_distributions() -> tuple[str, ...]:
+    """Every backend's distributions, once each in registration order: what a run records."""
+    names = (name for descriptor in BACKENDS.descriptors() for name in descriptor.distributions)
+    return tuple(dict.fromkeys(names))
 
 
 def prepare_runnable(
@@ -87,15 +267,12 @@ def prepare_runnable(
     import torch
 
     chosen = BACKENDS.get(setup.backend)  # an unknown name fails before any work
-    chosen.check_available()
+    chosen.check_available(setup.precision)
     model = model.eval().to(setup.device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    from ablate.measurement.mobile import factory_options
-
-    options = factory_options(setup.backend, setup.precision)
     return chosen.factory(
-        model, example_input, threads=setup.threads, device=setup.device, **options
+        model, example_input, threads=setup.threads, device=setup.device, precision=setup.precision
     )
 
 
@@ -110,9 +287,17 @@ def output_array(output: Any) -> np.ndarray:
     return np.asarray(output)
 
 
+# -- the backends that run in PyTorch's process: fp32 only (check_available refuses the rest)
+
+
 @backend("eager", fuses=False)
 def eager_backend(
-    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int,
+    device: str,
+    precision: str = "fp32",
 ) -> Runnable:
     import torch
 
@@ -125,7 +310,12 @@ def eager_backend(
 
 @backend("torchscript", fuses=True)
 def torchscript_backend(
-    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int,
+    device: str,
+    precision: str = "fp32",
 ) -> Runnable:
     """Traced, frozen, and `optimize_for_inference`: batch norm folded into the convs and
     conv + activation fused, which is what a deployed TorchScript model runs."""
@@ -169,9 +359,32 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-@backend("onnxruntime", fuses=True, modules=("onnx", "onnxruntime"), extra="onnx")
+def _onnx_program(
+    model: nn.Module, example_input: torch.Tensor, precision: str
+) -> tuple[bytes, None]:
+    return export_onnx(model, example_input), None
+
+
+@backend(
+    "onnxruntime",
+    fuses=True,
+    modules=("onnx", "onnxruntime"),
+    distributions=("onnx", "onnxruntime"),
+    extra="onnx",
+    program=ProgramFile(
+        ".onnx",
+        _onnx_program,
+        "onnxruntime_perf_test, built for Android from the onnxruntime sources",
+        "-m times -r {runs} -x 1 -y 1 -e cpu {model}",
+    ),
+)
 def onnxruntime_backend(
-    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int,
+    device: str,
+    precision: str = "fp32",
 ) -> Runnable:
     """ONNX export (`export_onnx`), then an ONNX Runtime session with all graph
     optimisations."""
@@ -205,7 +418,12 @@ def onnxruntime_backend(
 
 @backend("compile", fuses=True)
 def compile_backend(
-    model: nn.Module, example_input: torch.Tensor, *, threads: int, device: str
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int,
+    device: str,
+    precision: str = "fp32",
 ) -> Runnable:
     """`torch.compile` with inductor; compiled here by a first call, so that compile time and
     compile failures (no C compiler, say) never reach the timed rounds."""
@@ -225,30 +443,3 @@ def compile_backend(
             f"backend 'compile' could not compile here: {reason}"
         ) from None
     return run
-
-
-def _register_mobile_backends() -> None:
-    """ExecuTorch and LiteRT (XNNPACK, which fuses conv + BN + activation): their packages
-    load only when a backend is checked or its factory runs."""
-    from ablate.measurement.mobile import (
-        RUNTIMES,
-        executorch_backend,
-        litert_backend,
-        silence_import_notices,
-    )
-
-    # `check_available` imports torchao before any factory runs; its import notices (CUDA
-    # libraries missing on a CPU machine) would otherwise interleave with the progress display.
-    silence_import_notices()
-
-    for factory in (executorch_backend, litert_backend):
-        runtime = RUNTIMES[factory.__name__.removesuffix("_backend")]
-        BACKENDS.add(
-            runtime.name,
-            Backend(
-                runtime.name, factory, fuses=True, modules=runtime.modules, extra=runtime.extra
-            ),
-        )
-
-
-_register_mobile_backends()

@@ -27,7 +27,7 @@ INSTANCES = 3
 @dataclass(frozen=True)
 class MeasurementSetup:
     backend: str = "eager"
-    precision: str = "fp32"  # int8 on the mobile backends (see measurement.mobile)
+    precision: str = "fp32"  # int8 on the mobile backends (see measurement.programs)
     device: str = "cpu"
     # One thread by default: multi-threaded timings on a shared machine measure the neighbours.
     threads: int = 1

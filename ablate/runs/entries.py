@@ -26,8 +26,8 @@ PRECISION_BYTES = {"fp32": 4, "int8": 1}
 if TYPE_CHECKING:
     from ablate.architecture.rows import LayerRow
     from ablate.counting.records import CountResult
+    from ablate.measurement.backends import OpTime
     from ablate.measurement.calibration import Calibration as MachineCalibration
-    from ablate.measurement.mobile import OpTime
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.results import LatencyResult, VariantResult
     from ablate.spec.schema import ReferenceSection

@@ -287,8 +287,8 @@ def _read_int(path: str) -> int | None:
 def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     """Memory and time of running `spec` with `copies` built copies per architecture."""
     from ablate.measurement.activations import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES
-    from ablate.measurement.backends import backend_fuses
-    from ablate.measurement.mobile import RUNTIMES, export_workers
+    from ablate.measurement.backends import BACKENDS
+    from ablate.measurement.export_pool import export_workers
     from ablate.runs.runner import PROFILE_RUNS, QUICK_PROFILE_RUNS
 
     groups = spec.architecture_groups()
@@ -297,7 +297,8 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     sizes = [architecture_size(architectures[index]) for index in indices]
     scale = len(architectures) / len(sizes)
     batch = spec.input.batch
-    runtime_copies = RUNTIME_WEIGHT_COPIES if backend_fuses(spec.measure.backend) else 1
+    backend = BACKENDS.get(spec.measure.backend)
+    runtime_copies = RUNTIME_WEIGHT_COPIES if backend.fuses else 1
     weights = sum(size.params for size in sizes) * FLOAT_BYTES * copies * runtime_copies * scale
     count_seconds = sum(
         COUNT_SECONDS_FIXED + COUNT_SECONDS_PER_MAC * size.macs * batch for size in sizes
@@ -312,11 +313,10 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     workers = max(1, min(export_workers(), len(architectures)))
     exporting = (
         len(architectures) * EXPORT_SECONDS.get(spec.measure.precision, EXPORT_SECONDS["int8"])
-        if spec.measure.backend in RUNTIMES
+        if backend.mobile
         else 0.0
     )
-    runtime = RUNTIMES.get(spec.measure.backend)
-    profiled_by_runtime = runtime is not None and runtime.profiler is not None
+    profiled_by_runtime = backend.profiler is not None
     runtime_profiling = len(architectures) * RUNTIME_PROFILE_SECONDS if profiled_by_runtime else 0.0
     return RunEstimate(
         variants=len(spec.variants),

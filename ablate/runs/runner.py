@@ -88,20 +88,8 @@ SPENT_BUDGET_S = 1e-6
 # the variants counted, so saving after each of 128 took 30 s of why_v3_faster's 39 s of
 # counting. A crash loses at most this much counting, which a resumed run redoes.
 COUNT_SAVE_INTERVAL_S = 10.0
-PACKAGES = (
-    "torch",
-    "numpy",
-    "scipy",
-    "fvcore",
-    "ptflops",
-    "onnxruntime",
-    "executorch",
-    "torchao",
-    "litert-torch",
-    "ai-edge-litert",
-    "typer",
-    "pydantic",
-)
+# The packages whose versions a run records, besides every backend's own (its descriptor's).
+PACKAGES = ("torch", "numpy", "scipy", "fvcore", "ptflops", "typer", "pydantic")
 
 
 class RunProgress(Protocol):
@@ -175,10 +163,11 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     import dataclasses
 
     from ablate.measurement.activations import ACTIVATIONS_NOTE, BUILD_SEED
+    from ablate.measurement.backends import recorded_distributions
     from ablate.measurement.setup import collect_environment
 
     versions = {}
-    for package in PACKAGES:
+    for package in (*PACKAGES, *recorded_distributions()):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -254,20 +243,18 @@ def runtime_profile(
 ) -> RuntimeProfile | None:
     """The setup's mobile runtime's own per-kernel times of `model`'s program (read from the
     export cache), where its Python API has a profiler; None elsewhere."""
-    from ablate.measurement.mobile import RUNTIMES, runtime_op_times
+    from ablate.measurement.backends import BACKENDS
+    from ablate.measurement.programs import runtime_op_times
 
-    runtime = RUNTIMES.get(setup.backend)
-    if runtime is None or runtime.profiler is None:
+    runtime = BACKENDS.get(setup.backend)
+    if runtime.profiler is None:
         return None
     ops = runtime_op_times(
-        setup.backend,
-        model,
-        images,
-        setup.precision,  # type: ignore[arg-type]  # checked before anything was built
-        runs=runs,
-        threads=setup.threads,
+        runtime, model, images, setup.precision, runs=runs, threads=setup.threads
     )
-    return None if ops is None else runtime_profile_entry(ops, profiler=runtime.profiler, runs=runs)
+    if ops is None:
+        return None
+    return runtime_profile_entry(ops, profiler=runtime.profiler.name, runs=runs)
 
 
 def rerun_command(
@@ -478,7 +465,7 @@ class Run:
 
         from ablate.measurement.activations import realistic_module
         from ablate.measurement.backends import prepare_runnable
-        from ablate.measurement.mobile import export_pool
+        from ablate.measurement.export_pool import export_pool
         from ablate.measurement.setup import example_input
 
         started = time.perf_counter()

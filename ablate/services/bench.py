@@ -93,7 +93,7 @@ def run_bench(
     copies share one exported program from the cache. `clock` replaces the real clock (tests),
     as in `measure_latency`.
     """
-    from ablate.measurement.mobile import check_backend_available
+    from ablate.measurement.backends import check_backend_available
 
     if instances < 1:
         raise MeasurementError(f"instances must be at least 1 (got {instances})")
@@ -166,7 +166,7 @@ def _export_ahead(
     built: Mapping[str, tuple[torch.nn.Module, int]], setup: MeasurementSetup
 ) -> None:
     """On a mobile backend, both models' programs exported at once in worker processes."""
-    from ablate.measurement.mobile import export_pool
+    from ablate.measurement.export_pool import export_pool
 
     with export_pool(setup.backend, setup.precision, len(built)) as pool:
         if pool is not None:

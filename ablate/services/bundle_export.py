@@ -35,30 +35,23 @@ from ablate.services.bundle_format import (
 
 def _program(backend: str, model: Any, images: Any, precision: str, pool: Any) -> tuple[bytes, Any]:
     """The program file's bytes and, for the mobile runtimes, their runtime record."""
-    if backend == "onnxruntime":
-        from ablate.measurement.backends import export_onnx
+    from ablate.measurement.backends import BACKENDS
+    from ablate.measurement.programs import export_program, runtime_record
 
-        return export_onnx(model, images), None
-    from ablate.measurement.mobile import export_program, runtime_record
-
-    artifact = export_program(backend, model, images, precision)  # type: ignore[arg-type]
-    return artifact.program, runtime_record(backend, precision, artifact, pool)
+    runtime = BACKENDS.get(backend)
+    if runtime.mobile:
+        artifact = export_program(runtime, model, images, precision)
+        return artifact.program, runtime_record(runtime, precision, artifact, pool)
+    assert runtime.program is not None  # export_bundle refuses a backend without one
+    program, _ = runtime.program.export(model, images, precision)
+    return program, None
 
 
 def _runtime_versions(backend: str) -> dict[str, str]:
-    from importlib import metadata
+    from ablate.measurement.backends import BACKENDS
+    from ablate.measurement.programs import runtime_versions
 
-    from ablate.measurement.mobile import RUNTIMES, runtime_versions
-
-    if backend in RUNTIMES:
-        return runtime_versions(backend)
-    versions = {}
-    for distribution in ("torch", "onnx", "onnxruntime"):
-        try:
-            versions[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            versions[distribution] = "absent"
-    return versions
+    return runtime_versions(BACKENDS.get(backend))
 
 
 def export_bundle(
@@ -73,7 +66,8 @@ def export_bundle(
     empty); returns the manifest's path. Refused before anything is written: an unknown or
     missing backend, a precision it lacks, an `output` that holds files."""
     from ablate.measurement.activations import realistic_module
-    from ablate.measurement.mobile import check_backend_available, export_pool
+    from ablate.measurement.backends import check_backend_available
+    from ablate.measurement.export_pool import export_pool
     from ablate.runs.runner import count_unit, plan_units
     from ablate.spec import load_spec, with_overrides
 

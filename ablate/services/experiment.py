@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablate.errors import AblateError
-from ablate.measurement.mobile import check_backend_available
+from ablate.measurement.backends import check_backend_available
 from ablate.runs.estimate import check_fits, estimate_run
 from ablate.runs.runner import (
     Run,

@@ -16,8 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from ablate.architecture.tables import ARCHITECTURES
 from ablate.errors import InputFileError, KeyPath
-from ablate.measurement.backends import BACKENDS
-from ablate.measurement.mobile import PRECISIONS
+from ablate.measurement.backends import BACKENDS, PRECISIONS
 from ablate.measurement.setup import DEVICES
 from ablate.spec import defaults
 from ablate.spec.source import SpecSource

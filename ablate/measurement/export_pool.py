@@ -1,0 +1,160 @@
+"""Exporting a study's mobile programs ahead, in worker processes, into the export cache."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ablate.measurement.backends import BACKENDS, Backend
+from ablate.measurement.export_cache import (
+    ExportArtifact,
+    ExportKey,
+    cached_export,
+    export_cache_directory,
+    has_entry,
+)
+from ablate.measurement.exporting import export_copy, export_input, silence_import_notices
+from ablate.measurement.programs import delegated_export, export_key
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+
+def export_pool(
+    backend: str, precision: str, programs: int
+) -> contextlib.AbstractContextManager[ExportPool | None]:
+    """An `ExportPool` for `programs` exports on `backend`, or None where it cannot help: a
+    backend that exports nothing cacheable, a single program, a single core."""
+    workers = min(export_workers(), programs)
+    runtime = BACKENDS.get(backend)
+    if not runtime.mobile or workers < 2:
+        return contextlib.nullcontext()
+    return ExportPool(runtime, precision, workers)
+
+
+def export_workers() -> int:
+    """Processes to export in: `ABLATE_EXPORT_WORKERS`, else the cores this process may use."""
+    configured = os.environ.get("ABLATE_EXPORT_WORKERS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ExportPool:
+    """Exports programs into the cache in worker processes, ahead of the runnables that load
+    them: exporting is single-threaded Python, so a study of 128 variants exports about
+    `workers` times faster, and the runnables then read the cache.
+
+    `submit` computes a program's key here (from the module the runnable will be given)
+    and hands an export copy to a worker unless the cache holds it; `wait` returns once every
+    submitted export is stored. A worker that fails or dies leaves its entry missing: the
+    runnable then exports it in this process, where its error is reported as usual.
+    """
+
+    def __init__(
+        self,
+        runtime: Backend,
+        precision: str,
+        workers: int,
+        *,
+        cache_directory: Path | None = None,
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        runtime.check_available(precision)
+        self.runtime = runtime
+        self.precision = precision
+        self.cache_directory = cache_directory
+        self.workers = workers
+        # spawn, not fork: the parent's torch thread pools and runtimes must not be inherited.
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_export_worker_started,
+        )
+        self._pending: list[Any] = []
+        self.exported: dict[str, float] = {}  # cache file name -> export seconds, made now
+        self.failed = 0
+
+    def submit(self, model: nn.Module, example_input: torch.Tensor) -> None:
+        key = export_key(self.runtime, model, export_input(example_input), self.precision)
+        if has_entry(export_cache_directory(self.cache_directory) / key.file_name(), key):
+            return
+        # A private copy: the worker's pickle of it is taken later, on another thread.
+        module, example = export_copy(model, example_input)
+        self._pending.append(
+            self._executor.submit(
+                _export_in_worker,
+                self.runtime.name,
+                module,
+                example,
+                self.precision,
+                key,
+                self.cache_directory,
+            )
+        )
+
+    def wait(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Blocks until every submitted export is stored (or failed); `progress(done, total)`."""
+        from concurrent.futures import as_completed
+
+        total = len(self._pending)
+        for done, future in enumerate(as_completed(self._pending), start=1):
+            try:
+                name, seconds, cached = future.result()
+            except Exception:  # the runnable exports it again, and reports its error
+                self.failed += 1
+            else:
+                if not cached:
+                    self.exported[name] = seconds
+            if progress is not None:
+                progress(done, total)
+        self._pending = []
+
+    def made_now(self, artifact: ExportArtifact) -> bool:
+        """Whether this pool exported `artifact`'s program (the runnable read it from the cache)."""
+        return artifact.path is not None and artifact.path.name in self.exported
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ExportPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _export_worker_started() -> None:
+    """A worker exports quietly and on one thread: the exporters print native notices, and
+    the pool's parallelism is its processes."""
+    import torch
+
+    silence_import_notices()
+    torch.set_num_threads(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def _export_in_worker(
+    runtime_name: str,
+    module: nn.Module,
+    example: torch.Tensor,
+    precision: str,
+    key: ExportKey,
+    directory: Path | None,
+) -> tuple[str, float, bool]:
+    # The worker finds the descriptor by its name in its own registry: a descriptor holds
+    # functions, and the name is all it takes to pickle.
+    runtime = BACKENDS.get(runtime_name)
+    artifact = cached_export(
+        key, lambda: delegated_export(runtime, module, example, precision), directory=directory
+    )
+    return key.file_name(), artifact.export_seconds, artifact.cached

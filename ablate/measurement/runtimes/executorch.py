@@ -1,0 +1,284 @@
+"""ExecuTorch with its XNNPACK delegate: export, delegation report, runnable, ETDump op times.
+
+torch.export -> (PT2E int8) -> edge dialect, lowered to XNNPACK -> a .pte program, loaded in
+ExecuTorch's PyPI runtime (`portable_lib`). Per-op time: the runtime records an ETDump on
+request, in which the XNNPACK delegate logs each of its operators (`executorch_op_times`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from ablate.measurement.backends import PRECISIONS, Backend, OpTime, Profiler, ProgramFile, register
+from ablate.measurement.export_cache import DelegationReport
+from ablate.measurement.exporting import (
+    check_precision,
+    native_stderr_silenced,
+    quantized,
+    quiet,
+    shared_provenance,
+    silence_import_notices,
+)
+from ablate.measurement.programs import MobileRunnable, exported
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+# The delegate a program's ops run in when its lowered modules do not name one.
+DELEGATE = "XNNPACK"
+
+
+def export_executorch(
+    model: nn.Module, example_input: torch.Tensor, precision: str = "fp32"
+) -> tuple[bytes, DelegationReport]:
+    """torch.export -> (PT2E int8) -> edge, lowered to XNNPACK -> .pte bytes, and the report."""
+    silence_import_notices()
+    import torch
+    from executorch.backends import xnnpack
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    check_precision(precision)
+    with quiet(), torch.no_grad(), shared_provenance():
+        program_module: Any = model
+        if precision == "int8":
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+
+            quantizer = XNNPACKQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+            )
+            program_module = quantized(model, example_input, quantizer)
+        exported_program = torch.export.export(program_module, (example_input,))
+        # ExecuTorch's own XNNPACK recipe (backends/xnnpack/recipes) lowers with this config,
+        # which skips re-verifying the edge IR after each of ~40 passes: 4-6% of an export,
+        # same program bytes (tests/test_mobile_runtimes.py). Every program is still loaded
+        # and run before it is timed.
+        edge = to_edge_transform_and_lower(
+            exported_program,
+            partitioner=[XnnpackPartitioner()],
+            compile_config=xnnpack.get_xnnpack_edge_compile_config(),
+        )
+        report = executorch_delegation(edge.exported_program().graph_module, precision)
+        program = edge.to_executorch().buffer
+    return program, report
+
+
+_QUANTIZE = ("quantize_per_tensor", "quantize_per_channel")
+_DEQUANTIZE = ("dequantize_per_tensor", "dequantize_per_channel")
+# Activations the XNNPACK quantizer fuses into the preceding conv, linear or add.
+_FUSED_ACTIVATIONS = ("aten.relu", "aten.hardtanh", "aten.clamp")
+_NOT_OPS = ("getitem", "executorch_call_delegate")
+
+
+def _op_name(node: Any) -> str:
+    """'aten.convolution', 'dim_order_ops._to_dim_order_copy', 'aten.add.Tensor'."""
+    target = node.target
+    name = getattr(target, "__name__", None) or str(target)
+    return name.removesuffix(".default")
+
+
+def delegate_name(backend_ids: set[str]) -> str:
+    """The delegate as a lowered program names it: ExecuTorch's backend ids are class names
+    ('XnnpackBackend' -> 'XNNPACK'); `DELEGATE` when nothing was lowered."""
+    names = sorted(backend_id.removesuffix("Backend").upper() for backend_id in backend_ids)
+    return " + ".join(names) or DELEGATE
+
+
+def executorch_delegation(graph_module: Any, precision: str = "fp32") -> DelegationReport:
+    """Op counts inside the program's delegate(s) and outside, from a lowered edge graph; the
+    delegate's name from the lowered modules' backend ids.
+
+    For int8, an op inside a delegate counts as fp32 unless it reads only dequantized tensors
+    and all its users quantize its output (an activation fused into it counts with it):
+    anything else computes on fp32 values.
+    """
+    delegated: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    fp32: Counter[str] = Counter()
+    backend_ids: set[str] = set()
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and _op_name(node) not in _NOT_OPS:
+            outside[_op_name(node)] += 1
+        if node.op == "get_attr" and node.name.startswith("lowered_module"):
+            lowered = getattr(graph_module, str(node.target))
+            backend_ids.add(str(lowered.backend_id))
+            for inner in lowered.original_module.graph.nodes:
+                if inner.op != "call_function" or _op_name(inner) in _NOT_OPS:
+                    continue
+                delegated[_op_name(inner)] += 1
+                if precision == "int8" and _computes_in_fp32(inner):
+                    fp32[_op_name(inner)] += 1
+    return DelegationReport(delegate_name(backend_ids), dict(delegated), dict(outside), dict(fp32))
+
+
+def _is(node: Any, names: tuple[str, ...]) -> bool:
+    return any(name in _op_name(node) for name in names)
+
+
+def _computes_in_fp32(node: Any) -> bool:
+    if _is(node, _QUANTIZE + _DEQUANTIZE):
+        return False
+    head = node
+    if _is(node, _FUSED_ACTIVATIONS):
+        producers = _activation_inputs(node)
+        # A fused activation is judged with the op it is fused into.
+        if (
+            len(producers) == 1
+            and len(producers[0].users) == 1
+            and not _is(producers[0], _DEQUANTIZE)
+        ):
+            head = producers[0]
+    inputs = _activation_inputs(head)
+    if not inputs or not all(_is(producer, _DEQUANTIZE) for producer in inputs):
+        return True
+    tail = head
+    while len(tail.users) == 1 and _is(next(iter(tail.users)), _FUSED_ACTIVATIONS):
+        tail = next(iter(tail.users))
+    return not all(_is(user, _QUANTIZE) for user in tail.users)
+
+
+def _activation_inputs(node: Any) -> list[Any]:
+    """The computed tensors an op reads; weights and constants are graph inputs (placeholders)."""
+    import torch
+
+    return [
+        argument
+        for argument in node.args
+        if isinstance(argument, torch.fx.Node) and argument.op == "call_function"
+    ]
+
+
+def _executorch_threads(threads: int) -> None:
+    """ExecuTorch's thread pool is process-wide and starts at the core count."""
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+
+
+def executorch_backend(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int,
+    device: str,
+    precision: str = "fp32",
+    cache_directory: Path | None = None,
+    cache: bool = True,
+) -> MobileRunnable:
+    example, artifact = exported(
+        EXECUTORCH, model, example_input, device, precision, cache_directory, cache
+    )
+    with native_stderr_silenced():
+        from executorch.extension.pybindings import portable_lib
+
+        _executorch_threads(threads)
+        program = portable_lib._load_for_executorch_from_buffer(artifact.program)
+    inputs = (example,)
+
+    def run() -> list[torch.Tensor]:
+        return program.forward(inputs)
+
+    run()  # the first call packs XNNPACK's weights
+    return MobileRunnable(run, artifact, EXECUTORCH, precision)
+
+
+# -- per-op time from the ETDump
+
+# The runtime's own bookkeeping events, which contain the op events rather than add to them.
+_FRAMEWORK_EVENTS = (
+    "Method::init",
+    "Method::execute",
+    "DELEGATE_CALL",
+    "OPERATOR_CALL",
+    "Program::load_method",
+)
+
+
+def executorch_op_times(
+    program: bytes, example_input: torch.Tensor, *, runs: int = 20, threads: int = 1
+) -> list[OpTime]:
+    """Per-op times of an ExecuTorch program from its ETDump.
+
+    The program is loaded a second time with the event tracer on (the XNNPACK delegate then
+    logs each of its operators), run once to pack weights, then `runs` times; per event the
+    median over the runs, in ms, summed per op kind. Profiling adds a little per op, so the
+    shares are what to read, not the sum as a latency.
+    """
+    import tempfile
+
+    import torch
+
+    EXECUTORCH.check_available()
+    silence_import_notices()
+    from executorch.devtools import Inspector
+
+    with native_stderr_silenced():
+        from executorch.extension.pybindings import portable_lib
+
+        _executorch_threads(threads)
+        module = portable_lib._load_for_executorch_from_buffer(program, enable_etdump=True)
+    inputs = (example_input.detach().to("cpu", torch.float32).contiguous(),)
+    for _ in range(runs + 1):
+        module.forward(inputs)
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "program.etdp")
+        module.write_etdump_result_to_file(path)
+        with quiet():
+            inspector = Inspector(etdump_path=path)
+        totals: dict[tuple[str, bool], list[float]] = {}
+        for block in inspector.event_blocks:
+            for event in block.events:
+                name = str(event.name)
+                if event.perf_data is None or name in _FRAMEWORK_EVENTS:
+                    continue
+                raw = list(event.perf_data.raw)[-runs:]  # the first run packs weights
+                median = sorted(raw)[len(raw) // 2]
+                kind = _op_kind(name)
+                entry = totals.setdefault((kind, bool(event.is_delegated_op)), [0.0, 0])
+                entry[0] += median
+                entry[1] += 1
+    return [
+        OpTime(name, float(total), int(count), delegated)
+        for (name, delegated), (total, count) in totals.items()
+    ]
+
+
+def _op_kind(event_name: str) -> str:
+    """'Convolution (NHWC, F32) IGEMM #12' -> 'Convolution (NHWC, F32) IGEMM';
+    'native_call_mean.out' -> 'mean.out'."""
+    import re
+
+    name = re.sub(r" #\d+$", "", event_name)
+    return name.removeprefix("native_call_")
+
+
+EXECUTORCH = register(
+    Backend(
+        "executorch",
+        executorch_backend,
+        fuses=True,  # XNNPACK runs conv + BN + activation as one kernel
+        precisions=PRECISIONS,
+        modules=("executorch", "torchao"),
+        distributions=("executorch", "torchao"),
+        extra="executorch",
+        check_by_import=False,  # executorch and torchao take seconds, and log, on import
+        program=ProgramFile(
+            ".pte",
+            export_executorch,
+            "executor_runner, built for Android with the XNNPACK backend",
+            "--model_path={model} --num_executions={runs} --cpu_threads=1",
+        ),
+        mobile=True,
+        profiler=Profiler("ETDump", executorch_op_times),
+        delegate=DELEGATE,
+    )
+)
