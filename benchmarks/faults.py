@@ -7,6 +7,10 @@ The full disk is a real 4 MiB tmpfs when this process may mount one (root or CAP
 otherwise the `ablate` process is started with its one write system call (`files._write`)
 replaced by a full disk, and the table says "injected".
 
+Cases 25.5 and 25.6 are issue 25's device profiles: `fit-device` on the fewest architectures
+it accepts, and profiles with a NaN, an overflow or the wrong shape used by `predict`, `run
+--device` and `devices` (about 2 minutes).
+
     python benchmarks/faults.py            # about 5 minutes on a busy 2-core machine
     python benchmarks/faults.py --keep /tmp/faults   # keep the run directories to inspect
 """
@@ -17,6 +21,7 @@ import argparse
 import datetime as dt
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -430,6 +435,140 @@ def interrupted(root: Path) -> tuple[Row, Row]:
     return sigint, budget_row
 
 
+# -- issue 25: device profiles --------------------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHIPPED_PROFILE = REPOSITORY / "ablate" / "devices" / "pixel1.json"
+FOUR_ARCHITECTURE_RUN = REPOSITORY / "tests" / "fixtures" / "hswish_eager"
+
+
+@contextmanager
+def profile_directory(directory: Path) -> Iterator[Path]:
+    """`ablate` processes started inside the block read their user profiles from here."""
+    before = os.environ.get("ABLATE_DEVICES_DIR")
+    os.environ["ABLATE_DEVICES_DIR"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if before is None:
+            del os.environ["ABLATE_DEVICES_DIR"]
+        else:
+            os.environ["ABLATE_DEVICES_DIR"] = before
+
+
+def one_error_line(code: int, stderr: str) -> bool:
+    return code == 2 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def refused(code: int, stderr: str) -> str:
+    return "one line, exit 2" if one_error_line(code, stderr) else "NOT one line"
+
+
+def strict_json(text: str) -> bool:
+    def no_constant(name: str) -> None:
+        raise ValueError(name)
+
+    try:
+        json.loads(text, parse_constant=no_constant)
+    except ValueError:
+        return False
+    return True
+
+
+def four_architectures(root: Path) -> list[Row]:
+    """Issue 25, item 5: the fewest architectures fit-device asks for, from a table and a run."""
+    table = root / "four.csv"
+    table.write_text(
+        "model,set,latency_ms\n"
+        + "".join(f"mobilenet_v3_small,resolution={r},{r * r / 4000}\n" for r in (64, 96, 128, 160))
+    )
+    rows = []
+    with profile_directory(root / "four-profiles") as directory:
+        for source, arguments in (
+            ("--from-table", ["--from-table", str(table)]),
+            ("--from RUN", ["--from", str(FOUR_ARCHITECTURE_RUN)]),
+        ):
+            name = "table" if source == "--from-table" else "run"
+            code, stderr = finish(ablate("fit-device", name, *arguments))
+            written = directory / f"{name}.json"
+            if code == 0 and written.exists():
+                quality = json.loads(written.read_text())["quality"]
+                outcome = f"profile written: {quality['architectures']} architectures"
+            else:
+                outcome = "no profile"
+            rows.append(Row("25.5", f"fit-device on exactly 4 architectures, {source}", outcome,
+                            exit_code(code), "n/a", message(stderr)))
+    return rows
+
+
+def broken_profile(path: Path, change: Callable[[dict], object]) -> Path:
+    data = json.loads(SHIPPED_PROFILE.read_text())
+    change(data)
+    path.write_text(json.dumps(data))  # NaN and Infinity as tokens, as json.dumps writes them
+    return path
+
+
+def _zero_coefficients(data: dict) -> None:
+    for parameter in data["parameters"]:
+        parameter["value"] = 0.0
+
+
+def bad_profiles(root: Path) -> list[Row]:
+    """Issue 25, item 6: profiles with bad numbers and shapes, used by every command."""
+    spec = write_spec(root, "predicted", budget_s=1, max_rounds=6)
+    rows = []
+    with profile_directory(root / "bad-profiles") as directory:
+        directory.mkdir()
+        broken_profile(directory / "nan.json", lambda d: d["parameters"][1].update(value=math.nan))
+        broken_profile(directory / "overflow.json",
+                       lambda d: d["bootstrap"]["residuals"].__setitem__(21, 1e308))
+        broken_profile(directory / "shape.json", lambda d: d["parameters"].pop(3))
+        broken_profile(directory / "zeros.json", _zero_coefficients)
+        broken_profile(directory / "good.json", lambda d: d.update(name="good"))
+
+        def run_with(device: str, fault: str) -> Row:
+            out = root / f"runs-{device}"
+            code, stderr = finish(ablate("run", str(spec), "--out", str(out), "--device", device))
+            left = "run directory left" if out.exists() else "no run directory"
+            return Row("25.6", fault, f"{refused(code, stderr)}, {left}", exit_code(code), "n/a",
+                       message(stderr))
+
+        def predict_with(device: str, fault: str) -> Row:
+            process = ablate("predict", "mobilenet_v3_small", "--device", device, "--json")
+            stdout, stderr = process.communicate(timeout=WAIT_S)
+            code = process.returncode
+            if code == 0:
+                outcome = "printed " + ("valid JSON" if strict_json(stdout) else "INVALID JSON")
+            else:
+                outcome = refused(code, stderr)
+            return Row("25.6", fault, outcome, exit_code(code), "n/a", message(stderr))
+
+        rows.append(predict_with("nan", "predict, NaN coefficient"))
+        rows.append(run_with("nan", "run --device, NaN coefficient"))
+        rows.append(predict_with("overflow", "predict --json, a finite residual of 1e308"))
+        rows.append(predict_with("shape", "predict, 4 coefficients for a 5-term form"))
+        rows.append(run_with("zeros", "run --device, every coefficient 0 (the all-1e308 fit)"))
+
+        table = root / "huge.csv"
+        table.write_text("model,set,latency_ms\n"
+                         + "".join(f"mobilenet_v3_small,resolution={r},{1e308 if r == 96 else r}\n"
+                                   for r in (64, 96, 128, 160, 192)))
+        code, stderr = finish(ablate("fit-device", "huge", "--from-table", str(table)))
+        written = "profile written" if (directory / "huge.json").exists() else "no profile"
+        rows.append(Row("25.6", "fit-device, a 1e308 ms row", f"{refused(code, stderr)}, {written}",
+                        exit_code(code), "n/a", message(stderr)))
+
+        process = ablate("devices", "--json")
+        stdout, stderr = process.communicate(timeout=WAIT_S)
+        listed = [entry["name"] for entry in json.loads(stdout)] if strict_json(stdout) else []
+        named = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        rows.append(Row("25.6", "devices, 4 bad user profiles beside a good one",
+                        f"listed {', '.join(listed) or 'nothing'}; {len(named)} lines name "
+                        f"{sum(str(directory) in line for line in named)} files",
+                        exit_code(process.returncode), "n/a", named[0] if named else ""))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="Keep the runs here instead of a temp dir.")
@@ -437,7 +576,9 @@ def main() -> None:
         "--injected", action="store_true", help="Inject ENOSPC even where a tmpfs can be mounted."
     )
     parser.add_argument(
-        "--only", nargs="+", help="Only these cases (1 2 3 4 5 9 10; 10 includes 12)."
+        "--only",
+        nargs="+",
+        help="Only these cases (1 2 3 4 5 9 10 25.5 25.6; 10 includes 12).",
     )
     arguments = parser.parse_args()
     root = arguments.keep or Path(tempfile.mkdtemp(prefix="ablate-faults-"))
@@ -457,6 +598,8 @@ def main() -> None:
                 ("5", lambda: [ordering(root)]),
                 ("9", lambda: [out_not_a_directory(root)]),
                 ("10", lambda: list(interrupted(root))),
+                ("25.5", lambda: four_architectures(root)),
+                ("25.6", lambda: bad_profiles(root)),
             ]
             for case, run in cases:
                 if arguments.only and case not in arguments.only:
