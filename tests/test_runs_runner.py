@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -9,12 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 import ablate.runs.runner as runner_module
+from ablate import __version__
 from ablate.analysis.coalitions import CoalitionSpace
 from ablate.cli import app
 from ablate.errors import AblateError
-from ablate.runs.schema import load_results
+from ablate.measurement.results import NoiseFlag, RatioEstimate, VariantResult
+from ablate.runs.results import new_results, with_latencies
+from ablate.runs.runner import count_unit, plan_units
+from ablate.runs.schema import Delegation, Measurement, RuntimeRecord, Variant, load_results
 from ablate.runs.storage import read_rounds
 from ablate.services.experiment import run_experiment
+from ablate.spec import load_spec_text
+from ablate.spec.model import ExperimentSpec
 
 TINY_SPEC = """\
 name: tiny
@@ -263,3 +271,124 @@ def test_quick_run_of_a_shipped_experiment(tmp_path: Path) -> None:
     assert len({variant.measured_as for variant in results.variants}) == 7
     assert all(variant.latency is not None for variant in results.variants)
     assert results.measurement is not None and results.measurement.budget_s <= 10
+
+
+# -- the one constructor of the results, shared by the runner and `ablate ingest` ---------------
+
+
+def _timed(name: str, median_ms: float, flags: tuple[NoiseFlag, ...] = ()) -> VariantResult:
+    ratio = None if name == "published" else RatioEstimate(median_ms / 10.0, (0.9, 1.1))
+    return VariantResult(
+        name=name,
+        median_ms=median_ms,
+        iqr_ms=0.5,
+        ci95_ms=(median_ms - 0.25, median_ms + 0.25),
+        rounds=12,
+        instances=3,
+        iterations_per_round=2,
+        warmup_runs=4,
+        ratio_to_baseline=ratio,
+        significant=None if ratio is None else True,
+        flags=flags,
+        samples_ms=(median_ms,) * 12,
+    )
+
+
+def _record(runtime: str) -> RuntimeRecord:
+    return RuntimeRecord(
+        runtime=runtime,
+        versions={runtime: "1.0"},
+        precision="fp32",
+        export_seconds=1.5,
+        export_cached=False,
+        program_bytes=1234,
+        delegation=Delegation(
+            delegate="XNNPACK", delegated={"conv": 3}, outside={}, fp32={}, flagged=False
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_counts() -> tuple[ExperimentSpec, list[Variant]]:
+    """TINY_SPEC and its four variants as counting leaves them (three distinct units)."""
+    spec = load_spec_text(TINY_SPEC, "tiny.yaml")
+    counted = [v for unit in plan_units(spec) for v in count_unit(unit, spec, "fp32")[1]]
+    return spec, counted
+
+
+def test_a_new_run_starts_from_its_spec_and_environment(
+    tiny_counts: tuple[ExperimentSpec, list[Variant]],
+) -> None:
+    spec, _ = tiny_counts
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    results = new_results(spec, {"threads": 1, "backend": "eager"})
+    created = dt.datetime.fromisoformat(results.created)
+    assert before <= created <= dt.datetime.now(dt.timezone.utc)
+    assert (results.status, results.experiment) == ("counting", "tiny")
+    assert results.baseline == "published" and results.description is None
+    assert results.ablate_version == __version__ and not results.quick
+    assert results.spec == spec.to_json() and results.spec["measure"]["max_rounds"] == 24
+    assert results.environment == {"threads": 1, "backend": "eager"}
+    assert results.variants == [] and results.measurement is None and results.attribution is None
+
+
+def test_every_variant_takes_the_latency_and_runtime_of_the_unit_it_was_timed_as(
+    tiny_counts: tuple[ExperimentSpec, list[Variant]],
+) -> None:
+    spec, counted = tiny_counts
+    assert [(v.name, v.measured_as) for v in counted] == [
+        ("published", "published"),
+        ("same-as-published", "published"),
+        ("relu", "relu"),
+        ("no-se", "no-se"),
+    ]
+    drift = NoiseFlag("drift", "+3% from the first to the last third")
+    latencies = [_timed("published", 10.0), _timed("relu", 12.0, (drift,)), _timed("no-se", 8.0)]
+    measurement = Measurement(
+        stop_reason="budget",
+        rounds=12,
+        elapsed_s=3.0,
+        backend="executorch",
+        device="cpu",
+        batch=1,
+        threads=1,
+        target_ci=0.001,
+        budget_s=3.0,
+        seed=0,
+    )
+    results = new_results(
+        spec,
+        {},
+        status="profiled",
+        variants=counted,
+        latencies=latencies,
+        runtimes={"relu": _record("executorch")},
+        measurement=measurement,
+    )
+    assert results.status == "profiled" and results.measurement == measurement
+    by_name = {v.name: v for v in results.variants}
+    assert list(by_name) == ["published", "same-as-published", "relu", "no-se"]
+    medians = {name: v.latency.median_ms for name, v in by_name.items() if v.latency}
+    assert medians == {"published": 10.0, "same-as-published": 10.0, "relu": 12.0, "no-se": 8.0}
+    relu = by_name["relu"].latency
+    assert relu is not None and relu.ratio_to_baseline is not None
+    assert relu.ratio_to_baseline.median == pytest.approx(1.2)
+    assert [(f.name, f.detail) for f in relu.flags] == [(drift.name, drift.detail)]
+    assert by_name["published"].latency.ratio_to_baseline is None  # type: ignore[union-attr]
+    assert by_name["relu"].runtime == _record("executorch")
+    assert [by_name[n].runtime for n in ("published", "same-as-published", "no-se")] == [None] * 3
+    # The counts are the counted ones, untouched.
+    assert [v.macs for v in results.variants] == [v.macs for v in counted]
+    # A unit left untimed is a bug of the caller, never a variant without a latency.
+    with pytest.raises(ValueError, match="no latency for the timed units no-se, relu"):
+        with_latencies(counted, latencies[:1], {})
+
+
+def test_the_results_model_is_built_in_one_place() -> None:
+    package = Path(runner_module.__file__).parent.parent
+    builders = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Results":
+                builders.add(path.relative_to(package).as_posix())
+    assert builders == {"runs/results.py"}

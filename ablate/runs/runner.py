@@ -8,7 +8,6 @@ typed results model throughout: what is saved is what every reader validates.
 
 from __future__ import annotations
 
-import datetime as dt
 import platform
 import shlex
 import time
@@ -26,12 +25,12 @@ from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
     PRECISION_BYTES,
     count_entry,
-    latency_entry,
     measurement_entry,
     op_time_entry,
     runtime_profile_entry,
     with_time_shares,
 )
+from ablate.runs.results import new_results, with_latencies
 from ablate.runs.schema import (
     RESULTS_NAME,
     Latency,
@@ -340,19 +339,7 @@ class Run:
         write_json_atomic(self.directory / RESOLVED_SPEC_NAME, resolved)
         write_text_atomic(self.directory / SPEC_NAME, self.spec.source_text)
         write_json_atomic(self.directory / ENVIRONMENT_NAME, environment)
-        results = Results(
-            status="counting",
-            ablate_version=__version__,
-            experiment=self.spec.name,
-            description=self.spec.description,
-            quick=self.spec.measure.quick,
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            spec=resolved,
-            environment=environment,
-            baseline=self.spec.baseline,
-            variants=[],
-        )
-        self.save(results)
+        self.save(new_results(self.spec, environment))
 
     def update(self, status: Status | None = None, **changes: Any) -> None:
         """Replace fields of the results (and the status) and save them atomically."""
@@ -442,13 +429,6 @@ class Run:
             seed=settings.seed,
         )
         calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
-        latencies = {
-            unit.name: {
-                "latency": latency_entry(result.variant(unit.name)),
-                "runtime": runtimes.get(unit.name),
-            }
-            for unit in self.units
-        }
         # The run's budget and its whole measuring time, not this session's share of them.
         measurement = measurement_entry(result, calibration).model_copy(
             update={
@@ -456,7 +436,8 @@ class Run:
                 "elapsed_s": recorded.elapsed_s + result.elapsed_s,
             }
         )
-        self.update("measured", variants=self.updated_variants(latencies), measurement=measurement)
+        variants = with_latencies(self.state.variants, result.variants, runtimes)
+        self.update("measured", variants=variants, measurement=measurement)
 
     def _prepare(self, copies: int) -> tuple[dict[str, list[Any]], dict[str, RuntimeRecord]]:
         """Every unit's runnables, `copies` separately built copies of one realistic network

@@ -6,18 +6,19 @@ attribution stage of the runner.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ablate import __version__
 from ablate.errors import InputFileError
 from ablate.files import write_json_atomic, write_text_atomic
+from ablate.measurement.results import NoiseFlag, VariantResult
 from ablate.services.bundle_format import (
     DEVICE_RECORD_NAME,
     MANIFEST_NAME,
@@ -86,7 +87,7 @@ def summarise_rounds(
     seed: int,
     iterations: int,
     warmup_runs: int,
-) -> tuple[Any, ...]:
+) -> tuple[VariantResult, ...]:
     """`summarise` over the driver's rounds, with the warm-up it recorded (one instance)."""
     import numpy as np
 
@@ -112,16 +113,16 @@ def summarise_rounds(
     )
 
 
-def thermal_flag(result: Any, temperatures: tuple[float | None, float | None]) -> Any:
+def thermal_flag(
+    result: VariantResult, temperatures: tuple[float | None, float | None]
+) -> NoiseFlag | None:
     """A `thermal_drift` flag when the latency drifted upward (later rounds slower)."""
-    from ablate.runs.schema import Flag
-
     drift = next((flag for flag in result.flags if flag.name == "drift"), None)
     if drift is None or "+" not in drift.detail:
         return None
     start, end = temperatures
     heat = "" if start is None or end is None else f" ({start:.0f} °C -> {end:.0f} °C)"
-    return Flag(
+    return NoiseFlag(
         name=THERMAL_DRIFT,
         detail=f"later rounds slower{heat}: the device probably throttled; let it cool, "
         "lower the budget or add a pause between rounds",
@@ -140,9 +141,9 @@ def ingest(
     Everything is checked before anything is written; the run directory is built beside its
     final place and renamed into it, so a failure leaves nothing behind.
     """
-    from ablate.runs.entries import latency_entry
+    from ablate.runs.results import new_results
     from ablate.runs.runner import Run, SilentProgress
-    from ablate.runs.schema import RESULTS_NAME, Measurement, Results, RuntimeRecord, Variant
+    from ablate.runs.schema import RESULTS_NAME, Measurement, RuntimeRecord, Variant
     from ablate.runs.storage import (
         ENVIRONMENT_NAME,
         JOURNAL_NAME,
@@ -186,29 +187,15 @@ def ingest(
         environment["measured_on_device"]["temperature_start_c"],
         environment["measured_on_device"]["temperature_end_c"],
     )
-    latencies: dict[str, Any] = {}
+    latencies = []
     for result in results:
-        latency = latency_entry(result)
         flag = thermal_flag(result, heat)
-        if flag is not None:
-            latency = latency.model_copy(update={"flags": [*latency.flags, flag]})
-        latencies[result.name] = latency
+        latencies.append(result if flag is None else replace(result, flags=(*result.flags, flag)))
     runtimes = {
         unit["name"]: RuntimeRecord.model_validate(unit["runtime"])
         for unit in manifest["units"]
         if unit.get("runtime")
     }
-    variants = []
-    for data in manifest["variants"]:
-        variant = Variant.model_validate(data)
-        variants.append(
-            variant.model_copy(
-                update={
-                    "latency": latencies[variant.measured_as],
-                    "runtime": runtimes.get(variant.measured_as),
-                }
-            )
-        )
     stop = record.get("stop_reason")
     measurement = Measurement(
         stop_reason=stop if stop in ("budget", "max_rounds", "target") else "max_rounds",
@@ -223,18 +210,14 @@ def ingest(
         budget_s=settings.budget_s,
         seed=settings.seed,
     )
-    state = Results(
+    state = new_results(
+        spec,
+        environment,
         status="profiled",
-        ablate_version=__version__,
-        experiment=spec.name,
-        description=spec.description,
-        quick=spec.measure.quick,
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        spec=spec.to_json(),
-        environment=environment,
-        baseline=spec.baseline,
+        variants=[Variant.model_validate(data) for data in manifest["variants"]],
+        latencies=latencies,
+        runtimes=runtimes,
         measurement=measurement,
-        variants=variants,
     )
 
     # The run's name is claimed first, atomically (a concurrent run takes the next suffix);
