@@ -164,11 +164,11 @@ def test_merged_order_places_removed_blocks_after_their_predecessor() -> None:
     assert merged_order(["x", "stem"], ["stem"]) == ["x", "stem"]
 
 
-def test_identical_blocks_are_left_out_and_time_is_estimated_for_eager_only() -> None:
+def test_identical_blocks_are_left_out_and_time_is_estimated_only_when_asked() -> None:
     before = [_block("stem", 100, 0.5), _block("blocks.0", 200, 0.5)]
     after = [_block("stem", 100, 0.4), _block("blocks.0", 150, 0.6)]
     changes = block_changes(
-        before, after, baseline_median_ms=10.0, variant_median_ms=12.0, backend="eager"
+        before, after, baseline_median_ms=10.0, variant_median_ms=12.0, estimate=True
     )
     assert [change.name for change in changes] == ["blocks.0"]
     (change,) = changes
@@ -178,7 +178,7 @@ def test_identical_blocks_are_left_out_and_time_is_estimated_for_eager_only() ->
     assert change.share_delta_points == pytest.approx(10.0)
     assert change.opposite  # MACs -25%, time +44%
     fused = block_changes(
-        before, after, baseline_median_ms=10.0, variant_median_ms=12.0, backend="compile"
+        before, after, baseline_median_ms=10.0, variant_median_ms=12.0, estimate=False
     )
     assert fused[0].time_delta_ms is None and not fused[0].opposite
 
@@ -187,7 +187,7 @@ def test_small_block_time_moves_are_noise() -> None:
     before = [_block("blocks.0", 200, 0.5)]
     after = [_block("blocks.0", 150, 0.51)]
     (change,) = block_changes(
-        before, after, baseline_median_ms=10.0, variant_median_ms=10.0, backend="eager"
+        before, after, baseline_median_ms=10.0, variant_median_ms=10.0, estimate=True
     )
     assert change.time_direction == 0 and not change.opposite
 

@@ -204,10 +204,12 @@ def variant(name: str, ratio: float | None, significant: bool | None) -> Variant
 
 
 def test_verdicts():
-    assert verdict(variant("b", None, None)).plain == "baseline"
-    assert verdict(variant("s", 1.031, True)).plain == "3.1% slower"
-    assert verdict(variant("f", 0.93, True)).plain == "7.0% faster"
-    assert verdict(variant("n", 1.004, False)).plain == "no significant difference"
+    from ablate.runs.entries import latency_entry
+
+    assert verdict(latency_entry(variant("b", None, None))).plain == "baseline"
+    assert verdict(latency_entry(variant("s", 1.031, True))).plain == "3.1% slower"
+    assert verdict(latency_entry(variant("f", 0.93, True))).plain == "7.0% faster"
+    assert verdict(latency_entry(variant("n", 1.004, False))).plain == "no significant difference"
 
 
 def test_latency_table_marks_flagged_variants():
@@ -231,13 +233,14 @@ def test_latency_table_marks_flagged_variants():
         seed=0,
         environment=environment,
     )
+    rendered = bench_module.bench_results(bench_module.BenchReport(result, (), calibrated=False))
     console = Console(record=True, width=160)
-    console.print(latency_table(result))
+    console.print(latency_table(rendered))
     text = console.export_text()
     assert "fast !" in text and "base !" not in text
     assert "0.9300 [0.9250, 0.9350]" in text
     assert "10.000 [9.900, 10.100]" in text
-    notes = flag_notes(result)
+    notes = flag_notes(rendered)
     assert notes is not None
     assert "fast: high_iqr" in notes.plain
     assert "busy machine: load average 3.5 on 2 cores" in notes.plain
@@ -276,12 +279,13 @@ def test_bench_shows_the_runtime_kernel_shares_beside_the_eager_ones():
         runtime_profile=RuntimeProfile(profiler="ETDump", runs=10, ops=kernels),
     )
     console = Console(record=True, width=160)
-    console.print(bench_report(dataclasses.replace(report, breakdowns=(profiled,))))
+    profiled_report = dataclasses.replace(report, breakdowns=(profiled,))
+    console.print(bench_report(bench_module.bench_results(profiled_report)))
     text = console.export_text()
     assert "Time share by op (profiled, eager)" in text  # the eager shares stay
     assert "Time share by kernel (profiled, eager fp32, ETDump)" in text
     assert "_to_dim_order_copy.out (outside the delegate)" in text and "90.0%" in text
     # Without a runtime profile (eager here, LiteRT), no kernel table.
     console = Console(record=True, width=160)
-    console.print(bench_report(report))
+    console.print(bench_report(bench_module.bench_results(report)))
     assert "Time share by kernel" not in console.export_text()

@@ -32,14 +32,51 @@ def test_attribution_report_with_a_second_backend() -> None:
     for name in PLOTS.values():
         assert f"]({name})" in text
     assert "## Attribution: mobilenet_v2 -> v2+v3_choices" in text
-    assert "-30M MAdds; -7 ms, 11% of the running time (64 ms)" in text
-    assert "-10M MAdds; -2 ms" in text
-    assert "(51.4 vs 50.5 ms)" in text
+    # No published figures: the spec gave no `reference`, and none are written in the code.
+    assert "published (" not in text and "MAdds;" not in text
     assert "### One factor at a time" in text and "### Cumulative path" in text
     assert "## Against a second run" in text
     words = _words(text)
     assert "Speeding it up (Shapley share, interval below zero): stem_channels" in words
     assert "On the compile backend" in words
+
+
+def _published_ends(document: dict[str, Any]) -> None:
+    """The spec's `reference` of the two published models, on the attribution's end models
+    (the `from` end as the run's own variant, the `to` end on a variant timed as it)."""
+    references = {
+        "to:{}": {"latency_ms": 64, "madds_m": 300, "source": "V3 paper Table 3, Pixel-1"},
+        "to:{stem_channels,activation,last_stage}": {
+            "latency_ms": 51,
+            "params_m": 5.4,
+            "madds_m": 219,
+            "source": "V3 paper Table 3, Pixel-1",
+        },
+    }
+    for variant in document["variants"]:
+        variant["reference"] = references.get(variant["name"])
+
+
+def test_the_published_total_comes_from_the_specs_references() -> None:
+    text = render_markdown(modified_results("why_eager", _published_ends), plots=PLOTS)
+    assert (
+        "| verdict | MACs Δ | FLOPs Δ | bytes unfused Δ | bytes fused Δ | published (the spec's "
+        "references) |"
+    ) in text
+    # The figures both ends give (params only one), beside the total; none beside a factor.
+    assert (
+        "| +20.69 MB | 64 ms -> 51 ms; 300M MAdds -> 219M MAdds (V3 paper Table 3, Pixel-1) |"
+        in text
+    )
+    assert "| -1.61 MB |  |" in text  # stem_channels
+    assert "quoted from the references the spec gave the two end models" in _words(text)
+    # One end without a reference: nothing to quote, no column.
+    def from_end_only(document: dict[str, Any]) -> None:
+        _published_ends(document)
+        document["variants"][-1]["reference"] = None
+
+    text = render_markdown(modified_results("why_eager", from_end_only), plots=PLOTS)
+    assert "published (" not in text
 
 
 def test_quick_run_report_marks_opposite_directions() -> None:
@@ -70,12 +107,16 @@ def test_counts_only_report() -> None:
     assert "## Attribution" not in text
 
 
-def test_the_published_pair_gets_the_papers_total() -> None:
+def test_the_published_pair_gets_no_figures_the_spec_did_not_give() -> None:
     def published(document: dict[str, Any]) -> None:
         document["attribution"]["to"] = "mobilenet_v3_large"
 
     text = render_markdown(modified_results("why_eager", published), plots={})
-    assert "300M -> 219M MAdds; 64 -> 51 ms (V3 Table 3, Pixel-1)" in text
+    assert "published (" not in text and "219M" not in text
+    text = render_markdown(
+        modified_results("why_eager", lambda d: (published(d), _published_ends(d))), plots={}
+    )
+    assert "64 ms -> 51 ms; 300M MAdds -> 219M MAdds (V3 paper Table 3, Pixel-1) |" in text
 
 
 def test_markdown_table_cells_escape_pipes() -> None:
@@ -189,12 +230,13 @@ def test_a_runtime_profiled_run_reports_its_kernels_beside_the_eager_shares() ->
     ) in words
 
 
-def _unprofiled_on(runtime: str) -> Any:
-    """A results edit: every variant ran on `runtime`, with no runtime profile."""
+def _unprofiled_on(runtime: str, **recorded: str | None) -> Any:
+    """A results edit: every variant ran on `runtime`, with no runtime profile; `recorded`:
+    what a file of this version records beside (its `profiler`), absent from older files."""
 
     def edit(document: dict[str, Any]) -> None:
         for variant in document["variants"]:
-            variant["runtime"] = _runtime(None, runtime=runtime)
+            variant["runtime"] = {**_runtime(None, runtime=runtime), **recorded}
 
     return edit
 
@@ -208,6 +250,12 @@ def test_a_runtime_without_a_profiler_says_the_shares_are_eager() -> None:
 
 
 def test_a_runtime_this_version_does_not_know_still_renders() -> None:
-    results = modified_results("hswish_eager", _unprofiled_on("someday"))
+    # The results say what the report needs: a later runtime with a profiler not run yet ...
+    results = modified_results("hswish_eager", _unprofiled_on("someday", profiler="SomeTrace"))
     text = _words(render_markdown(results, plots={}))
     assert "Per-op time shares in this report come from the eager PyTorch profile." in text
+    assert "no per-op profiler" not in text
+    # ... and one without.
+    results = modified_results("hswish_eager", _unprofiled_on("someday", profiler=None))
+    text = _words(render_markdown(results, plots={}))
+    assert "eager PyTorch profile: someday's Python API has no per-op profiler" in text

@@ -30,8 +30,8 @@ LAYERS = (
     "spec",
     "runs",
     "devices",  # fits and predicts from counts and runs; services and commands use it
+    "report",  # renders the results model; the services call it
     "services",
-    "report",
     "commands",
 )
 
@@ -54,6 +54,11 @@ def test_packages_import_only_upstream_packages() -> None:
     for package, targets in _package_imports().items():
         for target in targets:
             assert LAYERS.index(target) < LAYERS.index(package), f"{package} imports {target}"
+
+
+def test_reports_read_the_results_model_only() -> None:
+    # What a report needs of a backend (fuses, profiler, delegate) travels in the results.
+    assert not _package_imports()["report"] & {"measurement", "services"}
 
 
 def test_every_stored_metric_is_a_field_of_the_results_model() -> None:

@@ -186,7 +186,7 @@ def report_command(
     out: OutOption = Path("runs"),
 ) -> None:
     """Write a report of a run: Markdown with figures, or the comparison as JSON or CSV."""
-    from ablate.report.write import ReportRequest, write_reports
+    from ablate.services.experiment import ReportRequest, write_reports
 
     wanted = (("markdown", markdown), ("json", json_output), ("csv", csv_output))
     formats = [name for name, chosen in wanted if chosen] or ["markdown"]

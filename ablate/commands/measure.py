@@ -82,7 +82,7 @@ def bench_command(
     from rich.console import Console
 
     from ablate.report.bench_console import bench_report
-    from ablate.services.bench import bench_to_dict, run_bench
+    from ablate.services.bench import bench_results, bench_to_dict, run_bench
     from ablate.spec.source import parse_set_options
 
     report = run_bench(
@@ -104,7 +104,7 @@ def bench_command(
     if json_output:
         typer.echo(json.dumps(bench_to_dict(report), indent=2))
     else:
-        Console().print(bench_report(report))
+        Console().print(bench_report(bench_results(report)))
 
 
 # `ablate calibrate`: options in, one library call (`calibrate_machine`), render.
@@ -124,6 +124,7 @@ def calibrate_command(
 
     from ablate.measurement.calibration import calibrate_machine
     from ablate.report.bench_console import calibration_report
+    from ablate.runs.bench import MachineCalibration
 
     outcome = calibrate_machine(threads=threads, device=device, force=force)
     if json_output:
@@ -131,4 +132,4 @@ def calibrate_command(
         data.update(path=str(outcome.path), source=outcome.source)
         typer.echo(json.dumps(data, indent=2))
     else:
-        Console().print(calibration_report(outcome))
+        Console().print(calibration_report(MachineCalibration.of(outcome)))

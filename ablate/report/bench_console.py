@@ -1,4 +1,5 @@
-"""Pure functions: measurement records -> rich renderables. Nothing here measures or prints."""
+"""`ablate bench` and `ablate calibrate`: pure functions of their results model (`runs.bench`)
+to rich renderables. Nothing here measures or prints."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ablate.measurement.calibration import CalibrationOutcome
-from ablate.measurement.results import STOP_REASONS, LatencyResult, VariantResult
-from ablate.services.bench import BenchReport, Breakdown
+from ablate.runs.bench import BenchResults, MachineCalibration, TimeBreakdown
+from ablate.runs.schema import STOP_REASONS, Latency
 
 
-def verdict(variant: VariantResult) -> Text:
-    ratio = variant.ratio_to_baseline
+def verdict(latency: Latency) -> Text:
+    ratio = latency.ratio_to_baseline
     if ratio is None:
         return Text("baseline", style="dim")
-    if not variant.significant:
+    if not latency.significant:
         return Text("no significant difference", style="yellow")
     word = "slower" if ratio.median > 1 else "faster"
-    return Text(f"{abs(ratio.percent_change):.1f}% {word}", style="bold")
+    return Text(f"{abs(ratio.median - 1) * 100:.1f}% {word}", style="bold")
 
 
-def latency_table(result: LatencyResult) -> Table:
+def latency_table(result: BenchResults) -> Table:
     table = Table(title="Latency per forward pass (95% intervals)", title_justify="left")
     table.add_column("variant", overflow="fold")
     table.add_column("median ms", justify="right")
@@ -31,49 +31,51 @@ def latency_table(result: LatencyResult) -> Table:
     table.add_column("ratio to baseline", justify="right")
     table.add_column("verdict")
     for variant in result.variants:
-        ratio = variant.ratio_to_baseline
-        low, high = variant.ci95_ms
+        latency = variant.latency
+        ratio = latency.ratio_to_baseline
+        low, high = latency.ci95_ms
         name = Text(variant.name)
-        if variant.flags:
+        if latency.flags:
             name.append(" !", style="bold red")  # details in the notes below the table
         table.add_row(
             name,
-            f"{variant.median_ms:.3f} [{low:.3f}, {high:.3f}]",
-            f"{variant.iqr_ms:.3f}",
+            f"{latency.median_ms:.3f} [{low:.3f}, {high:.3f}]",
+            f"{latency.iqr_ms:.3f}",
             "-"
             if ratio is None
             else f"{ratio.median:.4f} [{ratio.ci95[0]:.4f}, {ratio.ci95[1]:.4f}]",
-            verdict(variant),
+            verdict(latency),
         )
     return table
 
 
-def run_summary(result: LatencyResult) -> Text:
-    environment = result.environment
-    threads = "thread" if result.threads == 1 else "threads"
+def run_summary(result: BenchResults) -> Text:
+    measurement, environment = result.measurement, result.environment
+    threads = "thread" if measurement.threads == 1 else "threads"
     return Text(
-        f"Stopped after {result.rounds} rounds, {result.elapsed_s:.1f} s: "
-        f"{STOP_REASONS[result.stop_reason]} (target +/-{result.target_ci:.1%}, "
-        f"budget {result.budget_s:g} s).\n"
-        f"{result.backend} {result.precision} on {result.device} ({environment.device_name}), "
-        f"{result.threads} "
-        f"{threads}, batch {result.batch}, channels_last {environment.channels_last}, "
-        f"flush denormal {environment.flush_denormal}, torch {environment.torch_version}, "
-        f"load average {environment.load_average:.1f} on {environment.logical_cores} cores."
+        f"Stopped after {measurement.rounds} rounds, {measurement.elapsed_s:.1f} s: "
+        f"{STOP_REASONS[measurement.stop_reason]} (target +/-{measurement.target_ci:.1%}, "
+        f"budget {measurement.budget_s:g} s).\n"
+        f"{measurement.backend} {measurement.precision} on {measurement.device} "
+        f"({environment['device_name']}), {measurement.threads} {threads}, batch "
+        f"{measurement.batch}, channels_last {environment['channels_last']}, flush denormal "
+        f"{environment['flush_denormal']}, torch {environment['torch_version']}, load average "
+        f"{environment['load_average']:.1f} on {environment['logical_cores']} cores."
     )
 
 
-def flag_notes(result: LatencyResult) -> Text | None:
+def flag_notes(result: BenchResults) -> Text | None:
     lines = [
         f"! {variant.name}: {flag.name}: {flag.detail}"
         for variant in result.variants
-        for flag in variant.flags
+        for flag in variant.latency.flags
     ]
     environment = result.environment
-    if environment.busy:
+    # Above the core count, other jobs shared the caches and memory bus (setup.Environment).
+    if environment["load_average"] > environment["logical_cores"]:
         lines.append(
-            f"! busy machine: load average {environment.load_average:.1f} on "
-            f"{environment.logical_cores} cores; other jobs share the caches and memory bus, "
+            f"! busy machine: load average {environment['load_average']:.1f} on "
+            f"{environment['logical_cores']} cores; other jobs share the caches and memory bus, "
             f"which can move models of different memory intensity by different amounts"
         )
     return Text("\n".join(lines), style="red") if lines else None
@@ -97,69 +99,61 @@ def share_table(title: str, columns: Sequence[tuple[str, Sequence[tuple[str, flo
     return table
 
 
-def roofline_table(breakdown: Breakdown) -> Table | None:
+def roofline_table(breakdown: TimeBreakdown) -> Table | None:
     roofline = breakdown.roofline
     if roofline is None:
         return None
     table = Table(title=Text(f"Roofline: {breakdown.variant}"), title_justify="left")
     for column in ("block", "MFLOPs", "MB moved", "bound ms", "bound by", "measured ms*"):
         table.add_column(column, justify="left" if column in ("block", "bound by") else "right")
-    shares = {share.name: share.share for share in breakdown.profile.by_group()}
-    measured = roofline.measured_seconds
+    shares = breakdown.shares.by_block
+    measured = roofline.measured_ms
     for block in roofline.blocks:
         estimate = "-"
         if measured is not None and block.name in shares:
-            estimate = f"{measured * shares[block.name] * 1e3:.3f}"
+            estimate = f"{measured * shares[block.name]:.3f}"
         table.add_row(
             block.name,
             f"{block.flops / 1e6:.1f}",
             f"{block.bytes_moved / 1e6:.2f}",
-            f"{block.minimum_seconds * 1e3:.3f}",
+            f"{block.minimum_ms:.3f}",
             block.bound,
             estimate,
         )
-    caption = f"Sum of bounds {roofline.minimum_seconds * 1e3:.3f} ms"
+    caption = f"Sum of bounds {roofline.minimum_ms:.3f} ms"
     if measured is not None and roofline.attainment is not None:
-        caption += (
-            f" vs measured {measured * 1e3:.3f} ms: {roofline.attainment:.0%} of the roofline"
-        )
+        caption += f" vs measured {measured:.3f} ms: {roofline.attainment:.0%} of the roofline"
     table.caption = caption + ". *The measured median split by profiled shares."
     return table
 
 
-def bench_report(report: BenchReport) -> Group:
-    parts: list[RenderableType] = [latency_table(report.latency), run_summary(report.latency)]
-    notes = flag_notes(report.latency)
+def bench_report(report: BenchResults) -> Group:
+    parts: list[RenderableType] = [latency_table(report), run_summary(report)]
+    notes = flag_notes(report)
     if notes is not None:
         parts.append(notes)
     if report.breakdowns:
         parts.append(
             share_table(
                 "Time share by block (profiled, eager)",
-                [
-                    (b.variant, [(s.name, s.share) for s in b.profile.by_group()])
-                    for b in report.breakdowns
-                ],
+                [(b.variant, list(b.shares.by_block.items())) for b in report.breakdowns],
             )
         )
         parts.append(
             share_table(
                 "Time share by op (profiled, eager)",
-                [
-                    (b.variant, [(s.name, s.share) for s in b.profile.by_operator()])
-                    for b in report.breakdowns
-                ],
+                [(b.variant, list(b.shares.by_operator.items())) for b in report.breakdowns],
             )
         )
         profiled = [b for b in report.breakdowns if b.runtime_profile is not None]
         if profiled:
-            latency = report.latency
+            measurement = report.measurement
             first = profiled[0].runtime_profile
             assert first is not None
             parts.append(
                 share_table(
-                    f"Time share by kernel (profiled, {latency.backend} {latency.precision}, "
-                    f"{first.profiler})",
+                    f"Time share by kernel (profiled, {measurement.backend} "
+                    f"{measurement.precision}, {first.profiler})",
                     [
                         (b.variant, [(op.label, op.share) for op in b.runtime_profile.ops])
                         for b in profiled
@@ -175,15 +169,14 @@ def bench_report(report: BenchReport) -> Group:
     return Group(*parts)
 
 
-def calibration_report(outcome: CalibrationOutcome) -> Group:
-    calibration = outcome.calibration
+def calibration_report(calibration: MachineCalibration) -> Group:
     table = Table(title="Calibration", title_justify="left", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    table.add_row("CPU", Text(calibration.key.cpu_model))
-    table.add_row("device", calibration.key.device)
-    table.add_row("threads", str(calibration.key.threads))
-    table.add_row("torch", calibration.key.torch_version)
+    table.add_row("CPU", Text(calibration.cpu_model))
+    table.add_row("device", calibration.device)
+    table.add_row("threads", str(calibration.threads))
+    table.add_row("torch", calibration.torch_version)
     table.add_row(
         f"peak fp32 ({calibration.matrix_size}^2 matmul)",
         f"{calibration.peak_flop_per_second / 1e9:.1f} GFLOP/s",
@@ -195,8 +188,8 @@ def calibration_report(outcome: CalibrationOutcome) -> Group:
     ridge = calibration.peak_flop_per_second / calibration.bandwidth_bytes_per_second
     table.add_row("ridge point", f"{ridge:.1f} FLOP/byte")
     notes = {
-        "cache": f"From the cache {outcome.path} (--force to measure again).",
-        "measured": f"Measured and cached in {outcome.path}.",
-        "replaced_corrupt": f"Measured again: {outcome.detail}; replaced.",
+        "cache": f"From the cache {calibration.path} (--force to measure again).",
+        "measured": f"Measured and cached in {calibration.path}.",
+        "replaced_corrupt": f"Measured again: {calibration.detail}; replaced.",
     }
-    return Group(table, Text(notes[outcome.source]))
+    return Group(table, Text(notes[calibration.source]))

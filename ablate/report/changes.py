@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ablate.analysis.record import Direction, sign
-from ablate.measurement.profile import PROFILE_BACKEND
 from ablate.metrics import PER_BLOCK
 from ablate.runs.schema import BlockCounts
 
@@ -43,9 +42,9 @@ class CountChange:
 #
 # Block time: the profiled share of the forward time. Shares are of each model's own total, so
 # a share can rise while the block got faster; the estimate in ms (share x the model's median
-# latency) compares across models. The profile runs in eager mode, so the estimate is made only
-# for runs measured on the eager backend; for a fused backend the eager shares say nothing about
-# where the backend spends its time.
+# latency) compares across models. The estimate is made only where the profile ran the backend
+# that was timed (the results say which: eager PyTorch's profiler runs eager); for a fused
+# backend the eager shares say nothing about where the backend spends its time.
 
 BlockStatus = Literal["changed", "added", "removed"]
 # A profiled block time moving less than this (relative) is within the profiler's noise:
@@ -148,10 +147,10 @@ def block_changes(
     *,
     baseline_median_ms: float | None,
     variant_median_ms: float | None,
-    backend: str | None,
+    estimate: bool,
 ) -> tuple[BlockChange, ...]:
-    """The blocks that differ, in the variant's execution order, removed ones where they were."""
-    estimate = backend == PROFILE_BACKEND
+    """The blocks that differ, in the variant's execution order, removed ones where they were;
+    with `estimate`, each side's time share of its median latency in milliseconds."""
     before: Mapping[str, BlockCounts] = {block.name: block for block in baseline}
     after: Mapping[str, BlockCounts] = {block.name: block for block in variant}
     changes = []

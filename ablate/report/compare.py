@@ -32,7 +32,7 @@ from ablate.report.changes import (
     block_changes,
     sign,
 )
-from ablate.runs.schema import Flag, Latency, Results, Variant
+from ablate.runs.schema import EAGER_PROFILE, Flag, Latency, Results, Variant
 
 # Op kinds that launch no kernel (reshapes), left out of the operator count.
 KERNEL_FREE_KINDS = frozenset({"view"})
@@ -124,6 +124,9 @@ class Comparison:
     status: str
     backend: str | None  # None when the run has no measurement yet
     rows: tuple[VariantComparison, ...]
+    fuses: bool | None = None  # the backend's traffic is the fused view; None: not measured
+    # The profiled time shares split the measured latency (the profile ran the timed backend).
+    time_estimates: bool = False
     runtime_profiler: str | None = None  # e.g. "executorch ETDump", when the runtime profiled
 
     @property
@@ -170,7 +173,9 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
     name = check_baseline(results, baseline)
     reference = results.variant(name)
     measured_reference = _measured_baseline(results)
-    backend = results.measurement.backend if results.measurement else None
+    measurement = results.measurement
+    backend = measurement.backend if measurement else None
+    estimates = _profiled_as_timed(results)
     rows = tuple(
         VariantComparison(
             name=variant.name,
@@ -189,7 +194,7 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
                 variant.blocks,
                 baseline_median_ms=_median(reference),
                 variant_median_ms=_median(variant),
-                backend=backend,
+                estimate=estimates,
             ),
             operator_shares=_operator_shares(reference, variant),
             runtime_operator_shares=_runtime_operator_shares(reference, variant),
@@ -205,10 +210,21 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
         status=results.status,
         backend=backend,
         rows=rows,
+        fuses=None if measurement is None else measurement.fuses,
+        time_estimates=estimates,
         runtime_profiler=None
         if runtime is None or runtime.profile is None
         else f"{runtime.runtime} {runtime.profile.profiler}",
     )
+
+
+def _profiled_as_timed(results: Results) -> bool:
+    """Whether the per-op profile ran the backend that was timed (a run not profiled yet will
+    profile eager PyTorch)."""
+    if results.measurement is None:
+        return False
+    profiled = {v.op_time_shares.backend for v in results.variants if v.op_time_shares}
+    return (profiled or {EAGER_PROFILE}) == {results.measurement.backend}
 
 
 def _measured_baseline(results: Results) -> Variant | None:

@@ -13,7 +13,6 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ablate.measurement.profile import PROFILE_BACKEND
 from ablate.metrics import COMPARED
 from ablate.report.changes import BlockChange
 from ablate.report.compare import (
@@ -218,7 +217,7 @@ BLOCK_COLUMNS = (
 def block_caption(comparison: Comparison) -> str:
     estimate = (
         "est. Δ ms = profiled time share x median latency, each model's own"
-        if comparison.backend == PROFILE_BACKEND
+        if comparison.time_estimates
         else "no ms estimate: the profile is eager, the latency is not"
     )
     return (

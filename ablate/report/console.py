@@ -288,4 +288,3 @@ def variant_lines(spec: ExperimentSpec) -> list[str]:
             f"{_settings(variant, spec)}{note}"
         )
     return lines
-

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ablate.runs.schema import Results
+from ablate.spec.schema import ReferenceSection
 
 # Spearman's rho needs 3 points to say anything: with 2 it is +-1 whatever the values.
 MIN_RANKED = 3
@@ -181,6 +182,8 @@ def count_references(results: Results) -> tuple[CountReference, ...]:
         reference = variant.reference
         if reference is None or (reference.params_m is None and reference.madds_m is None):
             continue
+        if variant.params is None or variant.madds_folded is None:
+            continue  # a results file written before the metric: nothing to set beside it
         rows.append(
             CountReference(
                 name=variant.name,
@@ -230,3 +233,37 @@ def fidelity_sentence(view: LatencyFidelity, results: Results) -> str:
     if view.unmeasured:
         parts.append(f"Not {word}: {', '.join(view.unmeasured)}.")
     return " ".join(parts)
+
+
+# The published change between two variants (an attribution's end models), from the references
+# the spec gave a variant timed as each: the one source of published figures in a report.
+
+# Each reference figure (`spec.schema.REFERENCE_FIGURES`) as a change reads it.
+PUBLISHED_UNITS = {"latency_ms": " ms", "params_m": "M params", "madds_m": "M MAdds"}
+
+
+def _timed_reference(results: Results, name: str) -> ReferenceSection | None:
+    """The reference of `name` or of another variant timed as the same architecture."""
+    timed = next((v.measured_as for v in results.variants if v.name == name), None)
+    return next(
+        (v.reference for v in results.variants if v.measured_as == timed and v.reference),
+        None,
+    )
+
+
+def published_change(results: Results, before: str, after: str) -> str | None:
+    """`64 -> 51 ms; 300M -> 219M MAdds (source)`: each figure both references give; None
+    unless the spec gave both ends one."""
+    first, second = _timed_reference(results, before), _timed_reference(results, after)
+    if first is None or second is None:
+        return None
+    old, new = first.figures(), second.figures()
+    shown = [
+        f"{old[key]:g}{suffix} -> {new[key]:g}{suffix}"
+        for key, suffix in PUBLISHED_UNITS.items()
+        if key in old and key in new
+    ]
+    if not shown:
+        return None
+    sources = dict.fromkeys((first.source, second.source))
+    return f"{'; '.join(shown)} ({'; '.join(sources)})"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ablate.analysis.record import Effect
-from ablate.measurement.results import ATTRIBUTION
 from ablate.metrics import Metric
 from ablate.report.changes import CountChange
+from ablate.runs.schema import ATTRIBUTION
 
 NOT_AVAILABLE = "n/a"
 BYTES_PER_MB = 1e6

@@ -13,7 +13,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.record import Attribution, Effect
-from ablate.measurement.mobile import RUNTIMES
 from ablate.metrics import COMPARED
 from ablate.report.compare import (
     Comparison,
@@ -35,7 +34,12 @@ from ablate.report.compare_console import (
     paired_columns,
     significance,
 )
-from ablate.report.fidelity import count_references, fidelity_sentence, latency_fidelity
+from ablate.report.fidelity import (
+    count_references,
+    fidelity_sentence,
+    latency_fidelity,
+    published_change,
+)
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
@@ -54,13 +58,10 @@ from ablate.report.formatting import (
 )
 from ablate.report.plots import BLOCK_TIME_SHARES, LATENCY_DELTA, LATENCY_VS_MACS, WATERFALL
 from ablate.report.summary import (
-    PAPER_TOTAL,
-    PUBLISHED_PAIR,
     attribution_answer,
     backend_phrase,
     comparison_summary,
     machine_phrase,
-    paper_figure,
     versus_answer,
 )
 from ablate.runs.schema import STOP_REASONS, Results
@@ -392,25 +393,33 @@ def _metric_text(effect: Effect, name: str, bytes_unit: bool = False) -> str:
     return signed_megabytes(value, 2) if bytes_unit else signed_millions(value, 2)
 
 
-def _attribution_rows(view: Attribution) -> list[list[str]]:
+def _attribution_rows(view: Attribution, published: str | None) -> list[list[str]]:
+    """One row per factor and the total; with `published`, the end models' published change
+    beside the total."""
     rows = []
     for effect in [*view.shapley, view.total]:
-        figure = paper_figure(effect.label)
-        if effect is view.total:
-            figure = PAPER_TOTAL if (view.from_name, view.to_name) == PUBLISHED_PAIR else None
-        rows.append(
-            [
-                "**total**" if effect is view.total else effect.label,
-                *_latency_cells(effect),
-                latency_verdict(effect) or NOT_AVAILABLE,
-                _metric_text(effect, "macs"),
-                _metric_text(effect, "flops"),
-                _metric_text(effect, "bytes_unfused", bytes_unit=True),
-                _metric_text(effect, "bytes_fused", bytes_unit=True),
-                "" if figure is None else figure.text(),
-            ]
-        )
+        row = [
+            "**total**" if effect is view.total else effect.label,
+            *_latency_cells(effect),
+            latency_verdict(effect) or NOT_AVAILABLE,
+            _metric_text(effect, "macs"),
+            _metric_text(effect, "flops"),
+            _metric_text(effect, "bytes_unfused", bytes_unit=True),
+            _metric_text(effect, "bytes_fused", bytes_unit=True),
+        ]
+        if published is not None:
+            row.append(published if effect is view.total else "")
+        rows.append(row)
     return rows
+
+
+def _published_total(view: Attribution, results: Results) -> str | None:
+    """The published change from the `from` model to the `to` model, where the spec gave
+    each a `reference`."""
+    from ablate.analysis.coalitions import CoalitionSpace
+
+    space = CoalitionSpace(view.factors)
+    return published_change(results, space.variant_name(0), space.variant_name(space.full_mask))
 
 
 def _one_factor_rows(view: Attribution) -> list[list[str]]:
@@ -504,6 +513,7 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
     if WATERFALL in plots:
         title = "Shapley waterfall: latency and MACs, factor by factor"
         lines += [f"![{title}]({plots[WATERFALL]})", ""]
+    published = _published_total(view, results)
     columns = (
         "factor",
         f"latency Δ ms [{level}]",
@@ -513,14 +523,21 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
         "FLOPs Δ",
         "bytes unfused Δ",
         "bytes fused Δ",
-        "paper's figure (adopting V3's choice)",
+        *(("published (the spec's references)",) if published else ()),
     )
-    lines += _table(columns, _attribution_rows(view), text=(0, 3, 8))
+    text = (0, 3, len(columns) - 1) if published else (0, 3)
+    lines += _table(columns, _attribution_rows(view, published), text=text)
+    quoted = (
+        " The published change is quoted from the references the spec gave the two end "
+        "models, not comparable number for number (another machine, backend and counting "
+        "convention)."
+        if published
+        else ""
+    )
     lines += [
         "",
         "Shapley values average each factor's effect over every order of adopting the "
-        "factors, so they add up to the total. The paper's figures are MAdds and Pixel-1 "
-        "milliseconds, quoted for reference, not comparable number for number.",
+        f"factors, so they add up to the total.{quoted}",
         "",
         "### One factor at a time",
         "",
@@ -614,7 +631,7 @@ def _delegation(results: Results, comparison: Comparison) -> list[str]:
             "the share of that time spent outside the delegate, and the kernel table below "
             "shows where the rest goes."
         )
-    elif (known := RUNTIMES.get(runtime_name)) is not None and known.profiler is None:
+    elif recorded[0][1].profiler is None:
         source = (
             "Per-op time shares in this report come from the eager PyTorch profile: "
             f"{runtime_name}'s Python API has no per-op profiler."

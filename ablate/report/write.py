@@ -1,7 +1,6 @@
-"""`ablate report`: a run's report in each format it asks for, written beside the run.
-
-Markdown (with its figures), the comparison as JSON, or its main table as CSV; to a file
-(atomically) or, with '-', to stdout.
+"""`ablate report`'s formats, from a run's results: Markdown (with its figures), the comparison
+as JSON, or its main table as CSV; written to a file (atomically) or, with '-', returned for
+stdout. Which run, and which formats, the service (`services.experiment`) decides.
 """
 
 from __future__ import annotations
@@ -10,61 +9,20 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError
 from ablate.metrics import COMPARED, PER_BLOCK, Metric
 from ablate.report.changes import BlockChange
 from ablate.report.compare import Comparison, VariantComparison, compare_variants
 from ablate.runs.schema import Results
-from ablate.services.experiment import load_run
 
 STDOUT = "-"
 REPORT_STEM = "report"
 REPORT_FORMATS = {"markdown": "md", "json": "json", "csv": "csv"}
 
 
-@dataclass(frozen=True)
-class ReportRequest:
-    run: Path | None
-    out_dir: Path
-    formats: Sequence[str]  # keys of REPORT_FORMATS
-    output: str | None  # a file, STDOUT, or None for RUN/report.<extension>
-    versus: Path | None
-    baseline: str | None
-
-
-def write_reports(request: ReportRequest) -> list[tuple[str, str | None]]:
-    """Render every requested format: (destination, text) where the destination is STDOUT
-    and the text is still to print, or (path, None) for a file written."""
-    from ablate.report.compare import check_baseline
-
-    if request.output is not None and len(request.formats) > 1:
-        raise AblateError("-o names one file: choose one of --markdown, --json, --csv")
-    if request.versus is not None and "markdown" not in request.formats:
-        raise AblateError("--vs sets a second run beside this one in the Markdown report only")
-    run_directory, results = load_run(request.run, request.out_dir)
-    check_baseline(results, request.baseline)
-    second = None if request.versus is None else load_run(request.versus, request.out_dir)[1]
-    done = []
-    for name in request.formats:
-        destination = request.output or str(
-            run_directory / f"{REPORT_STEM}.{REPORT_FORMATS[name]}"
-        )
-        try:
-            done.append(
-                _write_format(name, results, run_directory, destination, request.baseline, second)
-            )
-        except OSError as error:
-            where = error.filename or destination
-            raise AblateError(f"{where}: cannot write ({error.strerror})") from None
-    return done
-
-
-def _write_format(
+def write_format(
     name: str,
     results: Results,
     run_directory: Path,
@@ -72,6 +30,8 @@ def _write_format(
     baseline: str | None,
     versus: Results | None,
 ) -> tuple[str, str | None]:
+    """Format `name` (a key of REPORT_FORMATS) of `results`: (STDOUT, the text to print) for
+    STDOUT, else written to `destination`: (destination, None)."""
     from ablate.files import write_text_atomic
 
     if name == "markdown":

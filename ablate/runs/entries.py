@@ -104,15 +104,19 @@ def latency_entry(result: VariantResult) -> Latency:
 
 
 def measurement_entry(result: LatencyResult, calibration: MachineCalibration | None) -> Measurement:
+    from ablate.measurement.backends import BACKENDS
+
     # The schema names the run-level fields; the engine's record carries them under the same
-    # names, so the writer cannot drift from what the reader validates.
+    # names, so the writer cannot drift from what the reader validates. What the backend is
+    # comes from its descriptor, so that reports need not ask it.
     fields = {
         name: getattr(result, name)
         for name in Measurement.model_fields
-        if name not in ("roofline_calibration", "predicted_on")
+        if name not in ("fuses", "roofline_calibration", "predicted_on")
     }
     return Measurement(
         **fields,
+        fuses=BACKENDS.get(result.backend).fuses,
         roofline_calibration=None
         if calibration is None
         else Calibration(
@@ -123,9 +127,12 @@ def measurement_entry(result: LatencyResult, calibration: MachineCalibration | N
 
 
 def op_time_entry(profile: OpProfile) -> OpTimeShares:
+    from ablate.measurement.profile import PROFILE_BACKEND
+
     return OpTimeShares(
         by_block={share.name: share.share for share in profile.by_group()},
         by_operator={share.name: share.share for share in profile.by_operator()},
+        backend=PROFILE_BACKEND,
     )
 
 

@@ -16,13 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
-from ablate.measurement.results import RATIOS, StopOn
+from ablate.measurement.results import ATTRIBUTION as ATTRIBUTION  # what `stop_on` can judge,
+from ablate.measurement.results import RATIOS as RATIOS  # for the readers of results
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
+from ablate.measurement.results import StopOn
 from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
 
@@ -39,6 +41,22 @@ STOP_REASONS: dict[StopReason, str] = {
     **MEASURED_STOP_REASONS,
     "predicted": "nothing was timed: a device profile's cost model predicted every variant",
 }
+
+
+# What results say about their backend, for the files written before they said it (the
+# runner records it from the backend's descriptor, `measurement.backends`): whether it fuses
+# (a name not listed did not), and the per-op profiler of each mobile runtime's Python API.
+FUSES_BEFORE_RECORDED = {
+    "eager": False,
+    "torchscript": True,
+    "onnxruntime": True,
+    "compile": True,
+    "executorch": True,
+    "litert": True,
+}
+PROFILERS_BEFORE_RECORDED = {"executorch": "ETDump", "litert": None}
+# The backend every per-op profile ran on before results said which: eager PyTorch.
+EAGER_PROFILE = "eager"
 
 
 # Names as specs allow them (see spec.schema): reports render them without escaping.
@@ -92,6 +110,8 @@ class OpTimeShares(_Strict):
 
     by_block: dict[str, float]
     by_operator: dict[str, float]
+    # The backend whose forward passes were profiled: the shares split its latency only.
+    backend: str = EAGER_PROFILE
 
 
 class Delegation(_Strict):
@@ -149,6 +169,15 @@ class RuntimeRecord(_Strict):
     program_bytes: int
     delegation: Delegation
     profile: RuntimeProfile | None = None
+    # The per-op profiler of the runtime's Python API (e.g. ETDump); None: it has none.
+    profiler: str | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profiler_of_older_files(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "profiler" not in data:
+            return {**data, "profiler": PROFILERS_BEFORE_RECORDED.get(data.get("runtime"))}
+        return data
 
 
 class Variant(_Strict):
@@ -187,6 +216,8 @@ class Measurement(_Strict):
     rounds: int
     elapsed_s: float
     backend: str
+    # The backend runs conv + BN + activation as one kernel: its traffic is the fused view.
+    fuses: bool
     device: str
     batch: int
     threads: int
@@ -201,6 +232,13 @@ class Measurement(_Strict):
     # The device profile that predicted every latency instead of timing (`run --device`);
     # None for a measured run.
     predicted_on: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fuses_of_older_files(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "fuses" not in data:
+            return {**data, "fuses": FUSES_BEFORE_RECORDED.get(data.get("backend"), False)}
+        return data
 
 
 class Results(_Strict):

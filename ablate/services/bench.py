@@ -22,6 +22,8 @@ from ablate.runs.schema import RuntimeProfile
 if TYPE_CHECKING:
     import torch
 
+    from ablate.runs.bench import BenchResults
+
 # Two builds of one model differ by up to ~1% on CPU (memory placement); three copies per
 # model average most of that out at a build cost of well under a second in eager mode.
 
@@ -186,6 +188,30 @@ def _flops_and_bytes(
     if fused:
         return {layer.name: (layer.flops_folded, layer.bytes_fused) for layer in counts.layers}
     return {layer.name: (layer.flops, layer.bytes_unfused) for layer in counts.layers}
+
+
+def bench_results(report: BenchReport) -> BenchResults:
+    """The report as its renderer reads it (`report.bench_console`): the results model's
+    pieces, made from the engines' records as a run makes them."""
+    from ablate.runs.bench import BenchResults, BenchVariant, Roofline, TimeBreakdown
+    from ablate.runs.entries import latency_entry, measurement_entry, op_time_entry
+
+    latency = report.latency
+    return BenchResults(
+        measurement=measurement_entry(latency, None),
+        environment=dataclasses.asdict(latency.environment),
+        variants=[BenchVariant(name=v.name, latency=latency_entry(v)) for v in latency.variants],
+        breakdowns=[
+            TimeBreakdown(
+                variant=breakdown.variant,
+                shares=op_time_entry(breakdown.profile),
+                roofline=None if breakdown.roofline is None else Roofline.of(breakdown.roofline),
+                runtime_profile=breakdown.runtime_profile,
+            )
+            for breakdown in report.breakdowns
+        ],
+        calibrated=report.calibrated,
+    )
 
 
 def bench_to_dict(report: BenchReport) -> dict[str, Any]:

@@ -1,10 +1,13 @@
-"""What `ablate run`, `compare` and `report` do: run a spec, find and load its runs.
+"""What `ablate run`, `compare` and `report` do: run a spec, find and load its runs, write
+their reports (rendered by `ablate.report`).
 
 Each command parses its options and calls one function here; nothing here prints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.errors import AblateError
@@ -101,3 +104,41 @@ def load_run(path: Path | None, out_dir: Path) -> tuple[Path, Results]:
     run = resolve_run(path, out_dir)
     results = load_results(run)
     return (run if run.is_dir() else run.parent), results
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    run: Path | None
+    out_dir: Path
+    formats: Sequence[str]  # keys of report.write.REPORT_FORMATS
+    output: str | None  # a file, report.write.STDOUT, or None for RUN/report.<extension>
+    versus: Path | None
+    baseline: str | None
+
+
+def write_reports(request: ReportRequest) -> list[tuple[str, str | None]]:
+    """Render every requested format: (destination, text) where the destination is STDOUT
+    and the text is still to print, or (path, None) for a file written."""
+    from ablate.report.compare import check_baseline
+    from ablate.report.write import REPORT_FORMATS, REPORT_STEM, write_format
+
+    if request.output is not None and len(request.formats) > 1:
+        raise AblateError("-o names one file: choose one of --markdown, --json, --csv")
+    if request.versus is not None and "markdown" not in request.formats:
+        raise AblateError("--vs sets a second run beside this one in the Markdown report only")
+    run_directory, results = load_run(request.run, request.out_dir)
+    check_baseline(results, request.baseline)
+    second = None if request.versus is None else load_run(request.versus, request.out_dir)[1]
+    done = []
+    for name in request.formats:
+        destination = request.output or str(
+            run_directory / f"{REPORT_STEM}.{REPORT_FORMATS[name]}"
+        )
+        try:
+            done.append(
+                write_format(name, results, run_directory, destination, request.baseline, second)
+            )
+        except OSError as error:
+            where = error.filename or destination
+            raise AblateError(f"{where}: cannot write ({error.strerror})") from None
+    return done
