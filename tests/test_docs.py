@@ -593,6 +593,17 @@ def test_the_shipped_experiments_table_matches_experiments() -> None:
         assert len(load_spec(ROOT / "experiments" / name).variants) == int(count), name
 
 
+def test_the_code_layout_lists_every_package_in_import_order() -> None:
+    from test_structure import LAYERS
+
+    page = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    table = page.split("| package | holds |", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+    packages = {path.parent.name for path in (ROOT / "ablate").glob("*/__init__.py")}
+    assert set(listed) == packages
+    assert tuple(listed) == LAYERS
+
+
 # -- the checker itself fails on what it must catch ---------------------------------------------
 
 
