@@ -478,6 +478,7 @@ STUB = register(
 
 STUB_CHECKS = """\
 import json, sys
+from pathlib import Path
 
 import ablate.measurement.runtimes as runtimes
 
@@ -491,13 +492,19 @@ from ablate.measurement.backends import (
     BACKENDS, backends_offering, check_backend_available, prepare_runnable, recorded_distributions
 )
 from ablate.measurement.setup import MeasurementSetup
+from ablate.services.bundle_export import export_bundle
 
 WIDE = {"COLUMNS": "400"}  # one line per option
 check_backend_available("stub", "int8")
 model, images = torch.nn.Linear(3, 2).eval(), torch.ones(1, 3)
 runnable = prepare_runnable(model, images, MeasurementSetup(backend="stub", precision="int8"))
 record = runnable.record()
+spec = Path(sys.argv[1]) / "spec.yaml"
+spec.write_text("name: s\\nbase: mobilenet_v3_small\\nvariants: {a: {width: 0.35}}\\n")
+manifest = export_bundle(spec, Path(sys.argv[1]) / "bundle", backend="stub", precision="int8")
 print(json.dumps({
+    "files": [unit["file"] for unit in json.loads(manifest.read_text())["units"]],
+    "settings": (manifest.parent / "bundle.env").read_text().splitlines()[-2:],
     "names": BACKENDS.names(),
     "int8": backends_offering("int8"),
     "packages": recorded_distributions(),
@@ -543,7 +550,15 @@ def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     assert "compile | executorch | litert | stub." in seen["bench_help"]
     assert "(static PT2E; executorch, litert, stub only)" in seen["bench_help"]
     assert "litert (.tflite) | stub (.stub)." in seen["export_help"]
-    assert len(list((tmp_path / "cache" / "exports").glob("stub-int8-*.export"))) == 1
+    # The Linear's program and the bundle's network's, both through the export cache.
+    assert len(list((tmp_path / "cache" / "exports").glob("stub-int8-*.export"))) == 2
+    # `ablate export` writes its program files, and the driver's binary and flags, from it.
+    assert seen["files"] == ["models/v000.stub"]
+    assert (tmp_path / "bundle" / "models" / "v000.stub").read_bytes() == b"stub program int8"
+    assert seen["settings"] == [
+        "BUNDLE_BINARY_HINT='stub_bench, from nowhere'",
+        "BUNDLE_BENCHMARK_ARGS='-m {model}'",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -118,6 +119,52 @@ def test_a_backend_missing_its_module_names_the_extra_to_install() -> None:
     with pytest.raises(MissingDependencyError, match=r"pip install 'ablate\[x\]'"):
         absent.check_available()
     assert not module_available("no_such_module_x") and module_available("json")
+
+
+def test_no_code_dispatches_on_a_backend_name() -> None:
+    """A backend's name is a string only in the module that registers it: nothing else
+    compares it, keys a table by it or lists it, and its delegate's name is its runtime's to
+    say; what the code asks a backend comes from its descriptor. A table frozen for reading
+    results written before they recorded a fact (`*_BEFORE_RECORDED`) is history, exempt."""
+    names = set(BACKENDS.names())
+    registering = {inspect.getsourcefile(BACKENDS.get(name).factory) for name in names}
+    assert len(registering) == 3  # backends.py, runtimes/executorch.py, runtimes/litert.py
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if str(path.resolve()) in {str(Path(file).resolve()) for file in registering if file}:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        history = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and any(
+                isinstance(target, ast.Name) and target.id.endswith("_BEFORE_RECORDED")
+                for target in node.targets
+            )
+            for inner in ast.walk(node.value)
+        }
+        for node in ast.walk(tree):
+            if id(node) in history:
+                continue
+            if isinstance(node, ast.Compare):
+                candidates = [node.left, *node.comparators]
+            elif isinstance(node, ast.Dict):
+                candidates = [key for key in node.keys if key is not None]
+            elif isinstance(node, ast.Tuple | ast.List | ast.Set):
+                candidates = list(node.elts)
+            elif isinstance(node, ast.MatchValue):
+                candidates = [node.value]
+            else:
+                candidates = [node] if isinstance(node, ast.Constant) else []
+                candidates = [c for c in candidates if c.value == "XNNPACK"]
+            found += [
+                f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {candidate.value!r}"
+                for candidate in candidates
+                if isinstance(candidate, ast.Constant)
+                and (candidate.value in names or candidate.value == "XNNPACK")
+            ]
+    assert found == []
 
 
 # -- the module graph: every import of every ablate module, wherever it is in the file

@@ -19,11 +19,9 @@ from ablate import __version__
 from ablate.errors import AblateError
 from ablate.files import write_json_atomic, write_text_atomic
 from ablate.services.bundle_format import (
-    BINARY_HINTS,
     BUNDLE_SCHEMA,
     DEFAULT_ROUNDS,
     DRIVER_NAME,
-    EXTENSIONS,
     HOST_RUNNER_NAME,
     LIST_NAME,
     MANIFEST_NAME,
@@ -66,14 +64,16 @@ def export_bundle(
     empty); returns the manifest's path. Refused before anything is written: an unknown or
     missing backend, a precision it lacks, an `output` that holds files."""
     from ablate.measurement.activations import realistic_module
-    from ablate.measurement.backends import check_backend_available
+    from ablate.measurement.backends import check_backend_available, exportable_backends
     from ablate.measurement.export_pool import export_pool
     from ablate.runs.runner import count_unit, plan_units
     from ablate.spec import load_spec, with_overrides
 
-    if backend not in EXTENSIONS:
+    program_files = {runtime.name: runtime.program for runtime in exportable_backends()}
+    program_file = program_files.get(backend)
+    if program_file is None:
         raise AblateError(
-            f"--backend: cannot export for {backend!r}; valid: {', '.join(EXTENSIONS)}"
+            f"--backend: cannot export for {backend!r}; valid: {', '.join(program_files)}"
         )
     spec = with_overrides(load_spec(spec_path), backend=backend, precision=precision)
     check_backend_available(backend, precision)
@@ -104,7 +104,7 @@ def export_bundle(
             _, counted = count_unit(unit, spec, precision)
             variants += [entry.model_dump(mode="json") for entry in counted]
             program, runtime = _program(backend, models[index], inputs[index], precision, pool)
-            file_name = f"models/v{index:03d}{EXTENSIONS[backend]}"
+            file_name = f"models/v{index:03d}{program_file.suffix}"
             (staging / "models").mkdir(exist_ok=True)
             (staging / file_name).write_bytes(program)
             entries.append(
@@ -148,7 +148,8 @@ def export_bundle(
             f"BUNDLE_BUDGET_S={math.ceil(settings.budget_s)}\n"
             f"BUNDLE_SEED={settings.seed}\n"
             f"BUNDLE_PYTHON={shlex.quote(python)}\n"
-            f"BUNDLE_BINARY_HINT={shlex.quote(BINARY_HINTS[backend])}\n",
+            f"BUNDLE_BINARY_HINT={shlex.quote(program_file.binary)}\n"
+            f"BUNDLE_BENCHMARK_ARGS={shlex.quote(program_file.arguments)}\n",
         )
         write_text_atomic(
             staging / LIST_NAME,

@@ -36,12 +36,6 @@ TIMINGS_COLUMNS = ("round", "variant", "milliseconds", "position")
 # The distribution-free 95% interval of a median needs 6 samples (see statistics.py).
 MINIMUM_ROUNDS = 6
 DEFAULT_ROUNDS = 60
-EXTENSIONS = {"onnxruntime": ".onnx", "executorch": ".pte", "litert": ".tflite"}
-BINARY_HINTS = {
-    "onnxruntime": "onnxruntime_perf_test, built for Android from the onnxruntime sources",
-    "executorch": "executor_runner, built for Android with the XNNPACK backend",
-    "litert": "benchmark_model, the LiteRT/TFLite nightly prebuilt for android_aarch64",
-}
 
 
 def sha256_of(path: Path) -> str:

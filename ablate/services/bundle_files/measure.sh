@@ -2,10 +2,10 @@
 # Times every model of this ablate bundle in interleaved rounds; written by `ablate export`.
 #
 # With adb on PATH (the phone chosen by ANDROID_SERIAL when several are attached) the models
-# and BENCHMARK_BINARY (benchmark_model for .tflite, executor_runner for .pte,
-# onnxruntime_perf_test for .onnx) are pushed to DEVICE_DIR and timed there; without adb (or
-# with ABLATE_MODE=host) they are timed on this machine by run_host.py, or by
-# BENCHMARK_BINARY when set. Every round times every model once, in a fresh order drawn from
+# and BENCHMARK_BINARY (the runtime's benchmark binary that bundle.env names) are pushed to
+# DEVICE_DIR and timed there, with the flags BENCHMARK_ARGS (bundle.env's, {model} and {runs}
+# filled in); without adb (or with ABLATE_MODE=host) they are timed on this machine by
+# run_host.py, or by BENCHMARK_BINARY when set. Every round times every model once, in a fresh order drawn from
 # SEED and the round number (recorded as `position`), one thread, pinned to one core where
 # `taskset` works. Rows go to OUT_DIR/timings.csv a whole round at a time, the device record
 # to OUT_DIR/device.json. Stops after ROUNDS rounds, or once BUDGET_S seconds have passed
@@ -27,6 +27,7 @@ DEVICE_DIR=${DEVICE_DIR:-/data/local/tmp/ablate-$BUNDLE_ID}
 PYTHON=${ABLATE_PYTHON:-$BUNDLE_PYTHON}
 MODE=${ABLATE_MODE:-auto}
 BENCH=${BENCHMARK_BINARY:-}
+BENCH_ARGS=${BENCHMARK_ARGS:-$BUNDLE_BENCHMARK_ARGS}
 
 TIMINGS=$OUT_DIR/timings.csv
 RECORD=$OUT_DIR/device.json
@@ -94,6 +95,22 @@ else
     MODELS=$HERE
 fi
 
+# $1 with every $2 in it replaced by $3.
+replace() {
+    rest=$1
+    filled=''
+    while :; do
+        case $rest in
+            *"$2"*)
+                filled=$filled${rest%%"$2"*}$3
+                rest=${rest#*"$2"}
+                ;;
+            *) break ;;
+        esac
+    done
+    printf '%s' "$filled$rest"
+}
+
 # The command line that runs model file $1 for $2 iterations and prints its mean time.
 command_for() {
     model=$(quote "$MODELS/$1")
@@ -101,12 +118,9 @@ command_for() {
         printf '%s %s %s %s' "$(quote "$PYTHON")" "$(quote "$HERE/run_host.py")" "$model" "$2"
         return
     fi
-    runner=$(quote "$RUNNER")
-    case $1 in
-        *.tflite) printf '%s --graph=%s --num_threads=1 --num_runs=%s --warmup_runs=1 --min_secs=0 --warmup_min_secs=0 --use_xnnpack=true' "$runner" "$model" "$2" ;;
-        *.pte) printf '%s --model_path=%s --num_executions=%s --cpu_threads=1' "$runner" "$model" "$2" ;;
-        *) printf '%s -m times -r %s -x 1 -y 1 -e cpu %s' "$runner" "$2" "$model" ;;
-    esac
+    # {runs} first: the model's path may hold anything, the count only digits.
+    arguments=$(replace "$BENCH_ARGS" '{runs}' "$2")
+    printf '%s %s' "$(quote "$RUNNER")" "$(replace "$arguments" '{model}' "$model")"
 }
 
 # Milliseconds per iteration from whichever benchmark printed it: benchmark_model (mean in
