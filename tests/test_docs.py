@@ -604,6 +604,27 @@ def test_the_code_layout_lists_every_package_in_import_order() -> None:
     assert tuple(listed) == LAYERS
 
 
+def test_every_name_the_recipes_give_is_in_the_code() -> None:
+    """extending.md's recipes name functions, tables, fields and tests that move when the
+    code does: each must still be found in ablate/ or tests/, but for the names the recipes
+    themselves add."""
+    page = ROOT / "docs" / "extending.md"
+    sources = [
+        *(ROOT / "ablate").rglob("*.py"),
+        *(ROOT / "ablate" / "services" / "bundle_files").iterdir(),
+        *(ROOT / "tests").glob("*.py"),
+    ]
+    words = set(re.findall(r"\w+", " ".join(p.read_text(encoding="utf-8") for p in sources)))
+    names = set(re.findall(r"`([A-Za-z_][\w.]*)`", _prose(page)))
+    assert len(names) > 40
+    for name in names - {"weight_bytes", "gelu"}:
+        if re.search(r"\.(py|toml|md|sh|yaml)$", name):
+            assert list(ROOT.rglob(name)), f"extending.md names {name}: no such file"
+        else:
+            missing = [part for part in name.split(".") if part not in words]
+            assert not missing, f"extending.md names `{name}`: no {missing} in the code"
+
+
 # -- the checker itself fails on what it must catch ---------------------------------------------
 
 
