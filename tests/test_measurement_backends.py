@@ -15,7 +15,13 @@ from ablate.errors import (
     MissingDependencyError,
     UnknownNameError,
 )
-from ablate.measurement.backends import BACKENDS, output_array, prepare_runnable
+from ablate.measurement.backends import (
+    BACKENDS,
+    export_onnx,
+    output_array,
+    prepare_runnable,
+    recorded_distributions,
+)
 from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -52,9 +58,24 @@ def eager_reference(model: nn.Module, images: torch.Tensor) -> np.ndarray:
 
 
 def test_backends_are_registered():
-    assert BACKENDS.names() == [
-        "eager", "torchscript", "onnxruntime", "compile", "executorch", "litert"
-    ]
+    """The in-process backends first, then the runtimes that measurement/runtimes holds."""
+    names = BACKENDS.names()
+    assert names[:6] == ["eager", "torchscript", "onnxruntime", "compile", "executorch", "litert"]
+    assert all(BACKENDS.get(name).mobile for name in names[4:])
+    assert not any(BACKENDS.get(name).mobile for name in names[:4])
+    assert recorded_distributions()[:6] == (
+        "onnx", "onnxruntime", "executorch", "torchao", "litert-torch", "ai-edge-litert"
+    )
+
+
+def test_the_onnx_program_is_what_the_onnxruntime_backend_runs():
+    pytest.importorskip("onnx")
+    program = BACKENDS.get("onnxruntime").program
+    assert program is not None and program.suffix == ".onnx"
+    model, images = tiny_model(), torch.randn(1, 3, 16, 16)
+    data, delegation = program.export(model, images, "fp32")
+    assert delegation is None and data == export_onnx(model, images)
+    assert program.arguments == "-m times -r {runs} -x 1 -y 1 -e cpu {model}"
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

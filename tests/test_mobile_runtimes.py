@@ -536,10 +536,9 @@ def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    assert seen["names"] == [
-        "eager", "torchscript", "onnxruntime", "compile", "executorch", "litert", "stub"
-    ]
-    assert seen["int8"] == ["executorch", "litert", "stub"]
+    # After every backend the package holds, whatever other runtimes it gains.
+    assert seen["names"] == [*BACKENDS.names(), "stub"]
+    assert seen["int8"] == [*backends.backends_offering("int8"), "stub"]
     assert seen["packages"][-1] == "pytest"
     assert seen["output"] == seen["expected"]
     assert seen["record"] == {
@@ -547,9 +546,11 @@ def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     }
     assert seen["versions"] == ["pytest", "torch"]
     assert seen["delegate"] == "STUB"
-    assert "compile | executorch | litert | stub." in seen["bench_help"]
-    assert "(static PT2E; executorch, litert, stub only)" in seen["bench_help"]
-    assert "litert (.tflite) | stub (.stub)." in seen["export_help"]
+    assert f"{' | '.join(seen['names'])}." in seen["bench_help"]
+    assert f"(static PT2E; {', '.join(seen['int8'])} only)" in seen["bench_help"]
+    assert "compile | executorch | litert" in seen["bench_help"]
+    assert "| stub (.stub)." in seen["export_help"]
+    assert "onnxruntime (.onnx) | executorch (.pte) | litert (.tflite) |" in seen["export_help"]
     # The Linear's program and the bundle's network's, both through the export cache.
     assert len(list((tmp_path / "cache" / "exports").glob("stub-int8-*.export"))) == 2
     # `ablate export` writes its program files, and the driver's binary and flags, from it.
