@@ -17,11 +17,11 @@ from ablate.errors import (
 )
 from ablate.measurement.backends import (
     BACKENDS,
-    export_onnx,
     output_array,
     prepare_runnable,
     recorded_distributions,
 )
+from ablate.measurement.host_backends import export_onnx
 from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

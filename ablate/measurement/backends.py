@@ -3,10 +3,10 @@
 A backend's `Backend` descriptor holds everything the rest of ablate asks about it: its name,
 whether it fuses, its precisions, the modules it imports and the extra that installs them,
 the program file `ablate export` writes for it and the phone binary that times that file,
-its per-op profiler and its delegate. The in-process backends (eager, TorchScript, ONNX
-Runtime, torch.compile) are registered below; every module of `ablate.measurement.runtimes`
-registers one mobile runtime, found and imported the first time the registry is asked, so a
-new runtime is one new file there.
+its per-op profiler and its delegate. `host_backends` registers eager PyTorch, TorchScript,
+ONNX Runtime and torch.compile; every module of `ablate.measurement.runtimes` registers one
+mobile runtime. The registry imports them the first time it is asked, so a new runtime is
+one new file there.
 
 A backend's factory turns a model and an example input into a runnable: a zero-argument
 callable running one forward pass and returning its output (a tensor, or ONNX Runtime's list
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import io
 import pkgutil
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,10 +37,10 @@ if TYPE_CHECKING:
 
 # fp32, or int8: static post-training quantization, on the backends whose descriptor lists it.
 PRECISIONS = ("fp32", "int8")
-# The package whose every module registers a mobile runtime (see `Backends`).
+# The module that registers the host's backends, and the package whose every module registers
+# a mobile runtime (see `Backends`).
+HOST_BACKENDS = "ablate.measurement.host_backends"
 RUNTIMES_PACKAGE = "ablate.measurement.runtimes"
-# ONNX opset of the export: 17 has every op a MobileNet uses (HardSwish since 14).
-ONNX_OPSET = 17
 
 
 class BackendFactory(Protocol):
@@ -160,10 +158,10 @@ def module_importable(module: str) -> bool:
 
 
 class Backends(Registry[Backend]):
-    """The backend registry. The first question to it imports every module of the runtimes
-    package (`RUNTIMES_PACKAGE`), each of which registers its runtime: adding one is adding a
-    file. The runtimes' modules import their packages only inside functions, so this stays
-    light enough for `ablate --help`."""
+    """The backend registry. The first question to it imports the host's backends
+    (`HOST_BACKENDS`), then every module of the runtimes package (`RUNTIMES_PACKAGE`), each of
+    which registers its runtime: adding one is adding a file. Those modules import their
+    frameworks only inside functions, so this stays light enough for `ablate --help`."""
 
     def __init__(self) -> None:
         super().__init__("backend")
@@ -173,6 +171,7 @@ class Backends(Registry[Backend]):
         if self._discovered:
             return
         self._discovered = True
+        importlib.import_module(HOST_BACKENDS)
         package = importlib.import_module(RUNTIMES_PACKAGE)
         for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
             importlib.import_module(f"{RUNTIMES_PACKAGE}.{module}")
@@ -285,161 +284,3 @@ def output_array(output: Any) -> np.ndarray:
     if hasattr(output, "detach"):
         output = output.detach().cpu().numpy()
     return np.asarray(output)
-
-
-# -- the backends that run in PyTorch's process: fp32 only (check_available refuses the rest)
-
-
-@backend("eager", fuses=False)
-def eager_backend(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    *,
-    threads: int,
-    device: str,
-    precision: str = "fp32",
-) -> Runnable:
-    import torch
-
-    def run() -> torch.Tensor:
-        with torch.inference_mode():
-            return model(example_input)
-
-    return run
-
-
-@backend("torchscript", fuses=True)
-def torchscript_backend(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    *,
-    threads: int,
-    device: str,
-    precision: str = "fp32",
-) -> Runnable:
-    """Traced, frozen, and `optimize_for_inference`: batch norm folded into the convs and
-    conv + activation fused, which is what a deployed TorchScript model runs."""
-    import torch
-
-    with warnings.catch_warnings(), torch.no_grad():
-        # TorchScript is deprecated in favour of torch.compile; it is measured here on purpose,
-        # as the deployment path many MobileNets still take.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, example_input, check_trace=False)
-        optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-
-    def run() -> torch.Tensor:
-        with torch.no_grad():
-            return optimized(example_input)
-
-    run()  # the profiling executor specialises the graph on the first calls
-    return run
-
-
-def export_onnx(model: nn.Module, example_input: torch.Tensor) -> bytes:
-    """The model as ONNX bytes (opset `ONNX_OPSET`, input "input", output "output").
-
-    The TorchScript-based exporter (`dynamo=False`): it works offline with no extra package,
-    where the dynamo exporter needs onnxscript.
-    """
-    import torch
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(
-            model,
-            (example_input,),
-            buffer,
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["input"],
-            output_names=["output"],
-        )
-    return buffer.getvalue()
-
-
-def _onnx_program(
-    model: nn.Module, example_input: torch.Tensor, precision: str
-) -> tuple[bytes, None]:
-    return export_onnx(model, example_input), None
-
-
-@backend(
-    "onnxruntime",
-    fuses=True,
-    modules=("onnx", "onnxruntime"),
-    distributions=("onnx", "onnxruntime"),
-    extra="onnx",
-    program=ProgramFile(
-        ".onnx",
-        _onnx_program,
-        "onnxruntime_perf_test, built for Android from the onnxruntime sources",
-        "-m times -r {runs} -x 1 -y 1 -e cpu {model}",
-    ),
-)
-def onnxruntime_backend(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    *,
-    threads: int,
-    device: str,
-    precision: str = "fp32",
-) -> Runnable:
-    """ONNX export (`export_onnx`), then an ONNX Runtime session with all graph
-    optimisations."""
-    import numpy as np
-
-    BACKENDS.get("onnxruntime").check_available()
-    import onnxruntime
-
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if provider not in onnxruntime.get_available_providers():
-        raise BackendUnavailableError(
-            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
-            f"(install onnxruntime-gpu for CUDA)"
-        )
-    program = export_onnx(model, example_input)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(program, options, providers=[provider])
-    # ONNX graphs are NCHW whatever the torch layout; the array is made once, outside timing.
-    feed = {"input": np.ascontiguousarray(example_input.detach().cpu().numpy())}
-
-    def run() -> list[np.ndarray]:
-        return session.run(None, feed)
-
-    run()
-    return run
-
-
-@backend("compile", fuses=True)
-def compile_backend(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    *,
-    threads: int,
-    device: str,
-    precision: str = "fp32",
-) -> Runnable:
-    """`torch.compile` with inductor; compiled here by a first call, so that compile time and
-    compile failures (no C compiler, say) never reach the timed rounds."""
-    import torch
-
-    compiled = torch.compile(model, backend="inductor", dynamic=False)
-
-    def run() -> torch.Tensor:
-        with torch.inference_mode():
-            return compiled(example_input)
-
-    try:
-        run()
-    except Exception as error:  # inductor raises many types; all mean "cannot compile here"
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise BackendUnavailableError(
-            f"backend 'compile' could not compile here: {reason}"
-        ) from None
-    return run
