@@ -41,11 +41,12 @@ _SCALARS = (bool, int, float, str, type(None))
 
 @dataclass(frozen=True)
 class DelegationReport:
-    """Which ops of an exported program run inside the XNNPACK delegate, by op name and count.
+    """Which ops of an exported program run inside the runtime's delegate, by op name and
+    count; `delegate` names it (XNNPACK), as the program says where the runtime can tell.
 
     `outside` holds the ops the runtime runs itself (its portable kernels), `fp32` the ops of
     an int8 program that compute in fp32. Either makes the program `flagged`: its time is not
-    all XNNPACK's, or not all int8.
+    all the delegate's, or not all int8.
     """
 
     delegate: str
@@ -58,7 +59,7 @@ class DelegationReport:
         return bool(self.outside) or bool(self.fp32)
 
     def summary(self) -> str:
-        """One line: 'all 98 ops in XNNPACK' or what is outside it."""
+        """One line: 'all 98 ops in XNNPACK' (the delegate) or what is outside it."""
         total = sum(self.delegated.values())
         if not self.flagged:
             return f"all {total} ops in {self.delegate}"
