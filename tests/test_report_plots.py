@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
-from report_golden import counts_only, fixture_results, modified_results
+import pytest
+from matplotlib.transforms import Bbox
+from report_golden import FIXTURE_RUNS, counts_only, fixture_results, modified_results
 
 from ablate.report.compare import compare_variants
 from ablate.report.plots import (
@@ -18,6 +21,7 @@ from ablate.report.plots import (
     draw_latency_vs_macs,
     write_report_plots,
 )
+from ablate.runs.schema import Results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -69,3 +73,48 @@ def test_figures_are_bare_agg_figures() -> None:
     (axes,) = figure.axes
     assert "MACs (conv+linear), M" in axes.get_xlabel()
     assert "95% interval" in axes.get_ylabel()
+
+
+def _label_boxes(results: Results) -> list[tuple[str, Bbox]]:
+    figure = draw_latency_vs_macs(results)
+    assert figure is not None
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    (axes,) = figure.axes
+    frame = axes.get_window_extent(renderer)
+    boxes = [(text.get_text(), text.get_window_extent(renderer)) for text in axes.texts]
+    for name, box in boxes:  # inside the axes, where the drawing is
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, name
+        assert frame.y0 <= box.y0 and box.y1 <= frame.y1, name
+    return boxes
+
+
+def _overlapping(boxes: list[tuple[str, Bbox]]) -> list[tuple[str, str]]:
+    return [
+        (first, second)
+        for index, (first, one) in enumerate(boxes)
+        for second, other in boxes[index + 1 :]
+        if one.overlaps(other)
+    ]
+
+
+@pytest.mark.parametrize("name", FIXTURE_RUNS)
+def test_scatter_labels_do_not_overlap(name: str) -> None:
+    results = fixture_results(name)
+    boxes = _label_boxes(results)
+    assert sorted(label.removesuffix(" (baseline)") for label, _ in boxes) == sorted(
+        variant.name for variant in results.variants
+    )
+    assert _overlapping(boxes) == []
+
+
+def test_scatter_labels_of_crowded_points_do_not_overlap() -> None:
+    def crowded(document: dict[str, Any]) -> None:
+        # Eight points 0.004 ms apart on two MAC values: labels at one offset would stack.
+        for index, variant in enumerate(document["variants"]):
+            variant["macs"] = 300_000_000 + (index % 2) * 1_000_000
+            median = 17.0 + 0.004 * index
+            variant["latency"].update(median_ms=median, ci95_ms=[median - 0.1, median + 0.1])
+
+    boxes = _label_boxes(modified_results("why_eager", crowded))
+    assert len(boxes) == 8 and _overlapping(boxes) == []

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ablate.report.layout import fitted
 from ablate.runs.bench import BenchResults, MachineCalibration, TimeBreakdown
 from ablate.runs.schema import STOP_REASONS, Latency
 
@@ -166,7 +167,8 @@ def bench_report(report: BenchResults) -> Group:
             parts.append(
                 Text("No roofline: run `ablate calibrate` once on this machine.", style="dim")
             )
-    return Group(*parts)
+    # Each table as a table where it fits, row by row where not (a log, a narrow terminal).
+    return Group(*(fitted(part) if isinstance(part, Table) else part for part in parts))
 
 
 def calibration_report(calibration: MachineCalibration) -> Group:

@@ -37,6 +37,7 @@ from ablate.report.formatting import (
     signed_milliseconds,
     target_phrase,
 )
+from ablate.report.layout import empty_headers, fitted, without_columns, without_empty_columns
 from ablate.report.summary import comparison_summary, machine_phrase
 from ablate.runs.schema import STOP_REASONS, Results
 
@@ -151,7 +152,7 @@ def latency_table(comparison: Comparison) -> Table:
             disagreement_mark(row),
             flags_text(row),
         )
-    return table
+    return without_columns(table, empty_headers([table]))  # e.g. no noise flags in the run
 
 
 def _percent_with_interval(latency: LatencyChange) -> str:
@@ -273,16 +274,18 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
     warning = quick_warning(results)
     if warning:
         parts.append(Text(warning, style="bold yellow"))
-    parts.append(counts_table(comparison))
+    parts.append(fitted(counts_table(comparison)))
     if comparison.measured:
-        parts.append(latency_table(comparison))
+        parts.append(fitted(latency_table(comparison)))
     referenced = latency_fidelity(results, comparison.baseline)
     if referenced is not None:
         parts.append(Text(fidelity_sentence(referenced, results)))
-    for row in comparison.rows:
-        if row.blocks and not row.is_baseline:
-            parts.append(blocks_table(row, comparison))
-            parts.extend(Text(line) for line in operator_share_lines(row, comparison))
+    differing = [row for row in comparison.rows if row.blocks and not row.is_baseline]
+    # A column empty in every block table of the run (no roofline uncalibrated) is left out.
+    tables = without_empty_columns([blocks_table(row, comparison) for row in differing])
+    for row, table in zip(differing, tables, strict=True):
+        parts.append(fitted(table))
+        parts.extend(Text(line) for line in operator_share_lines(row, comparison))
     parts.append(Text(f"{CONVENTIONS}\n{LEGEND}", style="dim"))
     flags = noise_flag_lines(comparison)
     if flags:
@@ -386,10 +389,10 @@ def run_comparison_renderables(
         if warning:
             parts.append(Text(f"run {index}: {warning}", style="bold yellow"))
     if comparison.environment:
-        parts.append(environment_table(comparison))
+        parts.append(fitted(environment_table(comparison)))
     else:
         parts.append(Text("Environment differences: none recorded."))
-    parts.append(paired_table(comparison))
+    parts.append(fitted(paired_table(comparison)))
     flips = [pair.name for pair in comparison.variants if pair.verdict_changed]
     notes = [
         f"{FLIP_MARK}: significantly faster than the baseline in one run and slower in the "
@@ -404,4 +407,6 @@ def run_comparison_renderables(
 
 
 def print_renderables(parts: Sequence[RenderableType], console: Console | None = None) -> None:
-    (console or Console()).print(Group(*parts))
+    """Print `parts`; a bare table as a table where it fits, row by row where not."""
+    fitting = (fitted(part) if isinstance(part, Table) else part for part in parts)
+    (console or Console()).print(Group(*fitting))

@@ -18,6 +18,7 @@ from ablate.report.formatting import (
     table_millions,
     unknown_op_text,
 )
+from ablate.report.layout import fitted
 from ablate.spec.expand import render_value
 from ablate.spec.model import ExperimentSpec, VariantSpec
 
@@ -42,7 +43,7 @@ def models_table(rows: Sequence[ModelSummary]) -> Table:
 
 
 def print_models(rows: Sequence[ModelSummary], console: Console | None = None) -> None:
-    _console(console).print(models_table(rows))
+    _console(console).print(fitted(models_table(rows)))
 
 
 def factors_table(factors: Sequence[Factor]) -> Table:
@@ -59,7 +60,7 @@ def factors_table(factors: Sequence[Factor]) -> Table:
 
 
 def print_factors(factors: Sequence[Factor], console: Console | None = None) -> None:
-    _console(console).print(factors_table(factors))
+    _console(console).print(fitted(factors_table(factors)))
 
 
 def inspection_table(inspection: Inspection) -> Table:
@@ -109,12 +110,12 @@ def inspection_table(inspection: Inspection) -> Table:
 def print_inspection(inspection: Inspection, console: Console | None = None) -> None:
 
     console = _console(console)
-    console.print(inspection_table(inspection))
-    console.print(kinds_table(inspection.counts))
-    console.print(totals_table(inspection.counts))
+    console.print(fitted(inspection_table(inspection)))
+    console.print(fitted(kinds_table(inspection.counts)))
+    console.print(fitted(totals_table(inspection.counts)))
     if inspection.crosscheck is not None:
         for table in crosscheck_tables(inspection.crosscheck):
-            console.print(table)
+            console.print(fitted(table))
     if inspection.counts.unknown_ops:
         lines = [
             f"- {unknown_op_text(op, unknown.calls, unknown.modules)}"

@@ -26,6 +26,8 @@ from ablate.runs.schema import Results
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.text import Annotation
+    from matplotlib.transforms import Bbox
 
 LATENCY_VS_MACS = "latency_vs_macs"
 LATENCY_DELTA = "latency_delta"
@@ -56,6 +58,7 @@ def draw_latency_vs_macs(results: Results) -> Figure | None:
         return None
     figure = _figure(8.0, 5.5)
     axes = figure.subplots()
+    labels = []
     for variant in measured:
         latency = variant.latency
         assert latency is not None
@@ -69,18 +72,82 @@ def draw_latency_vs_macs(results: Results) -> Figure | None:
             color=_BASELINE if is_baseline else _SLOWER,
             capsize=4,
         )
-        axes.annotate(
-            variant.name + (" (baseline)" if is_baseline else ""),
-            (variant.macs / 1e6, latency.median_ms),
-            xytext=(5, 4),
-            textcoords="offset points",
-            fontsize=7,
-        )
+        name = variant.name + (" (baseline)" if is_baseline else "")
+        labels.append((name, (variant.macs / 1e6, latency.median_ms)))
     axes.set_xlabel(MACS_AXIS_LABEL)
     axes.set_ylabel(f"{LATENCY_AXIS_LABEL}, 95% interval")
     axes.set_title(f"{results.experiment}: latency vs MACs")
     axes.grid(alpha=0.3)
+    place_labels(figure, axes, labels)
     return figure
+
+
+# Where a point's label may go, in points from the point, nearest first: the four diagonals,
+# then above, below and to the sides, then the same farther out (with a line to the point).
+_LABEL_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
+_LABEL_DISTANCES = (5.0, 14.0, 24.0, 36.0)
+_MARKER_POINTS = 4.0  # half the side of the box a point's marker takes
+
+
+def place_labels(
+    figure: Figure, axes: Axes, labels: Sequence[tuple[str, tuple[float, float]]]
+) -> None:
+    """Each label beside its point, at the nearest offset where its box overlaps no label
+    placed before it, no marker and nothing outside the axes; where every offset overlaps,
+    the one that overlaps least. The labels are left out of the layout, which is fixed first,
+    so that the boxes measured here are the boxes drawn."""
+    from matplotlib.transforms import Bbox
+
+    figure.canvas.draw()  # the constrained layout settles the axes before anything is measured
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    frame = axes.get_window_extent(renderer)
+    pixels = figure.dpi / 72  # per point
+    markers = []
+    for _, xy in labels:
+        x, y = axes.transData.transform(xy)
+        size = _MARKER_POINTS * pixels
+        markers.append(Bbox.from_extents(x - size, y - size, x + size, y + size))
+    placed: list[Bbox] = []
+    for index, (text, xy) in enumerate(labels):
+        others = placed + [box for other, box in enumerate(markers) if other != index]
+        best: tuple[float, Annotation, Bbox] | None = None
+        for distance in _LABEL_DISTANCES:
+            for dx, dy in _LABEL_DIRECTIONS:
+                annotation = axes.annotate(
+                    text,
+                    xy,
+                    xytext=(dx * distance, dy * distance),
+                    textcoords="offset points",
+                    ha={1: "left", 0: "center", -1: "right"}[dx],
+                    va={1: "bottom", 0: "center", -1: "top"}[dy],
+                    fontsize=7,
+                    arrowprops=None
+                    if distance == _LABEL_DISTANCES[0]
+                    else {"arrowstyle": "-", "color": "0.6", "linewidth": 0.5},
+                )
+                annotation.set_in_layout(False)
+                box = annotation.get_window_extent(renderer)
+                cost = sum(_overlap(box, other) for other in others)
+                cost += box.width * box.height - _overlap(box, frame)  # outside the axes
+                if best is None or cost < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (cost, annotation, box)
+                else:
+                    annotation.remove()
+                if cost == 0:
+                    break
+            if best is not None and best[0] == 0:
+                break
+        assert best is not None
+        placed.append(best[2])
+
+
+def _overlap(first: Bbox, second: Bbox) -> float:
+    """The area two display boxes share."""
+    width = min(first.x1, second.x1) - max(first.x0, second.x0)
+    height = min(first.y1, second.y1) - max(first.y0, second.y0)
+    return max(width, 0.0) * max(height, 0.0)
 
 
 def _colour(direction: int) -> str:
