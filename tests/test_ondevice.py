@@ -21,7 +21,13 @@ from ablate.measurement.clock import WarmupOutcome
 from ablate.measurement.statistics import NoiseThresholds, summarise
 from ablate.runs.entries import latency_entry
 from ablate.runs.schema import Variant, load_results
-from ablate.services.bundle_format import BUNDLE_SCHEMA, Bundle, parse_timings, read_bundle
+from ablate.services.bundle_format import (
+    BUNDLE_SCHEMA,
+    Bundle,
+    parse_timings,
+    read_bundle,
+    write_program,
+)
 from ablate.services.ingest import THERMAL_DRIFT, summarise_rounds, thermal_flag
 
 # Two factors, four networks; 64x64 keeps export and timing to seconds.
@@ -150,8 +156,26 @@ def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path)
     assert counts["to:{}"].blocks[0].macs == 32 * 32 * 32 * 27
     assert counts["to:{stem_channels}"].blocks[0].macs == 32 * 32 * 16 * 27
     assert os.access(bundle / "measure.sh", os.X_OK)
-    for name in ("run_host.py", "bundle.env", "variants.txt"):
-        assert (bundle / name).is_file()
+    assert (bundle / "run_host.py").is_file()
+    # The driver's list: id, file and the unit's name as one CSV field (it holds commas).
+    assert (bundle / "variants.txt").read_text().splitlines() == [
+        "v000\tmodels/v000.onnx\tto:{}",
+        "v001\tmodels/v001.onnx\tto:{stem_channels}",
+        "v002\tmodels/v002.onnx\tto:{last_stage}",
+        'v003\tmodels/v003.onnx\t"to:{stem_channels,last_stage}"',
+    ]
+    # Its defaults, from SPEC: no round cap (60), 20 minimum rounds, a 600 s budget, seed 0.
+    settings = dict(
+        line.split("=", 1)
+        for line in (bundle / "bundle.env").read_text().splitlines()
+        if not line.startswith("#")
+    )
+    assert len(settings["BUNDLE_ID"]) == 12
+    defaults = {key: settings[f"BUNDLE_{key}"] for key in ("ROUNDS", "MIN_ROUNDS", "BUDGET_S")}
+    assert defaults == {"ROUNDS": "60", "MIN_ROUNDS": "20", "BUDGET_S": "600"}
+    assert settings["BUNDLE_SEED"] == "0"
+    assert settings["BUNDLE_BINARY_HINT"].startswith("'onnxruntime_perf_test")
+    assert "{model}" in settings["BUNDLE_BENCHMARK_ARGS"]
 
 
 def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
@@ -304,25 +328,27 @@ def _rows(rounds: int = 6, a: str = "1.5", b: str = "2.0") -> str:
 def small_bundle(tmp_path: Path) -> Path:
     """A bundle of two one-line 'models' with their real hashes (enough for the checks)."""
     directory = tmp_path / "small"
-    (directory / "models").mkdir(parents=True)
-    units = []
-    for index, name in enumerate(("a", "b,2")):
-        file = f"models/v{index:03d}.onnx"
-        (directory / file).write_bytes(f"model {name}".encode())
-        units.append(
-            {
-                "id": f"v{index:03d}",
-                "name": name,
-                "variants": [name],
-                "file": file,
-                "sha256": hashlib.sha256(f"model {name}".encode()).hexdigest(),
-                "input_shape": [1, 3, 8, 8],
-            }
+    directory.mkdir()
+    units = [
+        write_program(
+            directory,
+            index,
+            name=name,
+            variants=[name],
+            suffix=".onnx",
+            program=f"model {name}".encode(),
+            input_shape=(1, 3, 8, 8),
+            precision="fp32",
+            runtime=None,
         )
+        for index, name in enumerate(("a", "b,2"))
+    ]
+    assert [unit["file"] for unit in units] == ["models/v000.onnx", "models/v001.onnx"]
     manifest = {
         "schema": BUNDLE_SCHEMA,
         "backend": "onnxruntime",
         "precision": "fp32",
+        "spec": {"name": "x"},
         "spec_text": "name: x\n",
         "baseline": "a",
         "units": units,
@@ -449,6 +475,32 @@ def test_export_refuses_before_writing(tmp_path: Path) -> None:
 def test_bundle_unit_names_follow_the_manifest() -> None:
     bundle = Bundle(Path("."), {"units": [{"name": "x"}, {"name": "y"}], "baseline": "x"})
     assert bundle.unit_names == ["x", "y"] and bundle.baseline == "x"
+
+
+def test_a_bundle_reads_its_manifest_for_ingest() -> None:
+    record = {"runtime": "executorch", "precision": "int8"}
+    units = [
+        {"id": "v000", "name": "x", "input_shape": [4, 3, 8, 8], "runtime": None},
+        {"id": "v001", "name": "y", "input_shape": [4, 3, 8, 8], "runtime": record},
+    ]
+    manifest = {"backend": "executorch", "precision": "int8", "spec_text": "name: s\n"}
+    bundle = Bundle(Path("."), {**manifest, "spec": {"name": "s"}, "units": units, "variants": []})
+    assert (bundle.backend, bundle.precision, bundle.batch) == ("executorch", "int8", 4)
+    assert bundle.unit_ids == {"v000": "x", "v001": "y"}
+    assert bundle.runtimes == {"y": record}  # only where the exporter made a program record
+    assert bundle.spec_text == "name: s\n" and bundle.resolved_spec == {"name": "s"}
+    # Keys that older bundles may lack read as absent.
+    assert bundle.spec_label == "bundle spec" and bundle.runtime_versions == {}
+    assert bundle.ablate_version is None and bundle.weights is None
+
+
+@pytest.mark.parametrize("key", ["spec", "spec_text", "units", "variants"])
+def test_a_manifest_missing_a_key_ingest_reads_is_refused(small_bundle: Path, key: str) -> None:
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    del manifest[key]
+    (small_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputFileError, match=rf"manifest\.json: {key}: missing$"):
+        read_bundle(small_bundle)
 
 
 # -- the mobile runtimes' bundles, through their own benchmark binaries' command lines ----------

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import math
 import os
-import shlex
 import shutil
 import sys
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ablate import __version__
 from ablate.errors import AblateError
-from ablate.files import write_json_atomic, write_text_atomic
 from ablate.services.bundle_format import (
-    BUNDLE_SCHEMA,
     DEFAULT_ROUNDS,
-    DRIVER_NAME,
-    HOST_RUNNER_NAME,
-    LIST_NAME,
     MANIFEST_NAME,
     MINIMUM_ROUNDS,
-    SETTINGS_NAME,
-    csv_field,
+    DriverSettings,
+    write_bundle,
+    write_program,
 )
 
 
@@ -104,64 +94,38 @@ def export_bundle(
             _, counted = count_unit(unit, spec, precision)
             variants += [entry.model_dump(mode="json") for entry in counted]
             program, runtime = _program(backend, models[index], inputs[index], precision, pool)
-            file_name = f"models/v{index:03d}{program_file.suffix}"
-            (staging / "models").mkdir(exist_ok=True)
-            (staging / file_name).write_bytes(program)
             entries.append(
-                {
-                    "id": f"v{index:03d}",
-                    "name": unit.name,
-                    "variants": list(unit.variants),
-                    "file": file_name,
-                    "sha256": hashlib.sha256(program).hexdigest(),
-                    "bytes": len(program),
-                    "input_shape": list(shape),
-                    "precision": precision,
-                    "runtime": runtime,
-                }
+                write_program(
+                    staging,
+                    index,
+                    name=unit.name,
+                    variants=unit.variants,
+                    suffix=program_file.suffix,
+                    program=program,
+                    input_shape=shape,
+                    precision=precision,
+                    runtime=runtime,
+                )
             )
         settings = spec.measure.effective()
-        manifest = {
-            "schema": BUNDLE_SCHEMA,
-            "ablate_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "backend": backend,
-            "precision": precision,
-            "runtime_versions": _runtime_versions(backend),
-            "weights": "seeded (seed 0), batch-norm statistics re-estimated",
-            "spec": spec.to_json(),
-            "spec_text": spec.source_text,
-            "spec_label": spec.source_label,
-            "baseline": next(u.name for u in units if spec.baseline in u.variants),
-            "units": entries,
-            "variants": variants,
-        }
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
-        rounds = settings.max_rounds or DEFAULT_ROUNDS
-        write_text_atomic(
-            staging / SETTINGS_NAME,
-            "# Defaults of measure.sh, from the spec; each can be overridden by the variable\n"
-            "# of the same name without the BUNDLE_ prefix (ABLATE_PYTHON for the python).\n"
-            f"BUNDLE_ID={hashlib.sha256(json.dumps(manifest['units']).encode()).hexdigest()[:12]}\n"
-            f"BUNDLE_ROUNDS={max(rounds, MINIMUM_ROUNDS)}\n"
-            f"BUNDLE_MIN_ROUNDS={max(settings.min_rounds, MINIMUM_ROUNDS)}\n"
-            f"BUNDLE_BUDGET_S={math.ceil(settings.budget_s)}\n"
-            f"BUNDLE_SEED={settings.seed}\n"
-            f"BUNDLE_PYTHON={shlex.quote(python)}\n"
-            f"BUNDLE_BINARY_HINT={shlex.quote(program_file.binary)}\n"
-            f"BUNDLE_BENCHMARK_ARGS={shlex.quote(program_file.arguments)}\n",
+        write_bundle(
+            staging,
+            spec,
+            units=entries,
+            variants=variants,
+            baseline=next(u.name for u in units if spec.baseline in u.variants),
+            runtime_versions=_runtime_versions(backend),
+            weights="seeded (seed 0), batch-norm statistics re-estimated",
+            settings=DriverSettings(
+                rounds=max(settings.max_rounds or DEFAULT_ROUNDS, MINIMUM_ROUNDS),
+                min_rounds=max(settings.min_rounds, MINIMUM_ROUNDS),
+                budget_s=math.ceil(settings.budget_s),
+                seed=settings.seed,
+                python=python,
+                binary_hint=program_file.binary,
+                benchmark_args=program_file.arguments,
+            ),
         )
-        write_text_atomic(
-            staging / LIST_NAME,
-            "".join(f"{e['id']}\t{e['file']}\t{csv_field(e['name'])}\n" for e in entries),
-        )
-        files = resources.files("ablate.services") / "bundle_files"
-        for name in (DRIVER_NAME, HOST_RUNNER_NAME):
-            write_text_atomic(staging / name, (files / name).read_text(encoding="utf-8"))
-        # mkdtemp and the atomic writes make private files; a bundle is for sharing.
-        staging.chmod(0o755)
-        for path in staging.rglob("*"):
-            path.chmod(0o755 if path.is_dir() or path.name == DRIVER_NAME else 0o644)
         if output.exists():
             output.rmdir()  # empty, checked above
         os.replace(staging, output)

@@ -13,15 +13,23 @@ keys; export (`bundle_export`) and ingest (`ingest`) go through it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import json
 import math
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ablate import __version__
 from ablate.errors import InputFileError, excerpt
-from ablate.files import read_json
+from ablate.files import read_json, write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from ablate.spec.model import ExperimentSpec
 
 BUNDLE_SCHEMA = "ablate.bundle/1"
 DEVICE_SCHEMA = "ablate.device-record/1"
@@ -32,6 +40,9 @@ SETTINGS_NAME = "bundle.env"
 LIST_NAME = "variants.txt"
 TIMINGS_NAME = "timings.csv"
 DEVICE_RECORD_NAME = "device.json"
+MODELS_DIRECTORY = "models"
+# Copied into every bundle as they are, from the package's bundle_files.
+SHIPPED_FILES = (DRIVER_NAME, HOST_RUNNER_NAME)
 TIMINGS_COLUMNS = ("round", "variant", "milliseconds", "position")
 # The distribution-free 95% interval of a median needs 6 samples (see statistics.py).
 MINIMUM_ROUNDS = 6
@@ -46,11 +57,117 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def csv_field(text: str) -> str:
+def _csv_field(text: str) -> str:
     """`text` as one CSV field (quoted when it holds a comma or a quote)."""
     if any(character in text for character in ',"'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+# -- writing a bundle --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    """measure.sh's defaults (`bundle.env`), each overridden by the variable of the same name
+    without the BUNDLE_ prefix (ABLATE_PYTHON for the python)."""
+
+    rounds: int
+    min_rounds: int
+    budget_s: int
+    seed: int
+    python: str  # runs run_host.py when timing on this machine
+    binary_hint: str  # the runtime's benchmark binary, for the message when none is given
+    benchmark_args: str  # its flags, with {model} and {runs} for measure.sh to fill in
+
+
+def write_program(
+    directory: Path,
+    index: int,
+    *,
+    name: str,
+    variants: Sequence[str],
+    suffix: str,
+    program: bytes,
+    input_shape: Sequence[int],
+    precision: str,
+    runtime: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Writes the program of the bundle's `index`th unit into `directory`; its manifest entry
+    (`runtime`: the program's `RuntimeRecord` fields, where the exporter made one)."""
+    identifier = f"v{index:03d}"
+    file = f"{MODELS_DIRECTORY}/{identifier}{suffix}"
+    (directory / MODELS_DIRECTORY).mkdir(exist_ok=True)
+    (directory / file).write_bytes(program)
+    return {
+        "id": identifier,
+        "name": name,
+        "variants": list(variants),
+        "file": file,
+        "sha256": hashlib.sha256(program).hexdigest(),
+        "bytes": len(program),
+        "input_shape": list(input_shape),
+        "precision": precision,
+        "runtime": runtime,
+    }
+
+
+def write_bundle(
+    directory: Path,
+    spec: ExperimentSpec,
+    *,
+    units: Sequence[dict[str, Any]],
+    variants: Sequence[dict[str, Any]],
+    baseline: str,
+    runtime_versions: dict[str, str],
+    weights: str,
+    settings: DriverSettings,
+) -> Path:
+    """Writes, beside the programs `write_program` wrote (`units`, its entries), the manifest,
+    the driver with its settings and list, and the host runner, every file readable by all;
+    returns the manifest's path. `spec` is resolved for its backend and precision."""
+    manifest = {
+        "schema": BUNDLE_SCHEMA,
+        "ablate_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": spec.measure.backend,
+        "precision": spec.measure.precision,
+        "runtime_versions": runtime_versions,
+        "weights": weights,
+        "spec": spec.to_json(),
+        "spec_text": spec.source_text,
+        "spec_label": spec.source_label,
+        "baseline": baseline,
+        "units": list(units),
+        "variants": list(variants),
+    }
+    write_json_atomic(directory / MANIFEST_NAME, manifest)
+    write_text_atomic(
+        directory / SETTINGS_NAME,
+        "# Defaults of measure.sh, from the spec; each can be overridden by the variable\n"
+        "# of the same name without the BUNDLE_ prefix (ABLATE_PYTHON for the python).\n"
+        f"BUNDLE_ID={hashlib.sha256(json.dumps(manifest['units']).encode()).hexdigest()[:12]}\n"
+        f"BUNDLE_ROUNDS={settings.rounds}\n"
+        f"BUNDLE_MIN_ROUNDS={settings.min_rounds}\n"
+        f"BUNDLE_BUDGET_S={settings.budget_s}\n"
+        f"BUNDLE_SEED={settings.seed}\n"
+        f"BUNDLE_PYTHON={shlex.quote(settings.python)}\n"
+        f"BUNDLE_BINARY_HINT={shlex.quote(settings.binary_hint)}\n"
+        f"BUNDLE_BENCHMARK_ARGS={shlex.quote(settings.benchmark_args)}\n",
+    )
+    write_text_atomic(
+        directory / LIST_NAME,
+        "".join(f"{u['id']}\t{u['file']}\t{_csv_field(u['name'])}\n" for u in units),
+    )
+    shipped = resources.files("ablate.services") / "bundle_files"
+    for name in SHIPPED_FILES:
+        write_text_atomic(directory / name, (shipped / name).read_text(encoding="utf-8"))
+    # The atomic writes (and a staging directory from mkdtemp) make private files; a bundle
+    # is for sharing.
+    directory.chmod(0o755)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() or path.name == DRIVER_NAME else 0o644)
+    return directory / MANIFEST_NAME
 
 
 # -- reading a bundle --------------------------------------------------------------------
@@ -66,11 +183,66 @@ class Bundle:
         return [unit["name"] for unit in self.manifest["units"]]
 
     @property
+    def unit_ids(self) -> dict[str, str]:
+        """Each unit's name by its id (timings.csv may name a unit either way)."""
+        return {unit["id"]: unit["name"] for unit in self.manifest["units"]}
+
+    @property
     def baseline(self) -> str:
         return str(self.manifest["baseline"])
 
+    @property
+    def backend(self) -> str:
+        return str(self.manifest["backend"])
 
-_MANIFEST_KEYS = ("backend", "precision", "spec_text", "baseline", "units", "variants")
+    @property
+    def precision(self) -> str:
+        return str(self.manifest["precision"])
+
+    @property
+    def spec_text(self) -> str:
+        return str(self.manifest["spec_text"])
+
+    @property
+    def spec_label(self) -> str:
+        return str(self.manifest.get("spec_label", "bundle spec"))
+
+    @property
+    def resolved_spec(self) -> Any:
+        """The spec as the exporting ablate resolved it (`ExperimentSpec.to_json`)."""
+        return self.manifest["spec"]
+
+    @property
+    def ablate_version(self) -> str | None:
+        return self.manifest.get("ablate_version")
+
+    @property
+    def runtime_versions(self) -> dict[str, str]:
+        return self.manifest.get("runtime_versions", {})
+
+    @property
+    def weights(self) -> str | None:
+        return self.manifest.get("weights")
+
+    @property
+    def batch(self) -> int:
+        return int(self.manifest["units"][0]["input_shape"][0])
+
+    @property
+    def variants(self) -> list[dict[str, Any]]:
+        """Every variant's counts as the exporting ablate made them (`Variant`'s fields)."""
+        return list(self.manifest["variants"])
+
+    @property
+    def runtimes(self) -> dict[str, dict[str, Any]]:
+        """By unit name, the record of its program (`RuntimeRecord`'s fields), where the
+        backend's exporter made one."""
+        return {
+            unit["name"]: unit["runtime"] for unit in self.manifest["units"] if unit.get("runtime")
+        }
+
+
+_MANIFEST_KEYS = ("backend", "precision", "spec", "spec_text", "baseline", "units", "variants")
 _UNIT_KEYS = ("id", "name", "variants", "file", "sha256", "input_shape")
 
 
@@ -133,7 +305,7 @@ def parse_timings(path: Path, bundle: Bundle) -> Rounds:
     """The rounds of `path`, every row checked: one line naming the file, line and problem
     for an unknown variant, a bad number, a round missing a variant, too few rounds."""
     names = bundle.unit_names
-    by_id = {unit["id"]: unit["name"] for unit in bundle.manifest["units"]}
+    by_id = bundle.unit_ids
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

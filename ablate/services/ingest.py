@@ -45,7 +45,6 @@ def _celsius(raw: object) -> float | None:
 
 def device_environment(record: Mapping[str, Any], device_name: str, bundle: Bundle) -> dict:
     """The run's environment record from the device record, keyed as reports read it."""
-    manifest = bundle.manifest
     start = _celsius(record.get("temperature_start_raw", ""))
     end = _celsius(record.get("temperature_end_raw", ""))
     return {
@@ -55,14 +54,14 @@ def device_environment(record: Mapping[str, Any], device_name: str, bundle: Bund
         "operating_system": record.get("operating_system") or None,
         "machine": record.get("abi") or None,
         "threads": 1,
-        "backend": manifest["backend"],
-        "precision": manifest["precision"],
+        "backend": bundle.backend,
+        "precision": bundle.precision,
         "device": device_name,
-        "batch": manifest["units"][0]["input_shape"][0],
+        "batch": bundle.batch,
         "ablate_version": __version__,
-        "bundle_ablate_version": manifest.get("ablate_version"),
-        "packages": manifest.get("runtime_versions", {}),
-        "weights": manifest.get("weights"),
+        "bundle_ablate_version": bundle.ablate_version,
+        "packages": bundle.runtime_versions,
+        "weights": bundle.weights,
         "measured_on_device": {
             "mode": record.get("mode"),
             "model": record.get("model"),
@@ -155,19 +154,21 @@ def ingest(
     from ablate.spec import load_spec_text, with_overrides
 
     bundle = read_bundle(bundle_path)
-    manifest = bundle.manifest
     rounds = parse_timings(timings_path, bundle)
     record = read_device_record(timings_path.parent / DEVICE_RECORD_NAME)
     spec = with_overrides(
-        load_spec_text(manifest["spec_text"], manifest.get("spec_label", "bundle spec")),
-        backend=manifest["backend"],
-        precision=manifest["precision"],
+        load_spec_text(bundle.spec_text, bundle.spec_label),
+        backend=bundle.backend,
+        precision=bundle.precision,
     )
-    if spec.to_json() != manifest["spec"] or [u.name for u in _units(spec)] != bundle.unit_names:
+    if (
+        spec.to_json() != bundle.resolved_spec
+        or [u.name for u in _units(spec)] != bundle.unit_names
+    ):
         raise InputFileError(
             bundle_path / MANIFEST_NAME,
             "the spec resolves differently in this ablate than in the one that exported the "
-            f"bundle ({manifest.get('ablate_version')}); export it again",
+            f"bundle ({bundle.ablate_version}); export it again",
             key_path="spec",
         )
     name = device_name or record.get("model") or record.get("mode") or "device"
@@ -192,20 +193,18 @@ def ingest(
         flag = thermal_flag(result, heat)
         latencies.append(result if flag is None else replace(result, flags=(*result.flags, flag)))
     runtimes = {
-        unit["name"]: RuntimeRecord.model_validate(unit["runtime"])
-        for unit in manifest["units"]
-        if unit.get("runtime")
+        name: RuntimeRecord.model_validate(record) for name, record in bundle.runtimes.items()
     }
     stop = record.get("stop_reason")
     measurement = Measurement(
         stop_reason=stop if stop in ("budget", "max_rounds", "target") else "max_rounds",
         rounds=len(rounds.seconds),
         elapsed_s=float(record.get("elapsed_s") or 0.0),
-        backend=manifest["backend"],
+        backend=bundle.backend,
         device=str(name),
         batch=int(environment["batch"]),
         threads=1,
-        precision=manifest["precision"],
+        precision=bundle.precision,
         target_ci=settings.target_ci,
         budget_s=settings.budget_s,
         seed=settings.seed,
@@ -214,7 +213,7 @@ def ingest(
         spec,
         environment,
         status="profiled",
-        variants=[Variant.model_validate(data) for data in manifest["variants"]],
+        variants=[Variant.model_validate(data) for data in bundle.variants],
         latencies=latencies,
         runtimes=runtimes,
         measurement=measurement,
