@@ -13,9 +13,19 @@ import torch
 
 from ablate.architecture.description import ACTIVATIONS, LAST_STAGES, SE_GATES
 from ablate.architecture.layers import activation_module, gate_module
+from ablate.counting.records import PASS_TOTALS, RULES
 from ablate.errors import MissingDependencyError, UnknownNameError
 from ablate.measurement.backends import BACKENDS, Backend, backend_fuses, module_available
-from ablate.metrics import ATTRIBUTABLE, COMPARED, COUNTED, METRICS, PER_BLOCK, STORED
+from ablate.metrics import (
+    ATTRIBUTABLE,
+    BY_KEY,
+    COMPARED,
+    COUNTED,
+    METRICS,
+    PER_BLOCK,
+    PER_LAYER,
+    STORED,
+)
 from ablate.report.write import CSV_COLUMNS
 from ablate.runs.schema import BlockCounts, Variant
 from ablate.variants.factors import FACTORS
@@ -62,10 +72,23 @@ def test_reports_read_the_results_model_only() -> None:
     assert not _package_imports()["report"] & {"measurement", "services"}
 
 
-def test_every_stored_metric_is_a_field_of_the_results_model() -> None:
-    assert {metric.key for metric in STORED} <= set(Variant.model_fields)
-    assert {metric.key for metric in PER_BLOCK} <= set(BlockCounts.model_fields)
+def test_the_results_model_has_one_optional_field_per_stored_metric() -> None:
+    variant_fields = [key for key in Variant.model_fields if key in BY_KEY]
+    assert variant_fields == [metric.key for metric in STORED]  # in table order
+    block_fields = [key for key in BlockCounts.model_fields if key in BY_KEY]
+    assert block_fields == [metric.key for metric in PER_BLOCK]
+    for key in variant_fields:
+        assert not Variant.model_fields[key].is_required(), key
+        assert Variant.model_fields[key].description == BY_KEY[key].convention
     assert len({metric.key for metric in METRICS}) == len(METRICS)
+
+
+def test_every_counted_metric_has_one_counting_rule() -> None:
+    assert set(RULES).isdisjoint(PASS_TOTALS)
+    assert {m.key for m in COUNTED} == set(RULES) | set(PASS_TOTALS)
+    # per-layer metrics are sums over records, so that layers and kinds can be totalled
+    assert {m.key for m in PER_LAYER} <= set(RULES)
+    assert [m.key for m in PER_LAYER] == ["macs", "flops", "bytes_unfused", "bytes_fused"]
 
 
 def test_metric_lists_are_views_of_the_one_table() -> None:

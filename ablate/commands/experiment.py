@@ -104,7 +104,7 @@ def run_command(
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
-    from ablate.report.compare_console import latency_table, print_renderables
+    from ablate.report.compare_console import print_renderables, run_renderables
     from ablate.report.progress import run_progress
     from ablate.runs.schema import load_results
     from ablate.services.experiment import run_experiment
@@ -121,7 +121,7 @@ def run_command(
         progress=run_progress(),
         device=device,
     )
-    print_renderables([latency_table(compare_variants(load_results(directory)))])
+    print_renderables(run_renderables(compare_variants(load_results(directory))))
     typer.echo(str(directory))
 
 

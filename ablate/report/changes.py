@@ -13,25 +13,35 @@ from ablate.runs.schema import BlockCounts
 
 @dataclass(frozen=True)
 class CountChange:
-    """An exact count (params, MACs, FLOPs, bytes) in the baseline and in the variant."""
+    """An exact count (params, MACs, FLOPs, bytes) in the baseline and in the variant; None on
+    a side whose results file was written before the metric existed."""
 
-    baseline: int
-    value: int
+    baseline: int | None
+    value: int | None
 
     @property
-    def delta(self) -> int:
+    def missing(self) -> bool:
+        return self.baseline is None or self.value is None
+
+    @property
+    def delta(self) -> int | None:
+        if self.baseline is None or self.value is None:
+            return None
         return self.value - self.baseline
 
     @property
     def percent(self) -> float | None:
-        """Percent of the baseline; None when the baseline count is zero."""
-        if self.baseline == 0:
+        """Percent of the baseline; None when the baseline count is zero or missing."""
+        delta = self.delta
+        if delta is None or not self.baseline:
             return None
-        return 100.0 * self.delta / self.baseline
+        return 100.0 * delta / self.baseline
 
     @property
     def direction(self) -> Direction:
-        return sign(self.delta)
+        """-1, 0 or +1; 0 also when a side is missing (no direction is known)."""
+        delta = self.delta
+        return 0 if delta is None else sign(delta)
 
 
 # Which blocks of a variant differ from the baseline's, and how their costs and time moved.
@@ -125,8 +135,8 @@ class BlockChange:
         return block.intensity_fused
 
 
-def _metric(block: BlockCounts | None, metric: str) -> int:
-    return 0 if block is None else int(getattr(block, metric))
+def _metric(block: BlockCounts | None, metric: str) -> int | None:
+    return 0 if block is None else block.count(metric)
 
 
 def _time(block: BlockCounts | None, median_ms: float | None, estimate: bool) -> BlockTime:
@@ -138,7 +148,7 @@ def _time(block: BlockCounts | None, median_ms: float | None, estimate: bool) ->
 
 
 def _differs(before: BlockCounts, after: BlockCounts) -> bool:
-    return any(getattr(before, m.key) != getattr(after, m.key) for m in PER_BLOCK)
+    return any(before.count(m.key) != after.count(m.key) for m in PER_BLOCK)
 
 
 def block_changes(

@@ -19,12 +19,12 @@ it by construction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ablate.errors import AblateError
-from ablate.metrics import COMPARED
+from ablate.metrics import COMPARED, Metric
 from ablate.report.changes import (
     BlockChange,
     CountChange,
@@ -32,7 +32,7 @@ from ablate.report.changes import (
     block_changes,
     sign,
 )
-from ablate.runs.schema import EAGER_PROFILE, Flag, Latency, Results, Variant
+from ablate.runs.schema import EAGER_PROFILE, Flag, Latency, Results, UnknownOp, Variant
 
 # Op kinds that launch no kernel (reshapes), left out of the operator count.
 KERNEL_FREE_KINDS = frozenset({"view"})
@@ -100,10 +100,12 @@ class VariantComparison:
     blocks: tuple[BlockChange, ...]
     operator_shares: tuple[OperatorShare, ...] = ()  # eager profile; largest change first
     runtime_operator_shares: tuple[OperatorShare, ...] = ()  # the runtime's kernels, likewise
+    # Ops without a counting rule, counted as zero in every count above; by operator.
+    unknown_ops: Mapping[str, UnknownOp] = field(default_factory=dict)
 
     @property
     def disagreement(self) -> Disagreement | None:
-        if self.latency is None or self.latency.direction == 0:
+        if self.latency is None or self.latency.direction == 0 or self.counts["macs"].missing:
             return None
         macs = self.counts["macs"].direction
         if macs == 0:
@@ -184,8 +186,7 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
             same_architecture=variant.measured_as == reference.measured_as,
             changed_factors=_changed_factors(reference.resolved_factors, variant.resolved_factors),
             counts={
-                m.key: CountChange(getattr(reference, m.key), getattr(variant, m.key))
-                for m in COMPARED
+                m.key: CountChange(reference.count(m.key), variant.count(m.key)) for m in COMPARED
             },
             operators=_operator_change(reference, variant),
             latency=_latency_change(variant, reference, measured_reference),
@@ -198,6 +199,7 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
             ),
             operator_shares=_operator_shares(reference, variant),
             runtime_operator_shares=_runtime_operator_shares(reference, variant),
+            unknown_ops=variant.unknown_ops,
         )
         for variant in results.variants
     )
@@ -216,6 +218,15 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
         if runtime is None or runtime.profile is None
         else f"{runtime.runtime} {runtime.profile.profiler}",
     )
+
+
+def present_metrics(
+    metrics: Iterable[Metric], rows: Iterable[VariantComparison]
+) -> tuple[Metric, ...]:
+    """The metrics some row has a value of: one that the results file predates is left out of
+    the tables rather than shown as a column of "n/a"."""
+    rows = tuple(rows)
+    return tuple(m for m in metrics if any(row.counts[m.key].value is not None for row in rows))
 
 
 def _profiled_as_timed(results: Results) -> bool:

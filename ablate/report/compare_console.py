@@ -7,14 +7,14 @@ differences first, then every variant's latency in both runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ablate.metrics import COMPARED
-from ablate.report.changes import BlockChange
+from ablate.metrics import COMPARED, PER_LAYER, Metric
+from ablate.report.changes import BlockChange, CountChange
 from ablate.report.compare import (
     Comparison,
     LatencyChange,
@@ -23,11 +23,13 @@ from ablate.report.compare import (
     VariantComparison,
     compare_runs,
     compare_variants,
+    present_metrics,
 )
 from ablate.report.fidelity import fidelity_sentence, latency_fidelity
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
+    UNKNOWN_OPS_NOTE,
     change_percent,
     latency_text,
     metric_change,
@@ -36,6 +38,7 @@ from ablate.report.formatting import (
     signed_megabytes,
     signed_milliseconds,
     target_phrase,
+    unknown_op_text,
 )
 from ablate.report.layout import empty_headers, fitted, without_columns, without_empty_columns
 from ablate.report.summary import comparison_summary, machine_phrase
@@ -115,16 +118,38 @@ def noise_flag_lines(comparison: Comparison) -> list[str]:
     ]
 
 
+def unknown_op_lines(comparison: Comparison) -> list[str]:
+    """`- variants: op xN at modules`, one line per op and the variants that run it alike."""
+    variants: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
+    for row in comparison.rows:
+        for operator, unknown in row.unknown_ops.items():
+            key = (operator, unknown.calls, tuple(unknown.modules))
+            variants.setdefault(key, []).append(row.name)
+    return [
+        f"- {', '.join(names)}: {unknown_op_text(operator, calls, modules)}"
+        for (operator, calls, modules), names in variants.items()
+    ]
+
+
+def unknown_ops_text(comparison: Comparison) -> Text | None:
+    """The unknown ops of every variant under a heading; None when every op was counted."""
+    lines = unknown_op_lines(comparison)
+    if not lines:
+        return None
+    return Text(f"Unknown ops ({UNKNOWN_OPS_NOTE}):\n" + "\n".join(lines), style="bold red")
+
+
 def counts_table(comparison: Comparison) -> Table:
     table = Table(
         title=f"Counts per forward pass (change vs {comparison.baseline})",
         caption="M = 1e6; MB = 1e6 bytes; unfused = eager ops, fused = conv+BN+act as one kernel",
     )
     table.add_column("variant")
-    for metric in COMPARED:
+    shown = present_metrics(COMPARED, comparison.rows)
+    for metric in shown:
         table.add_column(metric.label, justify="right")
     for row in comparison.rows:
-        cells = (metric_change(metric, row.counts[metric.key]) for metric in COMPARED)
+        cells = (metric_change(metric, row.counts[metric.key]) for metric in shown)
         table.add_row(_name(row), *cells)
     return table
 
@@ -155,6 +180,12 @@ def latency_table(comparison: Comparison) -> Table:
     return without_columns(table, empty_headers([table]))  # e.g. no noise flags in the run
 
 
+def run_renderables(comparison: Comparison) -> list[RenderableType]:
+    """What `ablate run` prints when it ends: the latency table and any unknown ops."""
+    unknown = unknown_ops_text(comparison)
+    return [fitted(latency_table(comparison)), *([] if unknown is None else [unknown])]
+
+
 def _percent_with_interval(latency: LatencyChange) -> str:
     return f"{percent(latency.percent)} {percent_interval(latency.percent_ci95)}"
 
@@ -171,26 +202,42 @@ def _share(value: float | None) -> str:
     return NOT_AVAILABLE if value is None else f"{100 * value:.1f}%"
 
 
-def _bytes_delta(block: BlockChange, metric: str) -> str:
-    change = block.count(metric)
+def _bytes_delta(change: CountChange) -> str:
+    if change.delta is None:
+        return NOT_AVAILABLE
     if change.delta == 0:
         return "0"
     share = "new" if change.percent is None else percent(change.percent, 0)
     return f"{signed_megabytes(change.delta, 2)} ({share})"
 
 
-def block_cells(block: BlockChange) -> list[str]:
+def _before_after(change: CountChange) -> str:
+    if change.baseline is None or change.value is None:
+        return NOT_AVAILABLE
+    return f"{change.baseline / 1e6:.2f}→{change.value / 1e6:.2f}"
+
+
+def block_metrics(blocks: Iterable[BlockChange]) -> tuple[Metric, ...]:
+    """The per-layer metrics of the block tables, less those no block has on either side."""
+    sides = [side for block in blocks for side in (block.baseline, block.variant) if side]
+    return tuple(m for m in PER_LAYER if any(side.count(m.key) is not None for side in sides))
+
+
+def _metric_cells(block: BlockChange, metric: Metric) -> list[str]:
+    """The headline metric both ways and its change; a count's change in %, bytes' in MB."""
+    change = block.count(metric.key)
+    if metric.headline:
+        return [_before_after(change), change_percent(change)]
+    return [_bytes_delta(change) if metric.unit == "bytes" else change_percent(change)]
+
+
+def block_cells(block: BlockChange, metrics: Sequence[Metric] = PER_LAYER) -> list[str]:
     """Cells of one differing block; shared by the console and Markdown tables."""
-    macs = block.count("macs")
     time_delta = block.time_delta_ms
     return [
         block.name,
         block.status,
-        f"{macs.baseline / 1e6:.2f}→{macs.value / 1e6:.2f}",
-        change_percent(macs),
-        change_percent(block.count("flops")),
-        _bytes_delta(block, "bytes_unfused"),
-        _bytes_delta(block, "bytes_fused"),
+        *(cell for metric in metrics for cell in _metric_cells(block, metric)),
         f"{block.intensity_fused:.1f}",
         NOT_AVAILABLE if block.bound is None else block.bound.removesuffix("-bound"),
         f"{_share(block.baseline_time.share)}→{_share(block.variant_time.share)}",
@@ -199,20 +246,22 @@ def block_cells(block: BlockChange) -> list[str]:
     ]
 
 
-BLOCK_COLUMNS = (
-    "block",
-    "status",
-    "MACs, M",
-    "MACs Δ",
-    "FLOPs Δ",
-    "bytes unfused Δ",
-    "bytes fused Δ",
-    "FLOPs/B fused",
-    "roofline",
-    "time share",
-    "est. Δ ms",
-    "MACs vs time",
-)
+def block_columns(metrics: Sequence[Metric] = PER_LAYER) -> tuple[str, ...]:
+    """Headings of `block_cells`."""
+    headings = [
+        (f"{m.label}, {m.symbol}", f"{m.label} Δ") if m.headline else (f"{m.label} Δ",)
+        for m in metrics
+    ]
+    return (
+        "block",
+        "status",
+        *(heading for pair in headings for heading in pair),
+        "FLOPs/B fused",
+        "roofline",
+        "time share",
+        "est. Δ ms",
+        "MACs vs time",
+    )
 
 
 def block_caption(comparison: Comparison) -> str:
@@ -261,10 +310,11 @@ def blocks_table(row: VariantComparison, comparison: Comparison) -> Table:
         f"(factors changed: {factors})",
         caption=block_caption(comparison),
     )
-    for column in BLOCK_COLUMNS:
+    metrics = block_metrics(row.blocks)
+    for column in block_columns(metrics):
         table.add_column(column, justify="left" if column in ("block", "status") else "right")
     for block in row.blocks:
-        table.add_row(*block_cells(block))
+        table.add_row(*block_cells(block, metrics))
     return table
 
 
@@ -275,6 +325,9 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
     if warning:
         parts.append(Text(warning, style="bold yellow"))
     parts.append(fitted(counts_table(comparison)))
+    unknown = unknown_ops_text(comparison)
+    if unknown is not None:
+        parts.append(unknown)
     if comparison.measured:
         parts.append(fitted(latency_table(comparison)))
     referenced = latency_fidelity(results, comparison.baseline)

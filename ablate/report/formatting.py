@@ -72,7 +72,9 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 
 def change_percent(change: CountChange) -> str:
-    """`-28.0%`, `unchanged`, or `new` when the baseline count is zero."""
+    """`-28.0%`, `unchanged`, `new` when the baseline count is zero, `n/a` when missing."""
+    if change.missing:
+        return NOT_AVAILABLE
     if change.delta == 0:
         return "unchanged"
     return "new" if change.percent is None else percent(change.percent)
@@ -117,14 +119,18 @@ def latency_text(median_ms: float, ci95_ms: tuple[float, float]) -> str:
 
 def count_change(change: CountChange, *, bytes_unit: bool = False, digits: int = 1) -> str:
     """The variant's value and its change: `216.6 M (-28.0%)`; the baseline shows no change."""
+    if change.value is None:
+        return NOT_AVAILABLE
     value = megabytes(change.value, digits) if bytes_unit else millions(change.value, digits)
-    if change.delta == 0:
+    if change.delta is None or change.delta == 0:
         return value
     return f"{value} ({percent(change.percent)})"
 
 
-def metric_value(metric: Metric, value: float) -> str:
-    """A count in M or bytes in MB, at the metric's table precision."""
+def metric_value(metric: Metric, value: float | None) -> str:
+    """A count in M or bytes in MB, at the metric's table precision; `n/a` when missing."""
+    if value is None:
+        return NOT_AVAILABLE
     if metric.unit == "bytes":
         return megabytes(value, metric.digits)
     return millions(value, metric.digits)

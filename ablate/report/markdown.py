@@ -13,26 +13,29 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ablate.analysis.record import Attribution, Effect
-from ablate.metrics import COMPARED
+from ablate.metrics import ATTRIBUTABLE, COMPARED, PER_LAYER, Metric
 from ablate.report.compare import (
     Comparison,
     VariantComparison,
     compare_runs,
     compare_variants,
+    present_metrics,
 )
 from ablate.report.compare_console import (
     APPROXIMATE_MARK,
-    BLOCK_COLUMNS,
     FLIP_MARK,
     LEGEND,
     block_caption,
     block_cells,
+    block_columns,
+    block_metrics,
     disagreement_mark,
     noise_flag_lines,
     operator_share_lines,
     paired_cells,
     paired_columns,
     significance,
+    unknown_op_lines,
 )
 from ablate.report.fidelity import (
     count_references,
@@ -43,6 +46,7 @@ from ablate.report.fidelity import (
 from ablate.report.formatting import (
     CONVENTIONS,
     NOT_AVAILABLE,
+    UNKNOWN_OPS_NOTE,
     change_percent,
     latency_text,
     latency_verdict,
@@ -213,9 +217,9 @@ def _repeated_timings(results: Results) -> str:
     )
 
 
-def _main_row(row: VariantComparison) -> list[str]:
+def _main_row(row: VariantComparison, metrics: Sequence[Metric]) -> list[str]:
     cells = [f"**{row.name}** (baseline)" if row.is_baseline else row.name]
-    for metric in COMPARED:
+    for metric in metrics:
         change = row.counts[metric.key]
         cells.append(metric_value(metric, change.value))
         if metric.headline:
@@ -238,24 +242,30 @@ def _main_row(row: VariantComparison) -> list[str]:
     ]
 
 
-MAIN_COLUMNS = (
-    "variant",
-    *(
-        label
-        for metric in COMPARED
-        for label in ((metric.label, f"{metric.label} Δ") if metric.headline else (metric.label,))
-    ),
-    "latency ms, median [95% CI]",
-    "latency Δ % [95% CI]",
-    "sig.",
-    "MACs vs latency",
-)
+def main_columns(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """Headings of the results table: the compared metrics shown, then latency."""
+    headings = [
+        (metric.label, f"{metric.label} Δ") if metric.headline else (metric.label,)
+        for metric in metrics
+    ]
+    return (
+        "variant",
+        *(heading for pair in headings for heading in pair),
+        "latency ms, median [95% CI]",
+        "latency Δ % [95% CI]",
+        "sig.",
+        "MACs vs latency",
+    )
 
 
 def _results_table(comparison: Comparison) -> list[str]:
     lines = ["## Results", ""]
-    lines += _table(MAIN_COLUMNS, (_main_row(row) for row in comparison.rows))
+    metrics = present_metrics(COMPARED, comparison.rows)
+    lines += _table(main_columns(metrics), (_main_row(row, metrics) for row in comparison.rows))
     lines += ["", f"Changes are against {comparison.baseline}. {CONVENTIONS}", "", LEGEND, ""]
+    unknown = unknown_op_lines(comparison)
+    if unknown:
+        lines += [f"Unknown ops ({UNKNOWN_OPS_NOTE}):", "", *unknown, ""]
     flags = noise_flag_lines(comparison)
     if flags:
         lines += ["Noise flags:", "", *flags, ""]
@@ -366,7 +376,9 @@ def _blocks(comparison: Comparison) -> list[str]:
             f"{len(row.blocks)} blocks differ; factors changed: {factors}.",
             "",
         ]
-        lines += _table(BLOCK_COLUMNS, (block_cells(block) for block in row.blocks), text=(0, 1))
+        metrics = block_metrics(row.blocks)
+        cells = (block_cells(block, metrics) for block in row.blocks)
+        lines += _table(block_columns(metrics), cells, text=(0, 1))
         lines.append("")
         for line in operator_share_lines(row, comparison):
             lines += [line, ""]
@@ -393,7 +405,20 @@ def _metric_text(effect: Effect, name: str, bytes_unit: bool = False) -> str:
     return signed_megabytes(value, 2) if bytes_unit else signed_millions(value, 2)
 
 
-def _attribution_rows(view: Attribution, published: str | None) -> list[list[str]]:
+def _attributed_metrics(view: Attribution) -> tuple[Metric, ...]:
+    """The Shapley table's metrics: the per-layer costs attributed, less those the attribution
+    predates."""
+    effects = [*view.shapley, view.total]
+    return tuple(
+        metric
+        for metric in PER_LAYER
+        if metric in ATTRIBUTABLE and any(e.metric(metric.key) is not None for e in effects)
+    )
+
+
+def _attribution_rows(
+    view: Attribution, metrics: Sequence[Metric], published: str | None
+) -> list[list[str]]:
     """One row per factor and the total; with `published`, the end models' published change
     beside the total."""
     rows = []
@@ -402,10 +427,7 @@ def _attribution_rows(view: Attribution, published: str | None) -> list[list[str
             "**total**" if effect is view.total else effect.label,
             *_latency_cells(effect),
             latency_verdict(effect) or NOT_AVAILABLE,
-            _metric_text(effect, "macs"),
-            _metric_text(effect, "flops"),
-            _metric_text(effect, "bytes_unfused", bytes_unit=True),
-            _metric_text(effect, "bytes_fused", bytes_unit=True),
+            *(_metric_text(effect, m.key, bytes_unit=m.unit == "bytes") for m in metrics),
         ]
         if published is not None:
             row.append(published if effect is view.total else "")
@@ -513,20 +535,18 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
     if WATERFALL in plots:
         title = "Shapley waterfall: latency and MACs, factor by factor"
         lines += [f"![{title}]({plots[WATERFALL]})", ""]
+    metrics = _attributed_metrics(view)
     published = _published_total(view, results)
     columns = (
         "factor",
         f"latency Δ ms [{level}]",
         f"latency Δ % [{level}]",
         "verdict",
-        "MACs Δ",
-        "FLOPs Δ",
-        "bytes unfused Δ",
-        "bytes fused Δ",
+        *(f"{metric.label} Δ" for metric in metrics),
         *(("published (the spec's references)",) if published else ()),
     )
     text = (0, 3, len(columns) - 1) if published else (0, 3)
-    lines += _table(columns, _attribution_rows(view, published), text=text)
+    lines += _table(columns, _attribution_rows(view, metrics, published), text=text)
     quoted = (
         " The published change is quoted from the references the spec gave the two end "
         "models, not comparable number for number (another machine, backend and counting "

@@ -53,7 +53,11 @@ def _figure(width: float, height: float) -> Figure:
 
 def draw_latency_vs_macs(results: Results) -> Figure | None:
     """Median latency against MACs, one point per measured variant, 95% intervals as bars."""
-    measured = [variant for variant in results.variants if variant.latency is not None]
+    measured = [
+        variant
+        for variant in results.variants
+        if variant.latency is not None and variant.macs is not None
+    ]
     if not measured:
         return None
     figure = _figure(8.0, 5.5)

@@ -129,7 +129,9 @@ def _moving_blocks(
 
 def _elementwise(row: VariantComparison) -> CountChange:
     flops, macs = row.counts["flops"], row.counts["macs"]
-    return CountChange(flops.baseline - 2 * macs.baseline, flops.value - 2 * macs.value)
+    if flops.delta is None or macs.delta is None:
+        return CountChange(None, None)
+    return CountChange(flops.baseline - 2 * macs.baseline, flops.value - 2 * macs.value)  # type: ignore[operator]
 
 
 def explain_disagreement(
@@ -190,7 +192,8 @@ def explain_disagreement(
 def model_intensity(results: Results, name: str) -> float | None:
     """FLOPs (BN folded) per fused byte of a whole variant: the yardstick for its blocks."""
     variant = results.variant(name)
-    return variant.flops_folded / variant.bytes_fused if variant.bytes_fused else None
+    flops, moved = variant.count("flops_folded"), variant.count("bytes_fused")
+    return flops / moved if flops is not None and moved else None
 
 
 def comparison_summary(results: Results, comparison: Comparison) -> list[str]:

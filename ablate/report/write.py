@@ -176,13 +176,16 @@ def comparison_document(comparison: Comparison) -> dict[str, Any]:
         "status": comparison.status,
         "backend": comparison.backend,
         "conventions": {
-            "macs": "conv+linear multiply-accumulates",
-            "flops": "2 x MACs + elementwise ops, BN unfolded",
-            "bytes_unfused": "every eager op reads its inputs and weights, writes its output",
-            "bytes_fused": "conv+BN+activation as one kernel",
+            **{metric.key: metric.convention for metric in COMPARED},
             "latency": "median per forward pass, 95% interval; delta from the paired ratio",
         },
         "rows": [comparison_row(row) for row in comparison.rows],
+        # Ops without a counting rule (counted as zero), per variant that ran any.
+        "unknown_ops": {
+            row.name: {op: unknown.model_dump() for op, unknown in row.unknown_ops.items()}
+            for row in comparison.rows
+            if row.unknown_ops
+        },
         "blocks": {
             row.name: [block_row(block) for block in row.blocks]
             for row in comparison.rows

@@ -63,14 +63,14 @@ def count_entry(
             **{
                 metric.key: params_by_group.get(layer.name, 0)
                 if metric.key == "params"
-                else at_precision(metric, getattr(layer, metric.key))
+                else at_precision(metric, layer.totals[metric.key])
                 for metric in PER_BLOCK
             },
         )
         for layer in counts.layers
     ]
     totals = {
-        metric.key: at_precision(metric, getattr(counts, metric.key))
+        metric.key: at_precision(metric, counts.totals[metric.key])
         for metric in COUNTED
         if metric.stored
     }
@@ -83,7 +83,7 @@ def count_entry(
         params=sum(params_by_group.values()),
         **totals,
         by_kind={kind: summary.to_json() for kind, summary in counts.by_kind.items()},
-        unknown_ops=dict(counts.unknown_ops),
+        unknown_ops={op: unknown.to_json() for op, unknown in counts.unknown_ops.items()},
         blocks=blocks,
         reference=reference,
     )

@@ -606,8 +606,16 @@ class Run:
         by_name = {variant.name: variant for variant in self.state.variants}
 
         def metric(key: str) -> Any:
-            by_mask = {mask: getattr(by_name[space.variant_name(mask)], key) for mask in masks}
+            by_mask = {mask: by_name[space.variant_name(mask)].count(key) for mask in masks}
             return lambda mask: by_mask[mask]
+
+        # A metric that some coalition lacks (counted by a version before the metric) is left
+        # out of the attribution rather than attributed as zero.
+        attributed = [
+            row.key
+            for row in ATTRIBUTABLE
+            if all(by_name[space.variant_name(mask)].count(row.key) is not None for mask in masks)
+        ]
 
         table = None
         latency: list[list[float]] | None = None
@@ -619,7 +627,7 @@ class Run:
 
         return attribute(
             attribution.factors,
-            {metric_row.key: metric(metric_row.key) for metric_row in ATTRIBUTABLE},
+            {key: metric(key) for key in attributed},
             latency,
             from_name=attribution.from_architecture,
             to_name=attribution.to_architecture,

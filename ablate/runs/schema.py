@@ -5,6 +5,12 @@ attribution inside it is the analysis package's own `Attribution`. Reading valid
 whole file, so a damaged or hand-edited file gets one line naming the file and the key path
 instead of a traceback deep inside a renderer.
 
+Counts: every stored metric of the metric table (`ablate.metrics`) is an optional field of its
+own, on the variant and, for the per-block ones, on each block: a file written before a metric
+existed reads it as None ("n/a" in every report), so adding a metric needs no new field here.
+`unknown_ops` gives each op without a counting rule its calls and the modules it ran in; files
+that recorded calls only (operator -> calls) read with no modules.
+
 Schema versions: ``ablate.results/2`` is written. ``/1`` (before 0.2) stored the attribution
 with each effect's metrics, latency and interval flattened into one object, under a key that
 followed the confidence level; it is still read, converted on load.
@@ -16,7 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
@@ -26,6 +40,7 @@ from ablate.measurement.results import RATIOS as RATIOS  # for the readers of re
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import StopOn
 from ablate.measurement.results import StopReason as MeasuredStopReason
+from ablate.metrics import PER_BLOCK, STORED, Metric
 from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
 
 SCHEMA = "ablate.results/2"
@@ -92,13 +107,29 @@ class Latency(_Strict):
     timings_per_round: int = Field(1, ge=1)
 
 
-class BlockCounts(_Strict):
+def _count_fields(metrics: tuple[Metric, ...]) -> dict[str, Any]:
+    """One optional int field per metric, in table order."""
+    return {
+        metric.key: (int | None, Field(None, description=metric.convention)) for metric in metrics
+    }
+
+
+class _Counted(_Strict):
+    def count(self, key: str) -> int | None:
+        """A metric by its key; None where the file was written before the metric existed."""
+        value: int | None = getattr(self, key)
+        return value
+
+
+class _BlockName(_Counted):
     name: str  # "stem", "blocks.0", ..., "last_stage", "classifier"
-    params: int
-    macs: int
-    flops: int
-    bytes_unfused: int
-    bytes_fused: int
+
+
+# The name, then the per-block metrics of the table (`metrics.PER_BLOCK`).
+_BlockCounts = create_model("_BlockCounts", __base__=_BlockName, **_count_fields(PER_BLOCK))
+
+
+class BlockCounts(_BlockCounts):  # type: ignore[misc,valid-type]
     intensity_fused: float  # FLOPs per byte of the fused view
     time_share: float | None = None  # of the profiled forward time, in [0, 1]
     roofline_ms: float | None = None  # max(FLOPs / peak, fused bytes / bandwidth)
@@ -180,23 +211,28 @@ class RuntimeRecord(_Strict):
         return data
 
 
-class Variant(_Strict):
+class UnknownOp(_Strict):
+    """An aten op with no counting rule: counted as zero; how often and where it ran."""
+
+    calls: int
+    modules: list[str]  # module paths, in order of first call; "(model)" for the root's forward
+
+
+class _VariantHead(_Counted):
     name: VariantName
     base: str
     factors: dict[str, Any]  # as given in the spec
     resolved_factors: dict[str, Any]  # every factor's effective value
     measured_as: VariantName  # the variant whose identical architecture was built and timed
-    # The counts: one field per row of `ablate.metrics.METRICS` (a test holds them equal).
-    params: int
-    macs: int  # conv + linear multiply-accumulates (FlopCounterMode / 2)
-    flops: int  # 2 x MACs + elementwise ops, BN unfolded
-    flops_folded: int  # 2 x MACs + elementwise ops, BN folded into the convs
-    madds_folded: int  # the papers' MAdds convention
-    bytes_unfused: int  # every aten op reads inputs + weights, writes outputs (eager)
-    bytes_fused: int  # conv + BN + activation as one kernel (inference engines)
-    activation_peak_bytes: int
+
+
+# The head, then the stored metrics of the table (`metrics.STORED`), each with its convention.
+_VariantCounts = create_model("_VariantCounts", __base__=_VariantHead, **_count_fields(STORED))
+
+
+class Variant(_VariantCounts):  # type: ignore[misc,valid-type]
     by_kind: dict[str, dict[str, Any]]
-    unknown_ops: dict[str, int]
+    unknown_ops: dict[str, UnknownOp]
     blocks: list[BlockCounts]
     latency: Latency | None = None
     op_time_shares: OpTimeShares | None = None
@@ -204,6 +240,17 @@ class Variant(_Strict):
     # The published figures the spec gave it (`variants.NAME.reference`); files written
     # before references existed have none.
     reference: ReferenceSection | None = None
+
+    @field_validator("unknown_ops", mode="before")
+    @classmethod
+    def _calls_only(cls, value: Any) -> Any:
+        """Files that recorded an unknown op's calls only (operator -> calls): no modules."""
+        if not isinstance(value, Mapping):
+            return value
+        return {
+            op: {"calls": entry, "modules": []} if isinstance(entry, int) else entry
+            for op, entry in value.items()
+        }
 
 
 class Calibration(_Strict):
