@@ -402,6 +402,22 @@ def test_mobile_backends_are_registered_with_their_descriptors() -> None:
     assert backends.backends_offering("int8") == ["executorch", "litert"]
 
 
+def test_the_registry_lists_backends_in_one_order_whichever_was_imported_first() -> None:
+    import subprocess
+
+    code = (
+        "from ablate.measurement.runtimes import litert, executorch\n"
+        "from ablate.measurement.backends import BACKENDS\n"
+        "print(' '.join(BACKENDS.names()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == BACKENDS.names()
+    assert done.stdout.split()[:6] == [
+        "eager", "torchscript", "onnxruntime", "compile", "executorch", "litert"
+    ]
+
+
 def test_a_mobile_backend_needs_a_program_and_known_precisions() -> None:
     factory = BACKENDS.get("eager").factory
     with pytest.raises(ValueError, match="has no program"):
@@ -510,7 +526,7 @@ print(json.dumps({
     "packages": recorded_distributions(),
     "output": runnable().tolist(),
     "expected": model(images).tolist(),
-    "record": {key: record[key] for key in ("runtime", "precision", "program_bytes")},
+    "record": {key: record[key] for key in ("runtime", "precision", "program_bytes", "profiler")},
     "versions": sorted(record["versions"]),
     "delegate": record["delegation"]["delegate"],
     "bench_help": CliRunner().invoke(app, ["bench", "--help"], env=WIDE).output,
@@ -542,7 +558,10 @@ def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     assert seen["packages"][-1] == "pytest"
     assert seen["output"] == seen["expected"]
     assert seen["record"] == {
-        "runtime": "stub", "precision": "int8", "program_bytes": len(b"stub program int8")
+        "runtime": "stub",
+        "precision": "int8",
+        "program_bytes": len(b"stub program int8"),
+        "profiler": None,
     }
     assert seen["versions"] == ["pytest", "torch"]
     assert seen["delegate"] == "STUB"
@@ -938,6 +957,7 @@ def test_small_variant_exports_runs_and_matches_eager(
     assert runnable.versions["torch"] == torch.__version__
     record = runnable.record()
     assert record["precision"] == precision and record["runtime"] == backend
+    assert record["profiler"] == {"executorch": "ETDump", "litert": None}[backend]
     assert record["delegation"]["flagged"] == runnable.delegation.flagged
 
     report = runnable.delegation
@@ -1218,6 +1238,7 @@ def test_a_run_exports_ahead_and_a_rerun_reads_the_cache(
     first, output = run(str(tmp_path / "first"))
     assert "0 from the export cache, 2 export processes" in output
     assert [v.runtime.export_cached for v in first.variants] == [False, False]
+    assert [v.runtime.profiler for v in first.variants] == ["ETDump", "ETDump"]
     assert all(v.runtime.export_seconds > 0 for v in first.variants)
     assert len(list((tmp_path / "cache" / "exports").glob("*.export"))) == 2
     second, output = run(str(tmp_path / "second"))

@@ -171,10 +171,20 @@ class Backends(Registry[Backend]):
         if self._discovered:
             return
         self._discovered = True
-        importlib.import_module(HOST_BACKENDS)
         package = importlib.import_module(RUNTIMES_PACKAGE)
-        for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
-            importlib.import_module(f"{RUNTIMES_PACKAGE}.{module}")
+        runtimes = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
+        modules = [HOST_BACKENDS, *(f"{RUNTIMES_PACKAGE}.{name}" for name in runtimes)]
+        for module in modules:
+            importlib.import_module(module)
+        # Listed in that order whichever module a caller imported first; within a module, as
+        # it registers them.
+        rank = {module: position for position, module in enumerate(modules)}
+        self._entries = dict(
+            sorted(
+                self._entries.items(),
+                key=lambda entry: rank.get(entry[1].factory.__module__, len(rank)),
+            )
+        )
 
     def get(self, name: str) -> Backend:
         self._discover()
