@@ -1,7 +1,7 @@
 """Counting engine: MACs, elementwise ops, memory traffic and activation peak, per layer.
 
 One forward pass under a TorchDispatchMode records every aten op at its module; conventions
-are applied afterwards as pure functions of shapes. See README, "Counting conventions".
+are applied afterwards as pure functions of shapes. See docs/counting.md.
 """
 
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount, crosscheck

@@ -8,7 +8,7 @@ decomposition, and reported as unknown otherwise: nothing is silently zero.
 
 Per-element costs (elementwise ops, one per arithmetic or comparison operation in the op's
 defining formula, exp counted as one) are `kinds.ELEMENTWISE_COST`, beside the kinds they
-price; the README section "Counting conventions" restates them.
+price; docs/counting.md restates them.
 """
 
 from __future__ import annotations

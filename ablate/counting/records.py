@@ -153,7 +153,7 @@ class UnknownOp:
 
 @dataclass(frozen=True)
 class CountResult:
-    """Everything one counting pass found. Conventions: README, "Counting conventions".
+    """Everything one counting pass found. Conventions: docs/counting.md.
 
     `totals` holds every counted metric of `metrics.COUNTED` by key, each also an attribute
     (`result.macs`): conv + linear MACs (FlopCounterMode / 2, torchvision's "GFLOPS"); FLOPs =

@@ -375,10 +375,11 @@ __all__ = ["ARCHITECTURE_NAMES", "Block", "architecture_named", "resolve_archite
 
 # Mapping per-block settings between layouts with different block counts.
 #
-# Rule (documented in the README): blocks are grouped into stages by their output stride (the
-# resolution they produce). Target block j of a stage with n_t blocks takes the setting of source
-# block floor(j * n_s / n_t) of the source stage with the same output stride, or of the stage
-# whose output stride is nearest (log scale, the shallower on a tie) when the source has none.
+# Rule (documented in docs/architectures.md, "Factors"): blocks are grouped into stages by
+# their output stride (the resolution they produce). Target block j of a stage with n_t
+# blocks takes the setting of source block floor(j * n_s / n_t) of the source stage with the
+# same output stride, or of the stage whose output stride is nearest (log scale, the
+# shallower on a tie) when the source has none.
 # Equal layouts therefore map block i to block i.
 
 def stages_by_output_stride(architecture: Architecture) -> OrderedDict[int, list[int]]:
