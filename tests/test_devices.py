@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +250,22 @@ def test_shipped_pixel1_profile_is_the_fit_of_its_table(tmp_path: Path) -> None:
     shipped = read_profile(shipped_path("pixel1"))
     assert fresh.form == shipped.form
     np.testing.assert_allclose(fresh.coefficients, shipped.coefficients, rtol=1e-9)
-    assert fresh.quality == shipped.quality
+    # The least-squares solves round differently in the last digits on another CPU's BLAS
+    # kernels (seen: 0.16282722390360815 vs ...838), so the figures agree to 1e-9, the texts
+    # and counts exactly.
+    assert _numbers_close(fresh.quality.model_dump(), shipped.quality.model_dump())
+
+
+def _numbers_close(fresh: object, shipped: object) -> bool:
+    if isinstance(fresh, dict) and isinstance(shipped, dict):
+        return fresh.keys() == shipped.keys() and all(
+            _numbers_close(fresh[key], shipped[key]) for key in fresh
+        )
+    if isinstance(fresh, list) and isinstance(shipped, list):
+        return len(fresh) == len(shipped) and all(map(_numbers_close, fresh, shipped))
+    if isinstance(fresh, float) and isinstance(shipped, float):
+        return math.isclose(fresh, shipped, rel_tol=1e-9, abs_tol=1e-12)
+    return fresh == shipped
 
 
 # -- the commands ----------------------------------------------------------------------------
