@@ -5,9 +5,10 @@ Nothing heavy is imported here so that `ablate --help` answers without loading t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -23,6 +24,7 @@ from ablate.commands.experiment import (
 )
 from ablate.commands.measure import bench_command, calibrate_command
 from ablate.errors import AblateError
+from ablate.measurement.cache_entries import cache_notes
 
 app = typer.Typer(
     name="ablate",
@@ -45,7 +47,8 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with _cache_notes_shown():
+                return command(*args, **kwargs)
         except AblateError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
@@ -57,6 +60,18 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(AblateError.exit_code) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _cache_notes_shown() -> Iterator[None]:
+    """The caches' notes (entries rebuilt, writes that failed), one line each on stderr when
+    the command ends, before its error line if it has one."""
+    with cache_notes() as notes:
+        try:
+            yield
+        finally:
+            for line in notes.lines():
+                typer.echo(line, err=True)
 
 
 def _register(name: str, command: Callable[..., Any]) -> None:

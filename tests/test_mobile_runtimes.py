@@ -9,6 +9,7 @@ program is exported once per session into a shared cache directory and the tests
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -25,6 +26,7 @@ from ablate.errors import BackendUnavailableError, MissingDependencyError, Unkno
 from ablate.measurement import activations, backends, export_pool, exporting, programs
 from ablate.measurement.activations import realistic_module, reestimate_batch_norm
 from ablate.measurement.backends import BACKENDS, OpTime, output_array
+from ablate.measurement.cache_entries import seal, unseal
 from ablate.measurement.export_cache import (
     DelegationReport,
     ExportKey,
@@ -215,12 +217,14 @@ def test_a_damaged_statistics_entry_is_re_estimated_and_rewritten(
     elif damage == "foreign":  # a copied file: V3-Small without SE has the same batch norms
         other = realistic_module(NO_SE, cache=False)
         activations.store_statistics(other, entry, activations.statistics_key(other, 96, 0))
-    else:
-        saved = torch.load(entry, weights_only=True)
+    else:  # a NaN written with its checksum: only the finiteness check can tell
+        saved = torch.load(io.BytesIO(unseal(activations._MAGIC, whole)), weights_only=True)
         statistics = saved["statistics"]
         first = next(name for name in statistics if name.endswith("running_var"))
         statistics[first] = torch.full_like(statistics[first], float("nan"))
-        torch.save(saved, entry)
+        buffer = io.BytesIO()
+        torch.save(saved, buffer)
+        entry.write_bytes(seal(activations._MAGIC, buffer.getvalue()))
 
     rebuilt = realistic_module(architecture, cache_directory=tmp_path)
     assert _same(_state(rebuilt), fresh)

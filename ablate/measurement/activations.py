@@ -12,12 +12,13 @@ The statistics are cached on disk beside the export cache, keyed by the built mo
 fingerprint (structure, forward code, seeded weights), the recipe and torch's version: a
 rerun, the per-op profile after the timing, and every copy skip the forward passes (1-2 s
 per full-size network on one core) and get the very same values, so exports still hit
-their cache.
+their cache. An entry is `torch.save`'s bytes sealed with their checksum (`cache_entries`):
+torch reads a flipped exponent bit as a finite variance of 1e38 without a word, and the
+network would be another one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -25,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ablate.errors import WriteError
-from ablate.files import write_bytes_atomic
+from ablate.measurement.cache_entries import BadEntry, note_rebuilt, seal, store, unseal
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 # MobileNetV3-Large at 224x224 takes about 2 s on one core.
 DEFAULT_BATCHES = 2
 DEFAULT_BATCH_SIZE = 8
+
+# The entry format's version. Format 1 was `torch.save`'s zip file alone, with no checksum: such
+# an entry is re-estimated and replaced.
+_MAGIC = b"ABLATEB2"
+_OLDER = (b"PK\x03\x04",)
 
 
 @dataclass(frozen=True)
@@ -186,38 +191,63 @@ def _statistics(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_statistics(model: nn.Module, path: Path, key: str) -> bool:
     """Copies the statistics cached at `path` for `key` into `model`'s batch norms and puts it
     in eval mode; False, touching nothing, when there is no whole entry for this key and
-    exactly these layers (missing, torn, another model's, values not finite)."""
+    exactly these layers. Another key's entry is a plain miss; a bad one (its checksum fails,
+    torn, not an entry, an older format, values not finite) is noted as rebuilt, since the
+    caller re-estimates it."""
+    try:
+        saved = _saved_statistics(model, path, key)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        note_rebuilt(path, f"cannot read ({error.strerror or error})")
+        return False
+    except BadEntry as error:
+        note_rebuilt(path, str(error))
+        return False
+    if saved is None:
+        return False
     import torch
 
-    try:
-        entry = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
-    except Exception:  # a torn or foreign file is a miss, whatever torch.load raises
-        return False
-    if not isinstance(entry, dict) or entry.get("key") != key:
-        return False
-    saved = entry.get("statistics")
-    targets = _statistics(model)
-    if not isinstance(saved, dict) or set(saved) != set(targets):
-        return False
-    for name, target in targets.items():
-        value = saved[name]
-        if not isinstance(value, torch.Tensor) or value.shape != target.shape:
-            return False
-        if value.dtype != target.dtype or not bool(torch.isfinite(value.float()).all()):
-            return False
     with torch.no_grad():
-        for name, target in targets.items():
+        for name, target in _statistics(model).items():
             target.copy_(saved[name])
     model.eval()
     return True
 
 
+def _saved_statistics(model: nn.Module, path: Path, key: str) -> dict[str, torch.Tensor] | None:
+    """The statistics at `path` if they are `key`'s and fit `model`'s batch norms; None for
+    another key's; BadEntry for an entry that is not whole and sound."""
+    import torch
+
+    payload = unseal(_MAGIC, path.read_bytes(), older=_OLDER)
+    try:
+        entry = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception:  # whatever torch.load raises: checksummed bytes it cannot read
+        raise BadEntry("not readable by this torch") from None
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise BadEntry("not an entry of this cache")
+    if entry["key"] != key:
+        return None
+    saved = entry.get("statistics")
+    targets = _statistics(model)
+    if not isinstance(saved, dict) or set(saved) != set(targets):
+        raise BadEntry("other batch-norm layers than its key's")
+    for name, target in targets.items():
+        value = saved[name]
+        if not isinstance(value, torch.Tensor) or value.shape != target.shape:
+            raise BadEntry(f"{name} not of its layer's shape")
+        if value.dtype != target.dtype or not bool(torch.isfinite(value.float()).all()):
+            raise BadEntry(f"{name} not finite or of another dtype")
+    return saved
+
+
 def store_statistics(model: nn.Module, path: Path, key: str) -> None:
+    """Stores the statistics sealed with their checksum; a cache that cannot be written costs
+    only time (the next build re-estimates the same), with a note."""
     import torch
 
     statistics = {name: tensor.detach().cpu() for name, tensor in _statistics(model).items()}
     buffer = io.BytesIO()
     torch.save({"key": key, "statistics": statistics}, buffer)
-    # A cache that cannot be written costs only time: the next build re-estimates the same.
-    with contextlib.suppress(WriteError):
-        write_bytes_atomic(path, buffer.getvalue())
+    store(path, seal(_MAGIC, buffer.getvalue()))

@@ -1,26 +1,41 @@
-"""This machine's peak FLOP/s and memory bandwidth, and their cache on disk."""
+"""This machine's peak FLOP/s and memory bandwidth, and their cache on disk.
+
+A cache file is JSON with a checksum of its values (`sha256`, over their canonical JSON): a
+flipped digit would otherwise be another machine's roof. A file that fails it, or is of the
+format before (which had none), is measured again and replaced.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ablate.errors import AblateError, BackendUnavailableError, MeasurementError
-from ablate.files import write_json_atomic
+from ablate.errors import AblateError, BackendUnavailableError, MeasurementError, WriteError
+from ablate.files import write_text_atomic
+from ablate.measurement.cache_entries import note_rebuilt, note_unwritable
 from ablate.measurement.setup import DEVICES, cpu_model
 
 CACHE_ENVIRONMENT_VARIABLE = "ABLATE_CACHE_DIR"
-_SCHEMA = "ablate.calibration/1"
+# 2: the values carry their checksum; a format-1 file is measured again.
+_SCHEMA = "ablate.calibration/2"
+_OLDER_SCHEMAS = ("ablate.calibration/1",)
+_CHECKSUM_KEY = "sha256"
 
 
 class CalibrationCacheError(AblateError):
-    """A calibration cache file that cannot be read back."""
+    """A calibration cache file that cannot be read back: names the file, and why."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: unreadable calibration cache ({reason})")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -58,14 +73,23 @@ def cache_path(key: CalibrationKey, directory: Path | None = None) -> Path:
 def read_calibration(path: Path, key: CalibrationKey) -> Calibration | None:
     """The cached calibration for `key`; None when there is none.
 
-    Raises CalibrationCacheError, naming the file, when it exists but cannot be read.
+    Raises CalibrationCacheError, naming the file, when it exists but cannot be used: not
+    readable, not JSON, its checksum fails, an older format, rates that are not positive.
     """
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text())
-        if data.get("schema") != _SCHEMA:
-            raise ValueError(f"schema is {data.get('schema')!r}, expected {_SCHEMA!r}")
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        schema = data.get("schema")
+        if schema in _OLDER_SCHEMAS:
+            raise ValueError("an older format, without a checksum")
+        if schema != _SCHEMA:
+            raise ValueError(f"schema is {schema!r}, expected {_SCHEMA!r}")
+        values = {name: value for name, value in data.items() if name != _CHECKSUM_KEY}
+        if data.get(_CHECKSUM_KEY) != _checksum(values):
+            raise ValueError("checksum mismatch")
         calibration = Calibration(
             key=CalibrationKey(**data["key"]),
             peak_flop_per_second=float(data["peak_flop_per_second"]),
@@ -74,16 +98,26 @@ def read_calibration(path: Path, key: CalibrationKey) -> Calibration | None:
             copy_bytes=int(data["copy_bytes"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CalibrationCacheError(f"{path}: unreadable calibration cache ({error})") from None
-    if calibration.peak_flop_per_second <= 0 or calibration.bandwidth_bytes_per_second <= 0:
-        raise CalibrationCacheError(f"{path}: unreadable calibration cache (non-positive rates)")
+        raise CalibrationCacheError(path, str(error)) from None
+    if not (
+        0 < calibration.peak_flop_per_second < math.inf
+        and 0 < calibration.bandwidth_bytes_per_second < math.inf
+    ):
+        raise CalibrationCacheError(path, "rates not positive and finite")
     # A hash collision or a hand-copied file: a calibration for another machine is no cache hit.
     return calibration if calibration.key == key else None
 
 
 def write_calibration(path: Path, calibration: Calibration) -> None:
     """Atomically: a reader sees the old file or the new one, never half of one."""
-    write_json_atomic(path, {"schema": _SCHEMA, **dataclasses.asdict(calibration)})
+    values = {"schema": _SCHEMA, **dataclasses.asdict(calibration)}
+    document = {**values, _CHECKSUM_KEY: _checksum(values)}
+    write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def _checksum(values: Mapping[str, object]) -> str:
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # `ablate calibrate`: measure peak FLOP/s and bandwidth once, then serve them from the cache.
@@ -186,14 +220,24 @@ def calibrate_machine(
 
 
 def cached_calibration(
-    *, threads: int, device: str, cache_dir: Path | None = None
+    *, threads: int, device: str, cache_dir: Path | None = None, measure: Measure | None = None
 ) -> Calibration | None:
-    """The cached calibration if there is a readable one; never measures (bench stays fast)."""
+    """The cached calibration if there is one; never measures a missing one (bench stays
+    fast). A bad one (its checksum fails, an older format) is measured again and replaced,
+    with a note: this machine was calibrated, and its roofline should not silently vanish.
+    A cache that cannot be written then costs only time, with a note."""
     key = calibration_key(threads=threads, device=device)
+    path = cache_path(key, cache_dir)
     try:
-        return read_calibration(cache_path(key, cache_dir), key)
-    except CalibrationCacheError:
-        return None
+        return read_calibration(path, key)
+    except CalibrationCacheError as error:
+        note_rebuilt(path, error.reason)
+    calibration = (measure or measure_calibration)(key)
+    try:
+        write_calibration(path, calibration)
+    except WriteError as error:
+        note_unwritable(error)
+    return calibration
 
 
 # The roofline: the least time a block can take on this machine, and what bounds it.

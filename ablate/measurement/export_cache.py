@@ -7,10 +7,14 @@ per program, keyed by everything the program depends on: the module (its structu
 code and every weight and buffer, since ablate's weights are random), the input shape, the
 precision, the runtime and its package versions, ablate's version and the export recipe.
 
-Each entry is one file, a JSON header and the program bytes, replaced atomically, so a reader
-sees a whole entry or none. A per-key OS lock makes a second process wait for the first's
-export and then read it, rather than export the same program again. An entry that cannot be
-read back (truncated, checksum wrong, another key) is rebuilt.
+Each entry is one file, replaced atomically, so a reader sees a whole entry or none: a magic
+(the format's version), the header's length and checksum, a JSON header (the key, the
+delegation, the program's length and checksum), then the program bytes. A per-key OS lock
+makes a second process wait for the first's export and then read it, rather than export the
+same program again. An entry that fails a check (a flipped bit, cut short, not an entry, an
+older format) is exported again, and the command says so (`cache_entries`); another key's
+entry is a plain miss. A cache that cannot be written costs only time: the program is
+exported all the same.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,15 +32,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ablate.files import write_bytes_atomic
+from ablate.measurement.cache_entries import (
+    CHECKSUM_BYTES,
+    BadEntry,
+    checksum,
+    note_rebuilt,
+    store,
+)
 from ablate.measurement.calibration import cache_directory
 
 if TYPE_CHECKING:
     from torch import nn
 
-_SCHEMA = "ablate.export/1"
-_MAGIC = b"ABLATEX1"
+# 2: the header carries its own checksum; a format-1 entry (its header unchecked) is rebuilt.
+_SCHEMA = "ablate.export/2"
+_MAGIC = b"ABLATEX2"
+_OLDER_MAGIC = (b"ABLATEX1",)
 _HEADER_LENGTH = struct.Struct("<Q")
+_PREFIX_BYTES = len(_MAGIC) + _HEADER_LENGTH.size + CHECKSUM_BYTES
+# A header is a few kB (the key, the delegation's op counts): a longer length is a bad field.
+_MAX_HEADER_BYTES = 1 << 20
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -208,7 +224,8 @@ def cached_export(
     """The program for `key`: read from the cache, or made by `export` and stored.
 
     `directory` is the cache root (default: the calibration cache's); `enabled=False` always
-    exports and stores nothing.
+    exports and stores nothing. A cache that cannot be written gives the program all the
+    same, with no `path`.
     """
     if not enabled:
         return _export_now(key, export, None)
@@ -228,8 +245,8 @@ def _export_now(key: ExportKey, export: Exporter, path: Path | None) -> ExportAr
     started = time.perf_counter()
     program, delegation = export()
     seconds = time.perf_counter() - started
-    if path is not None:
-        write_entry(path, key, program, delegation, seconds)
+    if path is not None and not write_entry(path, key, program, delegation, seconds):
+        path = None
     return ExportArtifact(program, delegation, seconds, False, seconds, path)
 
 
@@ -246,7 +263,8 @@ def _replace_seconds(artifact: ExportArtifact, seconds: float) -> ExportArtifact
 
 def write_entry(
     path: Path, key: ExportKey, program: bytes, delegation: DelegationReport, seconds: float
-) -> None:
+) -> bool:
+    """Stores an entry; False (and a note) when the cache cannot be written."""
     header = json.dumps(
         {
             "schema": _SCHEMA,
@@ -257,68 +275,111 @@ def write_entry(
             "program_bytes": len(program),
         }
     ).encode()
-    write_bytes_atomic(path, _MAGIC + _HEADER_LENGTH.pack(len(header)) + header + program)
+    prefix = _MAGIC + _HEADER_LENGTH.pack(len(header)) + checksum(header)
+    return store(path, prefix + header + program)
 
 
 def has_entry(path: Path, key: ExportKey) -> bool:
-    """Whether `path` holds an entry made for `key`, of its full length, from its header
-    alone: what deciding to export takes, without reading and hashing the program (tens of
-    MB). A damaged program behind a whole header fails `read_entry` and is rebuilt then."""
+    """Whether `path` holds an entry made for `key`, of its full length, from its checked
+    header alone: what deciding to export takes, without reading and hashing the program (tens
+    of MB). A damaged program behind a whole header fails `read_entry` and is rebuilt then."""
     try:
         with path.open("rb") as handle:
-            header, offset = _read_header(handle)
-            return _made_for(header, key, path.stat().st_size - offset)
-    except (OSError, ValueError, KeyError, TypeError):
+            size = os.fstat(handle.fileno()).st_size
+            header, offset = _read_header(handle, size)
+            return _made_for(header, key, size - offset)
+    except FileNotFoundError:
+        return False
+    except (OSError, BadEntry) as error:
+        note_rebuilt(path, _reason(error))
         return False
 
 
 def read_entry(path: Path, key: ExportKey) -> ExportArtifact | None:
-    """The entry at `path` if it is whole and made for `key`; None otherwise (a miss)."""
+    """The entry at `path` if it is whole and made for `key`; None otherwise (a miss; a bad
+    entry is noted as rebuilt, since every caller exports it again)."""
     try:
         with path.open("rb") as handle:
-            header, _ = _read_header(handle)
+            size = os.fstat(handle.fileno()).st_size
+            header, offset = _read_header(handle, size)
+            if not _made_for(header, key, size - offset):
+                return None
             program = handle.read()
-        if (
-            not _made_for(header, key, len(program))
-            or header["program_sha256"] != hashlib.sha256(program).hexdigest()
-        ):
-            return None
+        if header["program_sha256"] != hashlib.sha256(program).hexdigest():
+            raise BadEntry("program checksum mismatch")
         delegation = DelegationReport.from_dict(header["delegation"])
         export_seconds = float(header["export_seconds"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except FileNotFoundError:
+        return None
+    except (OSError, BadEntry) as error:
+        note_rebuilt(path, _reason(error))
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # A header that passed its checksum but not its reading: written by another ablate.
+        note_rebuilt(path, "header not of this format")
         return None
     return ExportArtifact(program, delegation, export_seconds, True, 0.0, path)
 
 
-def _read_header(handle: BinaryIO) -> tuple[Any, int]:
-    """An entry's JSON header and the offset its program starts at; ValueError if the file
-    is not an entry or its header is cut short."""
-    start = len(_MAGIC) + _HEADER_LENGTH.size
-    prefix = handle.read(start)
-    if len(prefix) < start or not prefix.startswith(_MAGIC):
-        raise ValueError("not an export entry")
+def _reason(error: OSError | BadEntry) -> str:
+    if isinstance(error, BadEntry):
+        return str(error)
+    return f"cannot read ({error.strerror or error})"
+
+
+def _read_header(handle: BinaryIO, size: int) -> tuple[Any, int]:
+    """A `size`-byte entry's checked JSON header and the offset its program starts at;
+    BadEntry, with the reason, if the file is not a whole entry of this format."""
+    prefix = handle.read(_PREFIX_BYTES)
+    if not prefix.startswith(_MAGIC):
+        if prefix.startswith(_OLDER_MAGIC):
+            raise BadEntry("an older format, without a header checksum")
+        raise BadEntry("cut short" if _MAGIC.startswith(prefix) else "not an export-cache entry")
+    if len(prefix) < _PREFIX_BYTES:
+        raise BadEntry("cut short")
     (length,) = _HEADER_LENGTH.unpack_from(prefix, len(_MAGIC))
-    return json.loads(handle.read(length)), start + length
+    # Checked before reading: a flipped high bit would ask for exabytes.
+    if length > min(size - _PREFIX_BYTES, _MAX_HEADER_BYTES):
+        raise BadEntry(f"header length {length} out of range for a {size}-byte file")
+    text = handle.read(length)
+    if checksum(text) != prefix[-CHECKSUM_BYTES:]:
+        raise BadEntry("header checksum mismatch")
+    try:
+        header = json.loads(text)
+        if not isinstance(header, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise BadEntry("header not of this format") from None
+    return header, _PREFIX_BYTES + length
 
 
-def _made_for(header: Any, key: ExportKey, program_bytes: int) -> bool:
-    return (
-        header["schema"] == _SCHEMA
-        and header["key"] == key.to_dict()
-        and header["program_bytes"] == program_bytes
-    )
+def _made_for(header: dict[str, Any], key: ExportKey, program_bytes: int) -> bool:
+    """Whether a checked header is this format's entry for `key` (another key's is a plain
+    miss); BadEntry when its program is not of the length the header says."""
+    if header.get("schema") != _SCHEMA or header.get("key") != key.to_dict():
+        return False
+    expected = header.get("program_bytes")
+    if expected != program_bytes:
+        raise BadEntry(f"program of {program_bytes} bytes, its header says {expected}")
+    return True
 
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock for one key; none where the OS has no flock (Windows)."""
+    """An exclusive advisory lock for one key; none where the OS has no flock (Windows) or
+    the cache cannot be written (the entry's own write then says so)."""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_name(path.name + ".lock").open("a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.with_name(path.name + ".lock").open("a")
+    except OSError:
+        yield
+        return
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
