@@ -151,7 +151,12 @@ def test_no_code_dispatches_on_a_backend_name() -> None:
     results written before they recorded a fact (`*_BEFORE_RECORDED`) is history, exempt."""
     names = set(BACKENDS.names())
     registering = {inspect.getsourcefile(BACKENDS.get(name).factory) for name in names}
-    assert len(registering) == 3  # host_backends.py, runtimes/executorch.py, runtimes/litert.py
+    # A runtime added later registers from a module of its own, beside these.
+    assert {Path(file).name for file in registering if file} >= {
+        "host_backends.py",
+        "executorch.py",
+        "litert.py",
+    }
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if str(path.resolve()) in {str(Path(file).resolve()) for file in registering if file}:
