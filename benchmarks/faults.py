@@ -11,6 +11,11 @@ Cases 25.5 and 25.6 are issue 25's device profiles: `fit-device` on the fewest a
 it accepts, and profiles with a NaN, an overflow or the wrong shape used by `predict`, `run
 --device` and `devices` (about 2 minutes).
 
+Cases 25.3, 25.7 and 25.8 are issue 25's caches: a bit flipped in a stored batch-norm variance
+(is the next bundle the same network?), in a calibration (what does bench draw?) and in an
+export entry's header length (and the export after); `export` with its cache on a full and on
+a read-only tmpfs (four real ExecuTorch exports: about 2-3 minutes).
+
     python benchmarks/faults.py            # about 5 minutes on a busy 2-core machine
     python benchmarks/faults.py --keep /tmp/faults   # keep the run directories to inspect
 """
@@ -25,6 +30,7 @@ import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -569,6 +575,188 @@ def bad_profiles(root: Path) -> list[Row]:
     return rows
 
 
+# -- issue 25: the caches (items 3, 7 and 8) ----------------------------------------------------
+
+CACHE_SPEC = """\
+name: cached
+base: mobilenet_v3_small
+input: {resolution: 32}
+measure: {budget_s: 600}
+baseline: se
+variants:
+  se: {width: 0.25}
+"""
+TINY_BENCH = ["mobilenet_v3_small", "--set", "width=0.25", "--set", "resolution=32"]
+
+
+@contextmanager
+def cache_directory(directory: Path) -> Iterator[Path]:
+    """`ablate` processes started inside the block keep their caches here."""
+    before = os.environ.get("ABLATE_CACHE_DIR")
+    os.environ["ABLATE_CACHE_DIR"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if before is None:
+            del os.environ["ABLATE_CACHE_DIR"]
+        else:
+            os.environ["ABLATE_CACHE_DIR"] = before
+
+
+@contextmanager
+def tmpfs(mount_point: Path, *, read_only: bool = False) -> Iterator[Path | None]:
+    """A real 64 KiB tmpfs (remounted read-only, if asked), or None where mounting is not
+    permitted."""
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "ablate-cache", str(mount_point)],
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def cache_notes(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("note: ")]
+
+
+def said(stderr: str) -> str:
+    """What the user was told: the cache note lines, else the last line (or a traceback)."""
+    notes = cache_notes(stderr)
+    if "Traceback" in stderr:
+        return message(stderr)
+    return " | ".join(notes) if notes else message(stderr)
+
+
+def told(stderr: str) -> str:
+    count = len(cache_notes(stderr))
+    return "nothing said" if count == 0 else f"said so in {count} line{'s' * (count > 1)}"
+
+
+def export(spec: Path, backend: str, out: Path) -> tuple[int, str]:
+    return finish(ablate("export", str(spec), "--backend", backend, "-o", str(out)))
+
+
+def shipped(bundle: Path) -> bytes:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return (bundle / manifest["units"][0]["file"]).read_bytes()
+
+
+def flip_variance_exponent(entry: Path) -> float:
+    """Flips the exponent's top bit of a stored running variance in [0.5, 1): finite, about
+    1.7e38. Works on either format of the entry (torch.save's zip, sealed or not)."""
+    import io
+
+    import torch
+
+    data = bytearray(entry.read_bytes())
+    start = data.find(b"PK\x03\x04")
+    saved = torch.load(io.BytesIO(bytes(data[start:])), weights_only=True)["statistics"]
+    variance = next(
+        tensor
+        for name, tensor in saved.items()
+        if name.endswith("running_var") and bool(((tensor >= 0.5) & (tensor < 1)).any())
+    )
+    index = int(((variance >= 0.5) & (variance < 1)).nonzero()[0])
+    top_byte = data.find(variance.numpy().tobytes()) + 4 * index + 3
+    data[top_byte] ^= 0x40
+    entry.write_bytes(bytes(data))
+    return struct.unpack_from("<f", data, top_byte - 3)[0]
+
+
+def flipped_statistics(root: Path) -> Row:
+    """Item 3: one bit of a stored variance; is the next bundle the same network?"""
+    spec = root / "cached.yaml"
+    spec.write_text(CACHE_SPEC)
+    with cache_directory(root / "statistics-cache") as cache:
+        first, _ = export(spec, "onnxruntime", root / "statistics-1")
+        (entry,) = (cache / "batch_norm").iterdir()
+        value = flip_variance_exponent(entry)
+        code, stderr = export(spec, "onnxruntime", root / "statistics-2")
+    if code != 0:
+        outcome = "no bundle"
+    elif shipped(root / "statistics-1") == shipped(root / "statistics-2"):
+        outcome = f"the same network shipped, {told(stderr)}"
+    else:
+        outcome = f"ANOTHER network shipped (a variance of {value:.2g}), {told(stderr)}"
+    return Row("25.3", "batch-norm cache: a variance's exponent bit flipped, export", outcome,
+               f"{exit_code(first)} → {exit_code(code)}", "n/a", said(stderr))
+
+
+def flipped_calibration(root: Path) -> Row:
+    """Must-hold: the calibration's peak, one bit of its first digit flipped; bench reads it."""
+    with cache_directory(root / "calibration-cache") as cache:
+        calibrated, _ = finish(ablate("calibrate"))
+        (path,) = cache.glob("calibration-*.json")
+        text = path.read_text()
+        at = text.index('"peak_flop_per_second": ') + len('"peak_flop_per_second": ')
+        digit = text[at]
+        flipped_digit = chr(ord(digit) ^ (0x02 if digit == "1" else 0x01))  # never a leading 0
+        path.write_text(text[:at] + flipped_digit + text[at + 1 :])
+        peak = json.loads(path.read_text())["peak_flop_per_second"]
+        code, stderr = finish(ablate("bench", *TINY_BENCH, "--budget", "3", "--json"))
+        after = json.loads(path.read_text())["peak_flop_per_second"]
+    factor = int(flipped_digit) / int(digit)
+    if after == peak:
+        outcome = f"bench drew its roofline on a peak {factor:.2g}x off, {told(stderr)}"
+    else:
+        outcome = f"measured again ({after / 1e9:.0f} GFLOP/s), {told(stderr)}"
+    return Row("25.3", f"calibration cache: peak's first digit {digit} -> {flipped_digit}, bench",
+               outcome, f"{exit_code(calibrated)} → {exit_code(code)}", "n/a", said(stderr))
+
+
+def flipped_header_length(root: Path) -> Row:
+    """Item 7: bit 40 of an export entry's header length; the next two exports."""
+    spec = root / "cached.yaml"
+    spec.write_text(CACHE_SPEC)
+    with cache_directory(root / "export-cache") as cache:
+        first, _ = export(spec, "executorch", root / "header-1")
+        (entry,) = (cache / "exports").glob("*.export")
+        data = bytearray(entry.read_bytes())
+        data[8 + 5] ^= 0x01  # the length field follows the 8-byte magic; bit 40: 1 TiB more
+        entry.write_bytes(bytes(data))
+        second, stderr = export(spec, "executorch", root / "header-2")
+        third, third_stderr = export(spec, "executorch", root / "header-3")
+
+    def outcome(code: int, stderr: str, bundle: Path) -> str:
+        if code != 0:
+            return "failed" + (" (traceback)" if "Traceback" in stderr else "")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        cached = manifest["units"][0]["runtime"]["export_cached"]
+        return f"{'read from the cache' if cached else 'exported'}, {told(stderr)}"
+
+    return Row("25.7", "export cache: bit 40 of an entry's header length flipped, 2 exports",
+               f"{outcome(second, stderr, root / 'header-2')}; then "
+               f"{outcome(third, third_stderr, root / 'header-3')}",
+               f"{exit_code(first)} → {exit_code(second)} → {exit_code(third)}", "n/a",
+               said(stderr))
+
+
+def unwritable_cache(root: Path, read_only: bool) -> Row:
+    """Item 8: the cache on a full tmpfs, or an empty read-only one; the bundle's disk has room."""
+    spec = root / "cached.yaml"
+    spec.write_text(CACHE_SPEC)
+    kind = "read-only" if read_only else "full"
+    fault = f"export with its cache on a {kind} tmpfs ({'empty' if read_only else 'filled up'})"
+    with tmpfs(root / f"{kind}-cache", read_only=read_only) as mounted:
+        if mounted is None:
+            return Row("25.8", fault, "skipped: cannot mount a tmpfs here", "n/a", "n/a")
+        if not read_only:
+            fill(mounted)
+        with cache_directory(mounted):
+            code, stderr = export(spec, "executorch", root / f"{kind}-bundle")
+    written = (root / f"{kind}-bundle" / "manifest.json").exists()
+    outcome = f"{'bundle written' if written else 'no bundle'}, {told(stderr)}"
+    return Row("25.8", fault, outcome, exit_code(code), "n/a", said(stderr))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="Keep the runs here instead of a temp dir.")
@@ -578,7 +766,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Only these cases (1 2 3 4 5 9 10 25.5 25.6; 10 includes 12).",
+        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8; 10 includes 12).",
     )
     arguments = parser.parse_args()
     root = arguments.keep or Path(tempfile.mkdtemp(prefix="ablate-faults-"))
@@ -600,6 +788,9 @@ def main() -> None:
                 ("10", lambda: list(interrupted(root))),
                 ("25.5", lambda: four_architectures(root)),
                 ("25.6", lambda: bad_profiles(root)),
+                ("25.3", lambda: [flipped_statistics(root), flipped_calibration(root)]),
+                ("25.7", lambda: [flipped_header_length(root)]),
+                ("25.8", lambda: [unwritable_cache(root, False), unwritable_cache(root, True)]),
             ]
             for case, run in cases:
                 if arguments.only and case not in arguments.only:
