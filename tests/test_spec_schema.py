@@ -109,7 +109,15 @@ def test_unknown_attribution_key() -> None:
         "  factors: [kernel]\n  order: [kernel]\n"
     )
     assert (error.line, error.key_path) == (6, "attribution.order")
-    assert error.choices == ("from", "to", "factors", "method", "permutations", "seed")
+    assert error.choices == (
+        "from",
+        "to",
+        "factors",
+        "method",
+        "permutations",
+        "seed",
+        "reference",
+    )
 
 
 # -- measure ---------------------------------------------------------------------------

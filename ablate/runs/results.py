@@ -48,6 +48,7 @@ def new_results(
         baseline=spec.baseline,
         measurement=measurement,
         variants=list(variants),
+        attribution_reference=None if spec.attribution is None else spec.attribution.reference,
     )
 
 

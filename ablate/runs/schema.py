@@ -41,7 +41,7 @@ from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import StopOn
 from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.metrics import PER_BLOCK, STORED, Metric
-from ablate.spec.schema import VARIANT_NAME_PATTERN, ReferenceSection
+from ablate.spec.schema import VARIANT_NAME_PATTERN, PublishedChange, ReferenceSection
 
 SCHEMA = "ablate.results/2"
 SCHEMA_V1 = "ablate.results/1"
@@ -74,7 +74,7 @@ PROFILERS_BEFORE_RECORDED = {"executorch": "ETDump", "litert": None}
 EAGER_PROFILE = "eager"
 
 
-# Names as specs allow them (see spec.schema): reports render them without escaping.
+# Names as specs allow them (see spec.schema); reports escape them like any other text.
 VariantName = Annotated[str, Field(pattern=f"^{VARIANT_NAME_PATTERN.pattern}$")]
 
 
@@ -302,6 +302,9 @@ class Results(_Strict):
     measurement: Measurement | None = None
     variants: list[Variant]
     attribution: Attribution | None = None
+    # The spec's `attribution.reference`: factor (or `total`) -> the published change, shown
+    # beside the Shapley values; files written before it existed have none.
+    attribution_reference: dict[str, PublishedChange] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -17,11 +17,13 @@ from ablate.errors import KeyPath
 from ablate.spec import defaults
 from ablate.spec.model import AttributionSpec
 from ablate.spec.schema import (
+    ATTRIBUTION_TOTAL,
     FACTOR_NAMES,
     REFERENCE_FIGURES,
     REFERENCE_KEY,
     VARIANT_NAME_PATTERN,
     VARIANT_NAME_RULE,
+    PublishedChange,
     ReferenceSection,
     SpecDocument,
     schema_error,
@@ -195,7 +197,27 @@ def attribution_spec(document: SpecDocument, source: SpecSource) -> AttributionS
         method=section.method,
         permutations=section.permutations,
         seed=section.seed,
+        reference=_published_changes(section.reference, section.factors, source),
     )
+
+
+def _published_changes(
+    reference: dict[str, PublishedChange] | None, factors: list[str], source: SpecSource
+) -> dict[str, PublishedChange] | None:
+    """`attribution.reference`: each key one of the attribution's factors or `total`, each
+    entry with at least one figure."""
+    if reference is None:
+        return None
+    choices = (*factors, ATTRIBUTION_TOTAL)
+    for key, change in reference.items():
+        path: KeyPath = ("attribution", REFERENCE_KEY, key)
+        if key not in choices:
+            known = key in FACTOR_NAMES
+            reason = "not one of the attribution's factors" if known else "unknown factor"
+            raise source.bad_value(path, reason, key, choices)
+        if not change.figures():
+            raise source.error(path, "give at least one figure", REFERENCE_FIGURES)
+    return reference
 
 
 def attribution_drafts(

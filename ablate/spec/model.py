@@ -19,7 +19,7 @@ from ablate.spec import defaults
 
 if TYPE_CHECKING:
     from ablate.analysis.plan import AttributionPlan
-    from ablate.spec.schema import ReferenceSection
+    from ablate.spec.schema import PublishedChange, ReferenceSection
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class AttributionSpec:
     method: str  # as given: auto | exact | sampled
     permutations: int
     seed: int
+    # `attribution.reference`: factor (or `total`) -> the published change; reported beside
+    # the Shapley values, never part of the attribution itself.
+    reference: Mapping[str, PublishedChange] | None = None
 
     def plan(self) -> AttributionPlan:
         """The plan the loader expanded the variants from; the analysis must use the same."""
@@ -83,7 +86,7 @@ class AttributionSpec:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "from": self.from_architecture,
             "to": self.to_architecture,
             "factors": list(self.factors),
@@ -91,6 +94,9 @@ class AttributionSpec:
             "permutations": self.permutations,
             "seed": self.seed,
         }
+        if self.reference is not None:
+            data["reference"] = {key: change.to_json() for key, change in self.reference.items()}
+        return data
 
 
 @dataclass(frozen=True)

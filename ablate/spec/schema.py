@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
@@ -38,6 +38,8 @@ REFERENCE_KEY = "reference"
 REFERENCE_FIGURES = ("latency_ms", "params_m", "madds_m")
 REFERENCE_SOURCE_PATTERN = re.compile(r"[^\x00-\x1f\x7f<>&|`\\]{1,200}")
 REFERENCE_SOURCE_RULE = "1-200 characters, no control characters and none of < > & | ` \\"
+# `attribution.reference`: the published change per factor, and of the whole attribution.
+ATTRIBUTION_TOTAL = "total"
 
 T = TypeVar("T")
 
@@ -104,32 +106,13 @@ class MeasureSection(_Section):
     quick: bool = defaults.QUICK
 
 
-class AttributionSection(_Section):
-    from_architecture: Architecture = Field(alias="from")
-    to_architecture: Architecture = Field(alias="to")
-    factors: list[FactorName] = Field(min_length=1)
-    method: Annotated[str, _one_of("method", defaults.ATTRIBUTION_METHODS)] = (
-        defaults.ATTRIBUTION_METHOD
-    )
-    permutations: Annotated[
-        int,
-        Field(ge=defaults.MIN_PERMUTATIONS),
-        _rule(lambda count: count % 2 == 0, "must be even (each order is paired with its reverse)"),
-    ] = defaults.PERMUTATIONS
-    seed: int = Field(defaults.ATTRIBUTION_SEED, ge=0)
+class _Figures(_Section):
+    """Published figures in the papers' units, as the key names say: milliseconds, millions
+    of parameters, millions of multiply-adds (the papers' MAdds); and where they come from."""
 
-
-class ReferenceSection(_Section):
-    """A variant's published figures (`variants.NAME.reference`), reported beside ours.
-
-    Not a factor: it changes neither the architecture nor which variants are timed together.
-    Units are in the key names, as the papers quote them: milliseconds, millions of parameters,
-    millions of multiply-adds (the papers' MAdds).
-    """
-
-    latency_ms: FiniteFloat | None = Field(None, gt=0)
-    params_m: FiniteFloat | None = Field(None, gt=0)
-    madds_m: FiniteFloat | None = Field(None, gt=0)
+    latency_ms: FiniteFloat | None = None
+    params_m: FiniteFloat | None = None
+    madds_m: FiniteFloat | None = None
     # Shown in reports like a variant name: the same characters are refused.
     source: Annotated[
         str,
@@ -143,6 +126,44 @@ class ReferenceSection(_Section):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+class PublishedChange(_Figures):
+    """What a paper reports a factor changed (`attribution.reference.FACTOR`), or the whole
+    change from `from` to `to` (`attribution.reference.total`): set beside the factor's
+    Shapley share. A change, so signed (-7 ms: 7 ms faster); the keys and units of
+    `variants.NAME.reference`."""
+
+
+class AttributionSection(_Section):
+    from_architecture: Architecture = Field(alias="from")
+    to_architecture: Architecture = Field(alias="to")
+    factors: list[FactorName] = Field(min_length=1)
+    method: Annotated[str, _one_of("method", defaults.ATTRIBUTION_METHODS)] = (
+        defaults.ATTRIBUTION_METHOD
+    )
+    permutations: Annotated[
+        int,
+        Field(ge=defaults.MIN_PERMUTATIONS),
+        _rule(lambda count: count % 2 == 0, "must be even (each order is paired with its reverse)"),
+    ] = defaults.PERMUTATIONS
+    seed: int = Field(defaults.ATTRIBUTION_SEED, ge=0)
+    # Factor (or `total`) -> its published change; the keys are checked against `factors`
+    # where the section is read (`expand.attribution_spec`), so an error names the line.
+    reference: dict[str, PublishedChange] | None = None
+
+
+class ReferenceSection(_Figures):
+    """A variant's published figures (`variants.NAME.reference`), reported beside ours.
+
+    Not a factor: it changes neither the architecture nor which variants are timed together.
+    Units are in the key names, as the papers quote them: milliseconds, millions of parameters,
+    millions of multiply-adds (the papers' MAdds).
+    """
+
+    latency_ms: FiniteFloat | None = Field(None, gt=0)
+    params_m: FiniteFloat | None = Field(None, gt=0)
+    madds_m: FiniteFloat | None = Field(None, gt=0)
 
 
 class SpecDocument(_Section):
@@ -160,11 +181,18 @@ class SpecDocument(_Section):
 def section_keys(path: tuple[str | int, ...]) -> tuple[str, ...]:
     """The keys the section at ``path`` accepts (for "unknown key" errors), in file order."""
     model: type[BaseModel] = SpecDocument
-    for part in path:
+    parts = list(path)
+    while parts:
+        part = parts.pop(0)
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         annotation = None if field is None else field.annotation
-        # `X | None` sections: the model is the non-None member.
+        # `X | None` sections: the model is the non-None member; in `dict[str, X]`, X is the
+        # section under each key (the next part of the path).
         candidates = getattr(annotation, "__args__", (annotation,))
+        mapped = [get_args(c)[-1] for c in candidates if get_origin(c) is dict]
+        if mapped and parts:
+            parts.pop(0)
+            candidates = tuple(mapped)
         model_types = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if not model_types:
             return ()
