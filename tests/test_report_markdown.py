@@ -32,8 +32,12 @@ def test_attribution_report_with_a_second_backend() -> None:
     for name in PLOTS.values():
         assert f"]({name})" in text
     assert "## Attribution: mobilenet_v2 -> v2+v3_choices" in text
-    # No published figures: the spec gave no `reference`, and none are written in the code.
-    assert "published (" not in text and "MAdds;" not in text
+    # The published figures the spec gave each factor (`attribution.reference`) beside its
+    # Shapley share; no total: the `to` end is not a published model and none was given.
+    assert "| -1.61 MB | -2 ms; -10M MAdds (MobileNetV3 §5.1, Pixel-1) |" in text
+    assert "| +11.24 MB | +0.9 ms (MobileNetV3 Table 5, Pixel-1: 51.4 vs 50.5 ms) |" in text
+    assert "| +11.05 MB | -7 ms; -30M MAdds (MobileNetV3 §5.1, Pixel-1: 11% of 64 ms) |" in text
+    assert "| +4.21 MB | +20.69 MB |  |" in text
     assert "### One factor at a time" in text and "### Cumulative path" in text
     assert "## Against a second run" in text
     words = _words(text)
@@ -63,20 +67,49 @@ def test_the_published_total_comes_from_the_specs_references() -> None:
         "| verdict | MACs Δ | FLOPs Δ | bytes unfused Δ | bytes fused Δ | published (the spec's "
         "references) |"
     ) in text
-    # The figures both ends give (params only one), beside the total; none beside a factor.
+    # The figures both ends give (params only one), beside the total; each factor's own.
     assert (
         "| +20.69 MB | 64 ms -> 51 ms; 300M MAdds -> 219M MAdds (V3 paper Table 3, Pixel-1) |"
         in text
     )
-    assert "| -1.61 MB |  |" in text  # stem_channels
-    assert "quoted from the references the spec gave the two end models" in _words(text)
-    # One end without a reference: nothing to quote, no column.
+    assert "| -1.61 MB | -2 ms; -10M MAdds (MobileNetV3 §5.1, Pixel-1) |" in text
+    assert (
+        "quotes the spec's references (`attribution.reference` for the factors and the two end "
+        "models' `reference` for the total)"
+    ) in _words(text)
+
+    # One end without a reference and no `reference.total`: the factors' figures only.
     def from_end_only(document: dict[str, Any]) -> None:
         _published_ends(document)
         document["variants"][-1]["reference"] = None
 
     text = render_markdown(modified_results("why_eager", from_end_only), plots=PLOTS)
-    assert "published (" not in text
+    assert "| +20.69 MB |  |" in text and "| -1.61 MB | -2 ms; -10M MAdds" in text
+
+    # `attribution.reference.total`, a change, where the ends carry no reference; the ends'
+    # references where both are given.
+    def total(document: dict[str, Any]) -> None:
+        document["attribution_reference"]["total"] = {
+            "latency_ms": -13,
+            "params_m": 2.0,
+            "madds_m": -81,
+            "source": "MobileNetV3 Table 3, Pixel-1",
+        }
+
+    text = render_markdown(modified_results("why_eager", total), plots=PLOTS)
+    assert (
+        "| +20.69 MB | -13 ms; +2M params; -81M MAdds (MobileNetV3 Table 3, Pixel-1) |" in text
+    )
+    assert "`attribution.reference.total` for the total" in _words(text)
+    both = modified_results("why_eager", lambda d: (total(d), _published_ends(d)))
+    assert "| +20.69 MB | 64 ms -> 51 ms; 300M MAdds" in render_markdown(both, plots=PLOTS)
+
+    # A results file written before `attribution.reference`: no figures, no column.
+    def older(document: dict[str, Any]) -> None:
+        del document["attribution_reference"]
+
+    text = render_markdown(modified_results("why_eager", older), plots=PLOTS)
+    assert "published (" not in text and "MAdds;" not in text and "quotes the spec" not in text
 
 
 def test_quick_run_report_marks_opposite_directions() -> None:
@@ -110,6 +143,7 @@ def test_counts_only_report() -> None:
 def test_the_published_pair_gets_no_figures_the_spec_did_not_give() -> None:
     def published(document: dict[str, Any]) -> None:
         document["attribution"]["to"] = "mobilenet_v3_large"
+        del document["attribution_reference"]
 
     text = render_markdown(modified_results("why_eager", published), plots={})
     assert "published (" not in text and "219M" not in text

@@ -18,6 +18,9 @@ take their average rank; scale-free, so independent of n), and the median and th
 
 Counts: our parameters and MAdds (`madds_folded`, the papers' convention) against the
 reference's `params_m` / `madds_m`, as ours / reference.
+
+Published changes (`published_attribution`): what a paper reports adopting a factor changed,
+quoted beside the factor's Shapley share, and the whole change beside the total.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ablate.runs.schema import Results
-from ablate.spec.schema import ReferenceSection
+from ablate.spec.schema import ATTRIBUTION_TOTAL, PublishedChange, ReferenceSection
 
 # Spearman's rho needs 3 points to say anything: with 2 it is +-1 whatever the values.
 MIN_RANKED = 3
@@ -235,8 +238,10 @@ def fidelity_sentence(view: LatencyFidelity, results: Results) -> str:
     return " ".join(parts)
 
 
-# The published change between two variants (an attribution's end models), from the references
-# the spec gave a variant timed as each: the one source of published figures in a report.
+# Published changes beside an attribution's Shapley values, from the spec's references: per
+# factor from `attribution.reference`, the total from the references of the two end models
+# (`variants.NAME.reference`) or else from `attribution.reference.total`. The only source of
+# published figures in a report.
 
 # Each reference figure (`spec.schema.REFERENCE_FIGURES`) as a change reads it.
 PUBLISHED_UNITS = {"latency_ms": " ms", "params_m": "M params", "madds_m": "M MAdds"}
@@ -252,8 +257,8 @@ def _timed_reference(results: Results, name: str) -> ReferenceSection | None:
 
 
 def published_change(results: Results, before: str, after: str) -> str | None:
-    """`64 -> 51 ms; 300M -> 219M MAdds (source)`: each figure both references give; None
-    unless the spec gave both ends one."""
+    """`64 ms -> 51 ms; 300M MAdds -> 219M MAdds (source)`: each figure both references give;
+    None unless the spec gave both ends one."""
     first, second = _timed_reference(results, before), _timed_reference(results, after)
     if first is None or second is None:
         return None
@@ -267,3 +272,39 @@ def published_change(results: Results, before: str, after: str) -> str | None:
         return None
     sources = dict.fromkeys((first.source, second.source))
     return f"{'; '.join(shown)} ({'; '.join(sources)})"
+
+
+def change_text(change: PublishedChange) -> str:
+    """`-7 ms; -30M MAdds (source)`: a published change, each figure signed."""
+    figures = change.figures()
+    shown = [
+        f"{figures[key]:+g}{suffix}" for key, suffix in PUBLISHED_UNITS.items() if key in figures
+    ]
+    return f"{'; '.join(shown)} ({change.source})"
+
+
+@dataclass(frozen=True)
+class PublishedAttribution:
+    """The published changes an attribution's table shows: factor -> text, and the total's."""
+
+    factors: dict[str, str]
+    total: str | None
+    total_from_ends: bool  # the total is the end models' references, not `reference.total`
+
+    def __bool__(self) -> bool:
+        return bool(self.factors) or self.total is not None
+
+
+def published_attribution(results: Results, before: str, after: str) -> PublishedAttribution:
+    """The published changes for the attribution from `before` to `after` (its end models)."""
+    given = results.attribution_reference or {}
+    factors = {
+        key: change_text(change) for key, change in given.items() if key != ATTRIBUTION_TOTAL
+    }
+    ends = published_change(results, before, after)
+    if ends is not None:
+        return PublishedAttribution(factors, ends, total_from_ends=True)
+    total = given.get(ATTRIBUTION_TOTAL)
+    return PublishedAttribution(
+        factors, None if total is None else change_text(total), total_from_ends=False
+    )

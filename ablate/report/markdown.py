@@ -38,10 +38,11 @@ from ablate.report.compare_console import (
     unknown_op_lines,
 )
 from ablate.report.fidelity import (
+    PublishedAttribution,
     count_references,
     fidelity_sentence,
     latency_fidelity,
-    published_change,
+    published_attribution,
 )
 from ablate.report.formatting import (
     CONVENTIONS,
@@ -417,31 +418,51 @@ def _attributed_metrics(view: Attribution) -> tuple[Metric, ...]:
 
 
 def _attribution_rows(
-    view: Attribution, metrics: Sequence[Metric], published: str | None
+    view: Attribution, metrics: Sequence[Metric], published: PublishedAttribution
 ) -> list[list[str]]:
-    """One row per factor and the total; with `published`, the end models' published change
-    beside the total."""
+    """One row per factor and the total; with `published` figures, a column of them."""
     rows = []
     for effect in [*view.shapley, view.total]:
+        is_total = effect is view.total
         row = [
-            "**total**" if effect is view.total else effect.label,
+            "**total**" if is_total else effect.label,
             *_latency_cells(effect),
             latency_verdict(effect) or NOT_AVAILABLE,
             *(_metric_text(effect, m.key, bytes_unit=m.unit == "bytes") for m in metrics),
         ]
-        if published is not None:
-            row.append(published if effect is view.total else "")
+        if published:
+            figure = published.total if is_total else published.factors.get(effect.label)
+            row.append(figure or "")
         rows.append(row)
     return rows
 
 
-def _published_total(view: Attribution, results: Results) -> str | None:
-    """The published change from the `from` model to the `to` model, where the spec gave
-    each a `reference`."""
+def _published(view: Attribution, results: Results) -> PublishedAttribution:
+    """The published changes the spec gave for this attribution's factors and total."""
     from ablate.analysis.coalitions import CoalitionSpace
 
     space = CoalitionSpace(view.factors)
-    return published_change(results, space.variant_name(0), space.variant_name(space.full_mask))
+    return published_attribution(
+        results, space.variant_name(0), space.variant_name(space.full_mask)
+    )
+
+
+def _published_note(published: PublishedAttribution) -> str:
+    """Where the published column's figures come from, or '' without one."""
+    if not published:
+        return ""
+    sources = []
+    if published.factors:
+        sources.append("`attribution.reference` for the factors")
+    if published.total_from_ends:
+        sources.append("the two end models' `reference` for the total")
+    elif published.total is not None:
+        sources.append("`attribution.reference.total` for the total")
+    return (
+        f" The published column quotes the spec's references ({' and '.join(sources)}), not "
+        "comparable with ours number for number (another machine, backend and counting "
+        "convention)."
+    )
 
 
 def _one_factor_rows(view: Attribution) -> list[list[str]]:
@@ -536,7 +557,7 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
         title = "Shapley waterfall: latency and MACs, factor by factor"
         lines += [f"![{title}]({plots[WATERFALL]})", ""]
     metrics = _attributed_metrics(view)
-    published = _published_total(view, results)
+    published = _published(view, results)
     columns = (
         "factor",
         f"latency Δ ms [{level}]",
@@ -547,17 +568,10 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
     )
     text = (0, 3, len(columns) - 1) if published else (0, 3)
     lines += _table(columns, _attribution_rows(view, metrics, published), text=text)
-    quoted = (
-        " The published change is quoted from the references the spec gave the two end "
-        "models, not comparable number for number (another machine, backend and counting "
-        "convention)."
-        if published
-        else ""
-    )
     lines += [
         "",
         "Shapley values average each factor's effect over every order of adopting the "
-        f"factors, so they add up to the total.{quoted}",
+        f"factors, so they add up to the total.{_published_note(published)}",
         "",
         "### One factor at a time",
         "",
