@@ -23,7 +23,7 @@ from ablate.commands.experiment import (
     validate_command,
 )
 from ablate.commands.measure import bench_command, calibrate_command
-from ablate.errors import AblateError
+from ablate.errors import AblateError, RunInterrupted
 from ablate.measurement.cache_entries import cache_notes
 
 app = typer.Typer(
@@ -41,8 +41,8 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """An AblateError becomes one line on stderr and its exit code (2; 130 for Ctrl-C during
-    a run), never a traceback."""
+    """An AblateError becomes one line on stderr and its exit code (2; 130 for Ctrl-C), never
+    a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +52,9 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except AblateError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:  # a run says what it kept (RunInterrupted); others, this
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(RunInterrupted.exit_code) from None
         except OSError as error:
             if error.errno not in _DISK_FULL:
                 raise

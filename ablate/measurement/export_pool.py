@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-from collections.abc import Callable
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ablate.measurement.backends import BACKENDS, Backend
@@ -54,6 +58,14 @@ class ExportPool:
     and hands an export copy to a worker unless the cache holds it; `wait` returns once every
     submitted export is stored. A worker that fails or dies leaves its entry missing: the
     runnable then exports it in this process, where its error is reported as usual.
+
+    The workers never outlive this process. They die with it, however it ends (Linux's
+    parent-death signal, set as each starts: a SIGKILL leaves nothing to clean up), and a
+    pool left by an exception (Ctrl-C among them) kills them instead of waiting for their
+    exports, which can take a minute. Ctrl-C from a terminal reaches them at once too: they
+    die of it, where the executor's workers would catch it and take the next export. Submit
+    from the thread that will wait: the parent-death signal follows the thread that started
+    a worker.
     """
 
     def __init__(
@@ -72,11 +84,13 @@ class ExportPool:
         self.precision = precision
         self.cache_directory = cache_directory
         self.workers = workers
+        self._others = set(multiprocessing.active_children())
         # spawn, not fork: the parent's torch thread pools and runtimes must not be inherited.
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_export_worker_started,
+            initargs=(os.getpid(),),
         )
         self._pending: list[Any] = []
         self.exported: dict[str, float] = {}  # cache file name -> export seconds, made now
@@ -88,8 +102,8 @@ class ExportPool:
             return
         # A private copy: the worker's pickle of it is taken later, on another thread.
         module, example = export_copy(model, example_input)
-        self._pending.append(
-            self._executor.submit(
+        with _interrupts_deferred_in_new_workers():
+            future = self._executor.submit(
                 _export_in_worker,
                 self.runtime.name,
                 module,
@@ -98,7 +112,7 @@ class ExportPool:
                 key,
                 self.cache_directory,
             )
-        )
+        self._pending.append(future)
 
     def wait(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Blocks until every submitted export is stored (or failed); `progress(done, total)`."""
@@ -121,19 +135,77 @@ class ExportPool:
         """Whether this pool exported `artifact`'s program (the runnable read it from the cache)."""
         return artifact.path is not None and artifact.path.name in self.exported
 
-    def close(self) -> None:
+    def close(self, *, abandon: bool = False) -> None:
+        """Waits for the workers to finish and exit; with `abandon`, kills them first: the
+        exports under way and those pending are dropped (the cache keeps only whole entries)."""
+        if abandon:
+            self._kill_workers()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _kill_workers(self) -> None:
+        import multiprocessing
+
+        # Not a future cancelled here: the executor's thread fails every pending one once it
+        # sees a worker die, and one cancelled from this thread makes it raise.
+        # Every child started since the pool was made, not only those the executor lists: an
+        # interrupt can land in `submit` between a worker's start and its registration.
+        workers = [p for p in multiprocessing.active_children() if p not in self._others]
+        for process in workers:
+            process.kill()
+        deadline = time.monotonic() + WORKER_EXIT_S
+        for process in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> ExportPool:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(abandon=exc_type is not None)
 
 
-def _export_worker_started() -> None:
-    """A worker exports quietly and on one thread: the exporters print native notices, and
-    the pool's parallelism is its processes."""
+# How long killed workers get to be reaped: SIGKILL takes effect at once, but the kernel frees
+# a worker's memory (about 450 MB of export) before it reports the exit.
+WORKER_EXIT_S = 5.0
+
+# prctl(2): the signal a process receives when the thread that started it exits.
+_PR_SET_PDEATHSIG = 1
+
+
+@contextlib.contextmanager
+def _interrupts_deferred_in_new_workers() -> Iterator[None]:
+    """SIGINT blocked in this thread while it may start workers: a worker inherits the mask,
+    so a Ctrl-C during its start-up (importing torch takes seconds) waits until its
+    initializer has made SIGINT kill it, instead of printing a KeyboardInterrupt traceback
+    from a half-started process. This process still takes its Ctrl-C at once (another of its
+    threads receives the signal, and the handler runs in this one)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _die_with_parent(parent: int) -> None:
+    """The kernel SIGKILLs this worker when its parent ends (Linux). The parent may already
+    have gone between the worker's start and here: then it exits now."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _export_worker_started(parent: int) -> None:
+    """A worker dies with its parent and of Ctrl-C, and exports quietly and on one thread:
+    the exporters print native notices, and the pool's parallelism is its processes."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import torch
 
     silence_import_notices()
