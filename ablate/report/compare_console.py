@@ -3,6 +3,9 @@
 One run: a header (what, where, how long), the counts table, the latency table, one table of
 differing blocks per variant, the legend and the generated summary. Two runs: the environment
 differences first, then every variant's latency in both runs.
+
+Each entry point escapes the results it is given for rich markup (`escaping.console_text`):
+every table cell and text here is read as markup, so only this module's own text styles.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ablate.report.compare import (
     compare_variants,
     present_metrics,
 )
+from ablate.report.escaping import console_text, escaped
 from ablate.report.fidelity import fidelity_sentence, latency_fidelity
 from ablate.report.formatting import (
     CONVENTIONS,
@@ -35,6 +39,7 @@ from ablate.report.formatting import (
     metric_change,
     percent,
     percent_interval,
+    setting_text,
     signed_megabytes,
     signed_milliseconds,
     target_phrase,
@@ -43,6 +48,13 @@ from ablate.report.formatting import (
 from ablate.report.layout import empty_headers, fitted, without_columns, without_empty_columns
 from ablate.report.summary import comparison_summary, machine_phrase
 from ablate.runs.schema import STOP_REASONS, Results
+
+
+def _markup(text: str, style: str = "") -> Text:
+    """Rich text read as markup, as rich reads every table cell: the results' strings in it
+    arrive escaped (`escaping.console_text`), so only this module's own text can style."""
+    return Text.from_markup(text, style=style, emoji=False)
+
 
 OPPOSITE_MARK = "◆ opposite"
 MACS_FLAT_MARK = "● MACs flat"
@@ -136,7 +148,7 @@ def unknown_ops_text(comparison: Comparison) -> Text | None:
     lines = unknown_op_lines(comparison)
     if not lines:
         return None
-    return Text(f"Unknown ops ({UNKNOWN_OPS_NOTE}):\n" + "\n".join(lines), style="bold red")
+    return _markup(f"Unknown ops ({UNKNOWN_OPS_NOTE}):\n" + "\n".join(lines), style="bold red")
 
 
 def counts_table(comparison: Comparison) -> Table:
@@ -182,6 +194,7 @@ def latency_table(comparison: Comparison) -> Table:
 
 def run_renderables(comparison: Comparison) -> list[RenderableType]:
     """What `ablate run` prints when it ends: the latency table and any unknown ops."""
+    comparison = escaped(comparison, console_text)
     unknown = unknown_ops_text(comparison)
     return [fitted(latency_table(comparison)), *([] if unknown is None else [unknown])]
 
@@ -319,11 +332,13 @@ def blocks_table(row: VariantComparison, comparison: Comparison) -> Table:
 
 
 def comparison_renderables(results: Results, baseline: str | None = None) -> list[RenderableType]:
+    results = escaped(results, console_text)
+    baseline = None if baseline is None else console_text(baseline)
     comparison = compare_variants(results, baseline)
-    parts: list[RenderableType] = [Text("\n".join(header_lines(results, comparison)))]
+    parts: list[RenderableType] = [_markup("\n".join(header_lines(results, comparison)))]
     warning = quick_warning(results)
     if warning:
-        parts.append(Text(warning, style="bold yellow"))
+        parts.append(_markup(warning, style="bold yellow"))
     parts.append(fitted(counts_table(comparison)))
     unknown = unknown_ops_text(comparison)
     if unknown is not None:
@@ -332,19 +347,19 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
         parts.append(fitted(latency_table(comparison)))
     referenced = latency_fidelity(results, comparison.baseline)
     if referenced is not None:
-        parts.append(Text(fidelity_sentence(referenced, results)))
+        parts.append(_markup(fidelity_sentence(referenced, results)))
     differing = [row for row in comparison.rows if row.blocks and not row.is_baseline]
     # A column empty in every block table of the run (no roofline uncalibrated) is left out.
     tables = without_empty_columns([blocks_table(row, comparison) for row in differing])
     for row, table in zip(differing, tables, strict=True):
         parts.append(fitted(table))
-        parts.extend(Text(line) for line in operator_share_lines(row, comparison))
-    parts.append(Text(f"{CONVENTIONS}\n{LEGEND}", style="dim"))
+        parts.extend(_markup(line) for line in operator_share_lines(row, comparison))
+    parts.append(_markup(f"{CONVENTIONS}\n{LEGEND}", style="dim"))
     flags = noise_flag_lines(comparison)
     if flags:
-        parts.append(Text("Noise flags:\n" + "\n".join(flags)))
-    parts.append(Text("Summary", style="bold"))
-    parts.extend(Text(paragraph) for paragraph in comparison_summary(results, comparison))
+        parts.append(_markup("Noise flags:\n" + "\n".join(flags)))
+    parts.append(_markup("Summary", style="bold"))
+    parts.extend(_markup(paragraph) for paragraph in comparison_summary(results, comparison))
     return parts
 
 
@@ -368,7 +383,9 @@ def environment_table(comparison: RunComparison) -> Table:
     for column in ("setting", "run 1", "run 2"):
         table.add_column(column)
     for difference in comparison.environment:
-        table.add_row(difference.key, str(difference.first), str(difference.second))
+        table.add_row(
+            difference.key, setting_text(difference.first), setting_text(difference.second)
+        )
     return table
 
 
@@ -434,17 +451,19 @@ def paired_table(comparison: RunComparison) -> Table:
 def run_comparison_renderables(
     first: Results, second: Results, baseline: str | None = None
 ) -> list[RenderableType]:
+    first, second = escaped(first, console_text), escaped(second, console_text)
+    baseline = None if baseline is None else console_text(baseline)
     comparison = compare_runs(first, second, baseline)
     lines = [_run_label(1, first), _run_label(2, second)]
-    parts: list[RenderableType] = [Text("\n".join(lines))]
+    parts: list[RenderableType] = [_markup("\n".join(lines))]
     for index, results in enumerate((first, second), start=1):
         warning = quick_warning(results)
         if warning:
-            parts.append(Text(f"run {index}: {warning}", style="bold yellow"))
+            parts.append(_markup(f"run {index}: {warning}", style="bold yellow"))
     if comparison.environment:
         parts.append(fitted(environment_table(comparison)))
     else:
-        parts.append(Text("Environment differences: none recorded."))
+        parts.append(_markup("Environment differences: none recorded."))
     parts.append(fitted(paired_table(comparison)))
     flips = [pair.name for pair in comparison.variants if pair.verdict_changed]
     notes = [
@@ -455,7 +474,7 @@ def run_comparison_renderables(
     ]
     if flips:
         notes.insert(0, f"The verdict flips between the runs for: {', '.join(flips)}.")
-    parts.append(Text("\n".join(notes), style="dim"))
+    parts.append(_markup("\n".join(notes), style="dim"))
     return parts
 
 

@@ -7,7 +7,8 @@ table and a CSV-minded diff.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ablate.analysis.record import Effect
 from ablate.metrics import Metric
@@ -24,6 +25,25 @@ CONVENTIONS = (
     "with its 95% interval; a change is significant only when the 95% interval of the "
     "paired ratio to the baseline excludes 1.0."
 )
+
+
+def setting_text(value: Any) -> str:
+    """A recorded setting (an environment entry, a spec value) as `str` shows it, but with the
+    strings inside a list or mapping quoted and never re-escaped: they arrive escaped for the
+    output already, and `repr` would double their backslashes."""
+    if isinstance(value, str):
+        return value
+    return _item_text(value)
+
+
+def _item_text(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_item_text(k)}: {_item_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_item_text(item) for item in value) + "]"
+    return str(value)
 
 
 def table_millions(value: float) -> str:

@@ -2,13 +2,15 @@
 
 `render_markdown(results, plots=...)` returns the text; the figures are drawn beforehand by
 `plots.write_report_plots`, which returns the file names linked here (relative to the
-report). Nothing here touches the file system.
+report). Nothing here touches the file system. Every string of the results is escaped for
+Markdown and HTML once, on the way in (`escaping.markdown_text`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +39,7 @@ from ablate.report.compare_console import (
     significance,
     unknown_op_lines,
 )
+from ablate.report.escaping import escaped, markdown_link, markdown_text
 from ablate.report.fidelity import (
     PublishedAttribution,
     count_references,
@@ -55,6 +58,7 @@ from ablate.report.formatting import (
     millions,
     percent,
     percent_interval,
+    setting_text,
     signed_megabytes,
     signed_millions,
     signed_milliseconds,
@@ -90,8 +94,14 @@ _ENVIRONMENT_ROWS = (
 )
 
 
+# A pipe that no backslash escapes yet (text from the results is escaped already: every one
+# of its pipes follows an odd run of backslashes).
+_BARE_PIPE = re.compile(r"(?<!\\)((?:\\\\)*)\|")
+
+
 def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A table cell: a bare pipe escaped, so that the row stays one row."""
+    return _BARE_PIPE.sub(r"\1\\|", str(value)).replace("\n", " ")
 
 
 def _table(
@@ -104,8 +114,17 @@ def _table(
     return lines
 
 
-def _value_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+def _value_text(value: Any, quoted: bool = False) -> str:
+    """A factor value as JSON writes it, its strings as they are (escaped already: JSON's
+    own escapes would double their backslashes)."""
+    if isinstance(value, str):
+        return f'"{value}"' if quoted else value
+    if isinstance(value, dict):
+        items = (f'"{key}": {_value_text(item, True)}' for key, item in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value_text(item, True) for item in value) + "]"
+    return json.dumps(value)
 
 
 def _factors_text(factors: Mapping[str, Any]) -> str:
@@ -166,7 +185,9 @@ def _machine(results: Results) -> list[str]:
     lines = ["## Machine and measurement", "", f"{where} on {machine_phrase(results)}.", ""]
     environment = results.environment
     rows: list[tuple[str, object]] = [
-        (label, environment[key]) for label, key in _ENVIRONMENT_ROWS if key in environment
+        (label, setting_text(environment[key]))
+        for label, key in _ENVIRONMENT_ROWS
+        if key in environment
     ]
     measurement = results.measurement
     if measurement is not None:
@@ -619,7 +640,10 @@ def _versus(results: Results, versus: Results, baseline: str | None) -> list[str
     if comparison.environment:
         lines += _table(
             ("setting", "run 1", "run 2"),
-            ((d.key, d.first, d.second) for d in comparison.environment),
+            (
+                (d.key, setting_text(d.first), setting_text(d.second))
+                for d in comparison.environment
+            ),
             text=range(3),
         )
     else:
@@ -759,7 +783,15 @@ def render_markdown(
     baseline: str | None = None,
     versus: Results | None = None,
 ) -> str:
-    """The whole report. `plots` maps figure keys (see `plots`) to paths relative to it."""
+    """The whole report. `plots` maps figure keys (see `plots`) to paths relative to it.
+
+    Every string of the results (and of `versus`) is escaped here, once, for Markdown and HTML
+    (`escaping.markdown_text`): the sections below format them as they are.
+    """
+    results = escaped(results, markdown_text)
+    versus = None if versus is None else escaped(versus, markdown_text)
+    baseline = None if baseline is None else markdown_text(baseline)
+    plots = {key: markdown_link(path) for key, path in plots.items()}
     comparison = compare_variants(results, baseline)
     lines = _title(results)
     lines += _compared(results, comparison)

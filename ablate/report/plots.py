@@ -21,6 +21,7 @@ from ablate.errors import AblateError
 from ablate.files import atomic_path, write_bytes_atomic
 from ablate.report.changes import merged_order
 from ablate.report.compare import Comparison, compare_variants
+from ablate.report.escaping import escaped, plot_text
 from ablate.runs.schema import Results
 
 if TYPE_CHECKING:
@@ -260,10 +261,13 @@ def write_report_plots(
     """
     directory.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
+    # Labels are text from the results: shown as written, never typeset as mathtext.
+    shown = escaped(results, plot_text)
+    shown_baseline = None if baseline is None else plot_text(baseline)
     figures = {
-        LATENCY_VS_MACS: lambda: draw_latency_vs_macs(results),
-        LATENCY_DELTA: lambda: draw_latency_deltas(compare_variants(results, baseline)),
-        BLOCK_TIME_SHARES: lambda: draw_block_time_shares(results),
+        LATENCY_VS_MACS: lambda: draw_latency_vs_macs(shown),
+        LATENCY_DELTA: lambda: draw_latency_deltas(compare_variants(shown, shown_baseline)),
+        BLOCK_TIME_SHARES: lambda: draw_block_time_shares(shown),
     }
     for key in keys:
         name = f"{prefix}{key}.png"
@@ -369,6 +373,7 @@ def write_attribution_waterfall(
     attribution: Attribution, output_path: str | Path, *, macs_metric: str = "macs"
 ) -> Path:
     """The waterfall of an attribution's Shapley values; it needs latency and `macs_metric`."""
+    attribution = escaped(attribution, plot_text)  # its names label the bars
     start, end = attribution.from_values.latency, attribution.to_values.latency
     if start is None or end is None:
         raise AblateError("a waterfall needs latency measurements in the attribution")

@@ -22,6 +22,7 @@ from ablate.report.formatting import (
     milliseconds,
     percent,
     percent_interval,
+    setting_text,
     signed_megabytes,
     signed_millions,
     signed_milliseconds,
@@ -35,7 +36,7 @@ TOP_BLOCKS = 3
 def machine_phrase(results: Results) -> str:
     """`AMD EPYC 7B13, 2 threads, eager backend, batch 1`."""
     environment = results.environment
-    parts = [str(environment.get("cpu_model") or environment.get("device_name") or "?")]
+    parts = [setting_text(environment.get("cpu_model") or environment.get("device_name") or "?")]
     measurement = results.measurement
     if measurement is not None:
         parts += [

@@ -5,8 +5,6 @@ stdout. Which run, and which formats, the service (`services.experiment`) decide
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 from ablate.metrics import COMPARED, PER_BLOCK, Metric
 from ablate.report.changes import BlockChange
 from ablate.report.compare import Comparison, VariantComparison, compare_variants
+from ablate.report.escaping import csv_line
 from ablate.runs.schema import Results
 
 STDOUT = "-"
@@ -200,18 +199,17 @@ def comparison_json(results: Results, baseline: str | None = None) -> str:
 
 
 def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
     if isinstance(value, list):
         return ";".join(str(item) for item in value)
     return value
 
 
 def comparison_csv(results: Results, baseline: str | None = None) -> str:
+    """The main table as CSV; every cell through `escaping.csv_field`, so a name that starts
+    like a formula reads as text in a spreadsheet."""
     comparison = compare_variants(results, baseline)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    lines = [csv_line(CSV_COLUMNS)]
     for row in comparison.rows:
-        writer.writerow({key: _csv_value(value) for key, value in comparison_row(row).items()})
-    return buffer.getvalue()
+        data = comparison_row(row)
+        lines.append(csv_line(_csv_value(data[column]) for column in CSV_COLUMNS))
+    return "".join(lines)
