@@ -197,9 +197,69 @@ def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPa
         assert estimate.export_seconds == 4 * EXPORT_SECONDS[precision] / 2
     summary = _estimate(export_seconds=140.0, export_workers=2).summary()
     assert summary.endswith(
-        "counting about 2 s, exporting at most about 2.3 min (2 processes; none for programs "
-        "in the export cache), measuring at most about 60 s"
+        "counting about 2 s, exporting about 2.3-6.5 min (2 processes, load unknown; none for "
+        "programs in the export cache), measuring at most about 60 s"
     )
+
+
+def test_the_export_estimate_is_a_range_that_follows_the_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 25: the estimate said 16 s an export where they took 45 s under load."""
+    import ablate.runs.estimate as estimate_module
+    from ablate.runs.estimate import (
+        EXPORT_SLOWDOWN_UNDER_LOAD,
+        LOAD_SWING,
+        export_slowdown,
+        machine_load,
+    )
+
+    assert (EXPORT_SLOWDOWN_UNDER_LOAD, LOAD_SWING) == (2.8, 1.5)
+    # Each export process runs at full speed while the runnable processes fit the cores.
+    assert export_slowdown(None, 2, 2) == export_slowdown(0.0, 2, 2) == 1.0
+    assert export_slowdown(1.5, 4, 2) == 1.0  # 3.5 runnable on 4 cores
+    assert export_slowdown(4.0, 2, 2) == 3.0  # 6 on 2
+    assert export_slowdown(1.0, 1, 1) == 2.0
+    assert export_slowdown(3.0, 0, 1) == 4.0  # no core known: one
+    idle = _estimate(export_seconds=16.0, export_workers=2, load=0.0, cores=2)
+    assert idle.export_range == pytest.approx((16.0, 44.8))
+    assert "exporting about 16-45 s (2 processes, load 0.0 on 2 cores; none for programs" in (
+        idle.summary()
+    )
+    busy = _estimate(export_seconds=16.0, export_workers=2, load=4.0, cores=2)
+    assert busy.export_range == pytest.approx((48.0, 72.0))  # x3 now, half as much again
+    assert "exporting about 48-72 s (2 processes, load 4.0 on 2 cores;" in busy.summary()
+    one = _estimate(export_seconds=100.0, export_workers=1, load=2.5, cores=1)
+    assert "exporting about 5.8-8.8 min (1 process, load 2.5 on 1 core;" in one.summary()
+
+    # The machine's load in proportion to the cores this process may use.
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 20.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
+    assert machine_load() == (1.25, 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert machine_load() == (40.0, 2)
+
+    def unknown() -> tuple[float, float, float]:
+        raise OSError("no load average")
+
+    monkeypatch.setattr(os, "getloadavg", unknown)
+    assert machine_load() == (None, 2)
+
+    monkeypatch.setattr(estimate_module, "machine_load", lambda: (4.0, 2))
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 0.5, 0.75, 1.0]}\n"
+    spec = load_spec_text(text, "e.yaml")
+    exported = estimate_run(with_overrides(spec, backend="executorch"), copies=1)
+    assert (exported.load, exported.cores, exported.export_workers) == (4.0, 2, 2)
+    assert exported.export_range == pytest.approx(
+        (3.0 * exported.export_seconds, 4.5 * exported.export_seconds)
+    )
+    assert exported.total_high_seconds - exported.total_seconds == pytest.approx(
+        1.5 * exported.export_seconds
+    )
+    eager = estimate_run(spec, copies=1)  # exports nothing: no load asked for, none shown
+    assert eager.load is None and "load" not in eager.summary()
 
 
 def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
@@ -241,10 +301,11 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
         )
     staged = _estimate(prepare_seconds=150.0, profile_seconds=90.0, export_seconds=600.0)
     assert staged.total_seconds == 2.0 + 150.0 + 600.0 + 60.0 + 90.0
+    assert staged.total_high_seconds == pytest.approx(2.0 + 150.0 + 2.8 * 600.0 + 60.0 + 90.0)
     assert staged.summary().endswith(
-        "counting about 2 s, preparing at most about 2.5 min, exporting at most about 10.0 min "
-        "(1 process; none for programs in the export cache), measuring at most about 60 s, "
-        "profiling about 90 s; in all about 15.0 min with nothing cached"
+        "counting about 2 s, preparing at most about 2.5 min, exporting about 10.0-28.0 min "
+        "(1 process, load unknown; none for programs in the export cache), measuring at most "
+        "about 60 s, profiling about 90 s; in all about 15.0-33.0 min with nothing cached"
     )
 
 

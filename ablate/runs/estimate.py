@@ -14,11 +14,12 @@ evenly spaced sample that includes its widest and its largest-input ones, and ex
 Time, stage by stage, from one eager forward pass per architecture (a fixed cost plus MACs at
 a fitted rate): counting grows with MACs; preparing builds every network and re-estimates its
 batch norms (16 images; skipped for statistics already in the cache); exporting (mobile
-backends) takes a fitted time per program, split over the export processes; measuring takes
-the budget, unless the minimum rounds of every variant, one forward each, take longer; the
-per-op profile runs a few profiled passes per network. All are rough: the forward rate is
-fitted on one machine on one day, and a shared VM can run three times slower on another.
-Memory is what is refused, because running out of it kills the run.
+backends) takes a fitted time per program, split over the export processes, and is given as
+a range: from that time slowed by the machine's present load to the slowdown measured under
+load; measuring takes the budget, unless the minimum rounds of every variant, one forward
+each, take longer; the per-op profile runs a few profiled passes per network. All are rough:
+the forward rate is fitted on one machine on one day, and a shared VM can run three times
+slower on another. Memory is what is refused, because running out of it kills the run.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ PROFILER_OVERHEAD = 2.0
 # dequantize nodes the lowering passes walk one by one); sharing it took V3-Large from 63-64 s
 # to 56-57 s, 11% less.
 EXPORT_SECONDS = {"fp32": 16.5, "int8": 52.0}
+# Exporting is CPU-bound Python, one program per process: an export process runs at the speed
+# above while it has a core to itself, and proportionally slower once the export processes and
+# the machine's other runnable processes (its load average) outnumber the cores. The same
+# programs that took 16 s each took about 45 s while other work kept both cores busy (issue
+# 25): the range's high end allows that slowdown, or half as much again as the load now gives,
+# whichever is more (the load an estimate sees is not the load the exports will meet).
+EXPORT_SLOWDOWN_UNDER_LOAD = 2.8
+LOAD_SWING = 1.5
 # The runtime's own per-op profile of one exported full-size MobileNet (ExecuTorch's ETDump):
 # reading the program from the cache, loading it with the event tracer, the runs, reading the
 # trace: 0.25-0.5 s on a 2-core x86 VM (V3-Large, 2026-11-30).
@@ -87,8 +96,10 @@ class RunEstimate:
     minimum_measure_seconds: float  # the minimum rounds, one forward per variant each
     budget_seconds: float
     available_bytes: int | None  # what this process may still use; None when unknown
-    export_seconds: float = 0.0  # exporting every program, none cached, in every worker
-    export_workers: int = 1
+    export_seconds: float = 0.0  # exporting every program, none cached, split over the workers,
+    export_workers: int = 1  # on an idle machine (see `export_range`)
+    load: float | None = None  # runnable processes on this process's cores (1-minute average)
+    cores: int = 1  # the cores this process may use
     prepare_seconds: float = 0.0  # building and re-estimating batch norms, none cached
     profile_seconds: float = 0.0  # the per-op profile of every architecture
 
@@ -103,12 +114,30 @@ class RunEstimate:
         return max(self.budget_seconds, self.minimum_measure_seconds)
 
     @property
+    def export_range(self) -> tuple[float, float]:
+        """Exporting every program, none cached: at the present load, and at the most the
+        estimate allows for (the slowdown measured under load, or the present one half again)."""
+        now = export_slowdown(self.load, self.cores, self.export_workers)
+        return (
+            self.export_seconds * now,
+            self.export_seconds * max(EXPORT_SLOWDOWN_UNDER_LOAD, LOAD_SWING * now),
+        )
+
+    @property
     def total_seconds(self) -> float:
-        """Every stage, nothing cached."""
+        """Every stage, nothing cached, exporting at the present load."""
+        return self._total(self.export_range[0])
+
+    @property
+    def total_high_seconds(self) -> float:
+        """Every stage, nothing cached, exporting as slowly as the estimate allows for."""
+        return self._total(self.export_range[1])
+
+    def _total(self, export_seconds: float) -> float:
         return (
             self.count_seconds
             + self.prepare_seconds
-            + self.export_seconds
+            + export_seconds
             + self.measure_seconds
             + self.profile_seconds
         )
@@ -131,20 +160,30 @@ class RunEstimate:
                 else ""
             )
             + (
-                f"exporting at most about {_duration(self.export_seconds)} "
-                f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}; "
-                "none for programs in the export cache), "
+                f"exporting about {_duration_range(*self.export_range)} "
+                f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}, "
+                f"{self._load_text()}; none for programs in the export cache), "
                 if self.export_seconds
                 else ""
             )
             + f"measuring at most about {_duration(self.measure_seconds)}"
             + (
-                f", profiling about {_duration(self.profile_seconds)}; "
-                f"in all about {_duration(self.total_seconds)} with nothing cached"
+                f", profiling about {_duration(self.profile_seconds)}; in all about "
+                + (
+                    _duration_range(self.total_seconds, self.total_high_seconds)
+                    if self.export_seconds
+                    else _duration(self.total_seconds)
+                )
+                + " with nothing cached"
                 if self.profile_seconds
                 else ""
             )
         )
+
+    def _load_text(self) -> str:
+        if self.load is None:
+            return "load unknown"
+        return f"load {self.load:.1f} on {self.cores} core{'s' if self.cores != 1 else ''}"
 
     def refusal(self) -> str | None:
         """Why this run cannot go ahead on this machine, or None."""
@@ -172,6 +211,35 @@ def _gigabytes(value: int) -> str:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _duration_range(low: float, high: float) -> str:
+    """Both ends in the high end's unit: "16-45 s", "1.5-4.2 min"."""
+    if high < 120:
+        return f"{low:.0f}-{high:.0f} s"
+    return f"{low / 60:.1f}-{high / 60:.1f} min"
+
+
+def export_slowdown(load: float | None, cores: int, workers: int) -> float:
+    """How many times slower than on an idle machine each of `workers` export processes runs
+    beside `load` other runnable processes on `cores` cores; 1 where the load is unknown."""
+    if load is None:
+        return 1.0
+    return max(1.0, (load + workers) / max(cores, 1))
+
+
+def machine_load() -> tuple[float | None, int]:
+    """The runnable processes on the cores this process may use (the 1-minute load average,
+    the machine's, in proportion to those cores: a container pinned to 2 of a host's 64 cores
+    sees the host's load), and how many cores that is. None where the system does not say."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    machine = os.cpu_count() or cores or 1
+    cores = cores or machine
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None, cores
+    return load * cores / max(machine, cores), cores
 
 
 def architecture_size(architecture: Architecture) -> ArchitectureSize:
@@ -316,6 +384,7 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         if backend.mobile
         else 0.0
     )
+    load, cores = machine_load() if backend.mobile else (None, 1)
     profiled_by_runtime = backend.profiler is not None
     runtime_profiling = len(architectures) * RUNTIME_PROFILE_SECONDS if profiled_by_runtime else 0.0
     return RunEstimate(
@@ -333,6 +402,8 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         available_bytes=available_memory(),
         export_seconds=exporting / workers,
         export_workers=workers,
+        load=load,
+        cores=cores,
         prepare_seconds=scale * sum(COUNT_SECONDS_FIXED + images * forward for forward in forwards),
         profile_seconds=scale
         * sum(COUNT_SECONDS_FIXED + PROFILER_OVERHEAD * passes * forward for forward in forwards)
