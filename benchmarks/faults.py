@@ -16,6 +16,13 @@ Cases 25.3, 25.7 and 25.8 are issue 25's caches: a bit flipped in a stored batch
 export entry's header length (and the export after); `export` with its cache on a full and on
 a read-only tmpfs (four real ExecuTorch exports: about 2-3 minutes).
 
+Case 25.bundle is issue 25's bundles (rows 25.2, 25.S2, 25.S3, 25.x), on one real ONNX export
+with names that start like spreadsheet formulas: a second `measure.sh` session SIGKILLed
+half-way and ingested (and with the first session's record put back), `timings.csv` a link
+to a file outside, each driver file edited (the driver, then ingest), variants.txt's names
+rotated with the manifest's hash updated, the formula names through timings.csv and back,
+and `export -o` under a missing parent and onto a link (about a minute).
+
     python benchmarks/faults.py            # about 5 minutes on a busy 2-core machine
     python benchmarks/faults.py --keep /tmp/faults   # keep the run directories to inspect
 """
@@ -23,6 +30,7 @@ a read-only tmpfs (four real ExecuTorch exports: about 2-3 minutes).
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import errno
 import json
@@ -757,6 +765,203 @@ def unwritable_cache(root: Path, read_only: bool) -> Row:
     return Row("25.8", fault, outcome, exit_code(code), "n/a", said(stderr))
 
 
+# -- issue 25: bundles, sessions, formula names, export's output -------------------------------
+
+BUNDLE_SPEC = """\
+name: shared
+base: mobilenet_v3_small
+input: {resolution: 32}
+measure: {backend: onnxruntime}
+baseline: "=1+1"
+variants:
+  "=1+1": {width: 0.35}
+  "-se": {width: 0.35, se: false}
+  "@relu": {width: 0.35, activation: relu}
+"""
+PRECIOUS = b"precious, outside the bundle\n"
+
+
+def driver(bundle: Path, out: Path | None, **settings: str) -> subprocess.Popen[str]:
+    """measure.sh on this machine: its one host runner, short rounds unless told."""
+    environment = {**os.environ, "ABLATE_MODE": "host", "ROUNDS": "6", "MIN_ROUNDS": "6",
+                   "ITERATIONS": "1", "WARMUP": "1", **settings}
+    if out is not None:
+        environment["OUT_DIR"] = str(out)
+    return subprocess.Popen(["sh", str(bundle / "measure.sh")], env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def bundle_copy(bundle: Path, root: Path, name: str) -> Path:
+    copy = root / name
+    shutil.copytree(bundle, copy, symlinks=True)
+    return copy
+
+
+def ingested(bundle: Path, timings: Path, out: Path) -> tuple[int, str, str]:
+    """(exit code, stderr, outcome) of `ablate ingest`."""
+    code, stderr = finish(ablate("ingest", str(bundle), str(timings), "--out", str(out)))
+    outcome = "ingested" if code == 0 else refused(code, stderr)
+    return code, stderr, outcome
+
+
+def host_runners(bundle: Path) -> int:
+    """How many `run_host.py --serve` of `bundle` are running."""
+    wanted = str(bundle.resolve() / "run_host.py").encode()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        count += wanted in arguments and b"--serve" in arguments
+    return count
+
+
+def linked_timings(bundle: Path, root: Path) -> Row:
+    """S2: `timings.csv -> victim` inside a shared bundle."""
+    copy = bundle_copy(bundle, root, "linked")
+    victim = root / "victim"
+    victim.write_bytes(PRECIOUS)
+    (copy / "timings.csv").symlink_to(victim)
+    code, stderr = finish(driver(copy, None))
+    kept = "victim unchanged" if victim.read_bytes() == PRECIOUS else "VICTIM OVERWRITTEN"
+    return Row("25.S2", "measure.sh, bundle/timings.csv -> a file outside",
+               f"{refused(code, stderr)}, {kept}", exit_code(code), "n/a", message(stderr))
+
+
+def edited(bundle: Path, measured: Path, root: Path, name: str) -> list[Row]:
+    """S2: a file of the bundle edited after the export: the driver, then ingest."""
+    copy = bundle_copy(bundle, root, f"edited-{name.replace('/', '-')}")
+    with (copy / name).open("ab") as handle:
+        handle.write(b"\n# edited\n" if not name.endswith(".onnx") else b"\0")
+    code, stderr = finish(driver(copy, root / f"out-{copy.name}"))
+    timed = "nothing timed" if not (root / f"out-{copy.name}").exists() else "TIMED"
+    rows = [Row("25.S2", f"measure.sh, {name} edited", f"{refused(code, stderr)}, {timed}",
+                exit_code(code), "n/a", message(stderr))]
+    code, stderr, outcome = ingested(copy, measured / "timings.csv", root / "runs-edited")
+    rows.append(Row("25.S2", f"ingest, {name} edited", outcome, exit_code(code), "n/a",
+                    message(stderr)))
+    return rows
+
+
+def swapped_names(bundle: Path, measured: Path, root: Path) -> Row:
+    """S2: variants.txt's names rotated and the manifest's hash of it updated to match."""
+    copy = bundle_copy(bundle, root, "swapped")
+    lines = (copy / "variants.txt").read_text().splitlines(keepends=True)
+    names = [line.rsplit("\t", 1)[1] for line in lines]
+    (copy / "variants.txt").write_text("".join(
+        line.rsplit("\t", 1)[0] + "\t" + names[(index + 1) % len(names)]
+        for index, line in enumerate(lines)))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["variants.txt"] = sha256_hex(copy / "variants.txt")
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    code, stderr, outcome = ingested(copy, measured / "timings.csv", root / "runs-swapped")
+    return Row("25.S2", "ingest, variants.txt names rotated, manifest hash updated", outcome,
+               exit_code(code), "n/a", message(stderr))
+
+
+def sha256_hex(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def interrupted_session(bundle: Path, root: Path) -> list[Row]:
+    """Item 2: session 1 completes (3 iterations a timing); session 2 (1 iteration) is
+    SIGKILLed after 8 rounds. Ingest, then ingest with session 1's record put back."""
+    out = root / "sessions"
+    code, stderr = finish(driver(bundle, out, ROUNDS="7", ITERATIONS="3", SEED="1"))
+    if code != 0:
+        raise RuntimeError(f"session 1 failed: {message(stderr)}")
+    first = json.loads((out / "device.json").read_text())
+    second = driver(bundle, out, ROUNDS="1000000", BUDGET_S="100000", SEED="2")
+
+    def eight_rounds_of_session_2() -> bool:
+        record = json.loads((out / "device.json").read_text())
+        rows = (out / "timings.csv").read_text().count("\n") - 1
+        return record["session"] != first["session"] and rows >= 8 * 3
+
+    wait_until(eight_rounds_of_session_2, second)
+    second.kill()
+    killed, _ = finish(second)
+    deadline = time.monotonic() + 30
+    while host_runners(bundle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = host_runners(bundle)
+    rows_kept = (out / "timings.csv").read_text().count("\n") - 1
+    code, stderr, outcome = ingested(bundle, out / "timings.csv", root / "runs-sessions")
+    if code == 0:
+        [results_file] = (root / "runs-sessions").glob("*/results.json")
+        results = json.loads(results_file.read_text())
+        iterations = results["environment"]["measured_on_device"]["iterations_per_round"]
+        whose = "session 2's" if iterations == 1 else "SESSION 1's"
+        outcome = (f"ingested {results['measurement']['rounds']} of {rows_kept // 3} complete "
+                   f"rounds, {whose} record ({iterations} iteration a timing)")
+    rows = [Row("25.2", "measure.sh SIGKILLed in a 2nd session, then ingest",
+                f"{outcome}; {left} host runner left", f"{exit_code(killed)} → {code}",
+                "no" if rows_kept % 3 == 0 else "YES: a torn round", message(stderr))]
+    (out / "device.json").write_text(json.dumps(first))
+    code, stderr, outcome = ingested(bundle, out / "timings.csv", root / "runs-stale")
+    rows.append(Row("25.2", "ingest, session 1's device.json beside session 2's rows", outcome,
+                    exit_code(code), "n/a", message(stderr)))
+    return rows
+
+
+def formula_names(bundle: Path, measured: Path, root: Path) -> Row:
+    """S3: names starting = - @ through variants.txt, measure.sh's timings.csv and ingest."""
+    with (measured / "timings.csv").open(newline="") as handle:
+        cells = sorted({row["variant"] for row in csv.DictReader(handle)})
+    code, stderr, outcome = ingested(bundle, measured / "timings.csv", root / "runs-formula")
+    names: list[str] = []
+    for results in (root / "runs-formula").glob("*/results.json"):
+        names = [variant["name"] for variant in json.loads(results.read_text())["variants"]]
+    texts = all(not cell.startswith(("=", "+", "-", "@")) for cell in cells)
+    return Row("25.S3", "names =1+1, -se, @relu: timings.csv and back",
+               f"cells {' '.join(cells)} ({'text' if texts else 'FORMULAS'}); {outcome} as "
+               f"{' '.join(names)}", exit_code(code), "n/a", message(stderr))
+
+
+def export_output(root: Path) -> list[Row]:
+    """Smaller cases: `export -o` under a missing parent, and onto a link."""
+    spec = root / "shared-export.yaml"
+    spec.write_text(BUNDLE_SPEC)
+    empty = root / "empty-target"
+    empty.mkdir()
+    (root / "link-target").symlink_to(empty)
+    rows = []
+    for fault, out in (("export -o under a missing parent", root / "no" / "such" / "b"),
+                       ("export -o onto a symbolic link", root / "link-target")):
+        code, stderr = finish(ablate("export", str(spec), "--backend", "onnxruntime",
+                                     "-o", str(out)))
+        written = "nothing written" if not any(empty.iterdir()) else "WRITTEN"
+        rows.append(Row("25.x", fault, f"{refused(code, stderr)}, {written}", exit_code(code),
+                        "n/a", message(stderr)))
+    return rows
+
+
+def bundle_faults(root: Path) -> list[Row]:
+    """Issue 25's bundle cases on one real export (about a minute)."""
+    directory = root / "bundle-faults"
+    directory.mkdir()
+    spec = directory / "shared.yaml"
+    spec.write_text(BUNDLE_SPEC)
+    bundle = directory / "bundle"
+    code, stderr = finish(ablate("export", str(spec), "--backend", "onnxruntime", "-o",
+                                 str(bundle)))
+    if code != 0:
+        raise RuntimeError(f"export failed: {message(stderr)}")
+    measured = directory / "measured"
+    code, stderr = finish(driver(bundle, measured))
+    if code != 0:
+        raise RuntimeError(f"measure.sh failed: {message(stderr)}")
+    rows = [*interrupted_session(bundle, directory), linked_timings(bundle, directory)]
+    for name in ("measure.sh", "run_host.py", "bundle.env", "variants.txt"):
+        rows += edited(bundle, measured, directory, name)
+    rows += [swapped_names(bundle, measured, directory),
+             formula_names(bundle, measured, directory), *export_output(directory)]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="Keep the runs here instead of a temp dir.")
@@ -766,7 +971,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8; 10 includes 12).",
+        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8 25.bundle; "
+        "10 includes 12).",
     )
     arguments = parser.parse_args()
     root = arguments.keep or Path(tempfile.mkdtemp(prefix="ablate-faults-"))
@@ -791,6 +997,7 @@ def main() -> None:
                 ("25.3", lambda: [flipped_statistics(root), flipped_calibration(root)]),
                 ("25.7", lambda: [flipped_header_length(root)]),
                 ("25.8", lambda: [unwritable_cache(root, False), unwritable_cache(root, True)]),
+                ("25.bundle", lambda: bundle_faults(root)),
             ]
             for case, run in cases:
                 if arguments.only and case not in arguments.only:

@@ -580,8 +580,8 @@ def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     assert seen["files"] == ["models/v000.stub"]
     assert (tmp_path / "bundle" / "models" / "v000.stub").read_bytes() == b"stub program int8"
     assert seen["settings"] == [
-        "BUNDLE_BINARY_HINT='stub_bench, from nowhere'",
-        "BUNDLE_BENCHMARK_ARGS='-m {model}'",
+        "BUNDLE_BINARY_HINT=stub_bench, from nowhere",
+        "BUNDLE_BENCHMARK_ARGS=-m {model}",
     ]
 
 

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -23,7 +22,10 @@ from ablate.runs.entries import latency_entry
 from ablate.runs.schema import Variant, load_results
 from ablate.services.bundle_format import (
     BUNDLE_SCHEMA,
+    DRIVER_FILES,
+    LIST_NAME,
     Bundle,
+    list_text,
     parse_timings,
     read_bundle,
     write_program,
@@ -157,13 +159,19 @@ def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path)
     assert counts["to:{stem_channels}"].blocks[0].macs == 32 * 32 * 16 * 27
     assert os.access(bundle / "measure.sh", os.X_OK)
     assert (bundle / "run_host.py").is_file()
-    # The driver's list: id, file and the unit's name as one CSV field (it holds commas).
+    # The driver's list: id, file, its sha256 and the unit's name as one CSV field (it holds
+    # commas).
+    hashes = [unit["sha256"] for unit in manifest["units"]]
     assert (bundle / "variants.txt").read_text().splitlines() == [
-        "v000\tmodels/v000.onnx\tto:{}",
-        "v001\tmodels/v001.onnx\tto:{stem_channels}",
-        "v002\tmodels/v002.onnx\tto:{last_stage}",
-        'v003\tmodels/v003.onnx\t"to:{stem_channels,last_stage}"',
+        f"v000\tmodels/v000.onnx\t{hashes[0]}\tto:{{}}",
+        f"v001\tmodels/v001.onnx\t{hashes[1]}\tto:{{stem_channels}}",
+        f"v002\tmodels/v002.onnx\t{hashes[2]}\tto:{{last_stage}}",
+        f'v003\tmodels/v003.onnx\t{hashes[3]}\t"to:{{stem_channels,last_stage}}"',
     ]
+    # Every file the driver reads or runs, with its sha256.
+    assert sorted(manifest["files"]) == sorted(DRIVER_FILES)
+    for name, sha256 in manifest["files"].items():
+        assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == sha256
     # Its defaults, from SPEC: no round cap (60), 20 minimum rounds, a 600 s budget, seed 0.
     settings = dict(
         line.split("=", 1)
@@ -174,7 +182,9 @@ def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path)
     defaults = {key: settings[f"BUNDLE_{key}"] for key in ("ROUNDS", "MIN_ROUNDS", "BUDGET_S")}
     assert defaults == {"ROUNDS": "60", "MIN_ROUNDS": "20", "BUDGET_S": "600"}
     assert settings["BUNDLE_SEED"] == "0"
-    assert settings["BUNDLE_BINARY_HINT"].startswith("'onnxruntime_perf_test")
+    # Values as they are: the driver reads them as data, never runs them.
+    assert settings["BUNDLE_BINARY_HINT"].startswith("onnxruntime_perf_test, ")
+    assert settings["BUNDLE_PYTHON"] == sys.executable
     assert "{model}" in settings["BUNDLE_BENCHMARK_ARGS"]
 
 
@@ -201,17 +211,16 @@ def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
     assert record["model"] == 'Pixel "Fake" 9' and record["operating_system"] == "Android 15"
     assert record["soc"] == "Tensor-G4" and record["rounds"] == 6
     assert record["stop_reason"] == "max_rounds" and record["iterations"] == 2
+    assert {row["session"] for row in rows} == {record["session"]}
 
 
 def test_the_same_seed_draws_the_same_orders(bundle: Path, tmp_path: Path) -> None:
-    """The host mode (no adb) with a fake run_host: orders are a function of seed and round."""
-    fake = tmp_path / "bundle"
-    shutil.copytree(bundle, fake, ignore=shutil.ignore_patterns("*.onnx"))
-    (fake / "run_host.py").write_text("print('ablate-ms: 1.5')\n")
-    outputs = []
-    for name in ("a", "b"):
-        import subprocess
+    """The host mode (no adb), one host runner per session: orders are a function of seed and
+    round, and each session has its own id, on every row and in its record."""
+    import subprocess
 
+    orders, sessions = [], []
+    for name in ("a", "b"):
         environment = {
             **os.environ,
             "ABLATE_MODE": "host",
@@ -219,16 +228,24 @@ def test_the_same_seed_draws_the_same_orders(bundle: Path, tmp_path: Path) -> No
             "ROUNDS": "8",
             "MIN_ROUNDS": "6",
             "SEED": "3",
+            "ITERATIONS": "1",
+            "WARMUP": "1",
         }
         completed = subprocess.run(
-            ["sh", str(fake / "measure.sh")], env=environment, capture_output=True, text=True
+            ["sh", str(bundle / "measure.sh")], env=environment, capture_output=True, text=True
         )
         assert completed.returncode == 0, completed.stderr
-        outputs.append((tmp_path / name / "timings.csv").read_text())
+        with (tmp_path / name / "timings.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == 8 * 4 and all(float(row["milliseconds"]) > 0 for row in rows)
+        orders.append([(row["round"], row["variant"], row["position"]) for row in rows])
         record = json.loads((tmp_path / name / "device.json").read_text())
         assert record["mode"] == "host" and record["rounds"] == 8
-    assert outputs[0] == outputs[1]
-    assert outputs[0].count(",1.500000,") == 8 * 4
+        assert record["binary"] == "run_host.py" and record["stop_reason"] == "max_rounds"
+        assert {row["session"] for row in rows} == {record["session"]}
+        sessions.append(record["session"])
+    assert orders[0] == orders[1]
+    assert sessions[0] != sessions[1]
 
 
 def test_ingest_makes_a_complete_run_with_the_same_statistics_and_an_attribution(
@@ -317,11 +334,21 @@ def test_thermal_drift_is_flagged_when_later_rounds_are_slower() -> None:
 
 # -- bad input -----------------------------------------------------------------------------
 
-HEADER = "round,variant,milliseconds,position\n"
+HEADER = "round,variant,milliseconds,position,session\n"
 
 
 def _rows(rounds: int = 6, a: str = "1.5", b: str = "2.0") -> str:
-    return "".join(f'{r},a,{a},0\n{r},"b,2",{b},1\n' for r in range(rounds))
+    return "".join(f'{r},a,{a},0,S\n{r},"b,2",{b},1,S\n' for r in range(rounds))
+
+
+def driver_files(directory: Path, units: list[dict]) -> dict[str, str]:
+    """Stand-ins for the driver's files beside hand-made `units`, the list the manifest's
+    units make; their sha256 by name, the manifest's `files`."""
+    texts = {name: f"# {name} of a test bundle\n" for name in DRIVER_FILES}
+    texts[LIST_NAME] = list_text(units)
+    for name, text in texts.items():
+        (directory / name).write_text(text)
+    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts.items()}
 
 
 @pytest.fixture
@@ -353,6 +380,7 @@ def small_bundle(tmp_path: Path) -> Path:
         "baseline": "a",
         "units": units,
         "variants": [],
+        "files": driver_files(directory, units),
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return directory
@@ -371,7 +399,7 @@ def test_a_good_timings_file_parses_to_seconds_and_orders(
 ) -> None:
     path = tmp_path / "timings.csv"
     # Rows of a round in any order, and the ids of measure.sh's list accepted for names.
-    path.write_text(HEADER + "".join(f"{r},v001,2.0,0\n{r},a,1.5,1\n" for r in range(6)))
+    path.write_text(HEADER + "".join(f"{r},v001,2.0,0,S\n{r},a,1.5,1,S\n" for r in range(6)))
     rounds = parse_timings(path, read_bundle(small_bundle))
     assert rounds.samples() == {"a": [0.0015] * 6, "b,2": [0.002] * 6}
     assert rounds.orders == [["b,2", "a"]] * 6
@@ -381,11 +409,11 @@ def test_a_good_timings_file_parses_to_seconds_and_orders(
     ("text", "message"),
     [
         (
-            HEADER + _rows() + "6,c,1.0,0\n",
+            HEADER + _rows() + "6,c,1.0,0,S\n",
             "T:14: variant: unknown variant 'c' (not in the bundle); valid: a, b,2",
         ),
         (
-            HEADER + _rows() + "6,a,1.0,0\n",
+            HEADER + _rows() + "6,a,1.0,0,S\n",
             "T:14: round 6 lacks 'b,2': every round must time every variant",
         ),
         (HEADER + _rows(a="fast"), "T:2: milliseconds is not a number (got 'fast')"),
@@ -397,14 +425,19 @@ def test_a_good_timings_file_parses_to_seconds_and_orders(
             HEADER + _rows(5),
             "T: 5 complete rounds; at least 6 are needed for a 95% interval of a median",
         ),
-        (HEADER + _rows() + "0,a,1.0,2\n", "T:14: variant 'a' timed twice in round 0"),
+        (HEADER + _rows() + "0,a,1.0,2,S\n", "T:14: variant 'a' timed twice in round 0"),
+        (
+            HEADER + _rows() + "6,a,1.0,0,S2\n",
+            "T:14: session 'S2', not 'S' as on line 2: a timings file holds the rows of one "
+            "session",
+        ),
         (
             "round,name,ms\n" + _rows(),
-            "T:1: header is 'round,name,ms', expected round,variant,milliseconds,position",
+            "T:1: header is 'round,name,ms', expected round,variant,milliseconds,position,session",
         ),
-        (HEADER + "x,a,1.0,0\n", "T:2: round must be a whole number >= 0 (got 'x')"),
-        (HEADER + "0,a,1.0\n", "T:2: expected 4 fields, got 3"),
-        ("", "T: empty; expected a header round,variant,milliseconds,position"),
+        (HEADER + "x,a,1.0,0,S\n", "T:2: round must be a whole number >= 0 (got 'x')"),
+        (HEADER + "0,a,1.0,0\n", "T:2: expected 5 fields, got 4"),
+        ("", "T: empty; expected a header round,variant,milliseconds,position,session"),
     ],
 )
 def test_every_bad_timings_file_names_the_line_and_the_problem(
@@ -425,7 +458,7 @@ def test_a_changed_model_file_or_another_schema_is_refused(
     with pytest.raises(
         InputFileError,
         match=r"manifest\.json: schema: unsupported schema "
-        r"'ablate\.bundle/0'.*valid: ablate\.bundle/1",
+        r"'ablate\.bundle/0'.*valid: ablate\.bundle/2",
     ):
         read_bundle(small_bundle)
     (small_bundle / "models" / "v000.onnx").unlink()
@@ -437,7 +470,7 @@ def test_a_changed_model_file_or_another_schema_is_refused(
 
 @pytest.mark.parametrize(
     "text",
-    [HEADER + _rows() + "6,c,1.0,0\n", HEADER + _rows(a="nan"), HEADER + _rows(3)],
+    [HEADER + _rows() + "6,c,1.0,0,S\n", HEADER + _rows(a="nan"), HEADER + _rows(3)],
 )
 def test_ingest_of_bad_input_is_one_line_exit_2_and_writes_nothing(
     small_bundle: Path, tmp_path: Path, text: str

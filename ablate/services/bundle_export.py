@@ -42,6 +42,18 @@ def _runtime_versions(backend: str) -> dict[str, str]:
     return runtime_versions(BACKENDS.get(backend))
 
 
+def _check_output(output: Path) -> None:
+    """`output` can become the bundle: new or an empty directory, in a directory that
+    exists, and no symbolic link (the bundle is renamed onto the name, not written
+    through it)."""
+    if output.is_symlink():
+        raise AblateError(f"{output}: a symbolic link; give a new or empty directory")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise AblateError(f"{output}: already exists and is not an empty directory")
+    if not output.parent.is_dir():
+        raise AblateError(f"{output}: no such directory {output.parent} to write the bundle in")
+
+
 def export_bundle(
     spec_path: Path,
     output: Path,
@@ -52,7 +64,8 @@ def export_bundle(
 ) -> Path:
     """Writes the bundle of `spec_path` for `backend` at `precision` to `output` (new or
     empty); returns the manifest's path. Refused before anything is written: an unknown or
-    missing backend, a precision it lacks, an `output` that holds files."""
+    missing backend, a precision it lacks, an `output` that holds files, is a link or lies
+    in no directory."""
     from ablate.measurement.activations import realistic_module
     from ablate.measurement.backends import check_backend_available, exportable_backends
     from ablate.measurement.export_pool import export_pool
@@ -67,14 +80,16 @@ def export_bundle(
         )
     spec = with_overrides(load_spec(spec_path), backend=backend, precision=precision)
     check_backend_available(backend, precision)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise AblateError(f"{output}: already exists and is not an empty directory")
+    _check_output(output)
 
     import torch
 
     units = plan_units(spec)
     batch = spec.input.batch
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=output.parent.resolve()))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=output.parent.resolve()))
+    except OSError as error:
+        raise AblateError(f"{output}: cannot write in {output.parent} ({error.strerror})") from None
     try:
         entries: list[dict[str, Any]] = []
         variants: list[dict[str, Any]] = []

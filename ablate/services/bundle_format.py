@@ -4,7 +4,15 @@ A bundle is a directory: every distinct architecture of a spec as one program fi
 .pte or .tflite), `manifest.json` (what was exported, with hashes and counts), the driver
 `measure.sh` (POSIX sh: times the files on a phone over adb, or on this machine), its settings
 `bundle.env`, the list `variants.txt` it reads, and `run_host.py`, the host runner. The driver
-writes `timings.csv` (round, variant, milliseconds, position) and `device.json`.
+writes `timings.csv` (round, variant, milliseconds, position, session) and `device.json` (the
+session's device record).
+
+Integrity: the manifest gives the sha256 of every file the driver reads or runs (`files` for
+the driver's own, each unit's `sha256` for its program, which `variants.txt` repeats for the
+driver). The driver checks them before it times anything, and refuses a bundle that holds a
+symbolic link; ingest checks them again, and that `variants.txt` is the list the manifest's
+units make. Nothing signs a manifest: an edit to a file is caught, an edit to a file and to
+the manifest's hash of it only where the manifest says what the file must hold.
 
 This module is the one place that knows the file names, the schema ids and the manifest's
 keys; export (`bundle_export`) and ingest (`ingest`) go through it.
@@ -17,22 +25,25 @@ import datetime as dt
 import hashlib
 import json
 import math
-import shlex
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ablate import __version__
-from ablate.errors import InputFileError, excerpt
+from ablate.errors import AblateError, InputFileError, excerpt
 from ablate.files import read_json, write_json_atomic, write_text_atomic
+from ablate.report.escaping import FORMULA_STARTS
 
 if TYPE_CHECKING:
     from ablate.spec.model import ExperimentSpec
 
-BUNDLE_SCHEMA = "ablate.bundle/1"
-DEVICE_SCHEMA = "ablate.device-record/1"
+# /2: the manifest hashes the driver's files (`files`), variants.txt the programs, the
+# timings and the device record carry a session id. A /1 bundle cannot be checked: refused.
+BUNDLE_SCHEMA = "ablate.bundle/2"
+DEVICE_SCHEMA = "ablate.device-record/2"
 MANIFEST_NAME = "manifest.json"
 DRIVER_NAME = "measure.sh"
 HOST_RUNNER_NAME = "run_host.py"
@@ -43,7 +54,11 @@ DEVICE_RECORD_NAME = "device.json"
 MODELS_DIRECTORY = "models"
 # Copied into every bundle as they are, from the package's bundle_files.
 SHIPPED_FILES = (DRIVER_NAME, HOST_RUNNER_NAME)
-TIMINGS_COLUMNS = ("round", "variant", "milliseconds", "position")
+# The files the driver reads or runs besides the programs, each hashed in the manifest's
+# `files` (measure.sh parses that object line by line: keep its layout, see write_bundle).
+DRIVER_FILES = (DRIVER_NAME, HOST_RUNNER_NAME, SETTINGS_NAME, LIST_NAME)
+# `session`: the id measure.sh gives a session, the same on every row and in device.json.
+TIMINGS_COLUMNS = ("round", "variant", "milliseconds", "position", "session")
 # The distribution-free 95% interval of a median needs 6 samples (see statistics.py).
 MINIMUM_ROUNDS = 6
 DEFAULT_ROUNDS = 60
@@ -57,11 +72,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _csv_field(text: str) -> str:
-    """`text` as one CSV field (quoted when it holds a comma or a quote)."""
-    if any(character in text for character in ',"'):
+# A cell that starts like a formula (`escaping.FORMULA_STARTS`) gets this before it.
+_ESCAPE = "'"
+
+
+def timings_cell(name: str) -> str:
+    """`name` as one cell of timings.csv, which `name_of_cell` reads back exactly: a name
+    that starts like a formula (or with the escape itself) gets a `'` before it, so that a
+    spreadsheet shows text, and the cell is quoted when it holds a comma or a quote or was
+    escaped. measure.sh copies the cell from variants.txt as it is."""
+    escaped = name.startswith((*FORMULA_STARTS, _ESCAPE))
+    text = _ESCAPE + name if escaped else name
+    if escaped or any(character in text for character in ',"'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def name_of_cell(text: str) -> str:
+    """The name a timings.csv cell (as the csv module reads it) holds: `timings_cell`
+    undone."""
+    return text.removeprefix(_ESCAPE)
 
 
 # -- writing a bundle --------------------------------------------------------------------
@@ -123,9 +153,16 @@ def write_bundle(
     weights: str,
     settings: DriverSettings,
 ) -> Path:
-    """Writes, beside the programs `write_program` wrote (`units`, its entries), the manifest,
-    the driver with its settings and list, and the host runner, every file readable by all;
-    returns the manifest's path. `spec` is resolved for its backend and precision."""
+    """Writes, beside the programs `write_program` wrote (`units`, its entries), the driver
+    with its settings and list, the host runner, and last the manifest with their hashes,
+    every file readable by all; returns the manifest's path. `spec` is resolved for its
+    backend and precision."""
+    shipped = resources.files("ablate.services") / "bundle_files"
+    driver_files = {name: (shipped / name).read_text(encoding="utf-8") for name in SHIPPED_FILES}
+    driver_files[SETTINGS_NAME] = _settings_text(settings, units)
+    driver_files[LIST_NAME] = list_text(units)
+    for name, text in driver_files.items():
+        write_text_atomic(directory / name, text)
     manifest = {
         "schema": BUNDLE_SCHEMA,
         "ablate_version": __version__,
@@ -140,34 +177,69 @@ def write_bundle(
         "baseline": baseline,
         "units": list(units),
         "variants": list(variants),
+        # Sorted, one `"name": "sha256"` a line at an indent of 4 (write_json_atomic's): the
+        # layout measure.sh reads.
+        "files": {
+            name: hashlib.sha256(driver_files[name].encode("utf-8")).hexdigest()
+            for name in sorted(DRIVER_FILES)
+        },
     }
     write_json_atomic(directory / MANIFEST_NAME, manifest)
-    write_text_atomic(
-        directory / SETTINGS_NAME,
-        "# Defaults of measure.sh, from the spec; each can be overridden by the variable\n"
-        "# of the same name without the BUNDLE_ prefix (ABLATE_PYTHON for the python).\n"
-        f"BUNDLE_ID={hashlib.sha256(json.dumps(manifest['units']).encode()).hexdigest()[:12]}\n"
-        f"BUNDLE_ROUNDS={settings.rounds}\n"
-        f"BUNDLE_MIN_ROUNDS={settings.min_rounds}\n"
-        f"BUNDLE_BUDGET_S={settings.budget_s}\n"
-        f"BUNDLE_SEED={settings.seed}\n"
-        f"BUNDLE_PYTHON={shlex.quote(settings.python)}\n"
-        f"BUNDLE_BINARY_HINT={shlex.quote(settings.binary_hint)}\n"
-        f"BUNDLE_BENCHMARK_ARGS={shlex.quote(settings.benchmark_args)}\n",
-    )
-    write_text_atomic(
-        directory / LIST_NAME,
-        "".join(f"{u['id']}\t{u['file']}\t{_csv_field(u['name'])}\n" for u in units),
-    )
-    shipped = resources.files("ablate.services") / "bundle_files"
-    for name in SHIPPED_FILES:
-        write_text_atomic(directory / name, (shipped / name).read_text(encoding="utf-8"))
     # The atomic writes (and a staging directory from mkdtemp) make private files; a bundle
     # is for sharing.
     directory.chmod(0o755)
     for path in directory.rglob("*"):
         path.chmod(0o755 if path.is_dir() or path.name == DRIVER_NAME else 0o644)
     return directory / MANIFEST_NAME
+
+
+# The characters measure.sh lets a bundle's BENCHMARK_ARGS hold: they reach a shell on the
+# target, so flags only, never shell syntax (the driver's own check, in its `case`).
+BENCHMARK_ARGUMENTS = re.compile(r"[A-Za-z0-9_{}=.,:/ -]*")
+
+
+def _settings_text(settings: DriverSettings, units: Sequence[dict[str, Any]]) -> str:
+    """bundle.env: `NAME=value` lines that measure.sh reads as data (the rest of the line),
+    never runs."""
+    values = {
+        "ID": hashlib.sha256(json.dumps(list(units)).encode()).hexdigest()[:12],
+        "ROUNDS": settings.rounds,
+        "MIN_ROUNDS": settings.min_rounds,
+        "BUDGET_S": settings.budget_s,
+        "SEED": settings.seed,
+        "PYTHON": settings.python,
+        "BINARY_HINT": settings.binary_hint,
+        "BENCHMARK_ARGS": settings.benchmark_args,
+    }
+    if not BENCHMARK_ARGUMENTS.fullmatch(settings.benchmark_args):
+        raise AblateError(
+            f"bundle.env: BUNDLE_BENCHMARK_ARGS: {excerpt(settings.benchmark_args)} holds a "
+            "character the driver refuses (shell syntax); a flag takes letters, digits, spaces "
+            "and _{}=.,:/-"
+        )
+    lines = []
+    for key, value in values.items():
+        text = str(value)
+        if not text.isprintable():
+            raise AblateError(
+                f"bundle.env: BUNDLE_{key}: {excerpt(text)} holds a line break or a control "
+                "character, which the driver's settings cannot carry"
+            )
+        lines.append(f"BUNDLE_{key}={text}\n")
+    return (
+        "# Defaults of measure.sh, from the spec; each can be overridden by the variable\n"
+        "# of the same name without the BUNDLE_ prefix (ABLATE_PYTHON for the python).\n"
+        + "".join(lines)
+    )
+
+
+def list_text(units: Sequence[dict[str, Any]]) -> str:
+    """variants.txt, the list measure.sh times: a line per unit, `id`, program file, its
+    sha256 and the unit's name as a timings.csv cell, tab-separated (the name last: the
+    rest of the line)."""
+    return "".join(
+        f"{u['id']}\t{u['file']}\t{u['sha256']}\t{timings_cell(u['name'])}\n" for u in units
+    )
 
 
 # -- reading a bundle --------------------------------------------------------------------
@@ -272,18 +344,72 @@ def read_bundle(directory: Path) -> Bundle:
         for key in _UNIT_KEYS:
             if not isinstance(unit, dict) or key not in unit:
                 raise InputFileError(path, "missing", key_path=f"units[{index}].{key}")
-        file = (directory / str(unit["file"])).resolve()
-        if directory.resolve() not in file.parents:
-            raise InputFileError(path, "outside the bundle", key_path=f"units[{index}].file")
-        if not file.is_file():
-            raise InputFileError(file, f"missing from the bundle (listed in {MANIFEST_NAME})")
-        if sha256_of(file) != unit["sha256"]:
-            raise InputFileError(
-                file,
-                f"sha256 differs from {MANIFEST_NAME}'s: the file changed since the export; "
-                "export the bundle again",
-            )
+        file = _bundle_file(directory, str(unit["file"]), f"units[{index}].file")
+        _check_sha256(file, unit["sha256"])
+    _check_driver_files(directory, manifest)
     return Bundle(directory, manifest)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _bundle_file(directory: Path, relative: str, key_path: str) -> Path:
+    """The regular file that the manifest's `relative` names inside the bundle, reached
+    through no symbolic link (a link could point anywhere, and measure.sh refuses one)."""
+    name = PurePosixPath(relative)
+    if name.is_absolute() or not name.parts or ".." in name.parts:
+        raise InputFileError(directory / MANIFEST_NAME, "outside the bundle", key_path=key_path)
+    file = directory
+    for part in name.parts:
+        file = file / part
+        if file.is_symlink():
+            raise InputFileError(
+                file, "a symbolic link inside the bundle; a bundle holds none: export it again"
+            )
+    if not file.is_file():
+        raise InputFileError(file, f"missing from the bundle (listed in {MANIFEST_NAME})")
+    return file
+
+
+def _check_sha256(file: Path, expected: str) -> None:
+    if sha256_of(file) != expected:
+        raise InputFileError(
+            file,
+            f"sha256 differs from {MANIFEST_NAME}'s: the file changed since the export; "
+            "export the bundle again",
+        )
+
+
+def _check_driver_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Each file the driver reads or runs has the sha256 the manifest's `files` gives it,
+    and variants.txt is the list the manifest's units make (so that an edit to both the list
+    and its hash still cannot attribute one program's timings to another's name)."""
+    path = directory / MANIFEST_NAME
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise InputFileError(
+            path, f"missing: the sha256 of {', '.join(DRIVER_FILES)}", key_path="files"
+        )
+    if sorted(files) != sorted(DRIVER_FILES):
+        raise InputFileError(
+            path,
+            f"lists {excerpt(sorted(files))}; expected the driver's files",
+            key_path="files",
+            choices=sorted(DRIVER_FILES),
+        )
+    for name in DRIVER_FILES:
+        if not isinstance(files[name], str) or not _SHA256.fullmatch(files[name]):
+            raise InputFileError(
+                path, f"not a sha256 (got {excerpt(files[name])})", key_path=f"files.{name}"
+            )
+        _check_sha256(_bundle_file(directory, name, f"files.{name}"), files[name])
+    listed = directory / LIST_NAME
+    if listed.read_bytes() != list_text(manifest["units"]).encode("utf-8"):
+        raise InputFileError(
+            listed,
+            f"not the list of programs and names that {MANIFEST_NAME}'s units make: the list "
+            "measure.sh times was edited; export the bundle again",
+        )
 
 
 # -- parsing timings ---------------------------------------------------------------------
@@ -295,6 +421,7 @@ class Rounds:
 
     seconds: list[dict[str, float]]
     orders: list[list[str]]  # per round, the units in the order they were timed
+    session: str = ""  # the session's id, as every row gives it
 
     def samples(self) -> dict[str, list[float]]:
         names = list(self.seconds[0])
@@ -326,13 +453,25 @@ def parse_timings(path: Path, bundle: Bundle) -> Rounds:
         )
     rounds: dict[int, dict[str, tuple[float, int, int]]] = {}
     last_line: dict[int, int] = {}
+    session: str | None = None
+    session_line = 0
     for number, line in lines[1:]:
         fields = next(csv.reader([line]))
         if len(fields) != len(TIMINGS_COLUMNS):
             raise InputFileError(
                 path, f"expected {len(TIMINGS_COLUMNS)} fields, got {len(fields)}", line=number
             )
-        round_text, variant, ms_text, position_text = (field.strip() for field in fields)
+        round_text, cell, ms_text, position_text, session_text = (field.strip() for field in fields)
+        if session is None:
+            session, session_line = session_text, number
+        elif session_text != session:
+            raise InputFileError(
+                path,
+                f"session {excerpt(session_text)}, not {excerpt(session)} as on line "
+                f"{session_line}: a timings file holds the rows of one session",
+                line=number,
+            )
+        variant = name_of_cell(cell)
         round_index = _whole(path, number, "round", round_text)
         position = _whole(path, number, "position", position_text)
         name = by_id.get(variant, variant)
@@ -371,6 +510,7 @@ def parse_timings(path: Path, bundle: Bundle) -> Rounds:
     return Rounds(
         seconds=[{name: entry[name][0] / 1e3 for name in names} for entry in ordered],
         orders=[sorted(entry, key=lambda name, e=entry: e[name][1]) for entry in ordered],
+        session=session or "",
     )
 
 
@@ -411,3 +551,47 @@ def read_device_record(path: Path) -> dict[str, Any]:
             path, "not a device record", key_path="schema", choices=[DEVICE_SCHEMA]
         )
     return record
+
+
+# Why a session stopped, as measure.sh records it: a finished session gives its round count.
+FINISHED_STOP_REASONS = ("budget", "max_rounds")
+UNFINISHED_STOP_REASON = "interrupted"
+
+
+def check_session(record: dict[str, Any], session: str, rounds: int, path: Path) -> None:
+    """The device record at `path` is the record of the session the timings come from (its
+    id `session`, every row's, and `rounds` complete rounds): the same session id, and, for a
+    session that finished, as many rounds. A record
+    that measure.sh wrote when the session started (stop reason `interrupted`) is the one of
+    a session cut short: its rounds are the file's complete ones. No record (timings written
+    by hand) is nothing to check."""
+    if not record:
+        return
+    recorded = record.get("session")
+    if not isinstance(recorded, str) or not recorded:
+        raise InputFileError(path, "missing: the id of its session", key_path="session")
+    if recorded != session:
+        raise InputFileError(
+            path,
+            f"the record of session {excerpt(recorded)}, but the timings are of session "
+            f"{excerpt(session)}: it belongs to another session, of another run of "
+            "measure.sh; ingest the timings with their own device.json",
+            key_path="session",
+        )
+    stop = record.get("stop_reason")
+    if stop == UNFINISHED_STOP_REASON:
+        return
+    if stop not in FINISHED_STOP_REASONS:
+        raise InputFileError(
+            path,
+            f"unknown stop reason {excerpt(stop)}",
+            key_path="stop_reason",
+            choices=[*FINISHED_STOP_REASONS, UNFINISHED_STOP_REASON],
+        )
+    if record.get("rounds") != rounds:
+        raise InputFileError(
+            path,
+            f"{excerpt(record.get('rounds'))} rounds, but the timings hold {rounds} complete "
+            "rounds of its session: rows were added or removed since",
+            key_path="rounds",
+        )

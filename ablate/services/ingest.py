@@ -24,6 +24,7 @@ from ablate.services.bundle_format import (
     MANIFEST_NAME,
     TIMINGS_NAME,
     Bundle,
+    check_session,
     parse_timings,
     read_bundle,
     read_device_record,
@@ -155,7 +156,9 @@ def ingest(
 
     bundle = read_bundle(bundle_path)
     rounds = parse_timings(timings_path, bundle)
-    record = read_device_record(timings_path.parent / DEVICE_RECORD_NAME)
+    record_path = timings_path.parent / DEVICE_RECORD_NAME
+    record = read_device_record(record_path)
+    check_session(record, rounds.session, len(rounds.seconds), record_path)
     spec = with_overrides(
         load_spec_text(bundle.spec_text, bundle.spec_label),
         backend=bundle.backend,

@@ -3,34 +3,25 @@
 #
 # With adb on PATH (the phone chosen by ANDROID_SERIAL when several are attached) the models
 # and BENCHMARK_BINARY (the runtime's benchmark binary that bundle.env names) are pushed to
-# DEVICE_DIR and timed there, with the flags BENCHMARK_ARGS (bundle.env's, {model} and {runs}
-# filled in); without adb (or with ABLATE_MODE=host) they are timed on this machine by
-# run_host.py, or by BENCHMARK_BINARY when set. Every round times every model once, in a fresh order drawn from
-# SEED and the round number (recorded as `position`), one thread, pinned to one core where
-# `taskset` works. Rows go to OUT_DIR/timings.csv a whole round at a time, the device record
-# to OUT_DIR/device.json. Stops after ROUNDS rounds, or once BUDGET_S seconds have passed
-# and MIN_ROUNDS rounds are taken. Then: ablate ingest BUNDLE OUT_DIR/timings.csv
+# DEVICE_DIR and timed there, one run of the binary per timing, with the flags BENCHMARK_ARGS
+# (bundle.env's, {model} and {runs} filled in). Without adb (or with ABLATE_MODE=host) they
+# are timed on this machine by BENCHMARK_BINARY when set, or else by one run_host.py process
+# for the whole session, which loads each model once and times it on request. Every round
+# times every model once, in a fresh order drawn from SEED and the round number (recorded as
+# `position`), one thread, pinned to one core where `taskset` works. Rows go to
+# OUT_DIR/timings.csv a whole round at a time, each with the session's id, which the device
+# record OUT_DIR/device.json carries too (written when the session starts, completed when it
+# ends). Stops after ROUNDS rounds, or once BUDGET_S seconds have passed and MIN_ROUNDS rounds
+# are taken. Then: ablate ingest BUNDLE OUT_DIR/timings.csv
+#
+# Before anything is timed, every file of the bundle this script reads or runs is checked
+# against the sha256 manifest.json lists, and a bundle holding a symbolic link is refused.
+# Nothing is written through a link: each file is written under a new name and renamed.
 set -eu
 
-HERE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-# shellcheck source=/dev/null  # bundle.env: written beside this script by `ablate export`
-. "$HERE/bundle.env"
-
-ROUNDS=${ROUNDS:-$BUNDLE_ROUNDS}
-MIN_ROUNDS=${MIN_ROUNDS:-$BUNDLE_MIN_ROUNDS}
-BUDGET_S=${BUDGET_S:-$BUNDLE_BUDGET_S}
-SEED=${SEED:-$BUNDLE_SEED}
-ITERATIONS=${ITERATIONS:-10}
-WARMUP=${WARMUP:-20}
-OUT_DIR=${OUT_DIR:-$HERE}
-DEVICE_DIR=${DEVICE_DIR:-/data/local/tmp/ablate-$BUNDLE_ID}
-PYTHON=${ABLATE_PYTHON:-$BUNDLE_PYTHON}
-MODE=${ABLATE_MODE:-auto}
-BENCH=${BENCHMARK_BINARY:-}
-BENCH_ARGS=${BENCHMARK_ARGS:-$BUNDLE_BENCHMARK_ARGS}
-
-TIMINGS=$OUT_DIR/timings.csv
-RECORD=$OUT_DIR/device.json
+HERE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd -P)
+MANIFEST=$HERE/manifest.json
+SETTINGS=$HERE/bundle.env
 LIST=$HERE/variants.txt
 TAB=$(printf '\t')
 
@@ -39,13 +30,79 @@ die() {
     exit 2
 }
 
+# -- the bundle, checked before any of it is read or run ------------------------------------
+
+# A link inside the bundle could send a write (timings.csv, device.json) or a read outside it.
+link=$(find "$HERE" -type l -print | head -n 1)
+[ -z "$link" ] || die "$link is a symbolic link: a bundle holds none (a link could make this script write outside the bundle); export the bundle again"
+
+sha256() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum <"$1" | cut -d ' ' -f 1
+    elif command -v shasum >/dev/null 2>&1; then
+        shasum -a 256 <"$1" | cut -d ' ' -f 1
+    elif command -v openssl >/dev/null 2>&1; then
+        openssl dgst -sha256 <"$1" | sed 's/.* //'
+    else
+        die "no sha256sum, shasum or openssl on PATH to check the bundle's files with"
+    fi
+}
+
+# $1, a file of the bundle, against $2, the sha256 the manifest gives it.
+check() {
+    [ -n "$2" ] || die "$MANIFEST lists no sha256 for $1: not a bundle of this ablate; export it again"
+    [ -f "$HERE/$1" ] || die "$HERE/$1: missing from the bundle (listed in manifest.json)"
+    [ "$(sha256 "$HERE/$1")" = "$2" ] || die "$HERE/$1: sha256 differs from manifest.json's: the file changed since the export; export the bundle again"
+}
+
+[ -f "$MANIFEST" ] || die "no manifest.json beside $0: not a whole bundle"
+# manifest.json's "files" as `ablate export` writes them: one `"name": "sha256"` a line.
+listed=$(awk '/^  "files": \{/ { inside = 1; next } inside && /^  \}/ { exit } inside { print }' "$MANIFEST" |
+    sed -n 's/^    "\([A-Za-z0-9._-]*\)": "\([0-9a-f]\{64\}\)",\{0,1\}$/\1 \2/p')
+for file in measure.sh run_host.py bundle.env variants.txt; do
+    check "$file" "$(printf '%s\n' "$listed" | awk -v name="$file" '$1 == name { print $2 }')"
+done
+# The models, each with the sha256 variants.txt (checked above) gives it.
+while IFS="$TAB" read -r _ file sha _; do
+    case $file in
+        *..* | models/*/* | *[!A-Za-z0-9._/]*) die "$LIST: '$file' is not a model file of the bundle" ;;
+        models/?*) check "$file" "$sha" ;;
+        *) die "$LIST: '$file' is not a model file of the bundle" ;;
+    esac
+done <"$LIST"
+
+# bundle.env is read as data, never run: the rest of the line after `NAME=`.
+setting() {
+    sed -n "s/^$1=//p" "$SETTINGS" | head -n 1
+}
+BUNDLE_ID=$(setting BUNDLE_ID)
+BUNDLE_BENCHMARK_ARGS=$(setting BUNDLE_BENCHMARK_ARGS)
+case $BUNDLE_ID in '' | *[!0-9a-f]*) die "$SETTINGS: BUNDLE_ID must be hexadecimal (got '$BUNDLE_ID')" ;; esac
+# The flags reach a shell on the target: only the characters of flags, never its syntax.
+case $BUNDLE_BENCHMARK_ARGS in
+    *[!A-Za-z0-9_{}=.,:/\ -]*) die "$SETTINGS: BUNDLE_BENCHMARK_ARGS holds a character other than letters, digits, spaces and _{}=.,:/-" ;;
+esac
+
+ROUNDS=${ROUNDS:-$(setting BUNDLE_ROUNDS)}
+MIN_ROUNDS=${MIN_ROUNDS:-$(setting BUNDLE_MIN_ROUNDS)}
+BUDGET_S=${BUDGET_S:-$(setting BUNDLE_BUDGET_S)}
+SEED=${SEED:-$(setting BUNDLE_SEED)}
+ITERATIONS=${ITERATIONS:-10}
+WARMUP=${WARMUP:-20}
+OUT_DIR=${OUT_DIR:-$HERE}
+DEVICE_DIR=${DEVICE_DIR:-/data/local/tmp/ablate-$BUNDLE_ID}
+PYTHON=${ABLATE_PYTHON:-$(setting BUNDLE_PYTHON)}
+MODE=${ABLATE_MODE:-auto}
+BENCH=${BENCHMARK_BINARY:-}
+BENCH_ARGS=${BENCHMARK_ARGS:-$BUNDLE_BENCHMARK_ARGS}
+
 # A single-quoted word for a shell command line.
 quote() {
     printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
 
 json_string() {
-    printf '"%s"' "$(printf '%s' "$1" | tr -d '\r\n' | sed 's/\\/\\\\/g; s/"/\\"/g')"
+    printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"
 }
 
 for number in "$ROUNDS" "$MIN_ROUNDS" "$BUDGET_S" "$SEED" "$ITERATIONS" "$WARMUP"; do
@@ -65,7 +122,43 @@ case $MODE in
     *) die "ABLATE_MODE must be auto, adb or host (got '$MODE')" ;;
 esac
 
-# Runs a command line on the target: the phone through adb, or this machine.
+# -- where the results go: never through a link ---------------------------------------------
+
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(CDPATH='' cd -- "$OUT_DIR" && pwd -P)
+TIMINGS=$OUT_DIR/timings.csv
+RECORD=$OUT_DIR/device.json
+for output in "$TIMINGS" "$RECORD"; do
+    if [ -L "$output" ] || { [ -e "$output" ] && [ ! -f "$output" ]; }; then
+        die "$output is a symbolic link or not a regular file: measure.sh writes no file through one; remove it"
+    fi
+done
+# New files as `>` would make them: 0666 less the umask (mktemp's are private).
+FILE_MODE=$(printf '%o' $((0666 & ~0$(umask))))
+staged=""
+server_dir=""
+cleanup() {
+    [ -z "$staged" ] || rm -f "$staged"
+    [ -z "$server_dir" ] || rm -rf "$server_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A new file in OUT_DIR, for `publish` to rename onto its name.
+stage() {
+    staged=$(mktemp "$OUT_DIR/.$1.XXXXXX") || die "cannot write in $OUT_DIR"
+    chmod "$FILE_MODE" "$staged"
+}
+# The staged file renamed onto $1: a link there is replaced, never written through.
+publish() {
+    mv -f "$staged" "$1"
+    staged=""
+}
+
+# -- the target: the phone through adb, or this machine -------------------------------------
+
+# Runs a command line on the target.
 target() {
     if [ "$MODE" = adb ]; then
         adb shell "$1" </dev/null | tr -d '\r'
@@ -77,7 +170,7 @@ target() {
 if [ "$MODE" = adb ]; then
     state=$(adb get-state 2>/dev/null | tr -d '\r') || state=""
     [ "$state" = device ] || die "no phone ready on adb (state '$state'); enable USB debugging, or set ANDROID_SERIAL"
-    [ -n "$BENCH" ] || die "set BENCHMARK_BINARY to the phone's benchmark binary ($BUNDLE_BINARY_HINT)"
+    [ -n "$BENCH" ] || die "set BENCHMARK_BINARY to the phone's benchmark binary ($(setting BUNDLE_BINARY_HINT))"
     [ -f "$BENCH" ] || die "BENCHMARK_BINARY '$BENCH' is not a file"
     adb shell "mkdir -p $(quote "$DEVICE_DIR")" >/dev/null
     adb push "$BENCH" "$DEVICE_DIR/benchmark" >/dev/null
@@ -114,10 +207,6 @@ replace() {
 # The command line that runs model file $1 for $2 iterations and prints its mean time.
 command_for() {
     model=$(quote "$MODELS/$1")
-    if [ -z "$RUNNER" ]; then
-        printf '%s %s %s %s' "$(quote "$PYTHON")" "$(quote "$HERE/run_host.py")" "$model" "$2"
-        return
-    fi
     # {runs} first: the model's path may hold anything, the count only digits.
     arguments=$(replace "$BENCH_ARGS" '{runs}' "$2")
     printf '%s %s' "$(quote "$RUNNER")" "$(replace "$arguments" '{model}' "$model")"
@@ -150,11 +239,38 @@ if target "command -v taskset >/dev/null 2>&1 && taskset $MASK true" >/dev/null 
     PIN="taskset $MASK "
 fi
 
+# On this machine without a binary: one run_host.py for the session, fed `ITERATIONS FILE`
+# lines through one FIFO and answering each with a line through another. It ends when this
+# script closes its end of the requests, or dies (a killed script's descriptors close too).
+SERVER=""
+if [ "$MODE" = host ] && [ -z "$RUNNER" ]; then
+    server_dir=$(mktemp -d "${TMPDIR:-/tmp}/ablate-measure.XXXXXX")
+    mkfifo "$server_dir/requests" "$server_dir/replies"
+    # shellcheck disable=SC2086  # $PIN is empty or `taskset MASK`, two words
+    $PIN "$PYTHON" "$HERE/run_host.py" --serve <"$server_dir/requests" >"$server_dir/replies" 2>"$server_dir/log" &
+    SERVER=$!
+    exec 4>"$server_dir/requests" 5<"$server_dir/replies"
+    # A runner that died makes a write fail (then the read below says why), not a silent end.
+    trap '' PIPE
+fi
+
+# The end of the runner's messages, for a failure.
+runner_failed() {
+    if [ -n "$SERVER" ]; then tail -n 5 "$server_dir/log" >&2; fi
+    die "$1"
+}
+
 measure() {
-    output=$(target "$PIN$(command_for "$1" "$2") 2>&1") || {
-        printf '%s\n' "$output" | tail -n 5 >&2
-        die "the benchmark failed on $1"
-    }
+    if [ -n "$SERVER" ]; then
+        { printf '%s %s\n' "$2" "$1" >&4; } 2>/dev/null || runner_failed "the host runner stopped before timing $1"
+        IFS= read -r output <&5 || runner_failed "the host runner stopped while timing $1"
+        case $output in "error: "*) runner_failed "the host runner failed: ${output#error: }" ;; esac
+    else
+        output=$(target "$PIN$(command_for "$1" "$2") 2>&1") || {
+            printf '%s\n' "$output" | tail -n 5 >&2
+            die "the benchmark failed on $1"
+        }
+    fi
     printf '%s\n' "$output" | parse_ms || {
         printf '%s\n' "$output" | tail -n 5 >&2
         die "no time found in the benchmark's output for $1"
@@ -169,25 +285,36 @@ temperature() {
     read_target 'cat /sys/class/thermal/thermal_zone0/temp'
 }
 
+# -- the session ----------------------------------------------------------------------------
+
+if [ "$MODE" = adb ]; then
+    model=$(read_target 'getprop ro.product.model')
+    manufacturer=$(read_target 'getprop ro.product.manufacturer')
+    system="Android $(read_target 'getprop ro.build.version.release')"
+    soc=$(read_target 'getprop ro.soc.model')
+    [ -n "$soc" ] || soc=$(read_target 'getprop ro.board.platform')
+    abi=$(read_target 'getprop ro.product.cpu.abi')
+else
+    model=$(uname -n)
+    manufacturer=""
+    system="$(uname -s) $(uname -r)"
+    soc=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+    abi=$(uname -m)
+fi
+governor=$(read_target "cat /sys/devices/system/cpu/cpu$CPU/cpufreq/scaling_governor")
+random=$(od -An -N4 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n') || random=""
+SESSION=$(date -u +%Y%m%dT%H%M%SZ)-${random:-$$}
+started=$(date +%s)
+temperature_start=$(temperature)
+
+# The device record of this session: $1 the rounds taken (null while it runs), $2 why it
+# stopped, $3 the temperature at the end, $4 the seconds it took (null while it runs).
 write_record() {
-    if [ "$MODE" = adb ]; then
-        model=$(read_target 'getprop ro.product.model')
-        manufacturer=$(read_target 'getprop ro.product.manufacturer')
-        system="Android $(read_target 'getprop ro.build.version.release')"
-        soc=$(read_target 'getprop ro.soc.model')
-        [ -n "$soc" ] || soc=$(read_target 'getprop ro.board.platform')
-        abi=$(read_target 'getprop ro.product.cpu.abi')
-    else
-        model=$(uname -n)
-        manufacturer=""
-        system="$(uname -s) $(uname -r)"
-        soc=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
-        abi=$(uname -m)
-    fi
-    governor=$(read_target "cat /sys/devices/system/cpu/cpu$CPU/cpufreq/scaling_governor")
+    stage device.json
     {
         printf '{\n'
-        printf '  "schema": "ablate.device-record/1",\n'
+        printf '  "schema": "ablate.device-record/2",\n'
+        printf '  "session": %s,\n' "$(json_string "$SESSION")"
         printf '  "mode": %s,\n' "$(json_string "$MODE")"
         printf '  "serial": %s,\n' "$(json_string "${ANDROID_SERIAL:-}")"
         printf '  "model": %s,\n' "$(json_string "$model")"
@@ -200,33 +327,36 @@ write_record() {
         printf '  "pinned": %s,\n' "$([ -n "$PIN" ] && echo true || echo false)"
         printf '  "governor": %s,\n' "$(json_string "$governor")"
         printf '  "temperature_start_raw": %s,\n' "$(json_string "$temperature_start")"
-        printf '  "temperature_end_raw": %s,\n' "$(json_string "$1")"
+        printf '  "temperature_end_raw": %s,\n' "$(json_string "$3")"
         printf '  "binary": %s,\n' "$(json_string "${BENCH:-run_host.py}")"
         printf '  "threads": 1,\n'
         printf '  "iterations": %s,\n' "$ITERATIONS"
         printf '  "warmup_iterations": %s,\n' "$WARMUP"
         printf '  "seed": %s,\n' "$SEED"
-        printf '  "rounds": %s,\n' "$round"
-        printf '  "stop_reason": %s,\n' "$(json_string "$stop")"
-        printf '  "elapsed_s": %s\n' "$(($(date +%s) - started))"
+        printf '  "rounds": %s,\n' "$1"
+        printf '  "stop_reason": %s,\n' "$(json_string "$2")"
+        printf '  "elapsed_s": %s\n' "$4"
         printf '}\n'
-    } >"$RECORD.tmp"
-    mv "$RECORD.tmp" "$RECORD"
+    } >"$staged"
+    publish "$RECORD"
 }
 
-mkdir -p "$OUT_DIR"
+# This session's record replaces any earlier one first, then its timings do: from here on no
+# record of another session lies beside these timings, whenever the session is cut short.
+write_record null interrupted "" null
+stage timings.csv
+exec 3>>"$staged" # every row is appended through this descriptor, never by the file's name
+printf 'round,variant,milliseconds,position,session\n' >&3
+publish "$TIMINGS"
+
 count=$(wc -l <"$LIST" | tr -d ' ')
-started=$(date +%s)
-temperature_start=$(temperature)
 round=0
-stop=running
 
 # Warm-up: each model once, untimed by the rounds (caches, clocks, weight packing).
 while IFS="$TAB" read -r _ file _; do
     measure "$file" "$WARMUP" >/dev/null
 done <"$LIST"
 
-printf 'round,variant,milliseconds,position\n' >"$TIMINGS"
 stop=max_rounds
 while [ "$round" -lt "$ROUNDS" ]; do
     if [ "$round" -ge "$MIN_ROUNDS" ] && [ $(($(date +%s) - started)) -ge "$BUDGET_S" ]; then
@@ -251,15 +381,22 @@ while [ "$round" -lt "$ROUNDS" ]; do
     for index in $order; do
         line=$(sed -n "${index}p" "$LIST")
         file=$(printf '%s\n' "$line" | cut -f 2)
-        name=$(printf '%s\n' "$line" | cut -f 3)
+        # The name as one CSV cell, as `ablate export` wrote it (quoted, a leading = + - @ '
+        # escaped with a ' so that a spreadsheet reads text).
+        name=$(printf '%s\n' "$line" | cut -f 4-)
         ms=$(measure "$file" "$ITERATIONS")
-        rows="$rows$round,$name,$ms,$position
+        rows="$rows$round,$name,$ms,$position,$SESSION
 "
         position=$((position + 1))
     done
-    printf '%s' "$rows" >>"$TIMINGS"
+    printf '%s' "$rows" >&3
     round=$((round + 1))
     printf 'measure.sh: round %s of at most %s\n' "$round" "$ROUNDS" >&2
 done
-write_record "$(temperature)"
+exec 3>&-
+if [ -n "$SERVER" ]; then
+    exec 4>&- 5<&-
+    wait "$SERVER" || true
+fi
+write_record "$round" "$stop" "$(temperature)" "$(($(date +%s) - started))"
 printf '%s\n' "$TIMINGS"

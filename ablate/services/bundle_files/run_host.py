@@ -1,12 +1,17 @@
-"""Times one model file of an ablate bundle on this machine; part of the bundle.
+"""Times the model files of an ablate bundle on this machine; part of the bundle.
 
-    python run_host.py MODEL_FILE ITERATIONS
+    python run_host.py MODEL_FILE ITERATIONS     # one timing, as a phone's benchmark binary
+    python run_host.py --serve                   # a session: one request a line on stdin
 
-Loads the file in its runtime (.onnx: ONNX Runtime, .pte: ExecuTorch, .tflite: LiteRT) with
-one thread, runs it once untimed (weight packing, first-call allocations), then ITERATIONS
-times, and prints the mean time of one forward pass as `ablate-ms: <milliseconds>`. The
-input is a seeded N(0, 1) batch of the shape manifest.json records for the file. Needs only
-the runtime's package, not ablate: measure.sh runs it where ablate may not be installed.
+Loads a file in its runtime (.onnx: ONNX Runtime, .pte: ExecuTorch, .tflite: LiteRT) with
+one thread, runs it once untimed (weight packing, first-call allocations, caches another
+model left cold), then ITERATIONS times, and prints the mean time of one forward pass as
+`ablate-ms: <milliseconds>`. The input is a seeded N(0, 1) batch of the shape manifest.json
+records for the file. With --serve, each line `ITERATIONS FILE` (FILE relative to the
+bundle) is answered by one such line, or `error: ...` before it exits; each file is loaded
+once, on its first request, and the process ends at the end of its input: measure.sh keeps
+one for a whole session. Needs only the runtime's package, not ablate: measure.sh runs it
+where ablate may not be installed.
 """
 
 from __future__ import annotations
@@ -14,19 +19,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 INPUT_SEED = 0
-
-
-def _input_shape(model: Path) -> list[int]:
-    manifest = json.loads((Path(__file__).parent / "manifest.json").read_text(encoding="utf-8"))
-    for unit in manifest["units"]:
-        if Path(unit["file"]).name == model.name:
-            return [int(size) for size in unit["input_shape"]]
-    raise SystemExit(f"run_host.py: {model.name} is not a model of this bundle")
+BUNDLE = Path(__file__).resolve().parent
 
 
 def _images(shape: list[int]) -> Any:
@@ -84,21 +82,68 @@ def _litert(model: Path, images: Any) -> Callable[[], Any]:
 RUNTIMES = {".onnx": _onnxruntime, ".pte": _executorch, ".tflite": _litert}
 
 
-def main(arguments: list[str]) -> int:
-    if len(arguments) != 2 or not arguments[1].isdigit() or int(arguments[1]) < 1:
-        print("usage: run_host.py MODEL_FILE ITERATIONS", file=sys.stderr)
-        return 2
-    model, iterations = Path(arguments[0]), int(arguments[1])
-    if model.suffix not in RUNTIMES:
-        print(f"run_host.py: {model}: not one of {', '.join(RUNTIMES)}", file=sys.stderr)
-        return 2
-    run = RUNTIMES[model.suffix](model, _images(_input_shape(model)))
+def _timed(run: Callable[[], Any], iterations: int) -> float:
+    """Milliseconds of one call of `run`, the mean of `iterations` after one untimed."""
     run()
     started = time.perf_counter()
     for _ in range(iterations):
         run()
-    elapsed = time.perf_counter() - started
-    print(f"ablate-ms: {elapsed / iterations * 1e3:.6f}")
+    return (time.perf_counter() - started) / iterations * 1e3
+
+
+def _load(model: Path, shapes: dict[str, list[int]]) -> Callable[[], Any]:
+    if model.name not in shapes:
+        raise ValueError(f"{model.name} is not a model of this bundle")
+    if model.suffix not in RUNTIMES:
+        raise ValueError(f"{model}: not one of {', '.join(RUNTIMES)}")
+    return RUNTIMES[model.suffix](model, _images(shapes[model.name]))
+
+
+def _input_shapes() -> dict[str, list[int]]:
+    """Each model file's input shape, by file name, from the bundle's manifest."""
+    manifest = json.loads((BUNDLE / "manifest.json").read_text(encoding="utf-8"))
+    return {
+        Path(unit["file"]).name: [int(size) for size in unit["input_shape"]]
+        for unit in manifest["units"]
+    }
+
+
+def serve(requests: Iterable[str], reply: Callable[[str], None]) -> int:
+    """Answers each request `ITERATIONS FILE` with one line; an error is the last reply."""
+    shapes = _input_shapes()
+    loaded: dict[str, Callable[[], Any]] = {}
+    for request in requests:
+        iterations_text, _, file = request.rstrip("\n").partition(" ")
+        try:
+            if not iterations_text.isdigit() or int(iterations_text) < 1:
+                raise ValueError(f"not `ITERATIONS FILE`: {request.strip()!r}")
+            if file not in loaded:
+                loaded[file] = _load(BUNDLE / file, shapes)
+            milliseconds = _timed(loaded[file], int(iterations_text))
+        except Exception as error:  # the driver shows the reason and stops
+            reply(f"error: {file}: {error.__class__.__name__}: {error}")
+            return 1
+        reply(f"ablate-ms: {milliseconds:.6f}")
+    return 0
+
+
+def _print_line(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(arguments: list[str]) -> int:
+    if arguments == ["--serve"]:
+        return serve(sys.stdin, _print_line)
+    if len(arguments) != 2 or not arguments[1].isdigit() or int(arguments[1]) < 1:
+        print("usage: run_host.py MODEL_FILE ITERATIONS | run_host.py --serve", file=sys.stderr)
+        return 2
+    model, iterations = Path(arguments[0]), int(arguments[1])
+    try:
+        run = _load(model, _input_shapes())
+    except ValueError as error:
+        print(f"run_host.py: {error}", file=sys.stderr)
+        return 2
+    print(f"ablate-ms: {_timed(run, iterations):.6f}")
     return 0
 
 
