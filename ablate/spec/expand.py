@@ -21,11 +21,11 @@ from ablate.spec.schema import (
     FACTOR_NAMES,
     REFERENCE_FIGURES,
     REFERENCE_KEY,
-    VARIANT_NAME_PATTERN,
     VARIANT_NAME_RULE,
     PublishedChange,
     ReferenceSection,
     SpecDocument,
+    is_variant_name,
     schema_error,
 )
 from ablate.spec.source import SpecSource
@@ -112,7 +112,7 @@ def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDra
         path: KeyPath = ("variants", name)
         if not name.strip():
             raise source.error(path, "a variant name must not be blank")
-        if not VARIANT_NAME_PATTERN.fullmatch(name):
+        if not is_variant_name(name):
             raise source.error(path, f"a variant name takes {VARIANT_NAME_RULE}")
         _check_keys(entry, path, source, LISTED_VARIANT_KEYS)
         reference = _reference(entry, path, source)

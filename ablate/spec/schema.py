@@ -29,10 +29,26 @@ FACTOR_NAMES = tuple(FACTORS)
 # Also a directory name: no separators, no spaces, not "." or "..".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 NAME_MAX_LENGTH = 100
-# Variant names are shown in tables, Markdown and HTML-rendered reports: no control characters
-# (a newline would split a line of the report) and none of < > & | ` \ (markup).
-VARIANT_NAME_PATTERN = re.compile(r"[^\x00-\x1f\x7f<>&|`\\]{1,100}")
-VARIANT_NAME_RULE = "1-100 characters, no control characters and none of < > & | ` \\"
+# The one definition of a variant name: the spec accepts exactly the names that a report, a
+# bundle's variants.txt and timings.csv, and ingest can carry back. Reports show them in tables,
+# Markdown and HTML: no control characters (C0 or C1), no line or paragraph separators (a CSV
+# reader or a report splits a line at U+0085 or U+2028) and none of < > & | ` \ (markup); no
+# leading or trailing white space, which a CSV field or a table cell loses. The pattern is
+# also the results model's, so it compiles in pydantic's regex engine (no lookarounds).
+_NAME_CHARACTER = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029<>&|`\\]"
+_NAME_EDGE = r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029<>&|`\\]"
+VARIANT_NAME_PATTERN = re.compile(f"{_NAME_EDGE}(?:{_NAME_CHARACTER}{{0,98}}{_NAME_EDGE})?")
+VARIANT_NAME_RULE = (
+    "1-100 characters, no control characters or line separators, none of < > & | ` \\, "
+    "no white space at either end"
+)
+
+
+def is_variant_name(name: object) -> bool:
+    """Whether `name` is a variant name a spec may hold (and ingest read back)."""
+    return isinstance(name, str) and VARIANT_NAME_PATTERN.fullmatch(name) is not None
+
+
 # `variants.NAME.reference`: the published figures a variant is compared with.
 REFERENCE_KEY = "reference"
 REFERENCE_FIGURES = ("latency_ms", "params_m", "madds_m")
