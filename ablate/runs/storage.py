@@ -4,6 +4,10 @@ A run directory is created atomically (two processes starting at once get two di
 and is owned by one process at a time: `hold_run_directory` takes an OS lock on its `lock`
 file, which the kernel releases when the process ends, however it ends; the owner removes the
 file as it lets go, so a finished run keeps only what it measured.
+
+A run made elsewhere (`ablate ingest`) is written whole in a hidden staging directory and
+renamed into its place: no listing sees it half-written, resume never adopts it, and a staging
+directory whose writer died is removed when the next run directory is claimed.
 """
 
 from __future__ import annotations
@@ -16,16 +20,20 @@ import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
-from ablate.files import append_line, truncate_torn_tail, write_all
+from ablate.files import append_line, atomic_path, truncate_torn_tail, write_all
 from ablate.measurement.results import round_value
 from ablate.runs.schema import RESULTS_NAME
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPEC_NAME = "spec.yaml"
 RESOLVED_SPEC_NAME = "resolved_spec.json"
@@ -33,6 +41,10 @@ ENVIRONMENT_NAME = "environment.json"
 # `ablate run --device`: every network's latency under each resample of the profile.
 PREDICTED_SAMPLES_NAME = "predicted_samples.json"
 LOCK_NAME = "lock"
+# A run measured elsewhere and ingested says so in its environment record, under this key.
+MEASURED_ELSEWHERE_KEY = "measured_on_device"
+# `<prefix><run directory name>`: where such a run is written before it takes its name.
+STAGING_PREFIX = ".staging-"
 
 # `<YYYYmmdd-HHMMSS>-<name>` or, for the second and later run started in the same second,
 # `<...>-<name>-<n>`. The name is matched lazily so that a trailing `-<digits>` is the suffix.
@@ -65,6 +77,7 @@ def new_run_directory(out_dir: Path, name: str, now: dt.datetime | None = None) 
         raise AblateError(
             f"{out_dir}: cannot create the runs directory ({error.strerror})"
         ) from None
+    remove_abandoned_staging(out_dir)
     suffix = 1
     while True:
         candidate = out_dir / (f"{stamp}-{name}" if suffix == 1 else f"{stamp}-{name}-{suffix}")
@@ -78,6 +91,73 @@ def new_run_directory(out_dir: Path, name: str, now: dt.datetime | None = None) 
                 f"{candidate}: cannot create the run directory ({error.strerror})"
             ) from None
         return candidate
+
+
+@contextmanager
+def staged_run_directory(out_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
+    """A new run directory written whole: (staging, run directory). The block fills the hidden
+    staging directory, which replaces the run directory's claimed, empty, place when the block
+    succeeds, and is removed when it fails.
+
+    The claimed directory is locked (flock on the directory) while the staging directory
+    exists: a writer killed at any point leaves a staging directory whose lock nobody holds,
+    which `remove_abandoned_staging` removes.
+    """
+    final = new_run_directory(out_dir, name)
+    descriptor = _open_directory(final)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        staging = out_dir / f"{STAGING_PREFIX}{final.name}"
+        try:
+            staging.mkdir()  # the mode of a run directory: new_run_directory's mkdir, umask
+            yield staging, final
+            os.rename(staging, final)  # onto the empty claimed directory, atomically
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                final.rmdir()
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def remove_abandoned_staging(out_dir: Path) -> list[Path]:
+    """Removes every staging directory whose writer is gone, and the empty run directory it
+    had claimed; a writer's lock keeps its own. Returns the staging directories removed."""
+    removed = []
+    try:
+        stagings = [path for path in out_dir.iterdir() if path.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return removed
+    for staging in stagings:
+        final = out_dir / staging.name.removeprefix(STAGING_PREFIX)
+        try:
+            descriptor: int | None = _open_directory(final)
+        except FileNotFoundError:
+            descriptor = None  # its claimed directory is gone: no writer holds it
+        except OSError:
+            continue
+        try:
+            if descriptor is not None:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a writer at work
+            if not staging.is_dir():
+                continue  # renamed into its place meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+            if descriptor is not None:
+                with contextlib.suppress(OSError):
+                    final.rmdir()  # only while still empty
+            removed.append(staging)
+        finally:
+            if descriptor is not None:
+                os.close(descriptor)
+    return removed
+
+
+def _open_directory(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def _creation_order(run: Path) -> tuple[str, int, str]:
@@ -98,7 +178,11 @@ def _run_directories(out_dir: Path) -> list[Path]:
         children = list(out_dir.iterdir())
     except OSError as error:
         raise AblateError(f"{out_dir}: cannot list the runs ({error.strerror})") from None
-    runs = [path for path in children if (path / RESOLVED_SPEC_NAME).is_file()]
+    runs = [
+        path
+        for path in children
+        if not path.name.startswith(".") and (path / RESOLVED_SPEC_NAME).is_file()
+    ]
     return sorted(runs, key=_creation_order)
 
 
@@ -109,8 +193,18 @@ def _status(run: Path) -> str | None:
         return None
 
 
+def _measured_elsewhere(run: Path) -> bool:
+    """An ingested run: resuming it would time this machine into another device's rounds."""
+    try:
+        environment = json.loads((run / ENVIRONMENT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(environment, dict) and MEASURED_ELSEWHERE_KEY in environment
+
+
 def unfinished_run(out_dir: Path, resolved_spec: dict[str, Any]) -> Path:
-    """The latest run of this experiment that did not complete; its spec must be unchanged."""
+    """The latest run of this experiment, measured here, that did not complete; its spec must
+    be unchanged."""
     name = resolved_spec["name"]
     for run in reversed(_run_directories(out_dir)):
         try:
@@ -118,6 +212,8 @@ def unfinished_run(out_dir: Path, resolved_spec: dict[str, Any]) -> Path:
         except (OSError, ValueError):
             continue
         if recorded.get("name") != name or _status(run) == "complete":
+            continue
+        if _measured_elsewhere(run):
             continue
         if recorded != resolved_spec:
             raise AblateError(
@@ -168,6 +264,30 @@ def append_round(
     if elapsed_s is not None:
         entry["elapsed_s"] = round(elapsed_s, 6)
     append_line(path, json.dumps(entry, separators=(",", ":")))
+
+
+def write_journal(path: Path, names: Sequence[str], seconds: np.ndarray) -> None:
+    """A whole journal at once, atomically and with one fsync, for rounds measured elsewhere:
+    the lines `append_round` writes for round i, `seconds[i]` (a value per name)."""
+    # One %-template for every line: json.dumps's keys, and floats as repr, which is how
+    # json.dumps writes them.
+    keys = ",".join(json.dumps(name).replace("%", "%%") + ":%r" for name in names)
+    template = '{"round":%d,"seconds":{' + keys + "}}\n"
+    with atomic_path(path) as temporary:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            for start in range(0, len(seconds), _JOURNAL_BLOCK_ROUNDS):
+                rows = seconds[start : start + _JOURNAL_BLOCK_ROUNDS].tolist()
+                text = "".join(
+                    template % (index, *row) for index, row in enumerate(rows, start=start)
+                )
+                write_all(descriptor, text.encode("utf-8"))
+        finally:
+            os.close(descriptor)
+
+
+# Rounds formatted per write: a few hundred kilobytes at a time, whatever the session's length.
+_JOURNAL_BLOCK_ROUNDS = 10_000
 
 
 def repair_journal(path: Path) -> int:
