@@ -23,6 +23,12 @@ to a file outside, each driver file edited (the driver, then ingest), variants.t
 rotated with the manifest's hash updated, the formula names through timings.csv and back,
 and `export -o` under a missing parent and onto a link (about a minute).
 
+Case 25.ingest is issue 25's ingest (rows 25.1, 25.4, 25.10, 25.x), on one real ONNX export
+whose variants are named `v001` and `v000` (the other's unit id): a real measure.sh session
+ingested (does each name get its own timings?), `ingest` SIGKILLed while it writes a
+50,000-round session then `run --resume` in the same --out and the next ingest, names a CSV
+row cannot carry at `validate`, and real files with bad bytes (about a minute).
+
     python benchmarks/faults.py            # about 5 minutes on a busy 2-core machine
     python benchmarks/faults.py --keep /tmp/faults   # keep the run directories to inspect
 """
@@ -52,6 +58,7 @@ from ablate.runs.storage import (
     JOURNAL_NAME,
     RESOLVED_SPEC_NAME,
     latest_run,
+    new_run_directory,
     read_journal,
     unfinished_run,
 )
@@ -962,6 +969,163 @@ def bundle_faults(root: Path) -> list[Row]:
     return rows
 
 
+# -- issue 25: ingest ---------------------------------------------------------------------------
+
+# Each name is the other's unit id: the exporter numbers the units v000, v001 in spec order.
+SWAPPED_SPEC = """\
+name: swapped
+base: mobilenet_v3_small
+input: {resolution: 32}
+measure: {backend: onnxruntime}
+baseline: v001
+variants:
+  v001: {width: 0.35}
+  v000: {width: 0.35, se: false}
+"""
+TIMINGS_HEADER = "round,variant,milliseconds,position,session\n"
+
+
+def swapped_ids(bundle: Path, measured: Path, root: Path) -> Row:
+    """Item 1: a real session of a bundle whose names are the other unit's id."""
+    timings = measured / "timings.csv"
+    code, stderr, outcome = ingested(bundle, timings, root / "swapped-runs")
+    run = run_directory(root / "swapped-runs")
+    if code == 0 and run is not None:
+        # Every row of the session against the journal's entry for its round and name.
+        journal = [json.loads(line) for line in (run / JOURNAL_NAME).read_text().splitlines()]
+        with timings.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        own = all(journal[int(row["round"])]["seconds"][row["variant"]]
+                  == float(row["milliseconds"]) / 1e3 for row in rows)
+        outcome = f"{len(rows)} rows: " + ("each name its own timings" if own
+                                           else "SWAPPED: names take another's timings")
+    return Row("25.1", "ingest, variants named v001 and v000 (each the other's unit id)",
+               outcome, exit_code(code), "n/a", message(stderr))
+
+
+def killed_ingest(bundle: Path, root: Path) -> Row:
+    """Item 4: SIGKILL while ingest writes its run; then `run --resume` and the next ingest."""
+    long = root / "long"
+    long.mkdir()
+    timings = long / "timings.csv"
+    timings.write_text(TIMINGS_HEADER + "".join(
+        f"{r},v001,{1.0 + r % 7 / 100:.2f},{r % 2},s\n{r},v000,3.0,{1 - r % 2},s\n"
+        for r in range(50_000)))
+    out = root / "killed-runs"
+    process = ablate("ingest", str(bundle), str(timings), "--out", str(out))
+
+    def staged() -> bool:  # what a listing of runs would have taken for one
+        return out.is_dir() and any(path.name.startswith(".") and
+                                    (path / RESOLVED_SPEC_NAME).exists()
+                                    for path in out.iterdir())
+
+    wait_until(staged, process)
+    process.send_signal(signal.SIGKILL)
+    killed, _ = finish(process)
+    left = sorted(path.name for path in out.iterdir())
+    spec = root / "swapped.yaml"
+    resumed, resume_stderr = finish(ablate("run", str(spec), "--backend", "onnxruntime",
+                                           "--resume", "--out", str(out)))
+    adopted = resumed == 0 or "no unfinished run" not in resume_stderr
+    short = root / "short"
+    short.mkdir()
+    (short / "timings.csv").write_text(TIMINGS_HEADER + "".join(
+        f"{r},v001,1.0,0,s\n{r},v000,3.0,1,s\n" for r in range(6)))
+    code, _, _ = ingested(bundle, short / "timings.csv", out)
+    after = sorted(path.name for path in out.iterdir())
+    hidden = [name for name in after if name.startswith(".")]
+    outcome = (f"left {len(left)} entries ({sum(n.startswith('.') for n in left)} hidden); "
+               f"resume {'ADOPTED the staging directory' if adopted else 'refused, none adopted'}"
+               f"; next ingest: {len(after)} run, "
+               f"{'staging LEFT' if hidden or len(after) != 1 else 'staging removed'}")
+    return Row("25.4", "ingest SIGKILLed writing 50,000 rounds; run --resume; ingest again",
+               outcome, f"{exit_code(killed)} → {exit_code(resumed)} → {exit_code(code)}",
+               "n/a", message(resume_stderr))
+
+
+def awkward_names(root: Path) -> list[Row]:
+    """Item 10: names a CSV row or field cannot carry, at `validate`."""
+    rows = []
+    for label, key in (("' a' (leading space)", '" a"'), ("'a ' (trailing space)", '"a "'),
+                       ("U+2028 inside", '"a\\Lb"'), ("U+0085 inside", '"a\\Nb"')):
+        spec = root / "names.yaml"
+        spec.write_text(f"name: names\nvariants:\n  b: {{}}\n  {key}: {{width: 0.5}}\n")
+        code, stderr = finish(ablate("validate", str(spec)))
+        rows.append(Row("25.10", f"validate, a variant named {label}", refused(code, stderr),
+                        exit_code(code), "n/a", message(stderr)))
+    return rows
+
+
+def bad_bytes(bundle: Path, root: Path) -> list[Row]:
+    """The smaller cases: real files with the bad bytes, through `ablate ingest`."""
+    good = "".join(f"{r},v001,1.0,0,s\n{r},v000,3.0,1,s\n" for r in range(6))
+    cases = [
+        ("seconds that underflow (1e-320 ms)", TIMINGS_HEADER + good.replace("3.0", "1e-320", 1),
+         None),
+        ("an Arabic-Indic digit as round ('٣')", TIMINGS_HEADER + "٣" + good[1:], None),
+        ("a fullwidth digit in a time ('１.0')", TIMINGS_HEADER + good.replace("1.0", "１.0", 1),
+         None),
+        ("a 200 KB field", TIMINGS_HEADER + "0," + "x" * 200_000 + ",1.0,0,s\n", None),
+        ("device.json iterations \"10\" (text)", TIMINGS_HEADER + good,
+         {"iterations": "10"}),
+        ("device.json pinned \"yes\"", TIMINGS_HEADER + good, {"pinned": "yes"}),
+        ("a UTF-8 BOM before the header", "\ufeff" + TIMINGS_HEADER + good, None),
+    ]
+    rows = []
+    for index, (fault, text, record) in enumerate(cases):
+        directory = root / f"bytes-{index}"
+        directory.mkdir()
+        (directory / "timings.csv").write_text(text, encoding="utf-8")
+        if record is not None:
+            (directory / "device.json").write_text(json.dumps({
+                "schema": "ablate.device-record/2", "session": "s", "rounds": 6,
+                "stop_reason": "max_rounds", "iterations": 10, **record}))
+        code, stderr, outcome = ingested(bundle, directory / "timings.csv",
+                                         root / f"bytes-runs-{index}")
+        rows.append(Row("25.x", f"ingest, {fault}", outcome, exit_code(code), "n/a",
+                        message(stderr)))
+    tampered = bundle_copy(bundle, root, "tampered")
+    manifest = json.loads((tampered / "manifest.json").read_text())
+    manifest["variants"][1]["measured_as"] = "v002"
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    (root / "bytes-0" / "timings.csv").write_text(TIMINGS_HEADER + good)
+    code, stderr, outcome = ingested(tampered, root / "bytes-0" / "timings.csv",
+                                     root / "tampered-runs")
+    rows.append(Row("25.x", "ingest, manifest measured_as naming no unit", outcome,
+                    exit_code(code), "n/a", message(stderr)))
+    local = new_run_directory(root / "local-runs", "x")
+    ingested_run = run_directory(root / "bytes-runs-6")
+    modes = [oct(path.stat().st_mode & 0o777) if path else "none" for path in (local,
+                                                                              ingested_run)]
+    rows.append(Row("25.x", "an ingested run directory's mode against a local one's",
+                    f"local {modes[0]}, ingested {modes[1]}", "n/a", "n/a"))
+    spec = root / "batch0.yaml"
+    spec.write_text("name: b0\ninput: {batch: 0}\n")
+    code, stderr = finish(ablate("validate", str(spec)))
+    rows.append(Row("25.x", "validate, input.batch: 0", refused(code, stderr), exit_code(code),
+                    "n/a", message(stderr)))
+    return rows
+
+
+def ingest_faults(root: Path) -> list[Row]:
+    """Issue 25's ingest cases on one real export and one real session (about a minute)."""
+    directory = root / "ingest-faults"
+    directory.mkdir()
+    spec = directory / "swapped.yaml"
+    spec.write_text(SWAPPED_SPEC)
+    bundle = directory / "bundle"
+    code, stderr = finish(ablate("export", str(spec), "--backend", "onnxruntime", "-o",
+                                 str(bundle)))
+    if code != 0:
+        raise RuntimeError(f"export failed: {message(stderr)}")
+    measured = directory / "measured"
+    code, stderr = finish(driver(bundle, measured))
+    if code != 0:
+        raise RuntimeError(f"measure.sh failed: {message(stderr)}")
+    return [swapped_ids(bundle, measured, directory), killed_ingest(bundle, directory),
+            *awkward_names(directory), *bad_bytes(bundle, directory)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="Keep the runs here instead of a temp dir.")
@@ -971,7 +1135,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8 25.bundle; "
+        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8 25.bundle 25.ingest; "
         "10 includes 12).",
     )
     arguments = parser.parse_args()
@@ -998,6 +1162,7 @@ def main() -> None:
                 ("25.7", lambda: [flipped_header_length(root)]),
                 ("25.8", lambda: [unwritable_cache(root, False), unwritable_cache(root, True)]),
                 ("25.bundle", lambda: bundle_faults(root)),
+                ("25.ingest", lambda: ingest_faults(root)),
             ]
             for case, run in cases:
                 if arguments.only and case not in arguments.only:

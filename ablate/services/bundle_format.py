@@ -26,11 +26,15 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
 
 from ablate import __version__
 from ablate.errors import AblateError, InputFileError, excerpt
@@ -255,11 +259,6 @@ class Bundle:
         return [unit["name"] for unit in self.manifest["units"]]
 
     @property
-    def unit_ids(self) -> dict[str, str]:
-        """Each unit's name by its id (timings.csv may name a unit either way)."""
-        return {unit["id"]: unit["name"] for unit in self.manifest["units"]}
-
-    @property
     def baseline(self) -> str:
         return str(self.manifest["baseline"])
 
@@ -318,6 +317,80 @@ _MANIFEST_KEYS = ("backend", "precision", "spec", "spec_text", "baseline", "unit
 _UNIT_KEYS = ("id", "name", "variants", "file", "sha256", "input_shape")
 
 
+def _check_fields(path: Path, manifest: dict[str, Any]) -> None:
+    """The types ingest reads the manifest's fields as, and that they agree with each other:
+    unit and variant names that a spec accepts, every variant timed as one of the units, the
+    baseline a unit, one batch size. One line naming the key for a tampered manifest."""
+    from ablate.spec.schema import is_variant_name
+
+    def refuse(key_path: str, problem: str, value: object) -> NoReturn:
+        raise InputFileError(path, f"{problem} (got {excerpt(value)})", key_path=key_path)
+
+    for key in ("backend", "precision", "spec_text", "baseline", "spec_label"):
+        if key in manifest and not isinstance(manifest[key], str):
+            refuse(key, "expected text", manifest[key])
+    for key in ("ablate_version", "weights"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            refuse(key, "expected text", manifest[key])
+    if not isinstance(manifest["spec"], dict):
+        refuse("spec", "expected an object", manifest["spec"])
+    versions = manifest.get("runtime_versions", {})
+    if not isinstance(versions, dict) or not all(
+        isinstance(value, str | None) for value in versions.values()
+    ):
+        refuse("runtime_versions", "expected an object of version texts", versions)
+    units = manifest["units"]
+    if not isinstance(units, list) or not units:
+        refuse("units", "expected a non-empty list", units)
+    names: list[str] = []
+    batches = set()
+    for index, unit in enumerate(units):
+        where = f"units[{index}]"
+        if not isinstance(unit, dict):
+            refuse(where, "expected an object", unit)
+        for key in ("id", "file", "sha256"):
+            if not isinstance(unit.get(key), str):
+                refuse(f"{where}.{key}", "expected text", unit.get(key))
+        if not is_variant_name(unit.get("name")):
+            refuse(f"{where}.name", "not a variant name a spec accepts", unit.get("name"))
+        if unit["name"] in names:
+            refuse(f"{where}.name", "names a second unit", unit["name"])
+        names.append(unit["name"])
+        members = unit.get("variants")
+        if not isinstance(members, list) or not members or not all(map(is_variant_name, members)):
+            refuse(f"{where}.variants", "expected a non-empty list of variant names", members)
+        shape = unit.get("input_shape")
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 4
+            and all(isinstance(size, int) and not isinstance(size, bool) for size in shape)
+            and all(size >= 1 for size in shape)
+        ):
+            refuse(f"{where}.input_shape", "expected 4 sizes >= 1 (batch, C, H, W)", shape)
+        batches.add(shape[0])
+        if unit.get("runtime") is not None and not isinstance(unit["runtime"], dict):
+            refuse(f"{where}.runtime", "expected an object or null", unit["runtime"])
+    if len(batches) > 1:
+        refuse("units", "the units' input shapes differ in batch size", sorted(batches))
+    if manifest["baseline"] not in names:
+        refuse("baseline", f"not one of the units ({', '.join(names)})", manifest["baseline"])
+    variants = manifest["variants"]
+    if not isinstance(variants, list):
+        refuse("variants", "expected a list", variants)
+    for index, variant in enumerate(variants):
+        where = f"variants[{index}]"
+        if not isinstance(variant, dict):
+            refuse(where, "expected an object", variant)
+        if not is_variant_name(variant.get("name")):
+            refuse(f"{where}.name", "not a variant name a spec accepts", variant.get("name"))
+        if variant.get("measured_as") not in names:
+            refuse(
+                f"{where}.measured_as",
+                f"names no unit of the bundle ({', '.join(names)})",
+                variant.get("measured_as"),
+            )
+
+
 def read_bundle(directory: Path) -> Bundle:
     """The bundle at `directory`, its schema checked and every file's hash verified."""
     path = directory / MANIFEST_NAME
@@ -337,6 +410,7 @@ def read_bundle(directory: Path) -> Bundle:
     for key in _MANIFEST_KEYS:
         if key not in manifest:
             raise InputFileError(path, "missing", key_path=key)
+    _check_fields(path, manifest)
     units = manifest["units"]
     if not isinstance(units, list) or not units:
         raise InputFileError(path, "expected a non-empty list", key_path="units")
@@ -414,54 +488,127 @@ def _check_driver_files(directory: Path, manifest: dict[str, Any]) -> None:
 
 # -- parsing timings ---------------------------------------------------------------------
 
+# A timing's plausible range, in milliseconds: 1 ns to an hour. Outside it a number is a typo
+# or a hostile file, and its seconds could underflow to 0 or overflow a ratio to infinity.
+SHORTEST_MS = 1e-6
+LONGEST_MS = 3.6e6
+# Round and position numbers: ASCII digits only (int() also reads '٣' and '３').
+_WHOLE = re.compile(r"[0-9]+")
+_WHOLE_DIGITS = 9
+# csv's own limit on a field (128 KiB); a line longer than a row of such fields (in UTF-8,
+# quoted) is read no further.
+_FIELD_CHARACTERS = 131_072
+_LINE_BYTES = len(TIMINGS_COLUMNS) * (4 * _FIELD_CHARACTERS + 3)
+
 
 @dataclass(frozen=True)
 class Rounds:
-    """The timings of a session: per round, seconds of one iteration per unit, round order."""
+    """The timings of a session, a row per round (in round order) and a column per unit (in
+    the manifest's order): the seconds of one iteration, and the position in its round at
+    which each unit was timed."""
 
-    seconds: list[dict[str, float]]
-    orders: list[list[str]]  # per round, the units in the order they were timed
+    names: tuple[str, ...]
+    seconds: np.ndarray  # float, (rounds, units)
+    positions: np.ndarray  # int, (rounds, units)
     session: str = ""  # the session's id, as every row gives it
 
-    def samples(self) -> dict[str, list[float]]:
-        names = list(self.seconds[0])
-        return {name: [entry[name] for entry in self.seconds] for name in names}
+    def samples(self) -> dict[str, np.ndarray]:
+        return {name: self.seconds[:, column] for column, name in enumerate(self.names)}
+
+    def orders(self) -> list[list[str]]:
+        """Per round, the units in the order they were timed."""
+        distinct, index = self.distinct_orders()
+        return [distinct[row] for row in index.tolist()]
+
+    def distinct_orders(self) -> tuple[list[list[str]], np.ndarray]:
+        """The orders the units were timed in, each once, and per round the index of its
+        own: a long session repeats a few orders, which are cheaper to handle once."""
+        order = np.argsort(self.positions, axis=1, kind="stable")
+        distinct, index = np.unique(order, axis=0, return_inverse=True)
+        names = [[self.names[column] for column in row] for row in distinct.tolist()]
+        return names, index.reshape(-1)
+
+
+def _lines(path: Path, handle: Any) -> Iterator[str]:
+    """The lines of a timings file for csv.reader, decoded one by one (so that bytes that are
+    not UTF-8 are reported on their own line), a BOM before the first ignored. A line too long
+    to be a row is refused unread: a file of one endless line would otherwise be read whole."""
+    for number, data in enumerate(iter(partial(handle.readline, _LINE_BYTES + 1), b""), 1):
+        if len(data) > _LINE_BYTES:
+            raise InputFileError(
+                path, f"line longer than {_LINE_BYTES} bytes: not a row of timings", line=number
+            )
+        try:
+            yield data.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise InputFileError(path, "not UTF-8 text", line=number) from None
 
 
 def parse_timings(path: Path, bundle: Bundle) -> Rounds:
     """The rounds of `path`, every row checked: one line naming the file, line and problem
-    for an unknown variant, a bad number, a round missing a variant, too few rounds."""
-    names = bundle.unit_names
-    by_id = bundle.unit_ids
+    for an unknown variant, a bad number, a variant timed twice or missing from a round, too
+    few rounds. The variant column holds the manifest's unit names, nothing else. Blank
+    lines and lines starting with `#` are skipped."""
+    names = tuple(bundle.unit_names)
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise InputFileError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read ({error.__class__.__name__})") from None
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1)]
-    lines = [(n, line) for n, line in lines if line.strip() and not line.startswith("#")]
-    if not lines:
+    except OSError as error:
+        raise InputFileError(path, f"cannot read ({error.strerror})") from None
+    with handle:
+        reader = csv.reader(_lines(path, handle))
+        try:
+            session, columns = _read_rows(path, reader, names)
+        except csv.Error as error:
+            problem = (
+                f"a field over {_FIELD_CHARACTERS} characters"
+                if "field limit" in str(error)
+                else f"malformed CSV ({error})"
+            )
+            raise InputFileError(path, problem, line=reader.line_num) from None
+        except OSError as error:
+            raise InputFileError(path, f"cannot read ({error.strerror})") from None
+    return replace(_rounds(path, names, *columns), session=session)
+
+
+def _skipped(fields: list[str]) -> bool:
+    """A blank line or a comment."""
+    return not fields or fields[0].startswith("#") or (len(fields) == 1 and not fields[0].strip())
+
+
+def _read_rows(
+    path: Path, reader: Any, names: tuple[str, ...]
+) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The session of every row, and every row's round, unit column, milliseconds, position
+    and line, each row checked alone; compact arrays, so that a million rows take tens of
+    megabytes. The common case (plain ASCII digits) is checked inline: this loop is most of
+    the time an ingest of a long session takes."""
+    column_of = {name: column for column, name in enumerate(names)}
+    width = len(TIMINGS_COLUMNS)
+    header = next((fields for fields in reader if not _skipped(fields)), None)
+    if header is None:
         raise InputFileError(path, f"empty; expected a header {','.join(TIMINGS_COLUMNS)}")
-    header_number, header = lines[0]
-    columns = [column.strip() for column in next(csv.reader([header]))]
-    if columns != list(TIMINGS_COLUMNS):
+    if [column.strip() for column in header] != list(TIMINGS_COLUMNS):
         raise InputFileError(
             path,
-            f"header is {excerpt(','.join(columns))}, expected {','.join(TIMINGS_COLUMNS)}",
-            line=header_number,
+            f"header is {excerpt(','.join(header))}, expected {','.join(TIMINGS_COLUMNS)}",
+            line=reader.line_num,
         )
-    rounds: dict[int, dict[str, tuple[float, int, int]]] = {}
-    last_line: dict[int, int] = {}
+    rounds, units, positions, numbers = array("q"), array("q"), array("q"), array("q")
+    milliseconds = array("d")
     session: str | None = None
     session_line = 0
-    for number, line in lines[1:]:
-        fields = next(csv.reader([line]))
-        if len(fields) != len(TIMINGS_COLUMNS):
+    for fields in reader:
+        number = reader.line_num
+        if len(fields) != width or fields[0].startswith("#"):
+            if _skipped(fields):
+                continue
             raise InputFileError(
                 path, f"expected {len(TIMINGS_COLUMNS)} fields, got {len(fields)}", line=number
             )
-        round_text, cell, ms_text, position_text, session_text = (field.strip() for field in fields)
+        round_text, cell, ms_text, position_text, session_text = fields
+        session_text = session_text.strip(" \t")
         if session is None:
             session, session_line = session_text, number
         elif session_text != session:
@@ -471,11 +618,21 @@ def parse_timings(path: Path, bundle: Bundle) -> Rounds:
                 f"{session_line}: a timings file holds the rows of one session",
                 line=number,
             )
-        variant = name_of_cell(cell)
-        round_index = _whole(path, number, "round", round_text)
-        position = _whole(path, number, "position", position_text)
-        name = by_id.get(variant, variant)
-        if name not in names:
+        variant = name_of_cell(cell.strip(" \t"))
+        rounds.append(
+            int(round_text)
+            if round_text.isdigit() and round_text.isascii() and len(round_text) <= _WHOLE_DIGITS
+            else _whole(path, number, "round", round_text.strip(" \t"))
+        )
+        positions.append(
+            int(position_text)
+            if position_text.isdigit()
+            and position_text.isascii()
+            and len(position_text) <= _WHOLE_DIGITS
+            else _whole(path, number, "position", position_text.strip(" \t"))
+        )
+        column = column_of.get(variant)
+        if column is None:
             raise InputFileError(
                 path,
                 f"unknown variant {excerpt(variant)} (not in the bundle)",
@@ -483,74 +640,162 @@ def parse_timings(path: Path, bundle: Bundle) -> Rounds:
                 key_path="variant",
                 choices=names,
             )
-        milliseconds = _time(path, number, ms_text)
-        entries = rounds.setdefault(round_index, {})
-        if name in entries:
-            raise InputFileError(
-                path, f"variant {excerpt(name)} timed twice in round {round_index}", line=number
-            )
-        entries[name] = (milliseconds, position, number)
-        last_line[round_index] = number
-    for round_index in sorted(rounds):
-        missing = [name for name in names if name not in rounds[round_index]]
-        if missing:
-            raise InputFileError(
-                path,
-                f"round {round_index} lacks {', '.join(map(excerpt, missing))}: every round "
-                "must time every variant",
-                line=last_line[round_index],
-            )
-    if len(rounds) < MINIMUM_ROUNDS:
+        units.append(column)
+        milliseconds.append(_time(path, number, ms_text.strip(" \t")))
+        numbers.append(number)
+    return session or "", tuple(  # type: ignore[return-value]
+        np.frombuffer(values, dtype=values.typecode)
+        for values in (rounds, units, milliseconds, positions, numbers)
+    )
+
+
+def _rounds(
+    path: Path,
+    names: tuple[str, ...],
+    rounds: np.ndarray,
+    units: np.ndarray,
+    milliseconds: np.ndarray,
+    positions: np.ndarray,
+    numbers: np.ndarray,
+) -> Rounds:
+    """The rows as rounds: no unit timed twice in a round, none missing, enough rounds."""
+    width = len(names)
+    keys = rounds * width + units
+    order = np.argsort(keys, kind="stable")  # file order among equal keys
+    keys = keys[order]
+    repeated = np.flatnonzero(keys[1:] == keys[:-1]) + 1
+    if repeated.size:
+        first = order[repeated[np.argmin(numbers[order[repeated]])]]
         raise InputFileError(
             path,
-            f"{len(rounds)} complete rounds; at least {MINIMUM_ROUNDS} are needed for a 95% "
+            f"variant {excerpt(names[units[first]])} timed twice in round {rounds[first]}",
+            line=int(numbers[first]),
+        )
+    indices, starts, counts = np.unique(rounds[order], return_index=True, return_counts=True)
+    short = np.flatnonzero(counts != width)
+    if short.size:
+        index = short[0]
+        rows = order[starts[index] : starts[index] + counts[index]]
+        present = set(units[rows].tolist())
+        missing = [name for column, name in enumerate(names) if column not in present]
+        raise InputFileError(
+            path,
+            f"round {indices[index]} lacks {', '.join(map(excerpt, missing))}: every round "
+            "must time every variant",
+            line=int(numbers[rows].max()),
+        )
+    if indices.size < MINIMUM_ROUNDS:
+        raise InputFileError(
+            path,
+            f"{indices.size} complete rounds; at least {MINIMUM_ROUNDS} are needed for a 95% "
             "interval of a median",
         )
-    ordered = [rounds[index] for index in sorted(rounds)]
     return Rounds(
-        seconds=[{name: entry[name][0] / 1e3 for name in names} for entry in ordered],
-        orders=[sorted(entry, key=lambda name, e=entry: e[name][1]) for entry in ordered],
-        session=session or "",
+        names=names,
+        seconds=(milliseconds[order] / 1e3).reshape(-1, width),
+        positions=positions[order].reshape(-1, width),
     )
 
 
 def _whole(path: Path, line: int, column: str, text: str) -> int:
-    if not text.isdigit():
+    if not _WHOLE.fullmatch(text):
         raise InputFileError(
             path, f"{column} must be a whole number >= 0 (got {excerpt(text)})", line=line
+        )
+    if len(text) > _WHOLE_DIGITS:
+        raise InputFileError(
+            path, f"{column} has more than {_WHOLE_DIGITS} digits (got {excerpt(text)})", line=line
         )
     return int(text)
 
 
 def _time(path: Path, line: int, text: str) -> float:
+    # float() also reads Unicode digits and '1_5': a driver writes neither.
     try:
+        if not text.isascii() or "_" in text:
+            raise ValueError
         value = float(text)
     except ValueError:
         raise InputFileError(
             path, f"milliseconds is not a number (got {excerpt(text)})", line=line
         ) from None
-    if not math.isfinite(value) or value <= 0:
+    # One test for NaN, infinities, 0, negatives and subnormals (which a CPU that flushes
+    # denormals, as some libraries set it, compares as 0).
+    if not SHORTEST_MS <= value <= LONGEST_MS:
         raise InputFileError(
             path,
-            f"milliseconds must be a positive finite time (got {excerpt(text)})",
+            f"milliseconds must be a positive finite time, {SHORTEST_MS:g} ms (1 ns) to "
+            f"{LONGEST_MS:g} ms (1 h) (got {excerpt(text)})",
             line=line,
         )
     return value
 
 
+# The device record's fields as measure.sh writes them, by type; each may also be null
+# (unknown). Fields not listed are kept as they are and read by nothing.
+_RECORD_TEXT = (
+    "session", "mode", "serial", "model", "manufacturer", "operating_system", "soc", "abi",
+    "governor", "temperature_start_raw", "temperature_end_raw", "binary", "stop_reason",
+)  # fmt: skip
+# The least value of each count: one iteration per round at least, any CPU number.
+_RECORD_COUNTS = {
+    "cores": 1, "cpu": 0, "threads": 1, "iterations": 1, "warmup_iterations": 0, "seed": 0,
+    "rounds": 0,
+}  # fmt: skip
+_RECORD_FLAGS = ("pinned",)
+_RECORD_SECONDS = ("elapsed_s",)
+_RECORD_BYTES = 1 << 20
+_RECORD_TEXT_CHARACTERS = 1000
+_RECORD_COUNT_LIMIT = 2**31 - 1
+
+
 def read_device_record(path: Path) -> dict[str, Any]:
-    """The driver's device record; {} when there is none (timings written by hand)."""
+    """The driver's device record, every field's type checked; {} when there is none
+    (timings written by hand)."""
     if not path.is_file():
         return {}
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputFileError(path, f"cannot read the device record ({error})") from None
+        if path.stat().st_size > _RECORD_BYTES:
+            raise InputFileError(path, f"over {_RECORD_BYTES} bytes: not a device record")
+        record = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not UTF-8 text") from None
+    except OSError as error:
+        raise InputFileError(path, f"cannot read ({error.strerror})") from None
     if not isinstance(record, dict) or record.get("schema") != DEVICE_SCHEMA:
         raise InputFileError(
             path, "not a device record", key_path="schema", choices=[DEVICE_SCHEMA]
         )
+    for key, value in record.items():
+        problem = _record_field_problem(key, value)
+        if problem:
+            raise InputFileError(path, f"{problem} (got {excerpt(value)})", key_path=key)
     return record
+
+
+def _record_field_problem(key: str, value: object) -> str | None:
+    """What is wrong with the record's `key`, None when nothing is (or nothing reads it)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if value is None:
+        return None
+    if key in _RECORD_TEXT and not isinstance(value, str):
+        return "expected text"
+    if key in _RECORD_TEXT and len(str(value)) > _RECORD_TEXT_CHARACTERS:
+        return f"longer than {_RECORD_TEXT_CHARACTERS} characters"
+    if key in _RECORD_COUNTS and not (
+        whole and _RECORD_COUNTS[key] <= value <= _RECORD_COUNT_LIMIT  # type: ignore[operator]
+    ):
+        return f"expected a whole number from {_RECORD_COUNTS[key]} to {_RECORD_COUNT_LIMIT}"
+    if key in _RECORD_FLAGS and not isinstance(value, bool):
+        return "expected true or false"
+    if key in _RECORD_SECONDS and not (
+        (whole and 0 <= value <= _RECORD_COUNT_LIMIT)  # type: ignore[operator]
+        or (isinstance(value, float) and 0 <= value < math.inf)
+    ):
+        return "expected a finite number of seconds >= 0"
+    return None
 
 
 # Why a session stopped, as measure.sh records it: a finished session gives its round count.

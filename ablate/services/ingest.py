@@ -6,24 +6,25 @@ attribution stage of the runner.
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ablate import __version__
-from ablate.errors import InputFileError
+from ablate.errors import InputFileError, excerpt
 from ablate.files import write_json_atomic, write_text_atomic
 from ablate.measurement.results import NoiseFlag, VariantResult
+from ablate.runs.storage import MEASURED_ELSEWHERE_KEY
 from ablate.services.bundle_format import (
     DEVICE_RECORD_NAME,
     MANIFEST_NAME,
     TIMINGS_NAME,
     Bundle,
+    Rounds,
     check_session,
     parse_timings,
     read_bundle,
@@ -31,12 +32,17 @@ from ablate.services.bundle_format import (
 )
 
 THERMAL_DRIFT = "thermal_drift"
+# Per round, the units in the order the driver timed them.
+ROUND_ORDERS_NAME = "round_orders.json"
 
 
 def _celsius(raw: object) -> float | None:
     """Thermal-zone readings are millidegrees on Linux and Android; some report degrees."""
+    text = str(raw)
     try:
-        value = float(str(raw))
+        if not text.isascii() or "_" in text:  # float() also reads '٣' and '1_0'
+            raise ValueError
+        value = float(text)
     except ValueError:
         return None
     if not math.isfinite(value):
@@ -63,7 +69,7 @@ def device_environment(record: Mapping[str, Any], device_name: str, bundle: Bund
         "bundle_ablate_version": bundle.ablate_version,
         "packages": bundle.runtime_versions,
         "weights": bundle.weights,
-        "measured_on_device": {
+        MEASURED_ELSEWHERE_KEY: {
             "mode": record.get("mode"),
             "model": record.get("model"),
             "manufacturer": record.get("manufacturer"),
@@ -138,22 +144,25 @@ def ingest(
 ) -> Path:
     """A run directory in `out_dir` from a bundle and its timings; returns its path.
 
-    Everything is checked before anything is written; the run directory is built beside its
-    final place and renamed into it, so a failure leaves nothing behind.
+    Everything is checked before anything is written; the run directory is written whole in
+    a staging directory and renamed into its place (`staged_run_directory`), so a failure, or
+    a kill, leaves nothing that a listing or a resume would take for a run.
     """
     from ablate.runs.results import new_results
     from ablate.runs.runner import Run, SilentProgress
-    from ablate.runs.schema import RESULTS_NAME, Measurement, RuntimeRecord, Variant
+    from ablate.runs.schema import RESULTS_NAME, Measurement
     from ablate.runs.storage import (
         ENVIRONMENT_NAME,
         JOURNAL_NAME,
         RESOLVED_SPEC_NAME,
         SPEC_NAME,
-        append_round,
-        new_run_directory,
+        check_out_dir,
+        staged_run_directory,
+        write_journal,
     )
     from ablate.spec import load_spec_text, with_overrides
 
+    check_out_dir(out_dir)
     bundle = read_bundle(bundle_path)
     rounds = parse_timings(timings_path, bundle)
     record_path = timings_path.parent / DEVICE_RECORD_NAME
@@ -164,40 +173,27 @@ def ingest(
         backend=bundle.backend,
         precision=bundle.precision,
     )
-    if (
-        spec.to_json() != bundle.resolved_spec
-        or [u.name for u in _units(spec)] != bundle.unit_names
-    ):
-        raise InputFileError(
-            bundle_path / MANIFEST_NAME,
-            "the spec resolves differently in this ablate than in the one that exported the "
-            f"bundle ({bundle.ablate_version}); export it again",
-            key_path="spec",
-        )
+    _check_spec(bundle, spec)
+    variants, runtimes = _manifest_records(bundle)
     name = device_name or record.get("model") or record.get("mode") or "device"
-    samples = rounds.samples()
     settings = spec.measure.effective()
-    iterations = int(record.get("iterations") or 1)
     results = summarise_rounds(
-        samples,
+        rounds.samples(),
         baseline=bundle.baseline,
         target_ci=settings.target_ci,
         seed=settings.seed,
-        iterations=iterations,
+        iterations=int(record.get("iterations") or 1),
         warmup_runs=int(record.get("warmup_iterations") or 0),
     )
     environment = device_environment(record, str(name), bundle)
     heat = (
-        environment["measured_on_device"]["temperature_start_c"],
-        environment["measured_on_device"]["temperature_end_c"],
+        environment[MEASURED_ELSEWHERE_KEY]["temperature_start_c"],
+        environment[MEASURED_ELSEWHERE_KEY]["temperature_end_c"],
     )
     latencies = []
     for result in results:
         flag = thermal_flag(result, heat)
         latencies.append(result if flag is None else replace(result, flags=(*result.flags, flag)))
-    runtimes = {
-        name: RuntimeRecord.model_validate(record) for name, record in bundle.runtimes.items()
-    }
     stop = record.get("stop_reason")
     measurement = Measurement(
         stop_reason=stop if stop in ("budget", "max_rounds", "target") else "max_rounds",
@@ -216,37 +212,102 @@ def ingest(
         spec,
         environment,
         status="profiled",
-        variants=[Variant.model_validate(data) for data in bundle.variants],
+        variants=variants,
         latencies=latencies,
         runtimes=runtimes,
         measurement=measurement,
     )
-
-    # The run's name is claimed first, atomically (a concurrent run takes the next suffix);
-    # the run is written beside it and renamed onto the claimed, still empty, directory.
-    final = new_run_directory(out_dir, spec.name)
-    staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
-    try:
+    with staged_run_directory(out_dir, spec.name) as (staging, final):
         write_text_atomic(staging / SPEC_NAME, spec.source_text)
         write_json_atomic(staging / RESOLVED_SPEC_NAME, spec.to_json())
         write_json_atomic(staging / ENVIRONMENT_NAME, environment)
         shutil.copyfile(timings_path, staging / TIMINGS_NAME)
         if record:
             write_json_atomic(staging / DEVICE_RECORD_NAME, record)
-        write_json_atomic(staging / "round_orders.json", rounds.orders)
-        for index, seconds in enumerate(rounds.seconds):
-            append_round(staging / JOURNAL_NAME, index, seconds)
+        write_text_atomic(staging / ROUND_ORDERS_NAME, _orders_json(rounds))
+        write_journal(staging / JOURNAL_NAME, rounds.names, rounds.seconds)
         run = Run(spec, staging, SilentProgress())
         run.results = state
         run.save()
         run.attribute()  # the runner's own stage: the same attribution as a local run
         assert (staging / RESULTS_NAME).is_file()
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        final.rmdir()
-        raise
     return final
+
+
+def _orders_json(rounds: Rounds) -> str:
+    """`rounds.orders()` as JSON, a round a line, each distinct order encoded once."""
+    distinct, index = rounds.distinct_orders()
+    encoded = [json.dumps(order) for order in distinct]
+    return "[\n" + ",\n".join([encoded[row] for row in index.tolist()]) + "\n]\n"
+
+
+def _check_spec(bundle: Bundle, spec: Any) -> None:
+    """The bundle's spec resolves here as it did at export, into the same units, each timed
+    for the same variants: the manifest's records and the timings belong to this spec."""
+    path = bundle.directory / MANIFEST_NAME
+    units = _units(spec)
+    if spec.to_json() != bundle.resolved_spec or [u.name for u in units] != bundle.unit_names:
+        raise InputFileError(
+            path,
+            "the spec resolves differently in this ablate than in the one that exported the "
+            f"bundle ({bundle.ablate_version}); export it again",
+            key_path="spec",
+        )
+    for index, (unit, entry) in enumerate(zip(units, bundle.manifest["units"], strict=True)):
+        if list(unit.variants) != entry["variants"]:
+            raise InputFileError(
+                path,
+                f"lists {excerpt(entry['variants'])}; the spec times "
+                f"{excerpt(list(unit.variants))} as this unit",
+                key_path=f"units[{index}].variants",
+            )
+    unit_of = {variant: unit.name for unit in units for variant in unit.variants}
+    listed = [variant["name"] for variant in bundle.variants]
+    if sorted(listed) != sorted(unit_of):
+        raise InputFileError(
+            path,
+            f"lists {len(listed)} variants; the spec has {len(unit_of)}: "
+            f"{excerpt(sorted(unit_of))}",
+            key_path="variants",
+        )
+    for index, variant in enumerate(bundle.variants):
+        if variant["measured_as"] != unit_of[variant["name"]]:
+            raise InputFileError(
+                path,
+                f"{excerpt(variant['measured_as'])}; the spec times {excerpt(variant['name'])} "
+                f"as {excerpt(unit_of[variant['name']])}",
+                key_path=f"variants[{index}].measured_as",
+            )
+
+
+def _manifest_records(bundle: Bundle) -> tuple[list[Any], dict[str, Any]]:
+    """The manifest's variants and runtime records as the results model's; a field of the
+    wrong type is one line naming its key."""
+    from pydantic import ValidationError
+
+    from ablate.runs.schema import RuntimeRecord, Variant
+
+    def validated(model: Any, data: Any, key_path: str) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InputFileError(
+                bundle.directory / MANIFEST_NAME,
+                f"{problem['msg']} (at {where or 'the top'})",
+                key_path=key_path,
+            ) from None
+
+    by_unit = {unit["name"]: index for index, unit in enumerate(bundle.manifest["units"])}
+    variants = [
+        validated(Variant, data, f"variants[{index}]") for index, data in enumerate(bundle.variants)
+    ]
+    runtimes = {
+        name: validated(RuntimeRecord, data, f"units[{by_unit[name]}].runtime")
+        for name, data in bundle.runtimes.items()
+    }
+    return variants, runtimes
 
 
 def _units(spec: Any) -> list[Any]:
