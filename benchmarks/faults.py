@@ -16,6 +16,11 @@ Cases 25.3, 25.7 and 25.8 are issue 25's caches: a bit flipped in a stored batch
 export entry's header length (and the export after); `export` with its cache on a full and on
 a read-only tmpfs (four real ExecuTorch exports: about 2-3 minutes).
 
+Case 25.9 is issue 25's export pool: `export` and `run --backend executorch` SIGKILLed, and
+sent SIGINT (the main process alone, and for `export` the whole process group as a terminal's
+Ctrl-C), while both export workers are exporting; what is left of the workers and the
+resource tracker 10 s later, and how long the main process took to exit (about a minute).
+
 Case 25.bundle is issue 25's bundles (rows 25.2, 25.S2, 25.S3, 25.x), on one real ONNX export
 with names that start like spreadsheet formulas: a second `measure.sh` session SIGKILLed
 half-way and ingested (and with the first session's record put back), `timings.csv` a link
@@ -36,6 +41,7 @@ row cannot carry at `validate`, and real files with bad bytes (about a minute).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import errno
@@ -969,6 +975,176 @@ def bundle_faults(root: Path) -> list[Row]:
     return rows
 
 
+# -- issue 25: the export pool's processes ----------------------------------------------------
+
+POOL_SPEC = """\
+name: pool
+base: mobilenet_v3_small
+input: {resolution: 32}
+measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+baseline: a
+variants:
+  a: {width: 0.25}
+  b: {width: 0.25, se: false}
+  c: {width: 0.25, activation: relu}
+  d: {width: 0.5}
+"""
+GONE_S = 10.0
+
+
+def process_tree(pid: int) -> dict[tuple[int, int], str]:
+    """Every live process below `pid`, as (pid, start time) with its command line."""
+    found: dict[tuple[int, int], str] = {}
+    stack = [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for child in children:
+                started = process_start(child)
+                try:
+                    command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                if started is not None:
+                    found[(child, started)] = command.decode()
+                    stack.append(child)
+    return found
+
+
+def process_start(pid: int) -> int | None:
+    """Its start time (clock ticks), None if it is gone or a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return None if fields[0] in "ZX" else int(fields[19])
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def holds_open(pid: int, directory: Path) -> bool:
+    """Whether `pid` has a file under `directory` open (an export entry's lock: exporting)."""
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(descriptor).startswith(f"{directory}/"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def pool_exporting(root: Path, command: str, name: str) -> tuple[subprocess.Popen[str], dict]:
+    """`ablate export|run --backend executorch` with two export workers, once both export."""
+    directory = root / name
+    directory.mkdir()
+    spec = directory / "pool.yaml"
+    spec.write_text(POOL_SPEC)
+    cache = directory / "cache"
+    target = ["-o", str(directory / "bundle")] if command == "export" else [
+        "--quick", "--out", str(directory / "runs")]
+    environment = {**os.environ, "ABLATE_CACHE_DIR": str(cache), "ABLATE_EXPORT_WORKERS": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ablate", command, str(spec), "--backend", "executorch", *target],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        process_group=0, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    tree: dict = {}
+
+    def both_exporting() -> bool:
+        tree.clear()
+        tree.update(process_tree(process.pid))
+        workers = [pid for (pid, _), line in tree.items() if "spawn_main" in line]
+        return (len(workers) == 2 and any("resource_tracker" in line for line in tree.values())
+                and all(holds_open(pid, cache) for pid in workers))
+
+    wait_until(both_exporting, process)
+    return process, dict(tree)
+
+
+def left_behind(tree: dict, within: float) -> tuple[dict, float]:
+    """Those of `tree` alive after `within` s (sooner once none is), and when that was."""
+    started = time.monotonic()
+    while True:
+        left = {key: line for key, line in tree.items() if process_start(key[0]) == key[1]}
+        if not left or time.monotonic() - started > within:
+            return left, time.monotonic() - started
+        time.sleep(0.05)
+
+
+def describe_left(tree: dict, left: dict, seconds: float) -> str:
+    if not left:
+        return f"all {len(tree)} gone after {seconds:.1f} s"
+    workers = [pid for (pid, _), line in left.items() if "spawn_main" in line]
+    memory = sum(rss_mb(pid) for pid in workers)
+    tracker = any("resource_tracker" in line for line in left.values())
+    for pid, _ in left:  # ours: not left running after this script
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return (f"{len(left)} of {len(tree)} alive {seconds:.0f} s later ({len(workers)} workers, "
+            f"{memory:.0f} MB{'; the resource tracker' if tracker else ''})")
+
+
+def pool_killed(root: Path, command: str) -> Row:
+    process, tree = pool_exporting(root, command, f"pool-kill-{command}")
+    memory = sum(rss_mb(pid) for (pid, _), line in tree.items() if "spawn_main" in line)
+    process.kill()
+    code = process.wait(timeout=WAIT_S)  # not its pipes' end: what survives may hold them
+    left, seconds = left_behind(tree, GONE_S)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+    return Row("25.9", f"SIGKILL of {command} while 2 workers export ({memory:.0f} MB)",
+               describe_left(tree, left, seconds), exit_code(code), "n/a")
+
+
+def pool_interrupted(root: Path, command: str, group: bool) -> Row:
+    name = f"pool-int-{command}{'-group' if group else ''}"
+    process, tree = pool_exporting(root, command, name)
+    sent = time.monotonic()
+    if group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=WAIT_S)
+    exited = time.monotonic() - sent
+    left, seconds = left_behind(tree, GONE_S)
+    outcome = f"exited {exited:.1f} s after; {describe_left(tree, left, seconds)}"
+    stderr = process.communicate(timeout=WAIT_S)[1]  # what was left behind is killed now
+    lost = "n/a"
+    if command == "run":
+        directory = run_directory(root / name / "runs")
+        resolved = None if directory is None else json.loads(
+            (directory / RESOLVED_SPEC_NAME).read_text())
+        resumable = resolved is not None and unfinished_run(root / name / "runs", resolved)
+        lost = "no" if resumable == directory else "YES: not resumable"
+        outcome += f"; resumable (status {status(directory)})" if lost == "no" else ""
+    target = "the process group" if group else "the main process"
+    return Row("25.9", f"SIGINT to {target} of {command} while 2 workers export", outcome,
+               exit_code(code), lost, message(stderr))
+
+
+def pool_faults(root: Path) -> list[Row]:
+    return [pool_killed(root, "export"), pool_killed(root, "run"),
+            pool_interrupted(root, "export", False), pool_interrupted(root, "export", True),
+            pool_interrupted(root, "run", False)]
+
+
 # -- issue 25: ingest ---------------------------------------------------------------------------
 
 # Each name is the other's unit id: the exporter numbers the units v000, v001 in spec order.
@@ -1135,8 +1311,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8 25.bundle 25.ingest; "
-        "10 includes 12).",
+        help="Only these cases (1 2 3 4 5 9 10 25.3 25.5 25.6 25.7 25.8 25.9 25.bundle "
+        "25.ingest; 10 includes 12).",
     )
     arguments = parser.parse_args()
     root = arguments.keep or Path(tempfile.mkdtemp(prefix="ablate-faults-"))
@@ -1161,6 +1337,7 @@ def main() -> None:
                 ("25.3", lambda: [flipped_statistics(root), flipped_calibration(root)]),
                 ("25.7", lambda: [flipped_header_length(root)]),
                 ("25.8", lambda: [unwritable_cache(root, False), unwritable_cache(root, True)]),
+                ("25.9", lambda: pool_faults(root)),
                 ("25.bundle", lambda: bundle_faults(root)),
                 ("25.ingest", lambda: ingest_faults(root)),
             ]
