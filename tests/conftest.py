@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
+
+# The tests' caches (exports, batch-norm statistics, calibration) live in the checkout, not in
+# the user's ~/.cache/ablate: entries another version of ablate wrote there would be rebuilt
+# with a note, and a test reading a command's last line would read the note.
+os.environ.setdefault("ABLATE_CACHE_DIR", str(Path(__file__).parent.parent / ".test-cache"))
 
 # Tests never time anything: one thread keeps them quick when the other core is busy, and
 # flushing denormals avoids the slow paths that random weights hit (values do not matter here).
