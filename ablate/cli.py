@@ -5,6 +5,7 @@ Nothing heavy is imported here so that `ablate --help` answers without loading t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
@@ -84,10 +85,10 @@ def _cache_notes_shown() -> Iterator[None]:
 def _exit_promptly() -> None:
     """Ctrl-C means now: the interpreter's last garbage collections over torch's and the
     runtimes' objects take seconds (3 s of a 3.5 s exit on a busy 2-core VM with ExecuTorch
-    loaded, 0.7 s without them) and free nothing the OS does not free at exit; so what is
-    alive now is never collected. ablate's files are closed by now (every write is atomic),
-    and atexit handlers still run."""
-    gc.freeze()
+    loaded, 0.7 s without them) and free nothing the OS does not free at exit; so once the
+    atexit handlers begin, what is alive is never collected. ablate's files are closed by
+    then (every write is atomic)."""
+    atexit.register(gc.freeze)
 
 
 def _register(name: str, command: Callable[..., Any]) -> None:

@@ -291,3 +291,22 @@ def test_ctrl_c_during_a_runs_exports_keeps_it_resumable(tmp_path: Path) -> None
     assert results.status == "complete"
     assert [variant.name for variant in results.variants] == ["a", "b", "c", "d"]
     assert all(variant.runtime is not None for variant in results.variants)
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not click's "Aborted!" and exit 1: the same line and code as an interrupted run."""
+    from typer.testing import CliRunner
+
+    import ablate.services.bundle_export as bundle_export
+    from ablate.cli import app
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundle_export, "export_bundle", interrupted)
+    result = CliRunner().invoke(
+        app, ["export", str(write_spec(tmp_path)), "--backend", "executorch", "-o", "b"]
+    )
+    assert (result.exit_code, result.output) == (130, "error: interrupted\n")
