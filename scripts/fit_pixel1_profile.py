@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ablate.devices.api import fit_device
-from ablate.report.devices import candidates_table, profile_table
+from ablate.report.devices import candidates_table, profile_table, support_table
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ablate" / "devices"
 
@@ -29,6 +29,7 @@ def main() -> None:
     )
     console = Console(width=140)
     console.print(profile_table(profile))
+    console.print(support_table(profile))
     console.print(candidates_table(profile))
     console.print(f"wrote {path}")
 

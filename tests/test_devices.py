@@ -216,8 +216,14 @@ def test_small_width_rows_need_the_unscaled_last_layer() -> None:
 def test_shipped_pixel1_profile_meets_its_leave_one_out_bounds() -> None:
     profile = load_profile("pixel1")
     assert profile.view == "fused" and profile.batch == 1
-    assert profile.quality.loo_median_abs_error <= 0.05
-    assert profile.quality.loo_max_abs_error <= 0.15
+    # The fit with the dense-conv prior (issue 26): the stems now cost time, and the rows fit
+    # every other rate around them; large 224/0.35 is the worst row, 16.2% fast.
+    assert profile.quality.loo_median_abs_error <= 0.045
+    assert profile.quality.loo_max_abs_error <= 0.165
+    # The raw fit, stems free: as before the prior.
+    assert profile.raw is not None
+    assert profile.raw.quality.loo_median_abs_error <= 0.05
+    assert profile.raw.quality.loo_max_abs_error <= 0.15
     rows = _pixel1_rows()
     assert [row.name for row in profile.rows] == [row["name"] for row in rows]
     assert [row.latency_ms for row in profile.rows] == [float(row["latency_ms"]) for row in rows]
@@ -254,6 +260,18 @@ def test_shipped_pixel1_profile_is_the_fit_of_its_table(tmp_path: Path) -> None:
     # kernels (seen: 0.16282722390360815 vs ...838), so the figures agree to 1e-9, the texts
     # and counts exactly.
     assert _numbers_close(fresh.quality.model_dump(), shipped.quality.model_dump())
+    # What the rows resolved, the priors and the raw fit, likewise.
+    assert fresh.priors == shipped.priors
+    assert fresh.support is not None and shipped.support is not None
+    assert _numbers_close(
+        [entry.model_dump(mode="json") for entry in fresh.support],
+        [entry.model_dump(mode="json") for entry in shipped.support],
+    )
+    assert fresh.raw is not None and shipped.raw is not None
+    assert _numbers_close(
+        fresh.raw.model_dump(mode="json", exclude={"bootstrap"}),
+        shipped.raw.model_dump(mode="json", exclude={"bootstrap"}),
+    )
 
 
 def _numbers_close(fresh: object, shipped: object) -> bool:

@@ -229,7 +229,9 @@ def test_a_baseline_predicted_at_0_ms_gets_no_ratio() -> None:
     baseline = coefficient_samples_ms(profile, convs)
     assert set(baseline) == {0.0}
     entry = predicted_entry(profile, linear, coefficient_samples_ms(profile, linear), baseline, 0.0)
-    assert entry.median_ms == pytest.approx(366.0426072394888 * 1e-3)
+    linear_rate = data["parameters"][3]["value"]  # ms per GMAC; 1e-3 GMAC here
+    assert linear_rate > 0
+    assert entry.median_ms == pytest.approx(linear_rate * 1e-3)
     assert entry.ratio_to_baseline is None and entry.significant is None
 
 

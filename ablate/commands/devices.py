@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 
 from ablate.commands.architecture import SetOption
+from ablate.devices import PRIOR_CHOICES
 
+PriorOption = Annotated[
+    str,
+    typer.Option(
+        "--prior",
+        help=f"{' | '.join(PRIOR_CHOICES)}: the profile's stated priors stand in for the rates "
+        "its rows left unresolved (e.g. dense convs at the pointwise rate), or none: its raw "
+        "fit.",
+    ),
+]
 DeviceOption = Annotated[
     str,
     typer.Option(
@@ -46,7 +56,7 @@ def fit_device_command(
     from rich.console import Console
 
     from ablate.devices.api import fit_device
-    from ablate.report.devices import candidates_table, profile_table
+    from ablate.report.devices import candidates_table, profile_table, support_table
 
     profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out)
     if json_output:
@@ -54,6 +64,7 @@ def fit_device_command(
         return
     console = Console()
     console.print(profile_table(profile))
+    console.print(support_table(profile))
     console.print(candidates_table(profile))
     console.print(f"wrote {path}")
 
@@ -66,14 +77,17 @@ def devices_command(
 
     from ablate.devices.api import list_devices
     from ablate.errors import AblateError
-    from ablate.report.devices import devices_table
+    from ablate.report.devices import devices_table, support_table
 
     listing = list_devices()
     if json_output:
         profiles = [profile.to_json() for profile in listing.profiles]
         typer.echo(json.dumps(profiles, indent=2, allow_nan=False))
     else:
-        Console().print(devices_table(listing.profiles))
+        console = Console()
+        console.print(devices_table(listing.profiles))
+        for profile in listing.profiles:
+            console.print(support_table(profile.profile))
     # The readable ones are listed; each broken one is one line, and the exit code says so.
     for error in listing.unreadable:
         typer.echo(f"error: {error}", err=True)
@@ -85,21 +99,22 @@ def predict_command(
     model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
     device: DeviceOption,
     set_options: SetOption = None,
+    prior: PriorOption = "stated",
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Predicted latency on a device, with a prediction interval and the per-block breakdown."""
     from rich.console import Console
 
     from ablate.devices.api import predict_variant
-    from ablate.report.devices import prediction_table
+    from ablate.report.devices import prediction_notes, prediction_table
     from ablate.spec.source import parse_set_options
 
     factors = parse_set_options(set_options or [])
-    prediction = predict_variant(model, factors, device)
+    prediction = predict_variant(model, factors, device, prior)
     if json_output:
         typer.echo(
             json.dumps(
-                {"model": model, "factors": factors, **prediction.to_json()},
+                {"model": model, "factors": factors, "prior": prior, **prediction.to_json()},
                 indent=2,
                 allow_nan=False,
             )
@@ -107,4 +122,7 @@ def predict_command(
         return
     settings = ", ".join(f"{key}={value}" for key, value in factors.items())
     title = f"{model} ({settings})" if settings else model
-    Console().print(prediction_table(title, prediction))
+    console = Console()
+    console.print(prediction_table(title, prediction))
+    for line in prediction_notes(prediction, raw=prior == "none"):
+        console.print(line, highlight=False, markup=False)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.devices import PriorOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS
 
 ForceOption = Annotated[
@@ -101,6 +102,7 @@ def run_command(
         str | None,
         typer.Option(help="Predict on this device profile (`ablate devices`) instead of timing."),
     ] = None,
+    prior: PriorOption = "stated",
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
     from ablate.report.compare import compare_variants
@@ -120,6 +122,7 @@ def run_command(
         force=force,
         progress=run_progress(),
         device=device,
+        prior=prior,
     )
     print_renderables(run_renderables(compare_variants(load_results(directory))))
     typer.echo(str(directory))

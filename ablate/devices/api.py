@@ -84,6 +84,10 @@ class ProfileListing:
             "loo_max_abs_error": quality.loo_max_abs_error,
             "summary": self.profile.summary(),
             "description": self.profile.description,
+            "support": None
+            if self.profile.support is None
+            else [entry.model_dump(mode="json") for entry in self.profile.support],
+            "priors": [prior.model_dump(mode="json") for prior in self.profile.priors],
         }
 
 
@@ -111,7 +115,9 @@ def list_devices() -> DeviceListing:
     return DeviceListing(profiles=tuple(profiles), unreadable=tuple(unreadable))
 
 
-def predict_variant(model: str, factors: dict[str, Any], device: str) -> Prediction:
-    profile = load_profile(device)
+def predict_variant(
+    model: str, factors: dict[str, Any], device: str, prior: str = "stated"
+) -> Prediction:
+    profile = load_profile(device, prior)
     _, counts = count_variant(model, factors, profile.batch)
     return predict_records(profile, counts.records)

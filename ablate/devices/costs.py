@@ -59,7 +59,7 @@ class Form:
 
 
 _MACS = Term("macs", "macs", MAC_KINDS, "every conv and linear layer")
-_DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "full convs (the stem)")
+_DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs")
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
 _DW = Term("depthwise_macs", "macs", frozenset({Kind.CONV_DEPTHWISE}), "depthwise convs")
 _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
@@ -97,6 +97,49 @@ FORMS: dict[str, Form] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class PriorRule:
+    """A rate the physics of the kernels gives when the rows do not: ``term`` is costed at
+    ``rate_of``'s fitted rate (the two coefficients tied in the fit) where the fit left
+    ``term`` unresolved and resolved ``rate_of``."""
+
+    term: str
+    rate_of: str
+    statement: str  # what every prediction that uses it says
+    reason: str  # why the physics gives it
+
+
+_GEMM = (
+    "a dense conv runs as a GEMM (im2col, then one matrix multiply), as a pointwise conv does, "
+    "so both have the device's matrix-multiply rate"
+)
+PRIORS: tuple[PriorRule, ...] = (
+    PriorRule(
+        "dense_macs",
+        "pointwise_macs",
+        "dense convs costed at the pointwise rate: not measured on this device",
+        _GEMM,
+    ),
+    PriorRule(
+        "pointwise_macs",
+        "dense_macs",
+        "pointwise convs costed at the dense-conv rate: not measured on this device",
+        _GEMM,
+    ),
+)
+
+
+def feature_text(term: Term, value: float) -> str:
+    """A feature in the unit a person reads: "1.19 GMAC", "10.8 MMAC", "3.2 MB", "64 kernels"."""
+    if term.feature == "ops":
+        return f"{value:.4g} kernels"
+    unit = "MAC" if term.feature == "macs" else "B"
+    for scale, prefix in ((1.0, "G"), (1e-3, "M"), (1e-6, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value * 1e9:.3g} {unit}"
 
 
 def is_kernel(record: OpRecord, view: View) -> bool:

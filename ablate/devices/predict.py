@@ -1,4 +1,5 @@
-"""A profile's prediction for one counted network: latency, interval, per-block breakdown."""
+"""A profile's prediction for one counted network: latency, interval, per-block breakdown,
+the priors it rests on and where it leaves the profile's rows (`support`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 from ablate.counting.records import OpRecord
 from ablate.devices.costs import FORMS, Form, group_features, total_features
 from ablate.devices.profile import Profile
+from ablate.devices.support import extrapolations
+from ablate.runs.schema import Extrapolation
 
 INTERVAL = (2.5, 97.5)
 
@@ -39,6 +42,10 @@ class Prediction:
     samples_ms: tuple[float, ...]  # one per bootstrap resample, residual included
     blocks: tuple[BlockPrediction, ...]
     terms_ms: dict[str, float]
+    # Where the network leaves what the profile's rows resolved; None: the profile does not
+    # record its support (a file written before it did), so nothing was checked.
+    extrapolated: tuple[Extrapolation, ...] | None = ()
+    priors: tuple[str, ...] = ()  # the statements of the priors this prediction uses
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +53,10 @@ class Prediction:
             "latency_ms": self.ms,
             "interval95_ms": list(self.interval_ms),
             "terms_ms": self.terms_ms,
+            "extrapolated": None
+            if self.extrapolated is None
+            else [entry.model_dump(mode="json") for entry in self.extrapolated],
+            "priors": list(self.priors),
             "blocks": [block.to_json() for block in self.blocks],
         }
 
@@ -80,9 +91,14 @@ def predict_records(profile: Profile, records: Sequence[OpRecord]) -> Prediction
         for name, features in groups.items()
     )
     with_residuals = (samples @ total) * (1.0 + residuals)
+    ms = float(total @ coefficients)
+    found = extrapolations(profile, form, total, ms)
+    priors = tuple(
+        prior.statement for prior in profile.priors if total[form.term_names.index(prior.term)] > 0
+    )
     return Prediction(
         device=profile.name,
-        ms=float(total @ coefficients),
+        ms=ms,
         interval_ms=_interval(with_residuals),
         samples_ms=tuple(float(value) for value in with_residuals),
         blocks=blocks,
@@ -90,4 +106,6 @@ def predict_records(profile: Profile, records: Sequence[OpRecord]) -> Prediction
             term.name: float(total[index] * coefficients[index])
             for index, term in enumerate(form.terms)
         },
+        extrapolated=None if found is None else tuple(found),
+        priors=priors,
     )

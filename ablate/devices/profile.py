@@ -5,6 +5,12 @@ and fitted coefficients, a bootstrap of the coefficients (the uncertainty), the 
 fitted on with their fitted and leave-one-out predictions, and the cross-validation scores of
 every candidate form that justified the choice.
 
+A profile also records what its rows resolved (`support`: per term, whether the fit pinned
+it down and the range of its feature over the rows), the priors that stand in for the rates
+the rows left unresolved (`priors`), and, when a prior applies, the fit without them
+(`raw`, for `--prior none`). Files written before these existed have none of them and still
+load; their predictions say that extrapolation was not checked.
+
 Every profile, read or fitted, passes `profile_from_json`: its numbers finite and in range,
 its shapes those of its cost model. A prediction multiplies and subtracts these numbers, so
 one NaN or overflow in a profile would otherwise come out as a "nan ms" latency or a ratio
@@ -22,7 +28,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ablate.devices.costs import FORMS
+from ablate.devices import PRIOR_CHOICES
+from ablate.devices.costs import FORMS, Form
 from ablate.errors import AblateError, InputFileError, excerpt, format_key_path
 from ablate.files import read_json, write_json_atomic
 
@@ -111,6 +118,42 @@ class Bootstrap(_Strict):
     residuals: list[Residual] = Field(min_length=1)
 
 
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class TermSupport(_Strict):
+    """What the rows say about one term: whether the fit resolved it, and where they lie."""
+
+    name: str
+    # The bootstrap interval of its coefficient excludes 0 and its feature varies over the
+    # rows: the rows pin its rate down, apart from every other term's.
+    resolved: bool
+    why: str  # the interval and the variation, in words
+    feature_range: tuple[NonNegative, NonNegative]  # over the rows, in GMAC, GB or kernels
+    # The term's share of each row's predicted time (with the coefficients predictions use).
+    share_range: tuple[Share, Share]
+
+
+class Prior(_Strict):
+    """A rate stated, not fitted: ``term`` costed at ``rate_of``'s rate (`costs.PRIORS`)."""
+
+    term: str
+    rate_of: str
+    statement: str  # "dense convs costed at the pointwise rate: not measured on this device"
+    reason: str
+
+
+class RawFit(_Strict):
+    """The fit without priors: what the rows alone say (`--prior none`)."""
+
+    parameters: list[Parameter]
+    quality: FitQuality
+    bootstrap: Bootstrap
+    support: list[TermSupport]
+    fitted_ms: list[NonNegative]  # per row, as Row.fitted_ms
+    loo_ms: list[NonNegative]
+
+
 class Profile(_Strict):
     schema_name: Literal["ablate.device/1"] = Field(alias="schema")
     name: str
@@ -125,6 +168,10 @@ class Profile(_Strict):
     quality: FitQuality
     bootstrap: Bootstrap
     rows: list[Row] = Field(min_length=1)
+    # Per term, in the form's order; None in files written before it was recorded.
+    support: list[TermSupport] | None = None
+    priors: list[Prior] = []
+    raw: RawFit | None = None  # only when a prior applies
 
     @property
     def coefficients(self) -> list[float]:
@@ -134,6 +181,30 @@ class Profile(_Strict):
         """One line a person can read: what the device is like."""
         return ", ".join(
             f"{parameter.meaning} at {parameter.readable}" for parameter in self.parameters
+        )
+
+    def prior_of(self, term: str) -> Prior | None:
+        return next((prior for prior in self.priors if prior.term == term), None)
+
+    def without_priors(self) -> Profile:
+        """The same profile with the raw fit's coefficients: what its rows alone say."""
+        raw = self.raw
+        if raw is None:
+            return self
+        rows = [
+            row.model_copy(update={"fitted_ms": fitted, "loo_ms": loo})
+            for row, fitted, loo in zip(self.rows, raw.fitted_ms, raw.loo_ms, strict=True)
+        ]
+        return self.model_copy(
+            update={
+                "parameters": raw.parameters,
+                "quality": raw.quality,
+                "bootstrap": raw.bootstrap,
+                "support": raw.support,
+                "rows": rows,
+                "priors": [],
+                "raw": None,
+            }
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -167,56 +238,130 @@ class ProfileError(ValueError):
         self.choices = tuple(choices)
 
 
-def _check_shapes(profile: Profile) -> None:
-    """What pydantic's field types cannot see: the parts that must agree with each other."""
-    form = FORMS.get(profile.form)
-    if form is None:
-        raise ProfileError("form", f"unknown cost model {profile.form!r}", list(FORMS))
-    names = [parameter.name for parameter in profile.parameters]
+def _check_fit(
+    prefix: str,
+    form: Form,
+    parameters: Sequence[Parameter],
+    bootstrap: Bootstrap,
+    quality: FitQuality,
+    rows: int,
+) -> None:
+    """One fit's parts against its form and each other (the profile's own, or its raw one)."""
+    names = [parameter.name for parameter in parameters]
     if names != list(form.term_names):
         raise ProfileError(
-            "parameters",
+            f"{prefix}parameters",
             f"the file has {len(names)} terms ({', '.join(names) or 'none'}); cost model "
             f"{form.name!r} has {len(form.terms)}, in this order",
             form.term_names,
         )
-    for index, (parameter, term) in enumerate(zip(profile.parameters, form.terms, strict=True)):
+    for index, (parameter, term) in enumerate(zip(parameters, form.terms, strict=True)):
         if parameter.unit != term.unit:
             raise ProfileError(
-                f"parameters[{index}].unit",
+                f"{prefix}parameters[{index}].unit",
                 f"{parameter.unit!r} is not {term.name}'s unit",
                 [term.unit],
             )
         low, high = parameter.ci95
         if low > high:
-            raise ProfileError(f"parameters[{index}].ci95", f"low {low} above high {high}")
-    if not any(profile.coefficients):
-        raise ProfileError("parameters", "every coefficient is 0: the profile predicts no time")
-    for index, sample in enumerate(profile.bootstrap.coefficients):
+            raise ProfileError(f"{prefix}parameters[{index}].ci95", f"low {low} above high {high}")
+    if not any(parameter.value for parameter in parameters):
+        raise ProfileError(
+            f"{prefix}parameters", "every coefficient is 0: the profile predicts no time"
+        )
+    for index, sample in enumerate(bootstrap.coefficients):
         if len(sample) != len(names):
             raise ProfileError(
-                f"bootstrap.coefficients[{index}]",
+                f"{prefix}bootstrap.coefficients[{index}]",
                 f"{len(sample)} coefficients; the cost model has {len(names)}: {', '.join(names)}",
             )
         if not any(sample):
             raise ProfileError(
-                f"bootstrap.coefficients[{index}]", "every coefficient is 0: it predicts no time"
+                f"{prefix}bootstrap.coefficients[{index}]",
+                "every coefficient is 0: it predicts no time",
             )
-    resamples, residuals = len(profile.bootstrap.coefficients), len(profile.bootstrap.residuals)
+    resamples, residuals = len(bootstrap.coefficients), len(bootstrap.residuals)
     if residuals != resamples:
         raise ProfileError(
-            "bootstrap.residuals",
+            f"{prefix}bootstrap.residuals",
             f"{residuals} residuals for {resamples} coefficient resamples; one per resample",
         )
-    if profile.quality.rows != len(profile.rows):
+    if quality.rows != rows:
         raise ProfileError(
-            "quality.rows", f"{profile.quality.rows}, but the profile has {len(profile.rows)} rows"
+            f"{prefix}quality.rows", f"{quality.rows}, but the profile has {rows} rows"
         )
-    if profile.quality.architectures > profile.quality.rows:
+    if quality.architectures > quality.rows:
         raise ProfileError(
-            "quality.architectures",
-            f"{profile.quality.architectures} architectures in {profile.quality.rows} rows",
+            f"{prefix}quality.architectures",
+            f"{quality.architectures} architectures in {quality.rows} rows",
         )
+
+
+def _check_support(prefix: str, form: Form, support: Sequence[TermSupport]) -> None:
+    names = [entry.name for entry in support]
+    if names != list(form.term_names):
+        raise ProfileError(
+            f"{prefix}support",
+            f"the file has support for {', '.join(names) or 'no term'}; cost model "
+            f"{form.name!r} has these terms, in this order",
+            form.term_names,
+        )
+    for index, entry in enumerate(support):
+        for key in ("feature_range", "share_range"):
+            low, high = getattr(entry, key)
+            if low > high:
+                raise ProfileError(
+                    f"{prefix}support[{index}].{key}", f"low {low} above high {high}"
+                )
+
+
+def _check_priors(profile: Profile, form: Form) -> None:
+    """Each prior names two terms of the form, and the profile costs the one at the other's
+    rate: a prior the coefficients do not follow would be a statement without effect."""
+    values = {parameter.name: parameter.value for parameter in profile.parameters}
+    seen: set[str] = set()
+    for index, prior in enumerate(profile.priors):
+        for key in ("term", "rate_of"):
+            if getattr(prior, key) not in values:
+                raise ProfileError(
+                    f"priors[{index}].{key}",
+                    f"{getattr(prior, key)!r} is no term of cost model {form.name!r}",
+                    form.term_names,
+                )
+        if prior.term in seen or prior.term == prior.rate_of:
+            raise ProfileError(f"priors[{index}].term", f"{prior.term!r}: one prior per term")
+        seen.add(prior.term)
+        if not math.isclose(values[prior.term], values[prior.rate_of], rel_tol=1e-9):
+            raise ProfileError(
+                f"priors[{index}]",
+                f"{prior.term} is {values[prior.term]:g}, not {prior.rate_of}'s rate "
+                f"{values[prior.rate_of]:g}: the prior is not applied",
+            )
+    if profile.priors and profile.raw is None:
+        raise ProfileError("raw", "missing: a profile with priors keeps the fit without them")
+    if not profile.priors and profile.raw is not None:
+        raise ProfileError("raw", "present, but no prior applies: the fit is the raw one")
+
+
+def _check_shapes(profile: Profile) -> None:
+    """What pydantic's field types cannot see: the parts that must agree with each other."""
+    form = FORMS.get(profile.form)
+    if form is None:
+        raise ProfileError("form", f"unknown cost model {profile.form!r}", list(FORMS))
+    rows = len(profile.rows)
+    _check_fit("", form, profile.parameters, profile.bootstrap, profile.quality, rows)
+    if profile.support is not None:
+        _check_support("", form, profile.support)
+    raw = profile.raw
+    if raw is not None:
+        _check_fit("raw.", form, raw.parameters, raw.bootstrap, raw.quality, rows)
+        _check_support("raw.", form, raw.support)
+        for key in ("fitted_ms", "loo_ms"):
+            if len(getattr(raw, key)) != rows:
+                raise ProfileError(
+                    f"raw.{key}", f"{len(getattr(raw, key))} values for {rows} rows; one per row"
+                )
+    _check_priors(profile, form)
 
 
 def profile_from_json(data: Any) -> Profile:
@@ -256,8 +401,16 @@ def available_profiles() -> dict[str, Path]:
     return found
 
 
-def load_profile(name: str) -> Profile:
-    """A profile by name (user directory first, then shipped) or by path to a JSON file."""
+def load_profile(name: str, prior: str = "stated") -> Profile:
+    """A profile by name (user directory first, then shipped) or by path to a JSON file;
+    with ``prior="none"``, its raw fit."""
+    if prior not in PRIOR_CHOICES:
+        raise AblateError(f"--prior {prior!r}: valid: {', '.join(PRIOR_CHOICES)}")
+    profile = _load_profile(name)
+    return profile.without_priors() if prior == "none" else profile
+
+
+def _load_profile(name: str) -> Profile:
     if name.endswith(".json"):
         return read_profile(Path(name))
     profiles = available_profiles()

@@ -38,8 +38,10 @@ def predicted_entry(
     samples: Sequence[float],
     baseline_samples: Sequence[float] | None,
     baseline_ms: float | None,
+    raw: bool = False,
 ) -> Latency:
-    """A variant's latency for a predicted network (``baseline_*`` None: it is the baseline)."""
+    """A variant's latency for a predicted network (``baseline_*`` None: it is the baseline);
+    ``raw``: the profile is its raw fit (`--prior none`)."""
     prediction = predict_records(profile, records)
     values = np.array(prediction.samples_ms)
     ratio = None
@@ -58,6 +60,20 @@ def predicted_entry(
         ratio = Ratio(median=prediction.ms / baseline_ms, ci95=(float(low), float(high)))
         significant = bool(low > 1.0 or high < 1.0)
     quartiles = np.percentile(values, [25, 75])
+    detail = (
+        f"predicted on {profile.name} from its cost model, not measured "
+        f"(leave-one-out error: median {100 * profile.quality.loo_median_abs_error:.1f}%,"
+        f" worst {100 * profile.quality.loo_max_abs_error:.1f}%)"
+    )
+    if prediction.priors:
+        detail += "; " + "; ".join(prediction.priors)
+    if raw:
+        detail += "; raw fit (--prior none): no prior stands in for an unresolved rate"
+    if prediction.extrapolated is None:
+        detail += (
+            "; extrapolation not checked: the profile does not record what its rows resolved "
+            "(refit it with `ablate fit-device`)"
+        )
     return Latency(
         median_ms=prediction.ms,
         iqr_ms=float(quartiles[1] - quartiles[0]),
@@ -65,14 +81,8 @@ def predicted_entry(
         rounds=len(values),
         ratio_to_baseline=ratio,
         significant=significant,
-        flags=[
-            Flag(
-                name="predicted",
-                detail=f"predicted on {profile.name} from its cost model, not measured "
-                f"(leave-one-out error: median {100 * profile.quality.loo_median_abs_error:.1f}%,"
-                f" worst {100 * profile.quality.loo_max_abs_error:.1f}%)",
-            )
-        ],
+        flags=[Flag(name="predicted", detail=detail)],
+        extrapolated=None if prediction.extrapolated is None else list(prediction.extrapolated),
     )
 
 
@@ -96,19 +106,22 @@ def predicted_measurement(profile: Profile, threads: int) -> Measurement:
 class ProfilePredictor:
     """The runner's predictor for `ablate run --device NAME`."""
 
-    def __init__(self, profile: Profile) -> None:
-        self.profile = profile
+    def __init__(self, profile: Profile, prior: str = "stated") -> None:
+        self.raw = prior == "none"
+        self.profile = profile.without_priors() if self.raw else profile
 
     def predict(
         self, records: Mapping[str, Sequence[OpRecord]], *, baseline: str, threads: int
     ) -> PredictedLatencies:
         samples = {name: coefficient_samples_ms(self.profile, ops) for name, ops in records.items()}
-        reference = predicted_entry(self.profile, records[baseline], samples[baseline], None, None)
+        reference = predicted_entry(
+            self.profile, records[baseline], samples[baseline], None, None, self.raw
+        )
         latencies = {
             name: reference
             if name == baseline
             else predicted_entry(
-                self.profile, ops, samples[name], samples[baseline], reference.median_ms
+                self.profile, ops, samples[name], samples[baseline], reference.median_ms, self.raw
             )
             for name, ops in records.items()
         }

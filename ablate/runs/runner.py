@@ -265,6 +265,7 @@ def rerun_command(
     quick: bool = False,
     force: bool = False,
     device: str | None = None,
+    prior: str = "stated",
 ) -> list[str]:
     """The `ablate run` command line that gives the same resolved spec, passes the same
     checks and measures (or predicts) the same way (add --resume)."""
@@ -279,6 +280,8 @@ def rerun_command(
         command.append("--force")
     if device is not None:
         command += ["--device", device]
+        if prior != "stated":
+            command += ["--prior", prior]
     return command
 
 

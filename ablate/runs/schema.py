@@ -92,6 +92,15 @@ class Flag(_Strict):
     detail: str
 
 
+class Extrapolation(_Strict):
+    """Where a predicted latency leaves what its device profile's rows resolved
+    (`devices.support`): the term, how far outside in words, and the factor."""
+
+    term: str  # the cost model's term, e.g. "dense_macs"
+    detail: str
+    times_outside: float | None = Field(None, gt=0, allow_inf_nan=False)  # None: no row has it
+
+
 class Latency(_Strict):
     """Per-iteration latency over the measurement rounds, in milliseconds."""
 
@@ -105,6 +114,10 @@ class Latency(_Strict):
     # A round's value is the median of this many timings at random places in it (odd):
     # an attribution's end models, which decide its total, are timed more than once.
     timings_per_round: int = Field(1, ge=1)
+    # Predicted latencies (`run --device`): each term on which the profile extrapolates, []
+    # where it does not; None for a measurement, or a profile that does not record its support
+    # (and files written before the check).
+    extrapolated: list[Extrapolation] | None = None
 
 
 def _count_fields(metrics: tuple[Metric, ...]) -> dict[str, Any]:

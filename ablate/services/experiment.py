@@ -36,10 +36,12 @@ def run_experiment(
     force: bool = False,
     progress: RunProgress | None = None,
     device: str | None = None,
+    prior: str = "stated",
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
-    ``device``: predict every latency on that device profile instead of timing.
+    ``device``: predict every latency on that device profile instead of timing; ``prior``:
+    `none` predicts with the profile's raw fit (`devices.profile.PRIOR_CHOICES`).
     """
     from ablate.spec import load_spec, with_overrides
 
@@ -56,7 +58,7 @@ def run_experiment(
         from ablate.devices.runs import ProfilePredictor
 
         # A bad name fails before the run directory exists.
-        predictor = ProfilePredictor(load_profile(device))
+        predictor = ProfilePredictor(load_profile(device, prior), prior)
     progress = progress or SilentProgress()
     # The arguments first (an --out that is a file, nothing to resume): an estimate printed
     # before the refusal would read as if the run had started.
@@ -82,6 +84,7 @@ def run_experiment(
         quick=quick,
         force=force,
         device=device,
+        prior=prior,
     )
     try:
         Run(spec, directory, progress, predictor).execute(resume, rerun)
