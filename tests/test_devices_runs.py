@@ -297,3 +297,130 @@ def test_a_bad_profile_fails_a_run_before_its_directory_exists(
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: {profile}: {expected}\n"
     assert not runs.exists()
+
+
+# -- issue 26: predictions that extrapolate, priors, and what the report may conclude --------
+
+
+def _pointwise_gmac(model: str, factors: dict[str, Any]) -> float:
+    from ablate.devices.costs import FORMS, group_features
+    from ablate.devices.observations import count_variant
+
+    _, counts = count_variant(model, factors)
+    form = FORMS["conv_kinds"]
+    return float(sum(group_features(counts.records, form, "fused").values())[1])
+
+
+def _profile_with_pointwise_range(tmp_path: Path, low: float, high: float) -> Path:
+    """The shipped profile, its rows said to span ``low .. high`` GMAC of pointwise convs."""
+    data = json.loads(shipped_path("pixel1").read_text())
+    data["support"][1]["feature_range"] = [low, high]
+    path = tmp_path / "narrow.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_predicted_run_says_where_it_extrapolates_and_draws_no_conclusion_there(
+    no_timing: None, tmp_path: Path
+) -> None:
+    published = _pointwise_gmac("mobilenet_v3_small", {"resolution": 64})
+    no_se = _pointwise_gmac("mobilenet_v3_small", {"resolution": 64, "se": "off"})
+    assert no_se < published  # the SE block's two convs are pointwise
+    # Rows that start at 3x the midpoint: no-se lies more than 3x below them, published not.
+    middle = (published + no_se) / 2
+    profile = _profile_with_pointwise_range(tmp_path, 3 * middle, 10 * middle)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", str(profile)]
+    )
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])
+    variants = {variant.name: variant for variant in load_results(directory).variants}
+    latencies = {
+        name: variant.latency for name, variant in variants.items() if variant.latency is not None
+    }
+    assert len(latencies) == len(variants)
+    assert latencies["published"].extrapolated == []
+    assert latencies["no-se"].extrapolated is not None
+    (entry,) = latencies["no-se"].extrapolated
+    assert entry.term == "pointwise_macs"
+    assert entry.times_outside == pytest.approx(3 * middle / no_se)
+    assert "below the smallest fitted row's" in entry.detail
+    # Every prediction of pixel1 uses its dense-conv prior (the stem), and says so.
+    assert "dense convs costed at the pointwise rate" in latencies["published"].flags[0].detail
+    # `run` prints it; `compare` lists it and keeps it out of the summary's findings.
+    assert "no-se: pointwise_macs:" in " ".join(result.output.split())
+    compared = CliRunner().invoke(app, ["compare", str(directory)], env={"COLUMNS": "300"})
+    assert compared.exit_code == 0, compared.output
+    text = " ".join(compared.output.split())
+    assert (
+        "The device profile cannot tell how these compare with published, as their "
+        "predictions extrapolate: no-se (pointwise_macs:" in text
+    )
+    # relu, the one other variant the profile can judge, is the only one judged.
+    assert "Not distinguishable from published (interval includes no change): relu." in text
+    assert "no-se changes latency the most" not in text
+    assert "Fastest of the predictions that do not extrapolate:" in text
+
+
+def test_a_predicted_attribution_on_extrapolated_coalitions_is_no_finding(
+    no_timing: None, tmp_path: Path
+) -> None:
+    # Rows that end far below every coalition's pointwise MACs: all of them extrapolate.
+    profile = _profile_with_pointwise_range(tmp_path, 1e-6, 2e-6)
+    spec = tmp_path / "a.yaml"
+    spec.write_text(ATTRIBUTION_SPEC)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", str(profile)]
+    )
+    assert result.exit_code == 0, result.output
+    directory = Path(result.output.strip().splitlines()[-1])
+    results = load_results(directory)
+    assert all(variant.latency and variant.latency.extrapolated for variant in results.variants)
+    report = CliRunner().invoke(app, ["report", str(directory), "--markdown"])
+    assert report.exit_code == 0, report.output
+    markdown = (directory / "report.md").read_text()
+    assert (
+        "the device profile cannot tell how mobilenet_v3_large compares with mobilenet_v2: "
+        "mobilenet_v2's prediction extrapolates (pointwise_macs:" in markdown
+    )
+    assert (
+        "The profile cannot tell what each factor contributes either: 4 of the 4 coalitions' "
+        "predictions extrapolate, and every Shapley value averages over all of them "
+        "(pointwise_macs in 4, up to " in markdown
+    )
+    assert "Speeding it up" not in markdown and "Slowing it down" not in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| stem_channels |")]
+    rows += [line for line in markdown.splitlines() if line.startswith("| **total** |")]
+    assert len(rows) >= 2
+    assert all("| cannot tell (extrapolated) |" in line for line in rows[:1] + rows[-1:])
+    assert "Extrapolated (the device profile's rows never reached these networks" in markdown
+
+
+def test_prior_none_predicts_with_the_raw_fit_and_says_so(no_timing: None, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    outcomes = {}
+    for prior in ("stated", "none"):
+        command = ["run", str(spec), "--out", str(tmp_path / prior), "--device", "pixel1"]
+        result = CliRunner().invoke(app, [*command, "--prior", prior])
+        assert result.exit_code == 0, result.output
+        outcomes[prior] = load_results(Path(result.output.strip().splitlines()[-1]))
+    stated, raw = (outcomes[key].variants[0].latency for key in ("stated", "none"))
+    assert stated is not None and raw is not None
+    profile = load_profile("pixel1")
+    assert profile.raw is not None
+    assert "raw fit (--prior none)" in raw.flags[0].detail
+    assert "dense convs costed" not in raw.flags[0].detail
+    assert "raw fit" not in stated.flags[0].detail
+    # The stem's dense conv costs time with the prior and none in the raw fit (0 ms/GMAC).
+    assert profile.raw.parameters[0].value == 0.0
+    assert stated.median_ms != pytest.approx(raw.median_ms, rel=1e-3)
+
+
+def test_results_written_before_the_extrapolation_check_still_load() -> None:
+    fixture = FIXTURES / "hswish_eager" / "results.json"
+    assert "extrapolated" not in fixture.read_text()
+    results = load_results(fixture)
+    assert all(v.latency is None or v.latency.extrapolated is None for v in results.variants)

@@ -32,7 +32,15 @@ from ablate.report.changes import (
     block_changes,
     sign,
 )
-from ablate.runs.schema import EAGER_PROFILE, Flag, Latency, Results, UnknownOp, Variant
+from ablate.runs.schema import (
+    EAGER_PROFILE,
+    Extrapolation,
+    Flag,
+    Latency,
+    Results,
+    UnknownOp,
+    Variant,
+)
 
 # Op kinds that launch no kernel (reshapes), left out of the operator count.
 KERNEL_FREE_KINDS = frozenset({"view"})
@@ -55,6 +63,8 @@ class LatencyChange:
     approximate: bool  # re-based on a baseline the run did not pair with (module docstring)
     rounds: int
     flags: tuple[Flag, ...]
+    # A predicted latency: the terms on which the device profile extrapolates (() for none).
+    extrapolated: tuple[Extrapolation, ...] = ()
 
     @property
     def percent(self) -> float:
@@ -115,6 +125,10 @@ class VariantComparison:
     @property
     def flags(self) -> tuple[Flag, ...]:
         return () if self.latency is None else self.latency.flags
+
+    @property
+    def extrapolated(self) -> tuple[Extrapolation, ...]:
+        return () if self.latency is None else self.latency.extrapolated
 
 
 @dataclass(frozen=True)
@@ -319,6 +333,7 @@ def _latency_change(
         "delta_ms": latency.median_ms - base.median_ms,
         "rounds": latency.rounds,
         "flags": tuple(latency.flags),
+        "extrapolated": tuple(latency.extrapolated or ()),
     }
     if variant.measured_as == reference.measured_as:
         # One architecture, one timing: equal by construction, not by measurement.

@@ -123,6 +123,29 @@ def flags_text(row: VariantComparison) -> str:
     return ", ".join(flag.name for flag in row.flags)
 
 
+def extrapolated_text(row: VariantComparison) -> str:
+    """`dense_macs 105x, pointwise_macs 3.35x` (`beyond` where no fitted row has the term)."""
+    return ", ".join(
+        f"{entry.term} {'beyond' if entry.times_outside is None else f'{entry.times_outside:.3g}x'}"
+        for entry in row.extrapolated
+    )
+
+
+def extrapolation_lines(comparison: Comparison) -> list[str]:
+    """`- variant: term: detail`, one line per term on which a prediction extrapolates."""
+    return [
+        f"- {row.name}: {entry.term}: {entry.detail}"
+        for row in comparison.rows
+        for entry in row.extrapolated
+    ]
+
+
+EXTRAPOLATION_HEADING = (
+    "Extrapolated (the device profile's rows never reached these networks: the profile cannot "
+    "tell how they compare)"
+)
+
+
 def noise_flag_lines(comparison: Comparison) -> list[str]:
     """`- variant: name: detail`, one line per flag."""
     return [
@@ -173,10 +196,11 @@ def latency_table(comparison: Comparison) -> Table:
         table.add_column(column, justify="right")
     table.add_column("MACs vs latency")
     table.add_column("noise flags")
+    table.add_column("extrapolated")
     for row in comparison.rows:
         latency = row.latency
         if latency is None:
-            table.add_row(_name(row), "not measured", *[""] * 6)
+            table.add_row(_name(row), "not measured", *[""] * 7)
             continue
         approximate = APPROXIMATE_MARK if latency.approximate else ""
         table.add_row(
@@ -188,15 +212,23 @@ def latency_table(comparison: Comparison) -> Table:
             change_percent(row.counts["macs"]),
             disagreement_mark(row),
             flags_text(row),
+            extrapolated_text(row),
         )
     return without_columns(table, empty_headers([table]))  # e.g. no noise flags in the run
 
 
 def run_renderables(comparison: Comparison) -> list[RenderableType]:
-    """What `ablate run` prints when it ends: the latency table and any unknown ops."""
+    """What `ablate run` prints when it ends: the latency table, any unknown ops and, for a
+    predicted run, where the profile extrapolates."""
     comparison = escaped(comparison, console_text)
     unknown = unknown_ops_text(comparison)
-    return [fitted(latency_table(comparison)), *([] if unknown is None else [unknown])]
+    parts: list[RenderableType] = [fitted(latency_table(comparison))]
+    if unknown is not None:
+        parts.append(unknown)
+    extrapolated = extrapolation_lines(comparison)
+    if extrapolated:
+        parts.append(_markup(f"{EXTRAPOLATION_HEADING}:\n" + "\n".join(extrapolated)))
+    return parts
 
 
 def _percent_with_interval(latency: LatencyChange) -> str:
@@ -358,6 +390,9 @@ def comparison_renderables(results: Results, baseline: str | None = None) -> lis
     flags = noise_flag_lines(comparison)
     if flags:
         parts.append(_markup("Noise flags:\n" + "\n".join(flags)))
+    extrapolated = extrapolation_lines(comparison)
+    if extrapolated:
+        parts.append(_markup(f"{EXTRAPOLATION_HEADING}:\n" + "\n".join(extrapolated)))
     parts.append(_markup("Summary", style="bold"))
     parts.extend(_markup(paragraph) for paragraph in comparison_summary(results, comparison))
     return parts

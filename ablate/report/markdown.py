@@ -25,6 +25,7 @@ from ablate.report.compare import (
 )
 from ablate.report.compare_console import (
     APPROXIMATE_MARK,
+    EXTRAPOLATION_HEADING,
     FLIP_MARK,
     LEGEND,
     block_caption,
@@ -32,6 +33,7 @@ from ablate.report.compare_console import (
     block_columns,
     block_metrics,
     disagreement_mark,
+    extrapolation_lines,
     noise_flag_lines,
     operator_share_lines,
     paired_cells,
@@ -40,6 +42,11 @@ from ablate.report.compare_console import (
     unknown_op_lines,
 )
 from ablate.report.escaping import escaped, markdown_link, markdown_text
+from ablate.report.extrapolation import (
+    CANNOT_TELL,
+    AttributionExtrapolation,
+    attribution_extrapolations,
+)
 from ablate.report.fidelity import (
     PublishedAttribution,
     count_references,
@@ -291,6 +298,9 @@ def _results_table(comparison: Comparison) -> list[str]:
     flags = noise_flag_lines(comparison)
     if flags:
         lines += ["Noise flags:", "", *flags, ""]
+    extrapolated = extrapolation_lines(comparison)
+    if extrapolated:
+        lines += [f"{EXTRAPOLATION_HEADING}:", "", *extrapolated, ""]
     return lines
 
 
@@ -439,16 +449,22 @@ def _attributed_metrics(view: Attribution) -> tuple[Metric, ...]:
 
 
 def _attribution_rows(
-    view: Attribution, metrics: Sequence[Metric], published: PublishedAttribution
+    view: Attribution,
+    metrics: Sequence[Metric],
+    published: PublishedAttribution,
+    extrapolation: AttributionExtrapolation,
 ) -> list[list[str]]:
-    """One row per factor and the total; with `published` figures, a column of them."""
+    """One row per factor and the total; with `published` figures, a column of them. A
+    latency resting on an extrapolated prediction gets no verdict (`report.extrapolation`)."""
     rows = []
     for effect in [*view.shapley, view.total]:
         is_total = effect is view.total
+        unclear = extrapolation.total_unclear if is_total else extrapolation.factors_unclear
+        verdict = latency_verdict(effect)
         row = [
             "**total**" if is_total else effect.label,
             *_latency_cells(effect),
-            latency_verdict(effect) or NOT_AVAILABLE,
+            (CANNOT_TELL if unclear and verdict else verdict) or NOT_AVAILABLE,
             *(_metric_text(effect, m.key, bytes_unit=m.unit == "bytes") for m in metrics),
         ]
         if published:
@@ -588,7 +604,8 @@ def _attribution(results: Results, plots: Mapping[str, str], versus: Results | N
         *(("published (the spec's references)",) if published else ()),
     )
     text = (0, 3, len(columns) - 1) if published else (0, 3)
-    lines += _table(columns, _attribution_rows(view, metrics, published), text=text)
+    extrapolation = attribution_extrapolations(view, results)
+    lines += _table(columns, _attribution_rows(view, metrics, published, extrapolation), text=text)
     lines += [
         "",
         "Shapley values average each factor's effect over every order of adopting the "

@@ -13,9 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ablate.analysis.coalitions import CoalitionSpace
 from ablate.analysis.record import Attribution, Effect
 from ablate.report.changes import TIME_NOISE, BlockChange, CountChange, Direction
 from ablate.report.compare import Comparison, VariantComparison
+from ablate.report.extrapolation import (
+    CANNOT_TELL,
+    AttributionExtrapolation,
+    attribution_extrapolations,
+    extrapolation_text,
+    named_extrapolations,
+)
 from ablate.report.formatting import (
     change_percent,
     latency_verdict,
@@ -205,10 +213,21 @@ def comparison_summary(results: Results, comparison: Comparison) -> list[str]:
             "This is a quick run (few rounds, loose target): treat every latency as a "
             "smoke test, not a result."
         )
-    rows = [row for row in comparison.rows if row.latency is not None]
-    if not rows:
+    measured = [row for row in comparison.rows if row.latency is not None]
+    if not measured:
         paragraphs.append("No variant has been measured yet: only counts are compared.")
         return paragraphs
+    baseline_row = comparison.row(comparison.baseline)
+    # A difference from an extrapolated prediction is no finding (`report.extrapolation`).
+    cannot_tell = [row for row in measured if row.extrapolated]
+    rows = [row for row in measured if not row.extrapolated]
+    if baseline_row.extrapolated:
+        paragraphs.append(
+            "The device profile cannot tell how any variant compares with "
+            f"{comparison.baseline}: its prediction extrapolates "
+            f"({extrapolation_text(baseline_row.extrapolated)})."
+        )
+        rows = []
     others = [row for row in rows if not row.is_baseline and not row.same_architecture]
     changed = [row for row in others if row.latency is not None and row.latency.direction != 0]
     baseline = comparison.baseline
@@ -223,13 +242,25 @@ def comparison_summary(results: Results, comparison: Comparison) -> list[str]:
             f"No variant's latency differs from {baseline}'s beyond the noise (every 95% "
             "ratio interval includes 1.0)."
         )
-    fastest = min(rows, key=lambda row: row.latency.median_ms if row.latency else 0.0)
-    slowest = max(rows, key=lambda row: row.latency.median_ms if row.latency else 0.0)
-    if fastest is not slowest and fastest.latency and slowest.latency:
+    flagged = {
+        row.name: row.extrapolated
+        for row in cannot_tell
+        if not row.is_baseline and not row.same_architecture
+    }
+    if flagged and not baseline_row.extrapolated:
         paragraphs.append(
-            f"Fastest: {fastest.name} ({milliseconds(fastest.latency.median_ms)} ms median); "
-            f"slowest: {slowest.name} ({milliseconds(slowest.latency.median_ms)} ms)."
+            f"The device profile cannot tell how these compare with {baseline}, as their "
+            f"predictions extrapolate: {named_extrapolations(flagged)}."
         )
+    if len(rows) > 1:
+        fastest = min(rows, key=lambda row: row.latency.median_ms if row.latency else 0.0)
+        slowest = max(rows, key=lambda row: row.latency.median_ms if row.latency else 0.0)
+        among = " of the predictions that do not extrapolate" if cannot_tell else ""
+        if fastest is not slowest and fastest.latency and slowest.latency:
+            paragraphs.append(
+                f"Fastest{among}: {fastest.name} ({milliseconds(fastest.latency.median_ms)} ms "
+                f"median); slowest: {slowest.name} ({milliseconds(slowest.latency.median_ms)} ms)."
+            )
     unclear = [row.name for row in others if row.latency and row.latency.direction == 0]
     if unclear:
         paragraphs.append(
@@ -247,12 +278,12 @@ def comparison_summary(results: Results, comparison: Comparison) -> list[str]:
             f"{opposite_blocks} blocks, over all variants, move MACs and estimated time in "
             "opposite directions (marked in the per-block tables)."
         )
-    flagged = [row for row in rows if row.flags]
-    if flagged:
+    noisy = [row for row in measured if row.flags]
+    if noisy:
         paragraphs.append(
             "Noise flags: "
             + "; ".join(
-                f"{row.name}: " + ", ".join(flag.name for flag in row.flags) for row in flagged
+                f"{row.name}: " + ", ".join(flag.name for flag in row.flags) for row in noisy
             )
             + ". Their numbers are less trustworthy than the intervals alone suggest."
         )
@@ -307,19 +338,34 @@ def attribution_answer(view: Attribution, results: Results) -> str:
             f"The attribution from {view.from_name} to {view.to_name} has no latency: only "
             "counts are attributed."
         )
-    verdict = (
-        "faster"
-        if total.direction < 0
-        else "slower"
-        if total.direction > 0
-        else ("no different within the noise")
-    )
-    sentences.append(
-        f"On {machine_phrase(results)}, {view.to_name} is {verdict} than {view.from_name}: "
-        f"{milliseconds(end.ms)} ms against {milliseconds(start.ms)} ms median, "
-        f"{signed_milliseconds(total.ms)} ms ({percent(total.percent)}, "
-        f"{view.confidence_percent:g}% interval {signed_ms_interval(total.interval_ms)} ms)."
-    )
+    extrapolation = attribution_extrapolations(view, results)
+    if extrapolation.total_unclear:
+        sentences.append(
+            f"On {machine_phrase(results)}, the device profile cannot tell how {view.to_name} "
+            f"compares with {view.from_name}: {_ends_text(view, extrapolation)}."
+        )
+    else:
+        verdict = (
+            "faster"
+            if total.direction < 0
+            else "slower"
+            if total.direction > 0
+            else ("no different within the noise")
+        )
+        sentences.append(
+            f"On {machine_phrase(results)}, {view.to_name} is {verdict} than {view.from_name}: "
+            f"{milliseconds(end.ms)} ms against {milliseconds(start.ms)} ms median, "
+            f"{signed_milliseconds(total.ms)} ms ({percent(total.percent)}, "
+            f"{view.confidence_percent:g}% interval {signed_ms_interval(total.interval_ms)} ms)."
+        )
+    if extrapolation.factors_unclear:
+        # Every factor's value averages over the extrapolated coalitions: no direction, no
+        # MAC mismatch and no interaction on latency is a finding.
+        sentences.append(
+            "The profile cannot tell what each factor contributes either: "
+            f"{extrapolation.factors_reason()}."
+        )
+        return " ".join(sentences)
     sentences.append(
         f"Speeding it up (Shapley share, interval below zero): {_listed(view.by_direction(-1))}."
     )
@@ -348,7 +394,22 @@ def attribution_answer(view: Attribution, results: Results) -> str:
     return " ".join(sentences)
 
 
-def _verdict(effect: Effect) -> str:
+def _ends_text(view: Attribution, extrapolation: AttributionExtrapolation) -> str:
+    """`ssd_mobilenet_v1's prediction extrapolates (dense_macs: ...)`, for each end flagged."""
+    space = CoalitionSpace(view.factors)
+    names = {
+        space.variant_name(0): view.from_name,
+        space.variant_name(space.full_mask): view.to_name,
+    }
+    return "; ".join(
+        f"{names[name]}'s prediction extrapolates ({extrapolation_text(entries)})"
+        for name, entries in extrapolation.ends.items()
+    )
+
+
+def _verdict(effect: Effect, unclear: bool = False) -> str:
+    if unclear and effect.latency is not None:
+        return CANNOT_TELL
     return latency_verdict(effect) or "not measured"
 
 
@@ -359,16 +420,25 @@ def versus_answer(
     one = first_results.measurement.backend if first_results.measurement else "first run"
     two = second_results.measurement.backend if second_results.measurement else "second run"
     shared = [factor for factor in first.factors if factor in second.factors]
-    sentences = [
-        f"On the {two} backend ({machine_phrase(second_results)}): speeding up: "
-        f"{_listed(second.by_direction(-1))}; slowing down: {_listed(second.by_direction(1))}."
-    ]
+    first_unclear = attribution_extrapolations(first, first_results).factors_unclear
+    second_unclear = attribution_extrapolations(second, second_results).factors_unclear
+    if second_unclear:
+        sentences = [
+            f"On the {two} backend ({machine_phrase(second_results)}) the device profile cannot "
+            "tell what each factor contributes (its predictions extrapolate)."
+        ]
+    else:
+        sentences = [
+            f"On the {two} backend ({machine_phrase(second_results)}): speeding up: "
+            f"{_listed(second.by_direction(-1))}; slowing down: {_listed(second.by_direction(1))}."
+        ]
     changes = []
     for factor in shared:
         a, b = first.shapley_of(factor), second.shapley_of(factor)
         if a.latency is None or b.latency is None:
             continue
-        flip = "" if _verdict(a) == _verdict(b) else f" ({_verdict(a)} -> {_verdict(b)})"
+        verdicts = _verdict(a, first_unclear), _verdict(b, second_unclear)
+        flip = "" if verdicts[0] == verdicts[1] else f" ({verdicts[0]} -> {verdicts[1]})"
         changes.append(
             f"{factor} {signed_milliseconds(a.latency.ms)} ms ({percent(a.latency.percent)}) "
             f"on {one} vs {signed_milliseconds(b.latency.ms)} ms "
@@ -376,7 +446,12 @@ def versus_answer(
         )
     if changes:
         sentences.append("Factor by factor: " + "; ".join(changes) + ".")
-    flips = [f for f in shared if _verdict(first.shapley_of(f)) != _verdict(second.shapley_of(f))]
+    flips = [
+        factor
+        for factor in shared
+        if _verdict(first.shapley_of(factor), first_unclear)
+        != _verdict(second.shapley_of(factor), second_unclear)
+    ]
     if flips:
         sentences.append(f"The verdict changes with the backend for: {', '.join(flips)}.")
     else:
