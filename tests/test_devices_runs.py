@@ -424,3 +424,13 @@ def test_results_written_before_the_extrapolation_check_still_load() -> None:
     assert "extrapolated" not in fixture.read_text()
     results = load_results(fixture)
     assert all(v.latency is None or v.latency.extrapolated is None for v in results.variants)
+
+
+def test_prior_without_a_device_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(runs), "--prior", "none"])
+    assert result.exit_code == 2
+    assert result.output == "error: --prior none: only with --device (it chooses a profile's fit)\n"
+    assert not runs.exists()

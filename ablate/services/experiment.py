@@ -53,6 +53,8 @@ def run_experiment(
         quick=True if quick else None,
     )
     predictor = None
+    if device is None and prior != "stated":
+        raise AblateError(f"--prior {prior}: only with --device (it chooses a profile's fit)")
     if device is not None:
         from ablate.devices.profile import load_profile
         from ablate.devices.runs import ProfilePredictor
