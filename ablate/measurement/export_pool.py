@@ -176,8 +176,8 @@ def _interrupts_deferred_in_new_workers() -> Iterator[None]:
     """SIGINT blocked in this thread while it may start workers: a worker inherits the mask,
     so a Ctrl-C during its start-up (importing torch takes seconds) waits until its
     initializer has made SIGINT kill it, instead of printing a KeyboardInterrupt traceback
-    from a half-started process. This process still takes its Ctrl-C at once (another of its
-    threads receives the signal, and the handler runs in this one)."""
+    from a half-started process. This process still takes its Ctrl-C: at once where another
+    of its threads receives the signal (the handler runs in this one), else as this ends."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
