@@ -17,6 +17,10 @@ V2 = {"params": 3_504_872, "macs": 300_774_272}
 V3_LARGE = {"params": 5_483_032, "macs": 216_589_760}
 
 
+# Counting all 128 coalitions of the real attribution takes about 20 s.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def counted() -> tuple[CoalitionSpace, dict[int, dict[str, int]]]:
     spec = load_spec("experiments/why_v3_faster.yaml")

@@ -37,6 +37,7 @@ def test_python_dash_m_works() -> None:
     assert "Usage" in result.stdout and "inspect" in result.stdout
 
 
+@pytest.mark.slow
 def test_models_lists_exact_parameter_counts() -> None:
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output

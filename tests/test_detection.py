@@ -361,6 +361,7 @@ variants:
 """
 
 
+@pytest.mark.slow
 def test_a_detector_runs_quick(tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_DETECTOR_SPEC)

@@ -166,6 +166,7 @@ def test_all_factors_from_either_end_give_exactly_that_end() -> None:
     assert resolve_architecture("mobilenet_v2", to_v2) == ARCHITECTURES["mobilenet_v2"]
 
 
+@pytest.mark.slow
 def test_every_v2_v3_mixture_builds_and_differs() -> None:
     resolved = set()
     for choice in itertools.product(("mobilenet_v2", "mobilenet_v3_large"), repeat=7):

@@ -59,6 +59,7 @@ def alias_bomb(levels: int = 9) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_an_alias_bomb_spec_is_refused_in_one_line_under_a_memory_cap(tmp_path: Path) -> None:
     text = "name: bomb\n" + alias_bomb() + "\nvariants:\n  v: {base: mobilenet_v2, kernel: *a8}\n"
     assert len(text) < 700
@@ -71,6 +72,7 @@ def test_an_alias_bomb_spec_is_refused_in_one_line_under_a_memory_cap(tmp_path: 
     )
 
 
+@pytest.mark.slow
 def test_an_alias_bomb_in_a_set_option_is_refused_in_one_short_line(tmp_path: Path) -> None:
     levels = [f"&a0 [{', '.join(['x'] * 10)}]"]
     levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
@@ -106,6 +108,7 @@ def test_variant_names_with_markup_or_control_characters_are_refused(name: str) 
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_results_with_markup_in_a_name_are_refused_by_every_reader(tmp_path: Path) -> None:
     fixture = Path(__file__).parent / "fixtures" / "hswish_eager" / "results.json"
     document = json.loads(fixture.read_text(encoding="utf-8"))
@@ -319,6 +322,7 @@ def test_available_memory_honours_an_address_space_limit(tmp_path: Path) -> None
     assert (available_memory() or 0) > 0
 
 
+@pytest.mark.slow
 def test_a_run_too_big_for_the_memory_cap_is_refused_before_anything_is_created(
     tmp_path: Path,
 ) -> None:

@@ -188,6 +188,7 @@ def _hidden_run(out: Path) -> Path | None:
     return found[0] if found else None
 
 
+@pytest.mark.slow
 def test_sigkill_mid_ingest_leaves_nothing_resume_adopts_and_the_next_ingest_cleans_up(
     bundle: Path, tmp_path: Path
 ) -> None:

@@ -151,6 +151,7 @@ def test_bench_builds_models_as_a_run_does():
     assert not all(torch.all(v == 1) for v in variances)  # re-estimated, not the defaults
 
 
+@pytest.mark.slow
 def test_bench_int8_on_executorch_shares_one_export_per_model(
     app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

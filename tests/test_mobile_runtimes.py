@@ -539,6 +539,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_a_runtime_is_one_module_the_registry_finds(tmp_path: Path) -> None:
     """Adding a file to measurement/runtimes is all it takes: registered after the others,
     checked, run, recorded, offered by the commands' help."""
@@ -987,6 +988,7 @@ def test_small_variant_exports_runs_and_matches_eager(
     np.testing.assert_array_equal(output_array(again()), got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["executorch", "litert"])
 def test_non_delegable_op_is_reported_outside_the_delegate(
     backend: str, shared_cache: Path
@@ -1006,6 +1008,7 @@ def test_non_delegable_op_is_reported_outside_the_delegate(
         np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["executorch", "litert"])
 def test_export_version_change_invalidates_the_real_cache(
     backend: str, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
@@ -1027,6 +1030,7 @@ def test_export_version_change_invalidates_the_real_cache(
     assert rebuilt.artifact.path != first.artifact.path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("backend", "precision"), BACKEND_PRECISIONS)
 def test_shared_provenance_exports_the_same_program_byte_for_byte(
     backend: str, precision: str, monkeypatch: pytest.MonkeyPatch
@@ -1045,6 +1049,7 @@ def test_shared_provenance_exports_the_same_program_byte_for_byte(
     assert shared_report == copied_report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_lowering_without_the_edge_ir_check_makes_the_same_program(
     precision: str, monkeypatch: pytest.MonkeyPatch
@@ -1069,6 +1074,7 @@ def test_lowering_without_the_edge_ir_check_makes_the_same_program(
     assert report == unchecked_report
 
 
+@pytest.mark.slow
 def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> None:
     _runtime("executorch")
     model, x = tiny(cumsum=True), images(32)
@@ -1132,6 +1138,7 @@ def _executorch_pool(workers: int, directory: Path) -> export_pool.ExportPool:
     )
 
 
+@pytest.mark.slow
 def test_export_pool_fills_the_cache_in_workers(tmp_path: Path) -> None:
     _runtime("executorch")
     models, x = [tiny(seed=0), tiny(seed=1)], images(32)
@@ -1156,6 +1163,7 @@ def test_export_pool_fills_the_cache_in_workers(tmp_path: Path) -> None:
     assert again.exported == {} and again.failed == 0
 
 
+@pytest.mark.slow
 def test_a_killed_export_worker_leaves_the_export_to_the_runnable(tmp_path: Path) -> None:
     _runtime("executorch")
     torch.manual_seed(0)
@@ -1216,6 +1224,7 @@ variants:
 """
 
 
+@pytest.mark.slow
 def test_a_run_exports_ahead_and_a_rerun_reads_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

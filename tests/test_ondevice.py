@@ -214,6 +214,7 @@ def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
     assert {row["session"] for row in rows} == {record["session"]}
 
 
+@pytest.mark.slow
 def test_the_same_seed_draws_the_same_orders(bundle: Path, tmp_path: Path) -> None:
     """The host mode (no adb), one host runner per session: orders are a function of seed and
     round, and each session has its own id, on every row and in its record."""
@@ -589,6 +590,7 @@ variants:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "binary", "script", "flag"),
     [

@@ -102,6 +102,7 @@ def journal_lines(journal: Path) -> list[dict[str, object]]:
 # -- 1. A torn journal line is repaired on every resume -----------------------------------
 
 
+@pytest.mark.slow
 def test_a_torn_journal_is_repaired_before_each_resume(tmp_path: Path) -> None:
     spec = tiny_spec(tmp_path)
     out = tmp_path / "runs"

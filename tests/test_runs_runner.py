@@ -93,6 +93,7 @@ attribution: {from: mobilenet_v2, to: mobilenet_v3_small, factors: [layout, kern
 """
 
 
+@pytest.mark.slow
 def test_an_attribution_run_stops_when_its_shapley_values_are_precise(tmp_path: Path) -> None:
     spec = tmp_path / "why.yaml"
     spec.write_text(ATTRIBUTION_SPEC)
@@ -117,6 +118,7 @@ def test_an_attribution_run_stops_when_its_shapley_values_are_precise(tmp_path: 
         assert variant.latency.timings_per_round == 1
 
 
+@pytest.mark.slow
 def test_an_attribution_with_many_coalitions_times_its_end_models_five_times_a_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +150,7 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing after it runs, not even `except Exception`."""
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_during_measurement(
     tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +262,7 @@ def test_resume_reports_a_corrupt_results_file(tiny_spec: Path, tmp_path: Path) 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_quick_run_of_a_shipped_experiment(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     result = CliRunner().invoke(
