@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-from ablate.measurement.mobile import check_backend_available
 from latency_common import measure, parser, ratio_line, setup_from
 
 import ablate
 from ablate.measurement.activations import reestimate_batch_norm
-from ablate.measurement.backends import BACKENDS
+from ablate.measurement.backends import BACKENDS, check_backend_available
 from ablate.measurement.clock import Runnable
 from ablate.measurement.setup import example_input
 from ablate.variants.resolve import resolve_architecture
