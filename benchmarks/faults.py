@@ -952,12 +952,9 @@ def export_output(root: Path) -> list[Row]:
     return rows
 
 
-def bundle_faults(root: Path) -> list[Row]:
-    """Issue 25's bundle cases on one real export (about a minute)."""
-    directory = root / "bundle-faults"
-    directory.mkdir()
-    spec = directory / "shared.yaml"
-    spec.write_text(BUNDLE_SPEC)
+def exported_and_measured(spec: Path, directory: Path) -> tuple[Path, Path]:
+    """`spec` exported for ONNX Runtime into DIRECTORY/bundle and timed by its unmodified
+    measure.sh into DIRECTORY/measured: the real session the bundle and ingest cases start from."""
     bundle = directory / "bundle"
     code, stderr = finish(ablate("export", str(spec), "--backend", "onnxruntime", "-o",
                                  str(bundle)))
@@ -967,6 +964,16 @@ def bundle_faults(root: Path) -> list[Row]:
     code, stderr = finish(driver(bundle, measured))
     if code != 0:
         raise RuntimeError(f"measure.sh failed: {message(stderr)}")
+    return bundle, measured
+
+
+def bundle_faults(root: Path) -> list[Row]:
+    """Issue 25's bundle cases on one real export (about a minute)."""
+    directory = root / "bundle-faults"
+    directory.mkdir()
+    spec = directory / "shared.yaml"
+    spec.write_text(BUNDLE_SPEC)
+    bundle, measured = exported_and_measured(spec, directory)
     rows = [*interrupted_session(bundle, directory), linked_timings(bundle, directory)]
     for name in ("measure.sh", "run_host.py", "bundle.env", "variants.txt"):
         rows += edited(bundle, measured, directory, name)
@@ -1289,15 +1296,7 @@ def ingest_faults(root: Path) -> list[Row]:
     directory.mkdir()
     spec = directory / "swapped.yaml"
     spec.write_text(SWAPPED_SPEC)
-    bundle = directory / "bundle"
-    code, stderr = finish(ablate("export", str(spec), "--backend", "onnxruntime", "-o",
-                                 str(bundle)))
-    if code != 0:
-        raise RuntimeError(f"export failed: {message(stderr)}")
-    measured = directory / "measured"
-    code, stderr = finish(driver(bundle, measured))
-    if code != 0:
-        raise RuntimeError(f"measure.sh failed: {message(stderr)}")
+    bundle, measured = exported_and_measured(spec, directory)
     return [swapped_ids(bundle, measured, directory), killed_ingest(bundle, directory),
             *awkward_names(directory), *bad_bytes(bundle, directory)]
 
