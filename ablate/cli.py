@@ -24,7 +24,7 @@ from ablate.commands.experiment import (
     run_command,
     validate_command,
 )
-from ablate.commands.measure import bench_command, calibrate_command
+from ablate.commands.measure import bench_command, roofline_command
 from ablate.errors import AblateError, RunInterrupted
 from ablate.measurement.cache_entries import cache_notes
 
@@ -103,7 +103,7 @@ _register("run", run_command)
 _register("compare", compare_command)
 _register("report", report_command)
 _register("bench", bench_command)
-_register("calibrate", calibrate_command)
+_register("roofline", roofline_command)
 _register("fit-device", fit_device_command)
 _register("devices", devices_command)
 _register("predict", predict_command)

@@ -714,7 +714,7 @@ def flipped_statistics(root: Path) -> Row:
 def flipped_calibration(root: Path) -> Row:
     """Must-hold: the calibration's peak, one bit of its first digit flipped; bench reads it."""
     with cache_directory(root / "calibration-cache") as cache:
-        calibrated, _ = finish(ablate("calibrate"))
+        calibrated, _ = finish(ablate("roofline"))
         (path,) = cache.glob("calibration-*.json")
         text = path.read_text()
         at = text.index('"peak_flop_per_second": ') + len('"peak_flop_per_second": ')

@@ -463,7 +463,7 @@ def _notes(stderr: str) -> list[str]:
 def test_bench_says_once_which_entries_it_rebuilt(bench_app: Path) -> None:
     """Three instances and the profile read the statistics four times, the roofline reads the
     calibration: two bad entries, one line naming both, then nothing on the next run."""
-    assert CliRunner().invoke(app, ["calibrate"]).exit_code == 0
+    assert CliRunner().invoke(app, ["roofline"]).exit_code == 0
     first = CliRunner().invoke(app, BENCH)
     assert first.exit_code == 0, first.output
     assert _notes(first.stderr) == []

@@ -687,7 +687,7 @@ def test_the_extractors_find_indented_fenced_and_inline_commands(tmp_path: Path)
         "    ablate factors\n\n"
         "1. A step:\n\n"
         "       ablate devices --json\n\n"
-        "```console\n$ ablate inspect mobilenet_v2 && ablate calibrate\n```\n\n"
+        "```console\n$ ablate inspect mobilenet_v2 && ablate roofline\n```\n\n"
         "```yaml\nname: x\nvariants: {a: {}}\n```\n",
         encoding="utf-8",
     )
@@ -702,7 +702,7 @@ def test_the_extractors_find_indented_fenced_and_inline_commands(tmp_path: Path)
     assert lines == [
         "ablate factors",
         "ablate devices --json",
-        "ablate inspect mobilenet_v2 && ablate calibrate",
+        "ablate inspect mobilenet_v2 && ablate roofline",
     ]
     assert "`ablate models --json`" in _prose(page)
     assert "name: x" not in _prose(page)

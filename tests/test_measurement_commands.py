@@ -1,4 +1,4 @@
-"""`bench` and `calibrate` commands and their rendering, with a simulated clock.
+"""`bench` and `roofline` commands and their rendering, with a simulated clock.
 
 The models run for real (tiny ones), but every time reading comes from a fake clock, so
 nothing asserts or depends on real timings.
@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from ablate.commands.measure import bench_command, calibrate_command
+from ablate.commands.measure import bench_command, roofline_command
 from ablate.errors import AblateError
 from ablate.measurement import calibration as calibrate_module
 from ablate.measurement.calibration import Calibration, CalibrationKey
@@ -47,7 +47,7 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> typer.Typer:
     )
     application = typer.Typer()
     application.command("bench")(bench_command)
-    application.command("calibrate")(calibrate_command)
+    application.command("roofline")(roofline_command)
     return application
 
 
@@ -93,7 +93,7 @@ def test_bench_a_a_labels_and_table(app: typer.Typer):
         "Time share by block",
         "Time share by op",
         "aten::conv2d",
-        "No roofline: run `ablate calibrate`",
+        "No roofline: run `ablate roofline`",
     ):
         assert text in result.stdout
 
@@ -105,7 +105,7 @@ def test_bench_shows_the_roofline_once_calibrated(
         return Calibration(key, 100e9, 20e9, 1024, 2**20)
 
     monkeypatch.setattr(calibrate_module, "measure_calibration", fake_measure)
-    calibrated = CliRunner().invoke(app, ["calibrate"], env=WIDE)
+    calibrated = CliRunner().invoke(app, ["roofline"], env=WIDE)
     assert calibrated.exit_code == 0, calibrated.output
     assert "100.0 GFLOP/s" in calibrated.stdout and "Measured and cached" in calibrated.stdout
 

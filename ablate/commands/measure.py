@@ -107,12 +107,13 @@ def bench_command(
         Console().print(bench_report(bench_results(report)))
 
 
-# `ablate calibrate`: options in, one library call (`calibrate_machine`), render.
+# `ablate roofline`: options in, one library call (`calibrate_machine`), render.
 #
 # Only typer and the standard library at import time: torch loads inside the command.
 
-def calibrate_command(
-    threads: Annotated[int, typer.Option(min=1, help="Threads to calibrate for.")] = 1,
+
+def roofline_command(
+    threads: Annotated[int, typer.Option(min=1, help="Threads to measure the roofs for.")] = 1,
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     force: Annotated[
         bool, typer.Option("--force", help="Measure again, ignoring the cache.")

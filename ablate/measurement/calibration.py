@@ -120,7 +120,7 @@ def _checksum(values: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# `ablate calibrate`: measure peak FLOP/s and bandwidth once, then serve them from the cache.
+# `ablate roofline`: measure peak FLOP/s and bandwidth once, then serve them from the cache.
 #
 # A corrupt cache file is recomputed and replaced, not reported as an error: it is ablate's
 # own derived data, and measuring again is both the fix and cheap (about two seconds).

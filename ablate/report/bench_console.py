@@ -1,4 +1,4 @@
-"""`ablate bench` and `ablate calibrate`: pure functions of their results model (`runs.bench`)
+"""`ablate bench` and `ablate roofline`: pure functions of their results model (`runs.bench`)
 to rich renderables. Nothing here measures or prints."""
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def bench_report(report: BenchResults) -> Group:
         parts += [table for b in report.breakdowns if (table := roofline_table(b)) is not None]
         if not report.calibrated:
             parts.append(
-                Text("No roofline: run `ablate calibrate` once on this machine.", style="dim")
+                Text("No roofline: run `ablate roofline` once on this machine.", style="dim")
             )
     # Each table as a table where it fits, row by row where not (a log, a narrow terminal).
     return Group(*(fitted(part) if isinstance(part, Table) else part for part in parts))

@@ -1,4 +1,4 @@
-"""The results model of `ablate bench` and `ablate calibrate`: what their renderers read.
+"""The results model of `ablate bench` and `ablate roofline`: what their renderers read.
 
 A bench times one model or a pair as a run times its variants, so it reuses the run's pieces
 (`schema.Measurement`, `schema.Latency`, `schema.OpTimeShares`, `schema.RuntimeProfile`) and
@@ -77,11 +77,11 @@ class BenchResults(_Record):
     environment: dict[str, Any]  # measurement.setup.Environment's fields, as a run records them
     variants: list[BenchVariant]  # the baseline first
     breakdowns: list[TimeBreakdown]
-    calibrated: bool  # False: no calibration cached, so no roofline (run `ablate calibrate`)
+    calibrated: bool  # False: no calibration cached, so no roofline (run `ablate roofline`)
 
 
 class MachineCalibration(_Record):
-    """`ablate calibrate`: this machine's roofs, what they hold for, and where they are kept."""
+    """`ablate roofline`: this machine's roofs, what they hold for, and where they are kept."""
 
     cpu_model: str
     device: str

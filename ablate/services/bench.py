@@ -64,7 +64,7 @@ class Breakdown:
 class BenchReport:
     latency: LatencyResult
     breakdowns: tuple[Breakdown, ...]
-    calibrated: bool  # False: no calibration cached, so no roofline (run `ablate calibrate`)
+    calibrated: bool  # False: no calibration cached, so no roofline (run `ablate roofline`)
 
 
 def run_bench(
