@@ -200,6 +200,9 @@ def count_model(
                 input_elements=first_input.elements if first_input is not None else 0,
                 output_elements=output.elements if output is not None else 0,
                 output_shape=output.shape if output is not None else (),
+                kernel=costs[index].kernel,
+                stride=costs[index].stride,
+                in_channels=costs[index].in_channels,
             )
         )
     return summarize(

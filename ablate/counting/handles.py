@@ -93,6 +93,11 @@ class OpCost:
     elementwise_madds: int = 0
     # False for ops that move no data: views, and allocations that write nothing (empty).
     touches_memory: bool = True
+    # Convolutions only: what picks the kernel an engine runs (XNNPACK has its own for a 3x3
+    # depthwise at stride 2, and for the stem's 3-channel input).
+    kernel: tuple[int, ...] = ()
+    stride: int = 0
+    in_channels: int = 0
 
 
 Handle = Callable[[OpCall], OpCost]
@@ -125,10 +130,18 @@ def _conv_cost(call: OpCall, transposed: bool) -> OpCost:
     batch = source.shape[0]
     kernel = math.prod(weight.shape[2:])
     weight_channels = weight.shape[0] * weight.shape[1]
+    stride = call.argument(3, "stride", 1)
+    geometry = {
+        "kernel": tuple(weight.shape[2:]),
+        "stride": int(stride[0] if isinstance(stride, (list, tuple)) else stride),
+        "in_channels": source.shape[1],
+    }
     if transposed:
         # Every input position scatters through the whole kernel.
         return OpCost(
-            Kind.CONV_TRANSPOSED, batch * math.prod(source.shape[2:]) * kernel * weight_channels
+            Kind.CONV_TRANSPOSED,
+            batch * math.prod(source.shape[2:]) * kernel * weight_channels,
+            **geometry,
         )
     macs = batch * math.prod(result.shape[2:]) * kernel * weight_channels
     in_channels, channels_per_group = source.shape[1], weight.shape[1]
@@ -138,7 +151,7 @@ def _conv_cost(call: OpCall, transposed: bool) -> OpCost:
         kind = Kind.CONV_DEPTHWISE
     else:
         kind = Kind.CONV_GROUPED
-    return OpCost(kind, macs)
+    return OpCost(kind, macs, **geometry)
 
 
 def _conv(call: OpCall) -> OpCost:

@@ -41,6 +41,10 @@ class OpRecord:
     input_elements: int  # elements of the first tensor argument
     output_elements: int
     output_shape: tuple[int, ...]
+    # Convolutions only (empty / 0 otherwise): spatial kernel, stride, input channels.
+    kernel: tuple[int, ...] = ()
+    stride: int = 0
+    in_channels: int = 0
 
     @property
     def flops(self) -> int:
@@ -69,6 +73,9 @@ class OpRecord:
             "input_elements": self.input_elements,
             "output_elements": self.output_elements,
             "output_shape": list(self.output_shape),
+            "kernel": list(self.kernel),
+            "stride": self.stride,
+            "in_channels": self.in_channels,
         }
 
 

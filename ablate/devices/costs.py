@@ -12,7 +12,7 @@ and ms per op, and read back as GMAC/s, GB/s and µs per op.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +41,11 @@ class Term:
     feature: Feature
     kinds: frozenset[Kind]
     meaning: str
+    # Narrows ``kinds`` by the kernel's geometry (kernel size, stride, input channels).
+    where: Callable[[OpRecord], bool] | None = None
+
+    def counts(self, record: OpRecord) -> bool:
+        return record.kind in self.kinds and (self.where is None or self.where(record))
 
     @property
     def unit(self) -> str:
@@ -52,19 +57,67 @@ class Form:
     name: str
     terms: tuple[Term, ...]
     meaning: str
+    # Needs per-kernel rows: whole-network latencies of a few architectures cannot separate
+    # this many rates (every row of a MobileNet mixes them in nearly fixed proportions).
+    kernels: bool = False
 
     @property
     def term_names(self) -> tuple[str, ...]:
         return tuple(term.name for term in self.terms)
 
 
+# The stem reads the image: 3 input channels (4 with alpha), a GEMM too narrow for the
+# matrix-multiply rate, so engines give it a kernel of its own (XNNPACK's HWC-input conv).
+STEM_CHANNELS = 4
+
+
+def _reads_image(record: OpRecord) -> bool:
+    return 0 < record.in_channels <= STEM_CHANNELS
+
+
+def _not_stem(record: OpRecord) -> bool:
+    return not _reads_image(record)
+
+
 _MACS = Term("macs", "macs", MAC_KINDS, "every conv and linear layer")
-_DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs")
+_STEM = Term(
+    "stem_macs",
+    "macs",
+    frozenset({Kind.CONV_DENSE}),
+    f"the stem (dense conv on <= {STEM_CHANNELS} input channels)",
+    _reads_image,
+)
+_DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs", _not_stem)
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
 _DW = Term("depthwise_macs", "macs", frozenset({Kind.CONV_DEPTHWISE}), "depthwise convs")
 _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
 _BYTES = Term("bytes", "bytes", _ALL, "every kernel's memory traffic")
 _CONV_BYTES = Term("conv_bytes", "bytes", MAC_KINDS, "conv and linear kernels' traffic")
+
+
+def _depthwise_size(low: int, high: int) -> Callable[[OpRecord], bool]:
+    def within(record: OpRecord) -> bool:
+        return low <= max(record.kernel, default=0) <= high
+
+    return within
+
+
+# XNNPACK, ONNX Runtime and LiteRT have a depthwise micro-kernel per kernel size (3x3, 5x5 and
+# up): per MAC a 5x5 kernel is not a 3x3 one. Sizes between share the larger one's rate.
+_DW_KINDS = frozenset({Kind.CONV_DEPTHWISE})
+_DW3 = Term(
+    "depthwise3_macs", "macs", _DW_KINDS, "depthwise convs up to 3x3", _depthwise_size(0, 3)
+)
+_DW5 = Term(
+    "depthwise5_macs", "macs", _DW_KINDS, "depthwise 4x4 and 5x5 convs", _depthwise_size(4, 5)
+)
+_DW7 = Term(
+    "depthwise7_macs",
+    "macs",
+    _DW_KINDS,
+    "depthwise convs of 6x6 and larger",
+    _depthwise_size(6, 10**6),
+)
 _ELEMENTWISE_BYTES = Term(
     "elementwise_bytes",
     "bytes",
@@ -72,7 +125,12 @@ _ELEMENTWISE_BYTES = Term(
     "traffic of kernels without MACs (h-swish, gates, SE multiply, adds, pools)",
 )
 _OPS = Term("ops", "ops", _ALL, "overhead per kernel launched")
-_PER_KIND_RATES = (_DENSE, _PW, _DW, _FC)
+_CONV_OPS = Term("conv_ops", "ops", MAC_KINDS, "overhead per conv or linear kernel")
+_ELEMENTWISE_OPS = Term(
+    "elementwise_ops", "ops", _ALL - MAC_KINDS, "overhead per kernel without MACs"
+)
+_PER_KIND_RATES = (_STEM, _DENSE, _PW, _DW, _FC)
+_PER_SIZE_RATES = (_STEM, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
 
 FORMS: dict[str, Form] = {
     form.name: form
@@ -95,6 +153,32 @@ FORMS: dict[str, Form] = {
             (*_PER_KIND_RATES, _CONV_BYTES, _ELEMENTWISE_BYTES, _OPS),
             "a MAC rate per conv kind + conv and elementwise bandwidths + overhead",
         ),
+        Form(
+            "kernel_sizes",
+            (*_PER_SIZE_RATES, _OPS),
+            "a MAC rate per conv kind and depthwise kernel size + overhead",
+            kernels=True,
+        ),
+        Form(
+            "kernel_sizes_elementwise",
+            (*_PER_SIZE_RATES, _ELEMENTWISE_BYTES, _OPS),
+            "a MAC rate per conv kind and depthwise size + elementwise bandwidth + overhead",
+            kernels=True,
+        ),
+        Form(
+            "kernel_sizes_overheads",
+            (*_PER_SIZE_RATES, _ELEMENTWISE_BYTES, _CONV_OPS, _ELEMENTWISE_OPS),
+            "a MAC rate per conv kind and depthwise size + elementwise bandwidth + an overhead "
+            "per conv and per elementwise kernel",
+            kernels=True,
+        ),
+        Form(
+            "kernel_sizes_bytes",
+            (*_PER_SIZE_RATES, _CONV_BYTES, _ELEMENTWISE_BYTES, _CONV_OPS, _ELEMENTWISE_OPS),
+            "a MAC rate per conv kind and depthwise size + conv and elementwise bandwidths + "
+            "an overhead per conv and per elementwise kernel",
+            kernels=True,
+        ),
     )
 }
 
@@ -115,6 +199,10 @@ _GEMM = (
     "a dense conv runs as a GEMM (im2col, then one matrix multiply), as a pointwise conv does, "
     "so both have the device's matrix-multiply rate"
 )
+_DEPTHWISE = (
+    "every depthwise kernel size streams the same data through the same per-channel loop, so "
+    "per MAC a larger kernel costs at most what a 3x3 does"
+)
 PRIORS: tuple[PriorRule, ...] = (
     PriorRule(
         "dense_macs",
@@ -127,6 +215,18 @@ PRIORS: tuple[PriorRule, ...] = (
         "dense_macs",
         "pointwise convs costed at the dense-conv rate: not measured on this device",
         _GEMM,
+    ),
+    PriorRule(
+        "depthwise5_macs",
+        "depthwise3_macs",
+        "5x5 depthwise convs costed at the 3x3 rate: not measured on this device",
+        _DEPTHWISE,
+    ),
+    PriorRule(
+        "depthwise7_macs",
+        "depthwise3_macs",
+        "7x7 depthwise convs costed at the 3x3 rate: not measured on this device",
+        _DEPTHWISE,
     ),
 )
 
@@ -158,7 +258,7 @@ def op_features(record: OpRecord, form: Form, view: View) -> np.ndarray:
         return values
     moved = record.fused_bytes if view == "fused" else record.bytes_unfused
     for index, term in enumerate(form.terms):
-        if record.kind not in term.kinds:
+        if not term.counts(record):
             continue
         if term.feature == "macs":
             values[index] = record.macs / 1e9

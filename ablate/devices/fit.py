@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.optimize import nnls
@@ -36,6 +36,7 @@ from ablate.devices.costs import (
     PriorRule,
     View,
     group_features,
+    op_features,
     readable,
     total_features,
 )
@@ -50,9 +51,21 @@ BOOTSTRAP_SEED = 0
 SPARE_ARCHITECTURES = 2
 
 
+class KernelTiming(Protocol):
+    """One kernel the runtime timed, matched to the counting records it ran
+    (`matching.KernelRow`)."""
+
+    @property
+    def records(self) -> tuple[int, ...]: ...
+
+    @property
+    def milliseconds(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Observation:
-    """One measured latency of one variant, with its counting records."""
+    """One measured latency of one variant, with its counting records and, where the runtime
+    timed them, its kernels."""
 
     name: str
     model: str
@@ -61,37 +74,118 @@ class Observation:
     source: str
     architecture_key: Any  # hashable: rows with equal keys are the same network
     records: tuple[OpRecord, ...]
+    kernels: tuple[KernelTiming, ...] = ()
+    # The sum of the kernel times as profiled, before they are scaled to the latency.
+    profiled_ms: float | None = None
 
 
-def _design(observations: Sequence[Observation], form: Form, view: View) -> np.ndarray:
-    return np.array(
-        [
-            total_features(group_features(o.records, form, view), len(form.terms))
-            for o in observations
-        ]
+@dataclass(frozen=True)
+class _Design:
+    """The rows one form is fitted on: first a whole-network row per observation, then (for a
+    per-kernel form) every timed kernel of every network.
+
+    A row's error counts relative to its network's latency (``scale``): a network row's is its
+    relative error, and a kernel row's is its share of the network's error, so a kernel
+    weighs by its time and a network of many small kernels no more than one of few large ones.
+    """
+
+    features: np.ndarray  # rows x terms
+    target: np.ndarray  # ms
+    scale: np.ndarray  # ms: the latency of the row's network
+    groups: np.ndarray  # the row's network (architecture)
+    networks: int  # the first `networks` rows are the whole-network rows
+
+    def without(self, group: int) -> _Design:
+        return self.subset(self.groups != group)
+
+    def subset(self, rows: np.ndarray) -> _Design:
+        """The rows selected by a boolean mask or an index array (networks first)."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        network_rows = index[index < self.networks]
+        kernel_rows = index[index >= self.networks]
+        order = np.concatenate([network_rows, kernel_rows])
+        return _Design(
+            self.features[order],
+            self.target[order],
+            self.scale[order],
+            self.groups[order],
+            len(network_rows),
+        )
+
+    @property
+    def network_features(self) -> np.ndarray:
+        return self.features[: self.networks]
+
+    @property
+    def network_groups(self) -> np.ndarray:
+        return self.groups[: self.networks]
+
+
+def _network_features(observation: Observation, form: Form, view: View) -> np.ndarray:
+    return total_features(group_features(observation.records, form, view), len(form.terms))
+
+
+def _design(
+    observations: Sequence[Observation], form: Form, view: View, groups: np.ndarray
+) -> _Design:
+    latency = np.array([o.latency_ms for o in observations])
+    features = [_network_features(o, form, view) for o in observations]
+    target, scale, row_groups = list(latency), list(latency), list(groups)
+    if form.kernels:
+        for observation, group in zip(observations, groups, strict=True):
+            timed = sum(kernel.milliseconds for kernel in observation.kernels)
+            if timed <= 0:
+                continue
+            # The profiler's own per-kernel cost inflates the sum (and a few ms run in no
+            # kernel at all): the kernels' times are scaled to the measured latency, so that
+            # they share it in the proportions the profiler saw.
+            factor = observation.latency_ms / timed
+            for kernel in observation.kernels:
+                row = np.zeros(len(form.terms))
+                for index in kernel.records:
+                    row += op_features(observation.records[index], form, view)
+                features.append(row)
+                target.append(kernel.milliseconds * factor)
+                scale.append(observation.latency_ms)
+                row_groups.append(group)
+    return _Design(
+        np.array(features),
+        np.array(target),
+        np.array(scale),
+        np.array(row_groups),
+        len(observations),
     )
 
 
 def fit_coefficients(
-    features: np.ndarray, latency: np.ndarray, tie: np.ndarray | None = None
+    features: np.ndarray,
+    latency: np.ndarray,
+    tie: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Non-negative coefficients minimising sum((features @ c / latency - 1)^2).
+    """Non-negative coefficients minimising sum(((features @ c - latency) / scale)^2); scale
+    defaults to latency (relative errors).
 
     ``tie`` (terms x free coefficients, 0/1) fits ``c = tie @ free``: a prior ties a term's
     rate to another's, and the rows then fit the rest around it.
     """
     if tie is not None:
-        return tie @ fit_coefficients(features @ tie, latency)
-    relative = features / latency[:, None]
+        return tie @ fit_coefficients(features @ tie, latency, scale=scale)
+    scale = latency if scale is None else scale
+    relative = features / scale[:, None]
     # Columns span GMAC (1e-1), GB (1e-2) and ops (1e2): scale them to unit norm so that
     # NNLS's tolerance means the same for every term.
-    scale = np.linalg.norm(relative, axis=0)
-    used = scale > 0
+    norms = np.linalg.norm(relative, axis=0)
+    used = norms > 0
     coefficients = np.zeros(features.shape[1])
     if used.any():
-        solution, _ = nnls(relative[:, used] / scale[used], np.ones(len(latency)), maxiter=5000)
-        coefficients[used] = solution / scale[used]
+        solution, _ = nnls(relative[:, used] / norms[used], latency / scale, maxiter=5000)
+        coefficients[used] = solution / norms[used]
     return coefficients
+
+
+def _fit(design: _Design, tie: np.ndarray | None = None) -> np.ndarray:
+    return fit_coefficients(design.features, design.target, tie, design.scale)
 
 
 def _group_ids(observations: Sequence[Observation]) -> np.ndarray:
@@ -99,18 +193,13 @@ def _group_ids(observations: Sequence[Observation]) -> np.ndarray:
     return np.array([ids.setdefault(o.architecture_key, len(ids)) for o in observations])
 
 
-def leave_one_out(
-    features: np.ndarray,
-    latency: np.ndarray,
-    groups: np.ndarray,
-    tie: np.ndarray | None = None,
-) -> np.ndarray:
-    """Each row's prediction from a fit on every other architecture."""
-    predicted = np.empty(len(latency))
+def leave_one_out(design: _Design, tie: np.ndarray | None = None) -> np.ndarray:
+    """Each network's prediction from a fit on every other architecture's rows."""
+    predicted = np.empty(design.networks)
+    groups = design.network_groups
     for group in np.unique(groups):
-        held = groups == group
-        coefficients = fit_coefficients(features[~held], latency[~held], tie)
-        predicted[held] = features[held] @ coefficients
+        coefficients = _fit(design.without(group), tie)
+        predicted[groups == group] = design.network_features[groups == group] @ coefficients
     return predicted
 
 
@@ -118,21 +207,27 @@ def _relative_errors(predicted: np.ndarray, latency: np.ndarray) -> np.ndarray:
     return np.abs(predicted / latency - 1.0)
 
 
-def _eligible(forms: Sequence[Form], architectures: int) -> list[Form]:
+def _architectures_needed(form: Form, kernels_timed: bool) -> int:
+    """Leave-one-out needs a fit on every subset of all but one architecture. Fitted on
+    kernels, a form's rows are the kernels (dozens per network): the spare architectures
+    suffice; on whole networks it needs more architectures than coefficients."""
+    return (1 if form.kernels and kernels_timed else len(form.terms)) + SPARE_ARCHITECTURES
+
+
+def _eligible(forms: Sequence[Form], architectures: int, kernels_timed: bool) -> list[Form]:
     """The forms leave-one-out can judge on this many architectures; never none: with too few
     to judge any, the form with the fewest coefficients is the only one left to fit."""
-    eligible = [form for form in forms if architectures >= len(form.terms) + SPARE_ARCHITECTURES]
+    eligible = [
+        form for form in forms if architectures >= _architectures_needed(form, kernels_timed)
+    ]
     return eligible or [min(forms, key=lambda form: len(form.terms))]
 
 
 def _select(
-    forms: Sequence[Form],
-    designs: dict[str, np.ndarray],
-    latency: np.ndarray,
-    groups: np.ndarray,
+    forms: Sequence[Form], designs: dict[str, _Design], latency: np.ndarray
 ) -> tuple[Form, dict[str, np.ndarray]]:
     """The one-standard-error choice among ``forms``; also each form's LOO predictions."""
-    loo = {form.name: leave_one_out(designs[form.name], latency, groups) for form in forms}
+    loo = {form.name: leave_one_out(designs[form.name]) for form in forms}
     errors = {name: _relative_errors(predicted, latency) for name, predicted in loo.items()}
     means = {name: float(np.mean(error)) for name, error in errors.items()}
     best = min(means, key=means.__getitem__)
@@ -144,9 +239,10 @@ def _select(
 
 def _nested_loo(
     forms: Sequence[Form],
-    designs: dict[str, np.ndarray],
+    designs: dict[str, _Design],
     latency: np.ndarray,
     groups: np.ndarray,
+    kernels_timed: bool,
     priors: Sequence[PriorRule] = (),
 ) -> np.ndarray:
     """Leave-one-out of the whole procedure: the form is chosen again without the row.
@@ -159,43 +255,46 @@ def _nested_loo(
     predicted = np.empty(len(latency))
     for group in np.unique(groups):
         held = groups == group
-        rest = {name: design[~held] for name, design in designs.items()}
-        eligible = _eligible(forms, len(np.unique(groups[~held])))
-        form, _ = _select(eligible, rest, latency[~held], groups[~held])
-        coefficients = fit_coefficients(rest[form.name], latency[~held], tie_matrix(form, priors))
-        predicted[held] = designs[form.name][held] @ coefficients
+        rest = {name: design.without(group) for name, design in designs.items()}
+        eligible = _eligible(forms, len(np.unique(groups[~held])), kernels_timed)
+        form, _ = _select(eligible, rest, latency[~held])
+        coefficients = _fit(rest[form.name], tie_matrix(form, priors))
+        predicted[held] = designs[form.name].network_features[held] @ coefficients
     return predicted
 
 
 def _bootstrap(
-    features: np.ndarray,
-    latency: np.ndarray,
-    groups: np.ndarray,
-    residuals: np.ndarray,
-    tie: np.ndarray | None = None,
+    design: _Design, residuals: np.ndarray, tie: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients refitted per resample of the architectures, and a residual per resample.
+    """Coefficients refitted per resample of the architectures (each with its kernels), and
+    a residual per resample.
 
     Seeded alike for every fit: the fit with priors and the one without see the same
     resamples.
     """
     generator = np.random.default_rng(BOOTSTRAP_SEED)
-    unique = np.unique(groups)
+    unique = np.unique(design.network_groups)
+    members = {group: np.flatnonzero(design.groups == group) for group in unique}
     samples = []
     for _ in range(BOOTSTRAP_RESAMPLES):
         drawn = generator.choice(unique, size=len(unique), replace=True)
-        rows = np.concatenate([np.flatnonzero(groups == group) for group in drawn])
-        samples.append(fit_coefficients(features[rows], latency[rows], tie))
+        rows = np.concatenate([members[group] for group in drawn])
+        samples.append(_fit(design.subset(rows), tie))
     draws = generator.choice(residuals, size=BOOTSTRAP_RESAMPLES, replace=True)
     return np.array(samples), draws
+
+
+def _kernels_timed(observations: Sequence[Observation]) -> bool:
+    return all(o.kernels for o in observations)
 
 
 def check_observations(
     observations: Sequence[Observation], forms: Sequence[Form], origin: str = "rows"
 ) -> None:
     architectures = len({o.architecture_key for o in observations})
-    smallest = min(len(form.terms) for form in forms)
-    needed = smallest + SPARE_ARCHITECTURES
+    timed = _kernels_timed(observations)
+    needed = min(_architectures_needed(form, timed) for form in forms)
+    smallest = needed - SPARE_ARCHITECTURES
     if architectures < needed:
         raise AblateError(
             f"{origin}: fewer rows than parameters: {len(observations)} rows, "
@@ -217,18 +316,19 @@ class _FormFit:
 
 
 def _fit_form(
-    features: np.ndarray,
+    design: _Design,
     latency: np.ndarray,
-    groups: np.ndarray,
     loo: np.ndarray,
     nested: np.ndarray,
     tie: np.ndarray | None,
 ) -> _FormFit:
-    coefficients = fit_coefficients(features, latency, tie)
+    coefficients = _fit(design, tie)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero prediction: refused later
         residuals = latency / loo - 1.0
-    spread, draws = _bootstrap(features, latency, groups, residuals, tie)
-    return _FormFit(coefficients, features @ coefficients, loo, nested, spread, draws)
+    spread, draws = _bootstrap(design, residuals, tie)
+    return _FormFit(
+        coefficients, design.network_features @ coefficients, loo, nested, spread, draws
+    )
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -304,9 +404,14 @@ def fit_profile(
     latency = np.array([o.latency_ms for o in observations])
     groups = _group_ids(observations)
     architectures = len(np.unique(groups))
-    forms = _eligible(forms, architectures)
-    designs = {form.name: _design(observations, form, view) for form in forms}
-    form, loo = _select(forms, designs, latency, groups)
+    timed = _kernels_timed(observations)
+    if form_name is None:
+        # A per-kernel form fits where every network's kernels were timed; a form given by
+        # name is fitted as asked (its whole-network rows alone if no kernel was timed).
+        forms = [form for form in forms if timed or not form.kernels]
+    forms = _eligible(forms, architectures, timed)
+    designs = {form.name: _design(observations, form, view, groups) for form in forms}
+    form, loo = _select(forms, designs, latency)
     if form_name is None:
         selection = (
             "the fewest coefficients within one standard error of the lowest leave-one-out "
@@ -314,21 +419,26 @@ def fit_profile(
         )
     else:
         selection = "given"
-    features = designs[form.name]
+    design = designs[form.name]
+    features = design.network_features
     loo_raw = loo[form.name]
-    nested_raw = _nested_loo(forms, designs, latency, groups) if form_name is None else loo_raw
-    raw = _fit_form(features, latency, groups, loo_raw, nested_raw, None)
+    nested_raw = (
+        _nested_loo(forms, designs, latency, groups, timed) if form_name is None else loo_raw
+    )
+    raw = _fit_form(design, latency, loo_raw, nested_raw, None)
     raw_ci95 = [_interval(raw.spread[:, index]) for index in range(len(form.terms))]
     verdicts = resolution(form, features, raw_ci95)
     priors = applicable_priors(form, verdicts)
     used = raw
     if priors:
         tie = tie_matrix(form, priors)
-        loo_tied = leave_one_out(features, latency, groups, tie)
+        loo_tied = leave_one_out(design, tie)
         nested_tied = (
-            _nested_loo(forms, designs, latency, groups, priors) if form_name is None else loo_tied
+            _nested_loo(forms, designs, latency, groups, timed, priors)
+            if form_name is None
+            else loo_tied
         )
-        used = _fit_form(features, latency, groups, loo_tied, nested_tied, tie)
+        used = _fit_form(design, latency, loo_tied, nested_tied, tie)
     candidates = []
     for candidate in forms:
         error = _relative_errors(loo[candidate.name], latency)
@@ -352,6 +462,7 @@ def fit_profile(
             "quality": {
                 "rows": len(observations),
                 "architectures": architectures,
+                "kernel_rows": len(design.target) - design.networks,
                 "loo_median_abs_error": float(np.median(loo_error)),
                 "loo_max_abs_error": float(np.max(loo_error)),
                 "nested_loo_median_abs_error": float(np.median(nested_error)),
@@ -380,6 +491,8 @@ def fit_profile(
             "fitted_ms": float(used.fitted[index]),
             "loo_ms": float(used.loo[index]),
             "source": o.source,
+            "kernels": len(o.kernels),
+            "profiled_ms": o.profiled_ms,
         }
         for index, o in enumerate(observations)
     ]

@@ -1,4 +1,4 @@
-"""Device profiles on disk: schema ``ablate.device/1``, the shipped ones and the user's.
+"""Device profiles on disk: schema ``ablate.device/2``, the shipped ones and the user's.
 
 A profile is everything needed to predict and to judge the prediction: the cost model's form
 and fitted coefficients, a bootstrap of the coefficients (the uncertainty), the rows it was
@@ -33,7 +33,8 @@ from ablate.devices.costs import FORMS, Form
 from ablate.errors import AblateError, InputFileError, excerpt, format_key_path
 from ablate.files import read_json, write_json_atomic
 
-SCHEMA = "ablate.device/1"
+# /2: the stem has a rate of its own (stem_macs), so dense_macs means the convs after it.
+SCHEMA = "ablate.device/2"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
@@ -84,6 +85,9 @@ class Row(_Strict):
     fitted_ms: NonNegative  # the profile's prediction with every row fitted
     loo_ms: NonNegative  # the prediction when this row's architecture was left out
     source: str  # where the latency comes from (a paper table, a run directory)
+    kernels: int = Field(0, ge=0)  # the row's timed kernels that the fit used
+    # Their sum as profiled (the fit scales them to latency_ms); None: no kernel was timed.
+    profiled_ms: NonNegative | None = None
 
 
 class Candidate(_Strict):
@@ -99,6 +103,8 @@ class FitQuality(_Strict):
     rows: int = Field(ge=1)
     # Distinct architectures: leave-one-out leaves one of these out.
     architectures: int = Field(ge=1)
+    # Per-kernel rows beside the whole-network ones (0: fitted on whole networks only).
+    kernel_rows: int = Field(0, ge=0)
     loo_median_abs_error: NonNegative  # relative
     loo_max_abs_error: NonNegative
     # Leave-one-out of the whole procedure, form selection included (the honest figure).
@@ -155,7 +161,7 @@ class RawFit(_Strict):
 
 
 class Profile(_Strict):
-    schema_name: Literal["ablate.device/1"] = Field(alias="schema")
+    schema_name: Literal["ablate.device/2"] = Field(alias="schema")
     name: str
     description: str
     created: str
@@ -368,7 +374,12 @@ def profile_from_json(data: Any) -> Profile:
     """A profile from its JSON form, every number and shape checked (a `ProfileError` if not)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else None
-        raise ProfileError("schema", f"unsupported schema {got!r}", [SCHEMA])
+        hint = (
+            "; written by an older ablate: fit it again (ablate fit-device)"
+            if isinstance(got, str) and got.startswith("ablate.device/")
+            else ""
+        )
+        raise ProfileError("schema", f"unsupported schema {got!r}{hint}", [SCHEMA])
     try:
         profile = Profile.model_validate(data)
     except ValidationError as error:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ablate.measurement.export_cache import DelegationReport
+    from ablate.measurement.kernels import KernelTimer
 
 # fp32, or int8: static post-training quantization, on the backends whose descriptor lists it.
 PRECISIONS = ("fp32", "int8")
@@ -117,6 +118,8 @@ class Backend:
     # program is exported ahead (in worker processes), cached, and recorded with each result.
     mobile: bool = False
     profiler: Profiler | None = None
+    # Times each kernel in execution order (`measurement.kernels`); None: whole networks only.
+    kernel_timer: KernelTimer | None = None
     # The delegate its programs run in, when the program cannot say (see DelegationReport).
     delegate: str | None = None
 
