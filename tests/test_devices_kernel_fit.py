@@ -115,8 +115,8 @@ def _observations(
 def test_the_fit_recovers_known_kernel_costs_within_their_intervals(counted: list) -> None:
     """Over eight draws of 3% kernel noise (and a profiler that inflates every kernel by 5%),
     the 95% intervals hold the true costs (a bootstrap over ten networks covers a little
-    less than 95%: 66 of 72 here), and every estimate is within 15% (the per-kernel overheads, a few µs against kernels of
-    tens, are the least certain)."""
+    less than 95%: 66 of 72 here), and every estimate is within 15% (the per-kernel
+    overheads, a few µs against kernels of tens, are the least certain)."""
     covered = total = 0
     for seed in range(8):
         observations = _observations(counted, noise=0.03, profiler_overhead=0.05, seed=seed)
