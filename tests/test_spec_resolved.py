@@ -59,6 +59,7 @@ def test_resolved_spec_has_every_default_filled_in() -> None:
             "max_rounds": None,
             "seed": 0,
             "quick": False,
+            "kernels": False,
         },
         "baseline": "published",
         "variants": {
@@ -135,8 +136,11 @@ def test_unknown_variant_lookup() -> None:
 
 def test_overrides_replace_measure_settings_only() -> None:
     spec = load_spec_text(TEXT)
-    changed = with_overrides(spec, backend="torchscript", threads=1, quick=True, budget_s=5)
+    changed = with_overrides(
+        spec, backend="torchscript", threads=1, quick=True, budget_s=5, kernels=True
+    )
     assert (changed.measure.backend, changed.measure.threads) == ("torchscript", 1)
+    assert changed.measure.kernels is True and spec.measure.kernels is False
     assert changed.measure.quick is True and changed.measure.budget_s == 5.0
     assert changed.measure.target_ci == spec.measure.target_ci
     assert comparable(changed) == comparable(spec)

@@ -43,6 +43,7 @@ def test_every_default_comes_from_the_defaults_module() -> None:
     assert measure.max_rounds == defaults.MAX_ROUNDS
     assert measure.seed == defaults.MEASURE_SEED
     assert measure.quick is defaults.QUICK
+    assert measure.kernels is defaults.KERNELS
     assert spec.attribution is None and spec.grid is None
 
 
@@ -75,6 +76,7 @@ def test_all_settings_given() -> None:
         "max_rounds": 500,
         "seed": 7,
         "quick": True,
+        "kernels": False,
     }
     assert isinstance(spec.measure.budget_s, float)  # an integer is a number of seconds too
 
@@ -93,7 +95,7 @@ def test_unknown_measure_key() -> None:
     assert measure_message("thread: 2") == (
         "spec.yaml:5: measure.thread: unknown key; valid: backend, precision, device, "
         "threads, channels_last, target_ci, stop_on, budget_s, warmup_s, min_rounds, "
-        "max_rounds, seed, quick"
+        "max_rounds, seed, quick, kernels"
     )
 
 

@@ -35,6 +35,7 @@ from pydantic import (
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
+from ablate.measurement.kernels import KernelClass
 from ablate.measurement.results import ATTRIBUTION as ATTRIBUTION  # what `stop_on` can judge,
 from ablate.measurement.results import RATIOS as RATIOS  # for the readers of results
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
@@ -224,6 +225,35 @@ class RuntimeRecord(_Strict):
         return data
 
 
+KERNEL_CLASSES = tuple(kind.value for kind in KernelClass)
+
+
+class KernelTimeEntry(_Strict):
+    """One kernel of a forward pass, as the backend's own profiler timed it
+    (`measurement.kernels.KernelEvent`)."""
+
+    name: str  # the runtime's own name, without its instance number
+    milliseconds: float = Field(ge=0, allow_inf_nan=False)  # median over the profiled runs
+    delegated: bool  # inside the runtime's delegate (always True where there is none)
+    kind: str  # a `KernelClass` value: what matching reads it as
+    record: int | None = Field(None, ge=0)  # the counting record it is, where the timer knows
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KERNEL_CLASSES:
+            raise ValueError(f"unknown kernel class; valid: {', '.join(KERNEL_CLASSES)}")
+        return value
+
+
+class KernelTimes(_Strict):
+    """Every kernel of one network's forward pass, in execution order (`measure.kernels`)."""
+
+    timer: str  # the backend whose kernel timer produced them
+    runs: int = Field(ge=1)  # profiled forward passes each time is the median of
+    events: list[KernelTimeEntry]
+
+
 class UnknownOp(_Strict):
     """An aten op with no counting rule: counted as zero; how often and where it ran."""
 
@@ -250,6 +280,9 @@ class Variant(_VariantCounts):  # type: ignore[misc,valid-type]
     latency: Latency | None = None
     op_time_shares: OpTimeShares | None = None
     runtime: RuntimeRecord | None = None  # the exported program, on the mobile backends
+    # Every kernel in execution order (`measure.kernels`); None where the spec did not ask,
+    # the backend cannot time its kernels, or the file was written before they were stored.
+    kernels: KernelTimes | None = None
     # The published figures the spec gave it (`variants.NAME.reference`); files written
     # before references existed have none.
     reference: ReferenceSection | None = None

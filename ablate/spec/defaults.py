@@ -45,6 +45,9 @@ MAX_ROUNDS: int | None = None
 # Seeds the random order of each round (and nothing else).
 MEASURE_SEED = 0
 QUICK = False
+# Time every kernel of each network with its backend's own profiler (the profiling stage),
+# for fitting a device profile's per-kernel costs (`ablate calibrate` turns it on).
+KERNELS = False
 
 # measure.quick: a smoke run that checks an experiment end to end in seconds; its numbers are
 # for plumbing, not conclusions. These caps replace the settings above when quick is on.

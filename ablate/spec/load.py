@@ -58,6 +58,7 @@ def with_overrides(
     max_rounds: int | None = None,
     seed: int | None = None,
     quick: bool | None = None,
+    kernels: bool | None = None,
 ) -> ExperimentSpec:
     """The spec with `measure` settings replaced (None keeps the spec's), checked like the
     file's own values; errors name the key path and say the value came from the command line.
@@ -77,6 +78,7 @@ def with_overrides(
             "max_rounds": max_rounds,
             "seed": seed,
             "quick": quick,
+            "kernels": kernels,
         }.items()
         if value is not None
     }

@@ -46,6 +46,7 @@ class MeasureSpec:
     max_rounds: int | None
     seed: int
     quick: bool
+    kernels: bool  # time every kernel in the profiling stage (`KernelTimes`)
 
     def effective(self) -> MeasureSpec:
         """The settings a run uses: with `quick`, the smoke-run caps of `defaults`."""

@@ -120,6 +120,7 @@ class MeasureSection(_Section):
     max_rounds: int | None = Field(defaults.MAX_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
     seed: int = Field(defaults.MEASURE_SEED, ge=0)
     quick: bool = defaults.QUICK
+    kernels: bool = defaults.KERNELS
 
 
 class _Figures(_Section):
