@@ -8,12 +8,14 @@ every list of backends; the mobile runtimes follow, one module each in `runtimes
 from __future__ import annotations
 
 import io
+import statistics
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ablate.errors import BackendUnavailableError
+from ablate.errors import BackendUnavailableError, MeasurementError
 from ablate.measurement.backends import BACKENDS, ProgramFile, backend
 from ablate.measurement.clock import Runnable
+from ablate.measurement.kernels import KernelClass, KernelEvent, check_runs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,7 +26,91 @@ if TYPE_CHECKING:
 ONNX_OPSET = 17
 
 
-@backend("eager", fuses=False)
+# Eager PyTorch's kernels are its outermost aten ops ('aten::hardswish_'), by name without the
+# in-place underscore; a conv's module says whether it is depthwise (`eager_kernel_times`).
+_ATEN_CLASSES = {
+    "conv2d": KernelClass.CONV,
+    "linear": KernelClass.GEMM,
+    "addmm": KernelClass.GEMM,
+    "matmul": KernelClass.GEMM,
+    "add": KernelClass.ADD,
+    "sub": KernelClass.SUBTRACT,
+    "mul": KernelClass.MULTIPLY,
+    "div": KernelClass.DIVIDE,
+    "relu": KernelClass.CLAMP,
+    "relu6": KernelClass.CLAMP,
+    "hardtanh": KernelClass.CLAMP,
+    "clamp": KernelClass.CLAMP,
+    "hardswish": KernelClass.HARDSWISH,
+    "hardsigmoid": KernelClass.HARDSIGMOID,
+    "sigmoid": KernelClass.SIGMOID,
+    "silu": KernelClass.SILU,
+    "mean": KernelClass.MEAN,
+    "adaptive_avg_pool2d": KernelClass.MEAN,
+    "avg_pool2d": KernelClass.AVERAGE_POOL,
+    "max_pool2d": KernelClass.MAX_POOL,
+    "flatten": KernelClass.LAYOUT,
+    "view": KernelClass.LAYOUT,
+    "reshape": KernelClass.LAYOUT,
+    "permute": KernelClass.LAYOUT,
+    "contiguous": KernelClass.LAYOUT,
+}
+
+
+def eager_kernel_times(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    precision: str,
+    runs: int,
+    threads: int,
+) -> list[KernelEvent]:
+    """Every outermost aten op of an eager forward pass, in order, from the torch profiler
+    (`profile_operators`): its median over `runs`, and the counting record it is (the
+    profiler and the counting engine see the same ops in the same order)."""
+    import torch
+
+    from ablate.measurement.profile import profile_operators
+
+    check_runs(runs)
+    BACKENDS.get("eager").check_available(precision)
+    modules = dict(model.named_modules())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        profiled = profile_operators(
+            model, example_input, runs=runs, device=example_input.device.type
+        )
+    finally:
+        torch.set_num_threads(previous)
+    return [
+        KernelEvent(
+            timing.operator,
+            timing.time_us / 1000,
+            True,
+            _aten_class(timing.operator, modules.get(timing.module_path)),
+            record=timing.index,
+        )
+        for timing in profiled.timings
+    ]
+
+
+def _aten_class(operator: str, module: nn.Module | None) -> KernelClass:
+    """'aten::conv2d' under a depthwise conv module -> DEPTHWISE; 'aten::relu_' -> CLAMP."""
+    from torch import nn
+
+    kind = _ATEN_CLASSES.get(operator.removeprefix("aten::").rstrip("_"), KernelClass.OTHER)
+    if (
+        kind is KernelClass.CONV
+        and isinstance(module, nn.Conv2d)
+        and module.groups > 1
+        and module.groups == module.in_channels
+    ):
+        return KernelClass.DEPTHWISE
+    return kind
+
+
+@backend("eager", fuses=False, kernel_timer=eager_kernel_times)
 def eager_backend(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -99,6 +185,161 @@ def _onnx_program(
     return export_onnx(model, example_input), None
 
 
+# ONNX Runtime's op types, by class; a Conv is depthwise by its weight (`_onnx_conv_class`).
+# ReorderInput/ReorderOutput move tensors in and out of the blocked layout (NCHWc) that x86
+# runs convolutions in.
+_ONNX_CLASSES = {
+    "Conv": KernelClass.CONV,
+    "FusedConv": KernelClass.CONV,
+    "Gemm": KernelClass.GEMM,
+    "FusedGemm": KernelClass.GEMM,
+    "MatMul": KernelClass.GEMM,
+    "FusedMatMul": KernelClass.GEMM,
+    "Add": KernelClass.ADD,
+    "Sum": KernelClass.ADD,
+    "Sub": KernelClass.SUBTRACT,
+    "Mul": KernelClass.MULTIPLY,
+    "Div": KernelClass.DIVIDE,
+    "Relu": KernelClass.CLAMP,
+    "Clip": KernelClass.CLAMP,
+    "HardSwish": KernelClass.HARDSWISH,
+    "HardSigmoid": KernelClass.HARDSIGMOID,
+    "Sigmoid": KernelClass.SIGMOID,
+    "ReduceMean": KernelClass.MEAN,
+    "GlobalAveragePool": KernelClass.MEAN,
+    "AveragePool": KernelClass.AVERAGE_POOL,
+    "MaxPool": KernelClass.MAX_POOL,
+    "GlobalMaxPool": KernelClass.MAX_POOL,
+    "Transpose": KernelClass.LAYOUT,
+    "Reshape": KernelClass.LAYOUT,
+    "Flatten": KernelClass.LAYOUT,
+    "Squeeze": KernelClass.LAYOUT,
+    "Unsqueeze": KernelClass.LAYOUT,
+    "ReorderInput": KernelClass.LAYOUT,
+    "ReorderOutput": KernelClass.LAYOUT,
+    "QuantizeLinear": KernelClass.CONVERT,
+    "DequantizeLinear": KernelClass.CONVERT,
+}
+_KERNEL_SUFFIX = "_kernel_time"
+
+
+def _onnxruntime_provider(device: str) -> str:
+    """ONNX Runtime's execution provider for `device`; raises if this install lacks it."""
+    import onnxruntime
+
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if provider not in onnxruntime.get_available_providers():
+        raise BackendUnavailableError(
+            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
+            f"(install onnxruntime-gpu for CUDA)"
+        )
+    return provider
+
+
+def _onnxruntime_session(
+    program: bytes, *, provider: str, threads: int, profile_prefix: str | None = None
+) -> Any:
+    """A session with all graph optimisations, sequential, on `threads` threads; with the
+    profiler on when `profile_prefix` is given (its JSON file's path prefix)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return onnxruntime.InferenceSession(program, options, providers=[provider])
+
+
+def onnxruntime_kernel_times(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    precision: str,
+    runs: int,
+    threads: int,
+) -> list[KernelEvent]:
+    """Every node ONNX Runtime runs, in order, from its session profiler: the session
+    `onnxruntime_backend` makes, run once and then `runs` times; per node the median, in ms."""
+    import json
+    import os
+    import tempfile
+
+    import numpy as np
+
+    check_runs(runs)
+    BACKENDS.get("onnxruntime").check_available(precision)
+    provider = _onnxruntime_provider(example_input.device.type)
+    program = export_onnx(model, example_input)
+    feed = {"input": np.ascontiguousarray(example_input.detach().cpu().numpy())}
+    with tempfile.TemporaryDirectory() as directory:
+        session = _onnxruntime_session(
+            program,
+            provider=provider,
+            threads=threads,
+            profile_prefix=os.path.join(directory, "profile"),
+        )
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        with open(session.end_profiling(), encoding="utf-8") as trace:
+            events = json.load(trace)
+    return onnxruntime_profile_events(events, runs)
+
+
+def onnxruntime_profile_events(trace: list[dict[str, Any]], runs: int) -> list[KernelEvent]:
+    """The kernel events of an ONNX Runtime profile (its JSON's list of events) of one
+    unrecorded run and then `runs`: per node of the last `runs` model runs, in order, the
+    median of its kernel time (the profile's `dur`, in µs) in ms."""
+    windows = sorted(
+        (event["ts"], event["ts"] + event["dur"])
+        for event in trace
+        if event.get("cat") == "Session" and event.get("name") == "model_run"
+    )
+    per_run: list[list[dict[str, Any]]] = [[] for _ in windows]
+    for event in trace:
+        if event.get("cat") != "Node" or not str(event.get("name")).endswith(_KERNEL_SUFFIX):
+            continue
+        for index, (start, end) in enumerate(windows):
+            if start <= event["ts"] <= end:
+                per_run[index].append(event)
+                break
+    if len(per_run) != runs + 1:
+        raise MeasurementError(
+            f"onnxruntime's profile holds {len(per_run)} model runs; {runs + 1} were run"
+        )
+    timed = per_run[1:]  # the first run allocates and packs weights
+    nodes = [event["name"] for event in timed[0]]
+    if any([event["name"] for event in run] != nodes for run in timed):
+        raise MeasurementError("onnxruntime ran different nodes in different runs of one session")
+    return [
+        KernelEvent(
+            name.removesuffix(_KERNEL_SUFFIX),
+            float(statistics.median(run[position]["dur"] for run in timed)) / 1000,
+            True,
+            _onnx_class(timed[0][position]["args"]),
+        )
+        for position, name in enumerate(nodes)
+    ]
+
+
+def _onnx_class(arguments: dict[str, Any]) -> KernelClass:
+    """A node's class by its op type; a Conv whose weight has one input channel per group
+    ([out, 1, kh, kw]) on an input of several channels is depthwise. The profile lists each
+    input's shape (`input_type_shape`: one {type: shape} per input), so no graph is read."""
+    kind = _ONNX_CLASSES.get(str(arguments.get("op_name")), KernelClass.OTHER)
+    if kind is not KernelClass.CONV:
+        return kind
+    shapes = [next(iter(entry.values())) for entry in arguments.get("input_type_shape", [])]
+    if len(shapes) >= 2 and len(shapes[0]) >= 2 and len(shapes[1]) >= 2:
+        input_channels, weight_channels = shapes[0][1], shapes[1][1]
+        if weight_channels == 1 and input_channels > 1:
+            return KernelClass.DEPTHWISE
+    return kind
+
+
 @backend(
     "onnxruntime",
     fuses=True,
@@ -111,6 +352,7 @@ def _onnx_program(
         "onnxruntime_perf_test, built for Android from the onnxruntime sources",
         "-m times -r {runs} -x 1 -y 1 -e cpu {model}",
     ),
+    kernel_timer=onnxruntime_kernel_times,
 )
 def onnxruntime_backend(
     model: nn.Module,
@@ -125,21 +367,9 @@ def onnxruntime_backend(
     import numpy as np
 
     BACKENDS.get("onnxruntime").check_available()
-    import onnxruntime
-
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if provider not in onnxruntime.get_available_providers():
-        raise BackendUnavailableError(
-            f"backend 'onnxruntime' on {device} needs {provider}, which this onnxruntime lacks "
-            f"(install onnxruntime-gpu for CUDA)"
-        )
+    provider = _onnxruntime_provider(device)
     program = export_onnx(model, example_input)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(program, options, providers=[provider])
+    session = _onnxruntime_session(program, provider=provider, threads=threads)
     # ONNX graphs are NCHW whatever the torch layout; the array is made once, outside timing.
     feed = {"input": np.ascontiguousarray(example_input.detach().cpu().numpy())}
 

@@ -8,6 +8,8 @@ request, in which the XNNPACK delegate logs each of its operators (`executorch_o
 from __future__ import annotations
 
 import os
+import re
+import statistics
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,8 @@ from ablate.measurement.exporting import (
     shared_provenance,
     silence_import_notices,
 )
-from ablate.measurement.programs import MobileRunnable, exported
+from ablate.measurement.kernels import KernelClass, KernelEvent, check_runs
+from ablate.measurement.programs import MobileRunnable, export_program, exported
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -213,6 +216,46 @@ def executorch_op_times(
     median over the runs, in ms, summed per op kind. Profiling adds a little per op, so the
     shares are what to read, not the sum as a latency.
     """
+    totals: dict[tuple[str, bool], list[float]] = {}
+    for name, milliseconds, delegated in _etdump_events(
+        program, example_input, runs=runs, threads=threads
+    ):
+        entry = totals.setdefault((_op_kind(name), delegated), [0.0, 0])
+        entry[0] += milliseconds
+        entry[1] += 1
+    return [
+        OpTime(name, float(total), int(count), delegated)
+        for (name, delegated), (total, count) in totals.items()
+    ]
+
+
+def executorch_kernel_times(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    precision: str,
+    runs: int,
+    threads: int,
+) -> list[KernelEvent]:
+    """Every kernel of `model`'s program (from the export cache, as the timed runnable's), in
+    execution order, from its ETDump: the median over `runs` of each, in ms."""
+    check_runs(runs)
+    artifact = export_program(EXECUTORCH, model, example_input, precision)
+    events = _etdump_events(artifact.program, example_input, runs=runs, threads=threads)
+    return [
+        KernelEvent(_op_kind(name), milliseconds, delegated, executorch_kernel_class(name))
+        for name, milliseconds, delegated in events
+    ]
+
+
+def _etdump_events(
+    program: bytes, example_input: torch.Tensor, *, runs: int, threads: int
+) -> list[tuple[str, float, bool]]:
+    """(name, median ms over the last `runs`, delegated) of each op event, in execution order.
+
+    Loaded with the event tracer on, run once (packing weights) and then `runs` times; the
+    runtime's own bookkeeping events (`_FRAMEWORK_EVENTS`) are left out.
+    """
     import tempfile
 
     import torch
@@ -234,31 +277,89 @@ def executorch_op_times(
         module.write_etdump_result_to_file(path)
         with quiet():
             inspector = Inspector(etdump_path=path)
-        totals: dict[tuple[str, bool], list[float]] = {}
-        for block in inspector.event_blocks:
-            for event in block.events:
-                name = str(event.name)
-                if event.perf_data is None or name in _FRAMEWORK_EVENTS:
-                    continue
-                raw = list(event.perf_data.raw)[-runs:]  # the first run packs weights
-                median = sorted(raw)[len(raw) // 2]
-                kind = _op_kind(name)
-                entry = totals.setdefault((kind, bool(event.is_delegated_op)), [0.0, 0])
-                entry[0] += median
-                entry[1] += 1
-    return [
-        OpTime(name, float(total), int(count), delegated)
-        for (name, delegated), (total, count) in totals.items()
-    ]
+    events = []
+    # The inspector lists one forward pass's events in order, each with its time in every run.
+    for block in inspector.event_blocks:
+        for event in block.events:
+            name = str(event.name)
+            if event.perf_data is None or name in _FRAMEWORK_EVENTS:
+                continue
+            raw = list(event.perf_data.raw)[-runs:]  # the first run packs weights
+            events.append((name, float(statistics.median(raw)), bool(event.is_delegated_op)))
+    return events
 
 
 def _op_kind(event_name: str) -> str:
     """'Convolution (NHWC, F32) IGEMM #12' -> 'Convolution (NHWC, F32) IGEMM';
     'native_call_mean.out' -> 'mean.out'."""
-    import re
-
     name = re.sub(r" #\d+$", "", event_name)
     return name.removeprefix("native_call_")
+
+
+# XNNPACK names an operator "<op> (<layout>, <types>) <variant>" ('Convolution (NHWC, F32)
+# IGEMM', 'Mean (ND) Reduce2'); the op says the class, except for a convolution, whose variant
+# says whether it is depthwise. Names as ExecuTorch 1.5's XNNPACK logs them, fp32 and int8.
+_XNNPACK_CLASSES = {
+    "Convolution": KernelClass.CONV,  # IGEMM (dense), GEMM (pointwise); DWConv below
+    "Fully Connected": KernelClass.GEMM,  # linear layers and the pointwise convs lowered to one
+    "Batch Matrix Multiply": KernelClass.GEMM,
+    "Add": KernelClass.ADD,
+    "Subtract": KernelClass.SUBTRACT,
+    "Multiply": KernelClass.MULTIPLY,
+    "Divide": KernelClass.DIVIDE,
+    "Clamp": KernelClass.CLAMP,
+    "HardSwish": KernelClass.HARDSWISH,
+    "Sigmoid": KernelClass.SIGMOID,  # SiLU is lowered to Sigmoid + Multiply
+    "Mean": KernelClass.MEAN,
+    "Global Average Pooling": KernelClass.MEAN,
+    "Average Pooling": KernelClass.AVERAGE_POOL,
+    "Max Pooling": KernelClass.MAX_POOL,
+    "Transpose": KernelClass.LAYOUT,  # NCHW <-> NHWC at the delegate's edges
+    "Static Transpose": KernelClass.LAYOUT,
+    "Static Reshape": KernelClass.LAYOUT,
+    "Copy": KernelClass.LAYOUT,
+    "Convert": KernelClass.CONVERT,  # int8: fp32 <-> int8 around the quantized ops
+}
+# The portable kernels ExecuTorch runs outside the delegate, by op ('native_call_mean.out').
+_PORTABLE_CLASSES = {
+    "convolution": KernelClass.CONV,
+    "linear": KernelClass.GEMM,
+    "addmm": KernelClass.GEMM,
+    "mm": KernelClass.GEMM,
+    "add": KernelClass.ADD,
+    "sub": KernelClass.SUBTRACT,
+    "mul": KernelClass.MULTIPLY,
+    "div": KernelClass.DIVIDE,
+    "clamp": KernelClass.CLAMP,
+    "hardtanh": KernelClass.CLAMP,
+    "relu": KernelClass.CLAMP,
+    "hardswish": KernelClass.HARDSWISH,
+    "hardsigmoid": KernelClass.HARDSIGMOID,
+    "sigmoid": KernelClass.SIGMOID,
+    "silu": KernelClass.SILU,
+    "mean": KernelClass.MEAN,
+    "avg_pool2d": KernelClass.AVERAGE_POOL,
+    "max_pool2d_with_indices": KernelClass.MAX_POOL,
+    "_to_dim_order_copy": KernelClass.LAYOUT,  # the input's and output's memory format
+    "view_copy": KernelClass.LAYOUT,
+    "permute_copy": KernelClass.LAYOUT,
+    "quantize_per_tensor": KernelClass.CONVERT,
+    "dequantize_per_tensor": KernelClass.CONVERT,
+}
+
+
+def executorch_kernel_class(event_name: str) -> KernelClass:
+    """The class of an ETDump op event, by its XNNPACK or portable kernel name; OTHER for one
+    the tables do not know (and for int8 XNNPACK's 'Invalid Unary Op', its name for any
+    quantized activation)."""
+    name = _op_kind(event_name)
+    if event_name.startswith("native_call_"):
+        operator = name.rpartition("::")[2].partition(".")[0]
+        return _PORTABLE_CLASSES.get(operator, KernelClass.OTHER)
+    operator = name.partition(" (")[0]
+    if operator == "Convolution" and name.endswith("DWConv"):
+        return KernelClass.DEPTHWISE
+    return _XNNPACK_CLASSES.get(operator, KernelClass.OTHER)
 
 
 EXECUTORCH = register(
@@ -279,6 +380,7 @@ EXECUTORCH = register(
         ),
         mobile=True,
         profiler=Profiler("ETDump", executorch_op_times),
+        kernel_timer=executorch_kernel_times,
         delegate=DELEGATE,
     )
 )
