@@ -29,7 +29,7 @@ from tests.test_devices import _record
 
 runner = CliRunner()
 PIXEL1 = json.loads(shipped_path("pixel1").read_text())
-CONV_KINDS = "dense_macs, pointwise_macs, depthwise_macs, linear_macs, ops"
+CONV_KINDS = "stem_macs, dense_macs, pointwise_macs, depthwise_macs, linear_macs, ops"
 
 
 def _set(*path: Any, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -82,15 +82,15 @@ BROKEN = [
         "rows[0].latency_ms: Input should be less than or equal to 86400000 (got 1e+308)",
     ),
     (
-        "four coefficients for a five-term form",
+        "five coefficients for a six-term form",
         lambda data: data["parameters"].pop(3),
-        "parameters: the file has 4 terms (dense_macs, pointwise_macs, depthwise_macs, ops); "
-        f"cost model 'conv_kinds' has 5, in this order; valid: {CONV_KINDS}",
+        "parameters: the file has 5 terms (stem_macs, dense_macs, pointwise_macs, linear_macs, "
+        f"ops); cost model 'conv_kinds' has 6, in this order; valid: {CONV_KINDS}",
     ),
     (
         "the form of another term list",
         _set("form", value="macs"),
-        f"parameters: the file has 5 terms ({CONV_KINDS}); cost model 'macs' has 2, in this "
+        f"parameters: the file has 6 terms ({CONV_KINDS}); cost model 'macs' has 2, in this "
         "order; valid: macs, ops",
     ),
     (
@@ -101,7 +101,7 @@ BROKEN = [
     (
         "a bootstrap resample one coefficient short",
         lambda data: data["bootstrap"]["coefficients"][4].pop(),
-        f"bootstrap.coefficients[4]: 4 coefficients; the cost model has 5: {CONV_KINDS}",
+        f"bootstrap.coefficients[4]: 5 coefficients; the cost model has 6: {CONV_KINDS}",
     ),
     (
         "one residual fewer than resamples",
@@ -115,8 +115,8 @@ BROKEN = [
     ),
     (
         "a unit from another term",
-        _set("parameters", 4, "unit", value="ms/GB"),
-        "parameters[4].unit: 'ms/GB' is not ops's unit; valid: ms/op",
+        _set("parameters", 5, "unit", value="ms/GB"),
+        "parameters[5].unit: 'ms/GB' is not ops's unit; valid: ms/op",
     ),
     (
         "batch 0",
@@ -216,20 +216,22 @@ def test_a_fit_that_predicts_nothing_is_refused_naming_its_rows() -> None:
 def test_a_baseline_predicted_at_0_ms_gets_no_ratio() -> None:
     # Valid: only the linear layers cost time. A network without one is predicted at 0 ms.
     data = copy.deepcopy(PIXEL1)
+    linear = FORMS["conv_kinds"].term_names.index("linear_macs")
     for index, parameter in enumerate(data["parameters"]):
-        if parameter["name"] != "linear_macs":
+        if index != linear:
             parameter["value"] = 0.0
             for sample in data["bootstrap"]["coefficients"]:
                 sample[index] = 0.0
     for sample in data["bootstrap"]["coefficients"]:
-        sample[3] = sample[3] or 1.0
+        sample[linear] = sample[linear] or 1.0
     profile = profile_from_json(data)
     convs = (_record(0, Kind.CONV_POINTWISE, "blocks.0", macs=10**6, moved=10**4),)
-    linear = (*convs, _record(1, Kind.LINEAR, "classifier", macs=10**6, moved=10**4))
+    classifier = (*convs, _record(1, Kind.LINEAR, "classifier", macs=10**6, moved=10**4))
     baseline = coefficient_samples_ms(profile, convs)
     assert set(baseline) == {0.0}
-    entry = predicted_entry(profile, linear, coefficient_samples_ms(profile, linear), baseline, 0.0)
-    linear_rate = data["parameters"][3]["value"]  # ms per GMAC; 1e-3 GMAC here
+    samples = coefficient_samples_ms(profile, classifier)
+    entry = predicted_entry(profile, classifier, samples, baseline, 0.0)
+    linear_rate = data["parameters"][linear]["value"]  # ms per GMAC; 1e-3 GMAC here
     assert linear_rate > 0
     assert entry.median_ms == pytest.approx(linear_rate * 1e-3)
     assert entry.ratio_to_baseline is None and entry.significant is None

@@ -308,13 +308,15 @@ def _pointwise_gmac(model: str, factors: dict[str, Any]) -> float:
 
     _, counts = count_variant(model, factors)
     form = FORMS["conv_kinds"]
-    return float(sum(group_features(counts.records, form, "fused").values())[1])
+    pointwise = form.term_names.index("pointwise_macs")
+    return float(sum(group_features(counts.records, form, "fused").values())[pointwise])
 
 
 def _profile_with_pointwise_range(tmp_path: Path, low: float, high: float) -> Path:
     """The shipped profile, its rows said to span ``low .. high`` GMAC of pointwise convs."""
     data = json.loads(shipped_path("pixel1").read_text())
-    data["support"][1]["feature_range"] = [low, high]
+    (pointwise,) = (entry for entry in data["support"] if entry["name"] == "pointwise_macs")
+    pointwise["feature_range"] = [low, high]
     path = tmp_path / "narrow.json"
     path.write_text(json.dumps(data))
     return path
@@ -347,8 +349,8 @@ def test_a_predicted_run_says_where_it_extrapolates_and_draws_no_conclusion_ther
     assert entry.term == "pointwise_macs"
     assert entry.times_outside == pytest.approx(3 * middle / no_se)
     assert "below the smallest fitted row's" in entry.detail
-    # Every prediction of pixel1 uses its dense-conv prior (the stem), and says so.
-    assert "dense convs costed at the pointwise rate" in latencies["published"].flags[0].detail
+    # The classifiers' only dense conv is the stem, which has its own rate: no prior applies.
+    assert all("costed at" not in latency.flags[0].detail for latency in latencies.values())
     # `run` prints it; `compare` lists it and keeps it out of the summary's findings.
     assert "no-se: pointwise_macs:" in " ".join(result.output.split())
     compared = CliRunner().invoke(app, ["compare", str(directory)], env={"COLUMNS": "300"})
@@ -398,25 +400,50 @@ def test_a_predicted_attribution_on_extrapolated_coalitions_is_no_finding(
     assert "Extrapolated (the device profile's rows never reached these networks" in markdown
 
 
+# A regular SSD head is dense 3x3 convs after the stem, which no row of pixel1 has.
+HEAD_SPEC = """\
+name: heads
+base: ssdlite_mobilenet_v3_small
+input: {resolution: 64}
+baseline: ssdlite
+variants:
+  ssdlite: {}
+  ssd: {head: ssd}
+"""
+
+
 def test_prior_none_predicts_with_the_raw_fit_and_says_so(no_timing: None, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(HEAD_SPEC)
     outcomes = {}
     for prior in ("stated", "none"):
         command = ["run", str(spec), "--out", str(tmp_path / prior), "--device", "pixel1"]
         result = CliRunner().invoke(app, [*command, "--prior", prior])
         assert result.exit_code == 0, result.output
-        outcomes[prior] = load_results(Path(result.output.strip().splitlines()[-1]))
-    stated, raw = (outcomes[key].variants[0].latency for key in ("stated", "none"))
+        variants = load_results(Path(result.output.strip().splitlines()[-1])).variants
+        outcomes[prior] = {variant.name: variant.latency for variant in variants}
+    stated, raw = outcomes["stated"]["ssd"], outcomes["none"]["ssd"]
     assert stated is not None and raw is not None
     profile = load_profile("pixel1")
     assert profile.raw is not None
     assert "raw fit (--prior none)" in raw.flags[0].detail
     assert "dense convs costed" not in raw.flags[0].detail
     assert "raw fit" not in stated.flags[0].detail
-    # The stem's dense conv costs time with the prior and none in the raw fit (0 ms/GMAC).
-    assert profile.raw.parameters[0].value == 0.0
-    assert stated.median_ms != pytest.approx(raw.median_ms, rel=1e-3)
+    assert "dense convs costed at the pointwise rate" in stated.flags[0].detail
+    # The head's dense convs cost time with the prior and none in the raw fit (0 ms/GMAC), and
+    # both say the prediction extrapolates on them.
+    assert profile.raw.parameters[1].name == "dense_macs"
+    assert profile.raw.parameters[1].value == 0.0
+    assert raw.median_ms < stated.median_ms
+    for latency in (stated, raw):
+        assert latency.extrapolated is not None
+        assert "dense_macs" in {entry.term for entry in latency.extrapolated}
+    # SSDLite's only dense conv is the stem, which has its own rate: the same either way.
+    stated_lite, raw_lite = outcomes["stated"]["ssdlite"], outcomes["none"]["ssdlite"]
+    assert stated_lite is not None and raw_lite is not None
+    assert "costed at" not in stated_lite.flags[0].detail
+    assert stated_lite.median_ms == raw_lite.median_ms
+    assert stated_lite.ci95_ms == raw_lite.ci95_ms
 
 
 def test_results_written_before_the_extrapolation_check_still_load() -> None:

@@ -12,7 +12,8 @@ A prediction *extrapolates* on a term when
   the largest row's, or below the smallest's), unless the term could not move the prediction
   by as much as the profile's own median leave-one-out error even at the top of its 95%
   interval (a stem 2x larger than any row's, at 2% of the time, changes nothing a reader of
-  the prediction would notice);
+  the prediction would notice); a term no row has is flagged whatever its share, unless a
+  prior states its rate, as its interval then says nothing;
 - or the term is unresolved and carries more than `RANGE_MARGIN` times the largest share of
   a row's predicted time that it carries in any row: most of the prediction then rests on a
   rate the rows never measured (or on the prior standing in for it).
@@ -138,7 +139,10 @@ def extrapolations(
         reasons: list[str] = []
         distances: list[float | None] = []
         top_of_interval = value * max(parameter.value, parameter.ci95[1])
-        could_matter = ms <= 0 or top_of_interval >= negligible * ms
+        # Where no row has any, the interval (0 .. 0 in a raw fit) bounds nothing: only a
+        # prior's rate does.
+        unbounded = entry.feature_range[1] <= 0 and profile.prior_of(term.name) is None
+        could_matter = ms <= 0 or unbounded or top_of_interval >= negligible * ms
         outside = _outside_range(term, value, entry) if could_matter else None
         if outside is not None:
             reasons.append(outside[0])
