@@ -77,6 +77,7 @@ class Observation:
     kernels: tuple[KernelTiming, ...] = ()
     # The sum of the kernel times as profiled, before they are scaled to the latency.
     profiled_ms: float | None = None
+    kernel_match: str | None = None  # how the kernels joined the records, in one line
 
 
 @dataclass(frozen=True)
@@ -493,6 +494,7 @@ def fit_profile(
             "source": o.source,
             "kernels": len(o.kernels),
             "profiled_ms": o.profiled_ms,
+            "kernel_match": o.kernel_match,
         }
         for index, o in enumerate(observations)
     ]

@@ -27,7 +27,9 @@ from ablate.errors import AblateError, InputFileError
 
 if TYPE_CHECKING:
     from ablate.architecture.description import Architecture
-    from ablate.counting.records import CountResult
+    from ablate.counting.records import CountResult, OpRecord
+    from ablate.devices.matching import KernelMatch
+    from ablate.runs.schema import KernelTimes
 
 TABLE_COLUMNS = ("name", "model", "set", "latency_ms", "source", "params_m", "madds_m")
 REQUIRED_COLUMNS = ("model", "latency_ms")
@@ -59,13 +61,23 @@ class _Counter:
         self.cache: dict[Any, CountResult] = {}
 
     def observation(
-        self, *, name: str, model: str, factors: dict[str, Any], latency_ms: float, source: str
+        self,
+        *,
+        name: str,
+        model: str,
+        factors: dict[str, Any],
+        latency_ms: float,
+        source: str,
+        kernels: KernelTimes | None = None,
+        view: View = "fused",
     ) -> Observation:
         from ablate.variants.resolve import resolve_architecture
 
         architecture = resolve_architecture(model, factors)
         if architecture not in self.cache:
             self.cache[architecture] = count_variant(model, factors, self.batch)[1]
+        records = self.cache[architecture].records
+        match = None if kernels is None else _matched(kernels, records, view)
         return Observation(
             name=name,
             model=model,
@@ -73,8 +85,29 @@ class _Counter:
             latency_ms=latency_ms,
             source=source,
             architecture_key=architecture,
-            records=self.cache[architecture].records,
+            records=records,
+            kernels=() if match is None else match.rows,
+            profiled_ms=None if match is None else match.total_ms,
+            kernel_match=None if match is None else match.summary(),
         )
+
+
+def _matched(kernels: KernelTimes, records: Sequence[OpRecord], view: View) -> KernelMatch:
+    """The run's kernel times of one network joined to its counting records."""
+    from ablate.devices.matching import match_kernels
+    from ablate.measurement.kernels import KernelClass, KernelEvent
+
+    events = [
+        KernelEvent(
+            name=entry.name,
+            milliseconds=entry.milliseconds,
+            delegated=entry.delegated,
+            kind=KernelClass(entry.kind),
+            record=entry.record,
+        )
+        for entry in kernels.events
+    ]
+    return match_kernels(events, records, view)
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -221,6 +254,8 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
                     factors=variant.factors,
                     latency_ms=variant.latency.median_ms,
                     source=f"{path}:{variant.name}",
+                    kernels=variant.kernels,
+                    view=view,
                 )
             )
     if len(settings) > 1:

@@ -88,6 +88,7 @@ class Row(_Strict):
     kernels: int = Field(0, ge=0)  # the row's timed kernels that the fit used
     # Their sum as profiled (the fit scales them to latency_ms); None: no kernel was timed.
     profiled_ms: NonNegative | None = None
+    kernel_match: str | None = None  # how its kernels joined its counting records
 
 
 class Candidate(_Strict):
