@@ -17,7 +17,12 @@ import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
 from ablate.commands.bundle import export_command, ingest_command
-from ablate.commands.devices import devices_command, fit_device_command, predict_command
+from ablate.commands.devices import (
+    calibrate_command,
+    devices_command,
+    fit_device_command,
+    predict_command,
+)
 from ablate.commands.experiment import (
     compare_command,
     report_command,
@@ -105,6 +110,7 @@ _register("report", report_command)
 _register("bench", bench_command)
 _register("roofline", roofline_command)
 _register("fit-device", fit_device_command)
+_register("calibrate", calibrate_command)
 _register("devices", devices_command)
 _register("predict", predict_command)
 _register("export", export_command)

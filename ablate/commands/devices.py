@@ -1,4 +1,4 @@
-"""`ablate fit-device`, `ablate devices`, `ablate predict`: options in, one library call, render.
+"""`ablate fit-device`, `calibrate`, `devices`, `predict`: options in, one library call, render.
 
 Only typer and the standard library at import time: torch loads inside the commands.
 """
@@ -13,6 +13,7 @@ import typer
 
 from ablate.commands.architecture import SetOption
 from ablate.devices import PRIOR_CHOICES
+from ablate.measurement.backends import BACKENDS, PRECISIONS
 
 PriorOption = Annotated[
     str,
@@ -67,6 +68,61 @@ def fit_device_command(
     console.print(support_table(profile))
     console.print(candidates_table(profile))
     console.print(f"wrote {path}")
+
+
+def calibrate_command(
+    backend: Annotated[
+        str, typer.Option(help=f"The backend to calibrate: {' | '.join(BACKENDS.names())}.")
+    ],
+    name: Annotated[str, typer.Option(help="The profile's name (its file name).")],
+    precision: Annotated[
+        str, typer.Option(help=f"{' | '.join(PRECISIONS)} (int8 on the mobile backends).")
+    ] = "fp32",
+    out: Annotated[Path, typer.Option("--out", help="Directory of run directories.")] = Path(
+        "runs"
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smoke run: seconds per variant, a rough profile.")
+    ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="RUN_DIR",
+            help="Continue this calibration run (or fit it again, once complete).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Go ahead even when the estimate says the run exceeds this machine's memory or "
+            "its minimum rounds exceed twice the budget.",
+        ),
+    ] = False,
+) -> None:
+    """Profile this host: run the calibration spec with every kernel timed, fit, write NAME."""
+    from rich.console import Console
+
+    from ablate.report.devices import profile_table, support_table
+    from ablate.report.progress import run_progress
+    from ablate.services.calibration import calibrate_device
+
+    calibration = calibrate_device(
+        backend=backend,
+        name=name,
+        precision=precision,
+        out_dir=out,
+        quick=quick,
+        resume=resume,
+        force=force,
+        progress=run_progress(),
+    )
+    console = Console()
+    console.print(profile_table(calibration.profile))
+    console.print(support_table(calibration.profile))
+    console.print(calibration.profile.summary(), highlight=False, markup=False)
+    typer.echo(f"wrote {calibration.profile_path}")
+    typer.echo(f"run: {calibration.run_directory}")
 
 
 def devices_command(

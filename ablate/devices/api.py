@@ -25,6 +25,14 @@ from ablate.errors import AblateError, InputFileError
 _NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
+def check_profile_name(name: str) -> None:
+    """Raises, in one line, unless `name` can name a profile file."""
+    if not name or not set(name) <= _NAME_CHARACTERS or name.startswith("."):
+        raise AblateError(
+            f"NAME {name!r}: use letters, digits, '_', '-' and '.' (it names the profile file)"
+        )
+
+
 def fit_device(
     name: str,
     *,
@@ -35,10 +43,7 @@ def fit_device(
     description: str | None = None,
 ) -> tuple[Profile, Path]:
     """Fit a profile from runs or from a table and write it (default: the user directory)."""
-    if not name or not set(name) <= _NAME_CHARACTERS or name.startswith("."):
-        raise AblateError(
-            f"NAME {name!r}: use letters, digits, '_', '-' and '.' (it names the profile file)"
-        )
+    check_profile_name(name)
     if (table is None) == (not runs):
         raise AblateError("give either --from RUN (repeatable) or --from-table TABLE.csv")
     if form is not None and form not in FORMS:

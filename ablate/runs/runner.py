@@ -33,6 +33,8 @@ from ablate.runs.entries import (
 from ablate.runs.results import new_results, with_latencies
 from ablate.runs.schema import (
     RESULTS_NAME,
+    KernelTimeEntry,
+    KernelTimes,
     Latency,
     Measurement,
     Results,
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from ablate.architecture.description import Architecture
     from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
+    from ablate.measurement.kernels import KernelTimer
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -87,6 +90,9 @@ SPENT_BUDGET_S = 1e-6
 # the variants counted, so saving after each of 128 took 30 s of why_v3_faster's 39 s of
 # counting. A crash loses at most this much counting, which a resumed run redoes.
 COUNT_SAVE_INTERVAL_S = 10.0
+# The profiling stage saves its progress at most this often, for the reason counting does: a
+# resumed run profiles (and times the kernels of) only what the last save lacks.
+PROFILE_SAVE_INTERVAL_S = 10.0
 # The packages whose versions a run records, besides every backend's own (its descriptor's).
 PACKAGES = ("torch", "numpy", "scipy", "fvcore", "ptflops", "typer", "pydantic")
 
@@ -256,11 +262,33 @@ def runtime_profile(
     return runtime_profile_entry(ops, profiler=runtime.profiler.name, runs=runs)
 
 
+def kernel_times(
+    timer: KernelTimer, model: Any, images: Any, setup: MeasurementSetup, *, runs: int
+) -> KernelTimes:
+    """Every kernel of `model` in execution order, as the setup's backend timed it."""
+    events = timer(model, images, precision=setup.precision, runs=runs, threads=setup.threads)
+    return KernelTimes(
+        timer=setup.backend,
+        runs=runs,
+        events=[
+            KernelTimeEntry(
+                name=event.name,
+                milliseconds=event.milliseconds,
+                delegated=event.delegated,
+                kind=event.kind.value,
+                record=event.record,
+            )
+            for event in events
+        ],
+    )
+
+
 def rerun_command(
     spec_path: Path,
     out_dir: Path,
     *,
     backend: str | None = None,
+    precision: str | None = None,
     threads: int | None = None,
     quick: bool = False,
     force: bool = False,
@@ -272,6 +300,8 @@ def rerun_command(
     command = ["ablate", "run", str(spec_path), "--out", str(out_dir)]
     if backend is not None:
         command += ["--backend", backend]
+    if precision is not None:
+        command += ["--precision", precision]
     if threads is not None:
         command += ["--threads", str(threads)]
     if quick:
@@ -313,6 +343,7 @@ class Run:
         self.predictor = predictor  # predict the latencies instead of measuring them
         self.records: dict[str, list[OpRecord]] = {}  # per unit, kept from counting
         self.rerun: Sequence[str] = ()
+        self.resume_arguments: Sequence[str] = ()
 
     @property
     def state(self) -> Results:
@@ -571,10 +602,15 @@ class Run:
         calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
         runs = QUICK_PROFILE_RUNS if self.spec.measure.quick else PROFILE_RUNS
         fused = backend_fuses(self.setup.backend)
-        blocks = {variant.measured_as: variant.blocks for variant in self.state.variants}
-        runtimes = {variant.measured_as: variant.runtime for variant in self.state.variants}
+        timer = self._kernel_timer()
+        timed = {variant.measured_as: variant for variant in self.state.variants}
         changes: dict[str, dict[str, Any]] = {}
+        saved = time.monotonic()
         for position, unit in enumerate(self.units):
+            done = timed[unit.name]
+            # Profiled by an earlier session of this run, and saved: `--resume` keeps it.
+            if done.op_time_shares is not None and (timer is None or done.kernels is not None):
+                continue
             self.progress.counting(f"profiling {unit.name}", position, len(self.units))
             model = realistic_module(unit.architecture)
             images = example_input(self.setup, unit.architecture.resolution)
@@ -582,15 +618,36 @@ class Run:
             shares = op_time_entry(profile)
             changes[unit.name] = {
                 "op_time_shares": shares,
-                "blocks": with_time_shares(
-                    blocks[unit.name], shares.by_block, calibration, fused=fused
-                ),
+                "blocks": with_time_shares(done.blocks, shares.by_block, calibration, fused=fused),
             }
-            record = runtimes.get(unit.name)
-            if record is not None:
-                timed = runtime_profile(model, images, self.setup, runs=runs)
-                changes[unit.name]["runtime"] = record.model_copy(update={"profile": timed})
+            if done.runtime is not None:
+                measured = runtime_profile(model, images, self.setup, runs=runs)
+                changes[unit.name]["runtime"] = done.runtime.model_copy(
+                    update={"profile": measured}
+                )
+            if timer is not None:
+                changes[unit.name]["kernels"] = kernel_times(
+                    timer, model, images, self.setup, runs=runs
+                )
+            if time.monotonic() - saved >= PROFILE_SAVE_INTERVAL_S:
+                self.update(variants=self.updated_variants(changes))
+                changes, saved = {}, time.monotonic()
         self.update("profiled", variants=self.updated_variants(changes))
+
+    def _kernel_timer(self) -> KernelTimer | None:
+        """The backend's kernel timer when the spec asks for kernel times (`measure.kernels`);
+        None otherwise, said once when the backend has none."""
+        from ablate.measurement.backends import BACKENDS
+
+        if not self.spec.measure.kernels:
+            return None
+        timer = BACKENDS.get(self.setup.backend).kernel_timer
+        if timer is None:
+            self.progress.note(
+                f"{self.setup.backend} gives no per-kernel times: a device profile fitted from "
+                "this run rests on whole-network latencies only"
+            )
+        return timer
 
     def attribute(self) -> None:
         if self.spec.attribution is None:
@@ -711,15 +768,21 @@ class Run:
         ("profiled", "attribute", "complete"),
     )
 
-    def execute(self, resume: bool, rerun: Sequence[str] = ()) -> None:
+    def execute(
+        self,
+        resume: bool,
+        rerun: Sequence[str] = (),
+        resume_arguments: Sequence[str] = ("--resume",),
+    ) -> None:
         """Own the run directory, start (or reopen) the run and take every stage its status
         has not passed.
 
         `rerun` is the command line that started it (without --resume): an interruption or
         a file that cannot be written ends in one line that says what was kept and the
-        command that continues from there.
+        command that continues from there (`rerun` and `resume_arguments`).
         """
         self.rerun = rerun
+        self.resume_arguments = resume_arguments
         with hold_run_directory(self.directory):
             try:
                 self._take_stages(resume)
@@ -745,7 +808,9 @@ class Run:
                 plural = "round" if rounds == 1 else "rounds"
                 detail = f"{rounds} measurement {plural} in {JOURNAL_NAME}"
             kept = f"{self.directory} keeps the run so far (status {self.results.status}, {detail})"
-        return f"{kept}; continue it with: {shlex.join([*rerun, '--resume'])}" if rerun else kept
+        if not rerun:
+            return kept
+        return f"{kept}; continue it with: {shlex.join([*rerun, *self.resume_arguments])}"
 
     def _take_stages(self, resume: bool) -> None:
         self.start(resume)

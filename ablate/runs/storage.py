@@ -186,7 +186,8 @@ def _run_directories(out_dir: Path) -> list[Path]:
     return sorted(runs, key=_creation_order)
 
 
-def _status(run: Path) -> str | None:
+def run_status(run: Path) -> str | None:
+    """The run's status as its results.json says; None where there is none (yet) to read."""
     try:
         return json.loads((run / RESULTS_NAME).read_text(encoding="utf-8")).get("status")
     except (OSError, ValueError, AttributeError):
@@ -211,7 +212,7 @@ def unfinished_run(out_dir: Path, resolved_spec: dict[str, Any]) -> Path:
             recorded = json.loads((run / RESOLVED_SPEC_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if recorded.get("name") != name or _status(run) == "complete":
+        if recorded.get("name") != name or run_status(run) == "complete":
             continue
         if _measured_elsewhere(run):
             continue
@@ -222,6 +223,42 @@ def unfinished_run(out_dir: Path, resolved_spec: dict[str, Any]) -> Path:
             )
         return run
     raise AblateError(f"{out_dir}: no unfinished run of {name!r} to resume")
+
+
+def resumable_run(run: Path, resolved_spec: dict[str, Any]) -> Path:
+    """`run`, when it is an unfinished run measured here whose spec is `resolved_spec`."""
+    check_run_spec(run, resolved_spec)
+    if run_status(run) == "complete":
+        raise AblateError(f"{run}: the run is complete: nothing to resume")
+    return run
+
+
+def check_run_spec(run: Path, resolved_spec: dict[str, Any]) -> None:
+    """Raises, in one line, unless `run` is a run measured here whose spec is `resolved_spec`."""
+    try:
+        recorded = json.loads((run / RESOLVED_SPEC_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AblateError(
+            f"{run}: not a run directory (no readable {RESOLVED_SPEC_NAME})"
+        ) from None
+    if _measured_elsewhere(run):
+        raise AblateError(f"{run}: measured on another device (ingested): nothing to resume here")
+    if recorded != resolved_spec:
+        key, there, here = _first_difference(recorded, resolved_spec)
+        raise AblateError(
+            f"{run}: started with {key} {there!r}, not {here!r}; run without --resume to start "
+            "a fresh run"
+        )
+
+
+def _first_difference(recorded: Any, wanted: Any, path: str = "") -> tuple[str, Any, Any]:
+    """The first key path at which two resolved specs differ, and the two values there."""
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        for key in [*wanted, *(key for key in recorded if key not in wanted)]:
+            if recorded.get(key) != wanted.get(key):
+                where = f"{path}.{key}" if path else str(key)
+                return _first_difference(recorded.get(key), wanted.get(key), where)
+    return path or "the spec", recorded, wanted
 
 
 def latest_run(out_dir: Path) -> Path:

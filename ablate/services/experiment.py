@@ -6,7 +6,7 @@ Each command parses its options and calls one function here; nothing here prints
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,13 @@ from ablate.runs.runner import (
     rerun_command,
 )
 from ablate.runs.schema import Results, load_results
-from ablate.runs.storage import check_out_dir, latest_run, new_run_directory, unfinished_run
+from ablate.runs.storage import (
+    check_out_dir,
+    latest_run,
+    new_run_directory,
+    resumable_run,
+    unfinished_run,
+)
 
 
 def run_experiment(
@@ -37,11 +43,19 @@ def run_experiment(
     progress: RunProgress | None = None,
     device: str | None = None,
     prior: str = "stated",
+    kernels: bool | None = None,
+    run_directory: Path | None = None,
+    rerun: Callable[[Path], tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
     ``device``: predict every latency on that device profile instead of timing; ``prior``:
     `none` predicts with the profile's raw fit (`devices.profile.PRIOR_CHOICES`).
+    ``kernels`` overrides `measure.kernels`. ``run_directory``, with ``resume``: the run to
+    continue (default: the latest unfinished run of the spec in ``out_dir``). ``rerun``, given
+    the run directory: the command line that starts the run again and the arguments that make
+    it continue this one, which an interruption names (default: `ablate run` with these
+    arguments, and `--resume`).
     """
     from ablate.spec import load_spec, with_overrides
 
@@ -51,6 +65,7 @@ def run_experiment(
         precision=precision,
         threads=threads,
         quick=True if quick else None,
+        kernels=kernels,
     )
     predictor = None
     if device is None and prior != "stated":
@@ -65,7 +80,13 @@ def run_experiment(
     # The arguments first (an --out that is a file, nothing to resume): an estimate printed
     # before the refusal would read as if the run had started.
     check_out_dir(out_dir, create=not resume)
-    resumed = unfinished_run(out_dir, spec.to_json()) if resume else None
+    resumed = None
+    if resume:
+        resumed = (
+            unfinished_run(out_dir, spec.to_json())
+            if run_directory is None
+            else resumable_run(run_directory, spec.to_json())
+        )
     # Before anything is created: a missing runtime or a run too big for the machine is
     # refused while there is nothing to clean up.
     if predictor is None:
@@ -78,18 +99,23 @@ def run_experiment(
         progress.note(f"resuming {directory}")
     else:
         directory = new_run_directory(out_dir, spec.name)
-    rerun = rerun_command(
-        spec_path,
-        out_dir,
-        backend=backend,
-        threads=threads,
-        quick=quick,
-        force=force,
-        device=device,
-        prior=prior,
-    )
+    if rerun is not None:
+        command, resume_arguments = rerun(directory)
+    else:
+        command = rerun_command(
+            spec_path,
+            out_dir,
+            backend=backend,
+            precision=precision,
+            threads=threads,
+            quick=quick,
+            force=force,
+            device=device,
+            prior=prior,
+        )
+        resume_arguments = ("--resume",)
     try:
-        Run(spec, directory, progress, predictor).execute(resume, rerun)
+        Run(spec, directory, progress, predictor).execute(resume, command, resume_arguments)
     finally:
         progress.close()
     return directory
@@ -136,9 +162,7 @@ def write_reports(request: ReportRequest) -> list[tuple[str, str | None]]:
     second = None if request.versus is None else load_run(request.versus, request.out_dir)[1]
     done = []
     for name in request.formats:
-        destination = request.output or str(
-            run_directory / f"{REPORT_STEM}.{REPORT_FORMATS[name]}"
-        )
+        destination = request.output or str(run_directory / f"{REPORT_STEM}.{REPORT_FORMATS[name]}")
         try:
             done.append(
                 write_format(name, results, run_directory, destination, request.baseline, second)
