@@ -100,3 +100,23 @@ def counts_only(document: dict[str, Any]) -> None:
         for block in variant["blocks"]:
             for key in ("time_share", "roofline_ms", "bound"):
                 block.pop(key, None)
+
+
+# Where the predicted fixture's v3_relu extrapolates: past the largest fitted row's dense
+# MACs, and on pointwise MACs that no fitted row has.
+EXTRAPOLATED = [
+    {
+        "term": "dense_macs",
+        "detail": "12.6 MMAC, 2.5x the largest fitted row's 5.04 MMAC",
+        "times_outside": 2.5,
+    },
+    {"term": "pointwise_macs", "detail": "no fitted row has it", "times_outside": None},
+]
+
+
+def predicted(document: dict[str, Any], flagged: str = "v3_relu") -> None:
+    """The run's latencies as `run --device pixel1` records them: `flagged` extrapolates on
+    `EXTRAPOLATED`, every other variant stays inside the profile's rows."""
+    document["measurement"].update(stop_reason="predicted", predicted_on="pixel1")
+    for variant in document["variants"]:
+        variant["latency"]["extrapolated"] = EXTRAPOLATED if variant["name"] == flagged else []

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from report_golden import fixture_results
+from report_golden import EXTRAPOLATED, fixture_results, modified_results, predicted
 
 from ablate.report.write import COMPARISON_SCHEMA, CSV_COLUMNS, comparison_csv, comparison_json
 
@@ -47,3 +47,31 @@ def test_csv_has_one_row_per_variant_with_units_in_the_column_names() -> None:
     assert rows[3]["is_baseline"] == "True" and rows[3]["latency_delta_ci95_low_pct"] == ""
     noisy = rows[2]
     assert noisy["noise_flags"] == "high_iqr;wide_interval"
+
+
+def test_a_predicted_run_exports_where_each_prediction_extrapolates() -> None:
+    results = modified_results("hswish_eager", predicted)
+    rows = {row["variant"]: row for row in json.loads(comparison_json(results))["rows"]}
+    assert rows["v3_relu"]["latency_extrapolated"] == EXTRAPOLATED
+    # Checked and inside the profile's rows: an empty list, not "not checked".
+    assert rows["v3_published"]["latency_extrapolated"] == []
+    assert rows["mobilenet_v2"]["latency_extrapolated"] == []
+    cells = {
+        row["variant"]: row["latency_extrapolated"]
+        for row in csv.DictReader(io.StringIO(comparison_csv(results)))
+    }
+    assert cells == {
+        "v3_published": "",
+        "v3_relu": "dense_macs;pointwise_macs",
+        "v3_hswish_at_16": "",
+        "mobilenet_v2": "",
+    }
+
+
+def test_a_measured_run_has_no_extrapolation_to_export() -> None:
+    results = fixture_results("hswish_eager")
+    document = json.loads(comparison_json(results))
+    assert [row["latency_extrapolated"] for row in document["rows"]] == [None] * 4
+    assert "latency_extrapolated" in document["conventions"]
+    rows = list(csv.DictReader(io.StringIO(comparison_csv(results))))
+    assert [row["latency_extrapolated"] for row in rows] == [""] * 4

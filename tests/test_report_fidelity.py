@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_golden import counts_only, fixture_results, modified_results, render_text
+from report_golden import (
+    counts_only,
+    fixture_results,
+    modified_results,
+    predicted,
+    render_text,
+)
 from typer.testing import CliRunner
 
 from ablate.cli import app
@@ -144,6 +150,55 @@ def test_markdown_shows_ratios_and_the_fidelity_summary() -> None:
         < text.index("## Against the published")
         < text.index("## Per-block differences")
     )
+
+
+def predicted_referenced(flagged: str) -> Results:
+    """The referenced run as predicted on pixel1, `flagged`'s prediction extrapolating."""
+
+    def change(document: dict[str, Any]) -> None:
+        predicted(document, flagged)
+        with_references(document, REFERENCES)
+
+    return modified_results("hswish_eager", change)
+
+
+EXTRAPOLATED_NOTE = (
+    "extrapolated: the terms on which the prediction leaves the rows the device profile was "
+    "fitted on (how far, under the results table); such a row against its reference is no "
+    "finding."
+)
+
+
+def test_a_prediction_that_extrapolates_is_marked_against_the_published_figures() -> None:
+    text = render_markdown(predicted_referenced("v3_relu"), plots={})
+    section = text.split("## Against the published figures", 1)[1].split("Counts against", 1)[0]
+    assert (
+        "| v3_relu | 13.750 | 50.5 | 0.975 | 0.982 | 0.992 | -0.008 | V3 paper Table 5 "
+        "| dense_macs, pointwise_macs |"
+    ) in section
+    assert (
+        "| **v3_published** | 14.101 | 51.4 | 1.000 | 1.000 | 1.000 | +0.000 | V3 paper "
+        "Table 5 |  |" in section
+    )
+    assert "| -0.034 | V3 paper Table 3 |  |" in section
+    assert f"\n{EXTRAPOLATED_NOTE}\n" in section
+    assert "rests on" not in section
+
+
+def test_an_extrapolated_anchor_marks_every_ratio() -> None:
+    text = render_markdown(predicted_referenced("v3_published"), plots={})
+    section = text.split("## Against the published figures", 1)[1].split("Counts against", 1)[0]
+    assert "| +0.000 | V3 paper Table 5 | dense_macs, pointwise_macs |" in section
+    assert (
+        f"{EXTRAPOLATED_NOTE} Every ratio here rests on v3_published's prediction, which "
+        "extrapolates."
+    ) in section
+
+
+def test_measured_and_unflagged_predictions_get_no_extrapolated_column() -> None:
+    for results in (referenced(), predicted_referenced("none of them")):
+        section = render_markdown(results, plots={}).split("## Against the published", 1)[1]
+        assert "| source |\n" in section and "extrapolated" not in section
 
 
 def test_without_references_there_is_no_section() -> None:

@@ -63,8 +63,9 @@ class LatencyChange:
     approximate: bool  # re-based on a baseline the run did not pair with (module docstring)
     rounds: int
     flags: tuple[Flag, ...]
-    # A predicted latency: the terms on which the device profile extrapolates (() for none).
-    extrapolated: tuple[Extrapolation, ...] = ()
+    # A predicted latency: the terms on which the device profile extrapolates (() for none);
+    # None where nothing was checked: a measurement, or a profile that records no support.
+    extrapolated: tuple[Extrapolation, ...] | None = None
 
     @property
     def percent(self) -> float:
@@ -128,7 +129,9 @@ class VariantComparison:
 
     @property
     def extrapolated(self) -> tuple[Extrapolation, ...]:
-        return () if self.latency is None else self.latency.extrapolated
+        if self.latency is None or self.latency.extrapolated is None:
+            return ()
+        return self.latency.extrapolated
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,7 @@ def _latency_change(
         "delta_ms": latency.median_ms - base.median_ms,
         "rounds": latency.rounds,
         "flags": tuple(latency.flags),
-        "extrapolated": tuple(latency.extrapolated or ()),
+        "extrapolated": None if latency.extrapolated is None else tuple(latency.extrapolated),
     }
     if variant.measured_as == reference.measured_as:
         # One architecture, one timing: equal by construction, not by measurement.

@@ -46,6 +46,7 @@ from ablate.report.extrapolation import (
     CANNOT_TELL,
     AttributionExtrapolation,
     attribution_extrapolations,
+    variant_extrapolations,
 )
 from ablate.report.fidelity import (
     PublishedAttribution,
@@ -80,7 +81,7 @@ from ablate.report.summary import (
     machine_phrase,
     versus_answer,
 )
-from ablate.runs.schema import STOP_REASONS, Results
+from ablate.runs.schema import STOP_REASONS, Extrapolation, Results
 
 _FIGURE_TITLES = {
     LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
@@ -325,6 +326,10 @@ def _references(results: Results, baseline: str) -> list[str]:
                 f"cost, +0.10 about 10% more expensive than the reference says.",
                 "",
             ]
+            # A prediction outside the profile's rows is no figure to hold against a paper's:
+            # each such row names its terms, in a column only a run that has one shows.
+            flagged = variant_extrapolations(results)
+            marked = any(row.name in flagged for row in result.rows)
             columns = (
                 "variant",
                 "ours ms",
@@ -334,6 +339,7 @@ def _references(results: Results, baseline: str) -> list[str]:
                 "ours / reference ratio",
                 "log error",
                 "source",
+                *(("extrapolated",) if marked else ()),
             )
             rows = [
                 (
@@ -345,10 +351,13 @@ def _references(results: Results, baseline: str) -> list[str]:
                     _ratio(row.relative),
                     f"{row.log_error:+.3f}",
                     row.source,
+                    *((_terms(flagged.get(row.name, ())),) if marked else ()),
                 )
                 for row in result.rows
             ]
-            lines += [*_table(columns, rows, text=(0, 7)), ""]
+            lines += [*_table(columns, rows, text=(0, 7, 8)), ""]
+            if marked:
+                lines += [_extrapolated_note(anchor, flagged), ""]
         lines += [fidelity_sentence(view, results), ""]
     if counts:
         columns = (
@@ -382,6 +391,22 @@ def _references(results: Results, baseline: str) -> list[str]:
             "",
         ]
     return lines
+
+
+def _terms(entries: Sequence[Extrapolation]) -> str:
+    return ", ".join(entry.term for entry in entries)
+
+
+def _extrapolated_note(anchor: str, flagged: Mapping[str, Sequence[Extrapolation]]) -> str:
+    """Why a row marked extrapolated is no finding against its reference."""
+    note = (
+        "extrapolated: the terms on which the prediction leaves the rows the device profile "
+        "was fitted on (how far, under the results table); such a row against its reference "
+        "is no finding."
+    )
+    if anchor in flagged:
+        note += f" Every ratio here rests on {anchor}'s prediction, which extrapolates."
+    return note
 
 
 def _figures(plots: Mapping[str, str]) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def _markdown(
 #
 # Column names carry their unit: `_ms`, `_pct` (percent of the baseline), `_bytes`; counts
 # (`params`, `macs` = conv+linear multiply-accumulates, `flops` = 2 x MACs + elementwise ops)
-# are plain integers. Missing values are JSON null and empty CSV cells.
+# are plain integers. Missing values are JSON null and empty CSV cells. A list is a JSON list
+# and one CSV cell, its items joined by ';' (`CSV_ITEMS` names an item where it is structured).
 
 COMPARISON_SCHEMA = "ablate.comparison/1"
 
@@ -104,7 +106,11 @@ CSV_COLUMNS = (
     "approximate",
     "macs_vs_latency",
     "noise_flags",
+    "latency_extrapolated",
 )
+# How a structured item of a list column reads in its CSV cell: an extrapolation by its term
+# (its detail and distance are JSON's).
+CSV_ITEMS: dict[str, Callable[[Any], str]] = {"latency_extrapolated": lambda entry: entry["term"]}
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -139,6 +145,11 @@ def comparison_row(row: VariantComparison) -> dict[str, Any]:
             "approximate": None if latency is None else latency.approximate,
             "macs_vs_latency": row.disagreement,
             "noise_flags": [flag.name for flag in row.flags],
+            # [] where a prediction stays inside the profile's rows; null where nothing was
+            # checked (a measurement, or a profile that records no support).
+            "latency_extrapolated": None
+            if latency is None or latency.extrapolated is None
+            else [entry.model_dump() for entry in latency.extrapolated],
         }
     )
     return data
@@ -177,6 +188,11 @@ def comparison_document(comparison: Comparison) -> dict[str, Any]:
         "conventions": {
             **{metric.key: metric.convention for metric in COMPARED},
             "latency": "median per forward pass, 95% interval; delta from the paired ratio",
+            "latency_extrapolated": (
+                "the terms on which a predicted latency leaves the rows its device profile was "
+                "fitted on, with how far (times_outside null: no row has the term); [] none, "
+                "null not checked (a measurement)"
+            ),
         },
         "rows": [comparison_row(row) for row in comparison.rows],
         # Ops without a counting rule (counted as zero), per variant that ran any.
@@ -198,9 +214,10 @@ def comparison_json(results: Results, baseline: str | None = None) -> str:
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
-def _csv_value(value: Any) -> Any:
+def _csv_value(column: str, value: Any) -> Any:
     if isinstance(value, list):
-        return ";".join(str(item) for item in value)
+        item = CSV_ITEMS.get(column, str)
+        return ";".join(item(entry) for entry in value)
     return value
 
 
@@ -211,5 +228,5 @@ def comparison_csv(results: Results, baseline: str | None = None) -> str:
     lines = [csv_line(CSV_COLUMNS)]
     for row in comparison.rows:
         data = comparison_row(row)
-        lines.append(csv_line(_csv_value(data[column]) for column in CSV_COLUMNS))
+        lines.append(csv_line(_csv_value(column, data[column]) for column in CSV_COLUMNS))
     return "".join(lines)
