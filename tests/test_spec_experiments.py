@@ -16,6 +16,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 EXPECTED = {
     "hswish.yaml": (8, 7, "published"),
     "host_profile.yaml": (16, 16, "s-1.0-224"),
+    "calibrate.yaml": (36, 36, "s-0.5-160"),
     "se.yaml": (5, 5, "published"),
     "kernels.yaml": (3, 3, "published"),
     "expansion.yaml": (5, 5, "v3_published"),
@@ -62,6 +63,33 @@ def test_shipped_spec_loads(name: str) -> None:
 def test_shipped_spec_cites_the_paper(name: str) -> None:
     comments = [line for line in load(name).source_text.splitlines() if line.startswith("#")]
     assert any("Table" in line or "Section" in line for line in comments)
+
+
+def test_the_calibration_spec_switches_every_cost_on_and_off() -> None:
+    spec = load("calibrate.yaml")
+    architectures = [variant.architecture for variant in spec.variants]
+    blocks = [block for architecture in architectures for block in architecture.blocks]
+    assert len(spec.variants) <= 40
+    assert {(b.kernel_size, b.stride) for b in blocks} == {
+        (kernel, stride) for kernel in (3, 5, 7) for stride in (1, 2)
+    }
+    assert {b.activation for b in blocks} == {"relu", "relu6", "hswish", "swish"}
+    gates = {b.squeeze_excite.gate if b.squeeze_excite else None for b in blocks}
+    assert gates == {None, "hsigmoid", "sigmoid"}
+    assert {a.last_stage.kind for a in architectures} == {"v1", "v2", "v3"}
+    assert {a.stem.channels for a in architectures} == {8, 16, 32, 48}
+    assert (min(a.width for a in architectures), max(a.width for a in architectures)) == (
+        0.25,
+        1.25,
+    )
+    resolutions = {a.resolution for a in architectures}
+    assert (min(resolutions), max(resolutions)) == (96, 320)
+    assert {a.num_classes for a in architectures} == {10, 100, 1000}
+
+
+def test_the_calibration_spec_holds_none_of_the_networks_it_is_judged_on() -> None:
+    judged = {variant.architecture for variant in load("why_v3_faster.yaml").variants}
+    assert not judged & {variant.architecture for variant in load("calibrate.yaml").variants}
 
 
 def test_hswish_published_placement_is_hswish_at_80() -> None:
