@@ -122,3 +122,21 @@ def test_describe_factors_of_published_v3_large() -> None:
     mixed = describe_factors(resolve_architecture("mobilenet_v2", {"se": "off", "width": 0.5}))
     assert mixed["layout"] == "mobilenet_v2" and mixed["se_gate"] is None
     assert mixed["width"] == 0.5
+
+
+def test_a_run_started_before_a_spec_key_existed_resumes_with_its_implicit_value(
+    tmp_path: Path,
+) -> None:
+    """Runs written before `measure.kernels` existed did not time kernels: such a run resumes
+    when the key is false, and is refused, naming the key, when it is true."""
+    from ablate.errors import AblateError
+    from ablate.runs.storage import RESOLVED_SPEC_NAME, check_run_spec
+
+    older = {"name": "hswish", "measure": {"backend": "eager", "budget_s": 60}}
+    (tmp_path / RESOLVED_SPEC_NAME).write_text(json.dumps(older), encoding="utf-8")
+    now = {"name": "hswish", "measure": {"backend": "eager", "budget_s": 60, "kernels": False}}
+    check_run_spec(tmp_path, now)
+    with pytest.raises(AblateError, match=r"started with measure\.kernels False, not True"):
+        check_run_spec(tmp_path, {**now, "measure": {**now["measure"], "kernels": True}})
+    with pytest.raises(AblateError, match=r"started with measure\.budget_s 60, not 30"):
+        check_run_spec(tmp_path, {**now, "measure": {**now["measure"], "budget_s": 30}})

@@ -233,6 +233,24 @@ def resumable_run(run: Path, resolved_spec: dict[str, Any]) -> Path:
     return run
 
 
+# Resolved-spec keys added after runs were first written, with the value every run started
+# before them had implicitly: an older run resumes as long as the new key keeps that value.
+ADDED_SPEC_KEYS: dict[tuple[str, ...], Any] = {("measure", "kernels"): False}
+
+
+def _with_added_keys(recorded: Any) -> Any:
+    if not isinstance(recorded, dict):
+        return recorded
+    completed = json.loads(json.dumps(recorded))
+    for path, value in ADDED_SPEC_KEYS.items():
+        section = completed
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.setdefault(path[-1], value)
+    return completed
+
+
 def check_run_spec(run: Path, resolved_spec: dict[str, Any]) -> None:
     """Raises, in one line, unless `run` is a run measured here whose spec is `resolved_spec`."""
     try:
@@ -243,6 +261,7 @@ def check_run_spec(run: Path, resolved_spec: dict[str, Any]) -> None:
         ) from None
     if _measured_elsewhere(run):
         raise AblateError(f"{run}: measured on another device (ingested): nothing to resume here")
+    recorded = _with_added_keys(recorded)
     if recorded != resolved_spec:
         key, there, here = _first_difference(recorded, resolved_spec)
         raise AblateError(
