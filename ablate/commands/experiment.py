@@ -56,7 +56,8 @@ def validate_command(
 RunArgument = Annotated[
     Path | None,
     typer.Argument(
-        help="A run directory or its results.json (default: the latest run in --out).",
+        help="A run directory or its results.json (default: the latest run in --out); or a "
+        "matrix directory (`ablate run --devices`), its devices side by side.",
         show_default=False,
     ),
 ]
@@ -147,7 +148,13 @@ def compare_command(
         run_comparison_renderables,
     )
     from ablate.services.experiment import load_run
+    from ablate.services.matrix_report import compare_matrix, is_matrix
 
+    if run is not None and (is_matrix(run) or is_matrix(run2)):
+        from ablate.report.matrix_console import matrix_renderables
+
+        print_renderables(matrix_renderables(compare_matrix(run, run2, baseline)))
+        return
     _, first = load_run(run, out)
     if run2 is None:
         print_renderables(comparison_renderables(first, baseline))
@@ -190,11 +197,15 @@ def report_command(
 ) -> None:
     """Write a report of a run: Markdown with figures, or the comparison as JSON or CSV."""
     from ablate.services.experiment import ReportRequest, write_reports
+    from ablate.services.matrix_report import is_matrix, write_matrix_reports
 
     wanted = (("markdown", markdown), ("json", json_output), ("csv", csv_output))
     formats = [name for name, chosen in wanted if chosen] or ["markdown"]
-    request = ReportRequest(run, out, formats, output, versus, baseline)
-    for destination, text in write_reports(request):
+    if run is not None and is_matrix(run):
+        done = write_matrix_reports(run, formats, output, versus, baseline)
+    else:
+        done = write_reports(ReportRequest(run, out, formats, output, versus, baseline))
+    for destination, text in done:
         if text is None:
             typer.echo(f"wrote {destination}")
         else:
