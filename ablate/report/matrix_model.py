@@ -35,8 +35,8 @@ from ablate.runs.schema import STOP_REASONS, Results, StopReason, Variant
 
 # The fitted device properties a factor's share is held against, in `DeviceProperties`.
 PROPERTIES = ("depthwise_to_pointwise", "elementwise_gb_per_s", "overhead_us")
-# A correlation across fewer devices than this is not read (with 3, |r| >= 0.8 happens by
-# chance about a third of the time); at least this strong, it is stated in words.
+# A correlation across fewer devices than this is not read (3 unrelated points give
+# |r| >= 0.8 41% of the time, 4 give it 20%); at least this strong, it is stated in words.
 MIN_DEVICES = 4
 STRONG = 0.8
 # Kernels listed per device, largest move first.
