@@ -370,12 +370,17 @@ SHARE_MEANING = (
 )
 
 
-def relation_sentence(relation: Relation, from_name: str) -> str:
-    """`se_gate costs more of mobilenet_v2's time where ... (r = 0.93, 5 devices).`"""
+def relation_sentence(relation: Relation, from_name: str, majority: Direction) -> str:
+    """`se_gate costs more of mobilenet_v2's time where ... (r = 0.93, 5 devices).`; a factor
+    that saves time on most devices `saves less` where its share is higher."""
     assert relation.r is not None
-    verb = "more" if relation.r > 0 else "less"
+    higher = relation.r > 0
+    if majority < 0:
+        verb = f"saves {'less' if higher else 'more'}"
+    else:
+        verb = f"costs {'more' if higher else 'less'}"
     return (
-        f"{relation.factor} costs {verb} of {from_name}'s time where "
+        f"{relation.factor} {verb} of {from_name}'s time where "
         f"{PROPERTY_WORDS[relation.prop][0]} (r = {relation.r:.2f}, {relation.n} devices)."
     )
 
@@ -392,7 +397,10 @@ def property_sentences(report: MatrixReport) -> list[str]:
         ]
     stated = [relation for relation in report.relations if relation.stated]
     if stated:
-        return [relation_sentence(relation, report.from_name or "?") for relation in stated]
+        return [
+            relation_sentence(relation, report.from_name or "?", report.majority[relation.factor])
+            for relation in stated
+        ]
     if any(relation.r is not None for relation in report.relations):
         return [
             f"No factor's share follows a device property: |r| < {STRONG} for every pair read "
