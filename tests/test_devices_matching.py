@@ -387,3 +387,45 @@ def test_mobilenet_v3_large_matches_in_well_under_half_a_second() -> None:
     assert (match.unmatched_events, match.unmatched_records) == ((), ())
     assert (match.layout_events, match.matched_share) == (16, pytest.approx(1.0))
     assert elapsed < 0.5, f"matching took {elapsed:.3f} s"
+
+
+def test_records_a_runtime_fused_away_join_the_kernel_before_them(
+    records: tuple[OpRecord, ...],
+) -> None:
+    """ONNX Runtime runs the depthwise conv with its h-swish, and the projection with the
+    residual add, as one FusedConv each: the h-swish and the add have no kernel of their own.
+    For the fit, each joins the row of the kernel that ran just before it."""
+    onnxruntime = (
+        ("FusedConv", K.CONV),  # stem + BN + ReLU
+        ("FusedConv", K.DEPTHWISE),  # depthwise + BN + h-swish
+        ("GlobalAveragePool", K.MEAN),
+        ("FusedConv", K.CONV),
+        ("Conv", K.CONV),
+        ("HardSigmoid", K.HARDSIGMOID),
+        ("Mul", K.MULTIPLY),
+        ("FusedConv", K.CONV),  # projection + BN + residual add
+        ("GlobalAveragePool", K.MEAN),
+        ("Gemm", K.GEMM),
+    )
+    match = match_kernels(_events(onnxruntime), records, "fused")
+    assert [(record.index, record.kind) for record in match.unmatched_records] == [
+        (5, "hardswish"),
+        (14, "residual_add"),
+    ]
+    rows = match.with_fused_records()
+    assert [row.records for row in rows] == [
+        (0, 1, 2),
+        (3, 4, 5),
+        (6,),
+        (7, 8),
+        (9,),
+        (10,),
+        (11,),
+        (12, 13, 14),
+        (15,),
+        (17,),
+    ]
+    assert [row.milliseconds for row in rows] == [row.milliseconds for row in match.rows]
+    # Nothing unmatched: the rows as matched.
+    complete = match_kernels(_events(XNNPACK), records, "fused")
+    assert complete.with_fused_records() == complete.rows

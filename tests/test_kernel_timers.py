@@ -196,6 +196,15 @@ def test_onnxruntime_conv_on_one_input_channel_is_dense_not_depthwise():
     assert [event.kind for event in onnxruntime_profile_events(trace, runs=1)] == [C.CONV]
 
 
+def test_onnxruntime_quick_gelu_fusion_of_a_swish_is_a_silu():
+    """ORT fuses x * sigmoid(x) into QuickGelu (alpha 1): the swish record's kernel."""
+    trace = [_node("/act/Mul/QuickGeluFusion/", "QuickGelu", 1, 5), _run(0, 10)]
+    trace += [_node("/act/Mul/QuickGeluFusion/", "QuickGelu", 21, 5), _run(20, 10)]
+    assert onnxruntime_profile_events(trace, runs=1) == [
+        KernelEvent("/act/Mul/QuickGeluFusion/", 0.005, True, C.SILU)
+    ]
+
+
 def test_onnxruntime_profile_with_other_than_runs_plus_one_model_runs_is_refused():
     with pytest.raises(MeasurementError, match="holds 3 model runs; 4 were run"):
         onnxruntime_profile_events(_trace([300, 20, 40]), runs=3)

@@ -17,10 +17,11 @@ match reports them.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -121,6 +122,24 @@ class KernelMatch:
     matched_ms: float
     convert_events: int = 0  # int8 conversions
     convert_ms: float = 0.0
+
+    def with_fused_records(self) -> tuple[KernelRow, ...]:
+        """The rows, each unmatched record joined to the row of the kernel that ran just before
+        it: a runtime that fuses more than the view (ONNX Runtime runs a conv with its h-swish
+        and residual add as one FusedConv) spends the record's time in that kernel, so its
+        features belong to that row's. Records before the first row stay out."""
+        if not self.unmatched_records or not self.rows:
+            return self.rows
+        extra: dict[int, list[int]] = {}
+        anchors = [row.records[0] for row in self.rows]
+        for record in self.unmatched_records:
+            position = bisect.bisect_left(anchors, record.index) - 1
+            if position >= 0:
+                extra.setdefault(position, []).append(record.index)
+        return tuple(
+            replace(row, records=(*row.records, *extra[position])) if position in extra else row
+            for position, row in enumerate(self.rows)
+        )
 
     @property
     def matched_share(self) -> float:

@@ -86,7 +86,7 @@ class _Counter:
             source=source,
             architecture_key=architecture,
             records=records,
-            kernels=() if match is None else match.rows,
+            kernels=() if match is None else match.with_fused_records(),
             profiled_ms=None if match is None else match.total_ms,
             kernel_match=None if match is None else match.summary(),
         )

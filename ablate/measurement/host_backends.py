@@ -12,12 +12,14 @@ import statistics
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ablate.errors import BackendUnavailableError, MeasurementError
+from ablate.errors import BackendUnavailableError, InputFileError, MeasurementError
 from ablate.measurement.backends import BACKENDS, ProgramFile, backend
 from ablate.measurement.clock import Runnable
 from ablate.measurement.kernels import KernelClass, KernelEvent, check_runs
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import torch
     from torch import nn
@@ -205,6 +207,8 @@ _ONNX_CLASSES = {
     "HardSwish": KernelClass.HARDSWISH,
     "HardSigmoid": KernelClass.HARDSIGMOID,
     "Sigmoid": KernelClass.SIGMOID,
+    # x * sigmoid(x), fused by ORT's QuickGeluFusion (alpha 1): a SiLU.
+    "QuickGelu": KernelClass.SILU,
     "ReduceMean": KernelClass.MEAN,
     "GlobalAveragePool": KernelClass.MEAN,
     "AveragePool": KernelClass.AVERAGE_POOL,
@@ -289,6 +293,38 @@ def onnxruntime_kernel_times(
     return onnxruntime_profile_events(events, runs)
 
 
+def onnxruntime_profile_file(path: Path) -> tuple[list[KernelEvent], int]:
+    """The kernel events of an ONNX Runtime profile file (onnxruntime_perf_test's -p on a
+    phone, or a session's own profiler), and the runs each is the median of: every model run
+    but the first, which allocates and packs weights. One line naming the file
+    (InputFileError) for a file that is not such a profile."""
+    import json
+
+    try:
+        trace = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InputFileError(path, f"not valid JSON ({error.msg})", line=error.lineno) from None
+    except OSError as error:
+        raise InputFileError(path, f"cannot read ({error.strerror})") from None
+    try:
+        runs = sum(event.get("name") == "model_run" for event in trace) - 1
+        if runs < 1:
+            raise InputFileError(
+                path,
+                f"{runs + 1} model runs; a profile needs at least 2 (the first, which packs "
+                "weights, is left out)",
+            )
+        return onnxruntime_profile_events(trace, runs), runs
+    except (MeasurementError, AttributeError, KeyError, TypeError, IndexError) as error:
+        # The exception's own words (no echo of the file beyond a key): cut all the same.
+        reason = f"{type(error).__name__}: {str(error)[:100]}"
+        raise InputFileError(
+            path, f"not an ONNX Runtime profile of a session's runs ({reason})"
+        ) from None
+
+
 def onnxruntime_profile_events(trace: list[dict[str, Any]], runs: int) -> list[KernelEvent]:
     """The kernel events of an ONNX Runtime profile (its JSON's list of events) of one
     unrecorded run and then `runs`: per node of the last `runs` model runs, in order, the
@@ -351,6 +387,13 @@ def _onnx_class(arguments: dict[str, Any]) -> KernelClass:
         _onnx_program,
         "onnxruntime_perf_test, built for Android from the onnxruntime sources",
         "-m times -r {runs} -x 1 -y 1 -e cpu {model}",
+        # perf_test's "-p [profile_file]: ... enable profiling and dump the profile data to
+        # the file" (onnxruntime/test/perftest/command_args_parser.cc); the session names the
+        # file itself, {profile}_<time>.json (InferenceSession::StartProfiling), so
+        # measure.sh takes the one file the run wrote in an empty directory.
+        profile_arguments="-p {profile}",
+        profile_suffix=".json",
+        profile_reader=onnxruntime_profile_file,
     ),
     kernel_timer=onnxruntime_kernel_times,
 )
