@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from ablate.counting.kinds import MAC_KINDS, Kind
+from ablate.counting.kinds import ACTIVATION_KINDS, CLAMP_KINDS, MAC_KINDS, POOL_KINDS, Kind
 from ablate.counting.records import OpRecord
 
 Feature = Literal["macs", "bytes", "ops"]
@@ -131,6 +131,27 @@ _ELEMENTWISE_OPS = Term(
 )
 _PER_KIND_RATES = (_STEM, _DENSE, _PW, _DW, _FC)
 _PER_SIZE_RATES = (_STEM, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
+# A fixed cost per kernel of each kind: kernels without MACs differ by more than their
+# traffic (eager PyTorch's batch norm costs several times a ReLU of the same size).
+_NORM_KINDS = frozenset({Kind.BATCH_NORM})
+_ACTIVATION_KINDS = frozenset(ACTIVATION_KINDS) | CLAMP_KINDS
+_POOLING_KINDS = POOL_KINDS | {Kind.REDUCTION}
+_BINARY_KINDS = frozenset(
+    {Kind.RESIDUAL_ADD, Kind.ADD, Kind.SUB, Kind.MUL, Kind.DIV, Kind.SE_MULTIPLY}
+)
+_PER_KIND_OVERHEADS = (
+    _CONV_OPS,
+    Term("norm_ops", "ops", _NORM_KINDS, "overhead per batch-norm kernel (unfused)"),
+    Term("activation_ops", "ops", _ACTIVATION_KINDS, "overhead per activation kernel"),
+    Term("pool_ops", "ops", _POOLING_KINDS, "overhead per pooling kernel (SE squeeze too)"),
+    Term("binary_ops", "ops", _BINARY_KINDS, "overhead per add or multiply kernel"),
+    Term(
+        "other_ops",
+        "ops",
+        _ALL - MAC_KINDS - _NORM_KINDS - _ACTIVATION_KINDS - _POOLING_KINDS - _BINARY_KINDS,
+        "overhead per other kernel (copies, ...)",
+    ),
+)
 
 FORMS: dict[str, Form] = {
     form.name: form
@@ -170,6 +191,13 @@ FORMS: dict[str, Form] = {
             (*_PER_SIZE_RATES, _ELEMENTWISE_BYTES, _CONV_OPS, _ELEMENTWISE_OPS),
             "a MAC rate per conv kind and depthwise size + elementwise bandwidth + an overhead "
             "per conv and per elementwise kernel",
+            kernels=True,
+        ),
+        Form(
+            "kernel_kinds",
+            (*_PER_SIZE_RATES, _CONV_BYTES, _ELEMENTWISE_BYTES, *_PER_KIND_OVERHEADS),
+            "a MAC rate per conv kind and depthwise size + conv and elementwise bandwidths + "
+            "an overhead per kernel kind (conv, norm, activation, pool, add/multiply, other)",
             kernels=True,
         ),
         Form(

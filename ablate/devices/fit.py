@@ -46,6 +46,9 @@ from ablate.errors import AblateError, InputFileError
 
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
+# Below this share of a network's mean kernel time, a kernel's error is weighed as if it took
+# that much: a profiler reads 0 ms for the tiniest kernels, which must not weigh infinitely.
+KERNEL_FLOOR = 0.1
 # Leave-one-out needs a fit on every subset of all but one architecture: a form is a candidate
 # only when that subset still has more architectures than the form has coefficients.
 SPARE_ARCHITECTURES = 2
@@ -141,13 +144,18 @@ def _design(
             # kernel at all): the kernels' times are scaled to the measured latency, so that
             # they share it in the proportions the profiler saw.
             factor = observation.latency_ms / timed
+            floor = KERNEL_FLOOR * observation.latency_ms / len(observation.kernels)
             for kernel in observation.kernels:
                 row = np.zeros(len(form.terms))
                 for index in kernel.records:
                     row += op_features(observation.records[index], form, view)
+                milliseconds = kernel.milliseconds * factor
                 features.append(row)
-                target.append(kernel.milliseconds * factor)
-                scale.append(observation.latency_ms)
+                target.append(milliseconds)
+                # A kernel's error counts relative to sqrt(its time x the network's): if every
+                # kernel is off by the same fraction, the network's kernels together weigh
+                # what its whole-network row does, and each kernel by its time.
+                scale.append(float(np.sqrt(max(milliseconds, floor) * observation.latency_ms)))
                 row_groups.append(group)
     return _Design(
         np.array(features),
