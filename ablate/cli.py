@@ -29,6 +29,7 @@ from ablate.commands.experiment import (
     run_command,
     validate_command,
 )
+from ablate.commands.matrix import matrix_command
 from ablate.commands.measure import bench_command, roofline_command
 from ablate.errors import AblateError, RunInterrupted
 from ablate.measurement.cache_entries import cache_notes
@@ -107,6 +108,7 @@ _register("validate", validate_command)
 _register("run", run_command)
 _register("compare", compare_command)
 _register("report", report_command)
+_register("matrix", matrix_command)
 _register("bench", bench_command)
 _register("roofline", roofline_command)
 _register("fit-device", fit_device_command)

@@ -36,12 +36,14 @@ def validate_command(
 ) -> None:
     """Check a spec: keys, types, values, every variant's architecture, and whether the run
     fits this machine's memory and its budget. Nothing is measured."""
+    from ablate.devices.vocabulary import spec_devices
     from ablate.report.console import summary_line, variant_lines
     from ablate.runs.estimate import check_fits, estimate_run
     from ablate.runs.runner import built_copies
     from ablate.spec import load_spec
 
     experiment = load_spec(spec)
+    devices = spec_devices(experiment)
     if json_output:
         typer.echo(json.dumps(experiment.to_json(), indent=2))
         return
@@ -49,6 +51,8 @@ def validate_command(
     check_fits(estimate, force=force)
     typer.echo(summary_line(experiment))
     typer.echo(estimate.summary())
+    if devices is not None:
+        typer.echo(f"devices (a run each): {', '.join(device.name for device in devices)}")
     for line in variant_lines(experiment):
         typer.echo(line)
 
@@ -76,7 +80,11 @@ OutOption = Annotated[Path, typer.Option("--out", help="Where runs live, for the
 
 def run_command(
     spec: Annotated[
-        Path, typer.Argument(help="Experiment spec (YAML), e.g. experiments/hswish.yaml")
+        Path,
+        typer.Argument(
+            help="Experiment spec (YAML), e.g. experiments/hswish.yaml; or, with --resume, a "
+            "matrix directory to continue."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Directory of run directories.")] = Path(
         "runs"
@@ -96,7 +104,12 @@ def run_command(
         bool, typer.Option("--quick", help="A few seconds per variant; results say quick.")
     ] = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the latest unfinished run of this spec.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the latest unfinished run of this spec; `--resume MATRIX_DIR`: the "
+            "matrix's devices not complete.",
+        ),
     ] = False,
     force: ForceOption = False,
     device: Annotated[
@@ -104,13 +117,47 @@ def run_command(
         typer.Option(help="Predict on this device profile (`ablate devices`) instead of timing."),
     ] = None,
     prior: PriorOption = "stated",
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="A device matrix, one run per device, one after another: BACKEND[/PRECISION] "
+            "or a profile, comma-separated (e.g. eager,executorch/int8,pixel1); default: the "
+            "spec's devices:. With --resume MATRIX_DIR: which of its devices to continue.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/."""
+    """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/ (a
+    device matrix: DIR/<timestamp>-<name>-matrix/ with matrix.json and a run per device)."""
     from ablate.report.compare import compare_variants
     from ablate.report.compare_console import print_renderables, run_renderables
     from ablate.report.progress import run_progress
     from ablate.runs.schema import load_results
     from ablate.services.experiment import run_experiment
+    from ablate.services.matrix import run_requested_matrix
+
+    matrix_run = run_requested_matrix(
+        spec,
+        devices=devices,
+        resume=resume,
+        out_dir=out,
+        backend=backend,
+        precision=precision,
+        device=device,
+        prior=prior,
+        threads=threads,
+        quick=quick,
+        force=force,
+        progress=run_progress,
+    )
+    if matrix_run is not None:
+        matrix_directory, matrix = matrix_run
+        for entry in matrix.devices:
+            typer.echo(
+                f"{entry.name}: {entry.status} {matrix.run_directory(matrix_directory, entry)}"
+            )
+        typer.echo(str(matrix_directory))
+        return
 
     directory = run_experiment(
         spec_path=spec,

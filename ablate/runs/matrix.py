@@ -13,14 +13,18 @@ assembled from existing runs (`ablate matrix RUN RUN ...`) names them by path.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.errors import InputFileError, excerpt, format_key_path
-from ablate.files import read_json
+from ablate.files import read_json, write_json_atomic
 from ablate.runs.schema import Results, load_results
+from ablate.runs.storage import with_added_keys
 
 MATRIX_SCHEMA = "ablate.matrix/1"
 MATRIX_NAME = "matrix.json"
@@ -60,18 +64,53 @@ class MatrixDevice(_Strict):
     properties: DeviceProperties | None = None
 
 
+class RunOptions(_Strict):
+    """The `ablate run` options every device's run started with: `--resume` repeats them,
+    or a run would find its spec changed (threads, quick) or its size refused (force)."""
+
+    threads: int | None = None
+    quick: bool = False
+    force: bool = False
+
+
 class Matrix(_Strict):
     schema_name: Literal["ablate.matrix/1"] = Field(alias="schema")
     name: str  # the spec's name
-    spec_sha256: str  # of the resolved spec every device's run recorded
+    spec_sha256: str  # of the resolved spec every device's run recorded (`matrix_spec_sha256`)
     created: str
     devices: list[MatrixDevice] = Field(min_length=1)
+    options: RunOptions = RunOptions()  # an assembled matrix started no run: the defaults
 
     def run_directory(self, matrix_directory: Path, device: MatrixDevice) -> Path | None:
         if device.run is None:
             return None
         path = Path(device.run)
         return path if path.is_absolute() else matrix_directory / path
+
+
+# Where a run's latencies come from: the only keys in which the resolved specs of a matrix's
+# runs differ.
+DEVICE_SPEC_KEYS = ("backend", "precision")
+
+
+def device_free_spec(resolved_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What the runs of one matrix share: the resolved spec without the `measure` keys that
+    name the device, keys added since with the value older runs had."""
+    spec = with_added_keys(dict(resolved_spec))
+    spec["measure"] = {
+        key: value for key, value in spec["measure"].items() if key not in DEVICE_SPEC_KEYS
+    }
+    return spec
+
+
+def matrix_spec_sha256(resolved_spec: Mapping[str, Any]) -> str:
+    """The digest that tells whether runs ran one spec (`device_free_spec`)."""
+    text = json.dumps(device_free_spec(resolved_spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_matrix(directory: Path, matrix: Matrix) -> None:
+    write_json_atomic(directory / MATRIX_NAME, matrix.model_dump(mode="json", by_alias=True))
 
 
 def load_matrix(path: Path) -> Matrix:

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ablate.analysis.bootstrap import LatencyTable
     from ablate.analysis.record import Attribution
     from ablate.architecture.description import Architecture
+    from ablate.architecture.rows import LayerRow
     from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
     from ablate.measurement.kernels import KernelTimer
@@ -191,36 +192,58 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class CountedArchitecture:
+    """What counting one architecture gives, whatever the precision its entries scale to."""
+
+    counts: CountResult
+    rows: list[LayerRow]
+    described: dict[str, Any]  # every factor's effective value
+
+
+# Counted architectures by (architecture, batch), shared by the runs of a device matrix: the
+# counting pass is the same on every device of one spec, so the first device's run counts
+# and the others read its counts.
+SharedCounts = dict[tuple["Architecture", int], CountedArchitecture]
+
+
 def count_unit(
-    unit: Unit, spec: ExperimentSpec, precision: str
+    unit: Unit, spec: ExperimentSpec, precision: str, shared: SharedCounts | None = None
 ) -> tuple[CountResult, list[Variant]]:
-    """Build and count one distinct architecture: its counts, and the results entry of
-    every variant of `spec` that resolves to it."""
+    """Build and count one distinct architecture (or take it from ``shared``): its counts,
+    and the results entry of every variant of `spec` that resolves to it."""
     from ablate.architecture.builder import build_module, layer_rows
     from ablate.counting.engine import count_model
     from ablate.variants.factors import describe_factors
 
+    key = (unit.architecture, spec.input.batch)
+    counted = None if shared is None else shared.get(key)
+    if counted is None:
+        model = build_module(unit.architecture)
+        resolution = unit.architecture.resolution
+        counted = CountedArchitecture(
+            counts=count_model(model, (spec.input.batch, 3, resolution, resolution)),
+            rows=layer_rows(unit.architecture, model),
+            described=describe_factors(unit.architecture),
+        )
+        if shared is not None:
+            shared[key] = counted
     specs = {variant.name: variant for variant in spec.variants}
-    model = build_module(unit.architecture)
-    resolution = unit.architecture.resolution
-    counts = count_model(model, (spec.input.batch, 3, resolution, resolution))
-    rows = layer_rows(unit.architecture, model)
-    described = describe_factors(unit.architecture)
     entries = [
         count_entry(
             name=name,
             base=specs[name].base,
             factors=specs[name].factors,
-            resolved_factors=described,
+            resolved_factors=counted.described,
             measured_as=unit.name,
-            counts=counts,
-            rows=rows,
+            counts=counted.counts,
+            rows=counted.rows,
             element_bytes=PRECISION_BYTES[precision],
             reference=specs[name].reference,
         )
         for name in unit.variants
     ]
-    return counts, entries
+    return counted.counts, entries
 
 
 def built_copies(architectures: int) -> int:
@@ -330,6 +353,7 @@ class Run:
         predictor: LatencyPredictor | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        shared_counts: SharedCounts | None = None,
     ):
         self.spec = spec
         self.clock = clock
@@ -344,6 +368,7 @@ class Run:
         self.records: dict[str, list[OpRecord]] = {}  # per unit, kept from counting
         self.rerun: Sequence[str] = ()
         self.resume_arguments: Sequence[str] = ()
+        self.shared_counts = shared_counts  # a matrix's counts, shared by its devices' runs
 
     @property
     def state(self) -> Results:
@@ -407,7 +432,7 @@ class Run:
             if set(unit.variants) <= done:
                 continue
             self.progress.counting(unit.name, position, len(self.units))
-            counts, added = count_unit(unit, self.spec, self.setup.precision)
+            counts, added = count_unit(unit, self.spec, self.setup.precision, self.shared_counts)
             self.records[unit.name] = list(counts.records)
             counted.extend(added)
             if time.monotonic() - saved >= COUNT_SAVE_INTERVAL_S:

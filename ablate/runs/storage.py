@@ -238,7 +238,7 @@ def resumable_run(run: Path, resolved_spec: dict[str, Any]) -> Path:
 ADDED_SPEC_KEYS: dict[tuple[str, ...], Any] = {("measure", "kernels"): False}
 
 
-def _with_added_keys(recorded: Any) -> Any:
+def with_added_keys(recorded: Any) -> Any:
     if not isinstance(recorded, dict):
         return recorded
     completed = json.loads(json.dumps(recorded))
@@ -261,22 +261,22 @@ def check_run_spec(run: Path, resolved_spec: dict[str, Any]) -> None:
         ) from None
     if _measured_elsewhere(run):
         raise AblateError(f"{run}: measured on another device (ingested): nothing to resume here")
-    recorded = _with_added_keys(recorded)
+    recorded = with_added_keys(recorded)
     if recorded != resolved_spec:
-        key, there, here = _first_difference(recorded, resolved_spec)
+        key, there, here = first_difference(recorded, resolved_spec)
         raise AblateError(
             f"{run}: started with {key} {there!r}, not {here!r}; run without --resume to start "
             "a fresh run"
         )
 
 
-def _first_difference(recorded: Any, wanted: Any, path: str = "") -> tuple[str, Any, Any]:
+def first_difference(recorded: Any, wanted: Any, path: str = "") -> tuple[str, Any, Any]:
     """The first key path at which two resolved specs differ, and the two values there."""
     if isinstance(recorded, dict) and isinstance(wanted, dict):
         for key in [*wanted, *(key for key in recorded if key not in wanted)]:
             if recorded.get(key) != wanted.get(key):
                 where = f"{path}.{key}" if path else str(key)
-                return _first_difference(recorded.get(key), wanted.get(key), where)
+                return first_difference(recorded.get(key), wanted.get(key), where)
     return path or "the spec", recorded, wanted
 
 

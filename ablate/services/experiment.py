@@ -16,6 +16,7 @@ from ablate.runs.estimate import check_fits, estimate_run
 from ablate.runs.runner import (
     Run,
     RunProgress,
+    SharedCounts,
     SilentProgress,
     built_copies,
     rerun_command,
@@ -46,6 +47,7 @@ def run_experiment(
     kernels: bool | None = None,
     run_directory: Path | None = None,
     rerun: Callable[[Path], tuple[Sequence[str], Sequence[str]]] | None = None,
+    shared_counts: SharedCounts | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
@@ -55,7 +57,8 @@ def run_experiment(
     continue (default: the latest unfinished run of the spec in ``out_dir``). ``rerun``, given
     the run directory: the command line that starts the run again and the arguments that make
     it continue this one, which an interruption names (default: `ablate run` with these
-    arguments, and `--resume`).
+    arguments, and `--resume`). ``shared_counts``: the counts of a device matrix's runs, which
+    this run reads and adds to instead of counting what another device's run counted.
     """
     from ablate.spec import load_spec, with_overrides
 
@@ -115,7 +118,9 @@ def run_experiment(
         )
         resume_arguments = ("--resume",)
     try:
-        Run(spec, directory, progress, predictor).execute(resume, command, resume_arguments)
+        Run(spec, directory, progress, predictor, shared_counts=shared_counts).execute(
+            resume, command, resume_arguments
+        )
     finally:
         progress.close()
     return directory

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from ablate.errors import FactorError, InputFileError, format_key_path
+from ablate.errors import FactorError, InputFileError, KeyPath, format_key_path
 from ablate.measurement.results import ATTRIBUTION, RATIOS
 from ablate.spec import defaults
 from ablate.spec.expand import (
@@ -17,8 +18,8 @@ from ablate.spec.expand import (
     grid_drafts,
     listed_drafts,
 )
-from ablate.spec.model import ExperimentSpec, InputSpec, MeasureSpec, VariantSpec
-from ablate.spec.schema import MeasureSection, SpecDocument, schema_error
+from ablate.spec.model import DeviceEntry, ExperimentSpec, InputSpec, MeasureSpec, VariantSpec
+from ablate.spec.schema import DEVICE_KEYS, MeasureSection, SpecDocument, schema_error
 from ablate.spec.source import SpecSource, parse_factor_path, parse_yaml
 from ablate.variants.resolve import resolve_architecture
 
@@ -170,6 +171,7 @@ def assemble(
         source_path=source_path,
         source_label=source.label,
         source_text=source_text,
+        devices=_devices(document.devices, source),
     )
 
 
@@ -204,6 +206,33 @@ def _check_unique_names(drafts: list[VariantDraft], source: SpecSource) -> None:
                 f"{format_key_path(earlier.source_key_path)}",
                 draft.name,
             )
+
+
+def _devices(entries: list[Any] | None, source: SpecSource) -> tuple[DeviceEntry, ...] | None:
+    """`devices:` entries, their shape checked; their names are the device vocabulary's to
+    check (`devices.vocabulary.spec_devices`)."""
+    if entries is None:
+        return None
+    return tuple(_device(entry, ("devices", index), source) for index, entry in enumerate(entries))
+
+
+def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
+    """One `devices:` entry: a name, or a mapping {device, python, profile}."""
+    if isinstance(entry, str):
+        return DeviceEntry(entry, None, None, path, mapping=False)
+    if not isinstance(entry, dict):
+        raise source.bad_value(
+            path, "expected a device name or a mapping {device: NAME, python: PATH}", entry
+        )
+    unknown = [key for key in entry if key not in DEVICE_KEYS]
+    if unknown:
+        raise source.error((*path, unknown[0]), "unknown key", DEVICE_KEYS)
+    if "device" not in entry:
+        raise source.error((*path, "device"), "missing required key")
+    for key, value in entry.items():
+        if not isinstance(value, str) or not value:
+            raise source.bad_value((*path, key), "expected a non-empty string", value)
+    return DeviceEntry(entry["device"], entry.get("python"), entry.get("profile"), path, True)
 
 
 def _resolved(draft: VariantDraft, source: SpecSource) -> VariantSpec:

@@ -137,6 +137,19 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class DeviceEntry:
+    """One entry of `devices:` as written: a name, or a mapping with an interpreter and a
+    calibrated profile. Its names are checked against the device vocabulary, which knows the
+    device profiles, by `devices.vocabulary.spec_devices`."""
+
+    device: str
+    python: str | None
+    profile: str | None
+    path: tuple[str | int, ...]  # its key path: ("devices", 2)
+    mapping: bool  # written as {device: ...}: the name's key path is `path` + "device"
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     description: str | None
@@ -152,6 +165,9 @@ class ExperimentSpec:
     source_path: Path | None  # None for a spec given as text
     source_label: str  # the path, or the label given to load_spec_text, as errors name it
     source_text: str = field(repr=False)
+    # `devices:`, the matrix to run; not part of the resolved spec (`to_json`): each device's
+    # run is the spec on that one device, and a device added to the list changes no run.
+    devices: tuple[DeviceEntry, ...] | None = None
 
     @property
     def variant_names(self) -> tuple[str, ...]:

@@ -49,6 +49,9 @@ def is_variant_name(name: object) -> bool:
     return isinstance(name, str) and VARIANT_NAME_PATTERN.fullmatch(name) is not None
 
 
+# The keys of a `devices:` entry written as a mapping.
+DEVICE_KEYS = ("device", "python", "profile")
+
 # `variants.NAME.reference`: the published figures a variant is compared with.
 REFERENCE_KEY = "reference"
 REFERENCE_FIGURES = ("latency_ms", "params_m", "madds_m")
@@ -193,6 +196,9 @@ class SpecDocument(_Section):
     variants: dict[str, VariantEntry] | None = None
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
     attribution: AttributionSection | None = None
+    # The devices of a matrix run: names, or {device, python, profile} mappings; their shape
+    # is checked where the spec is assembled, their names by `devices.vocabulary`.
+    devices: Annotated[list[Any], Field(min_length=1)] | None = None
 
 
 def section_keys(path: tuple[str | int, ...]) -> tuple[str, ...]:
