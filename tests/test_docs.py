@@ -320,6 +320,13 @@ def _check_values(
             )
             if problem:
                 problems.append(problem)
+    for value in by_name.get("devices", []):
+        from ablate.devices.vocabulary import parse_device_list
+
+        try:
+            parse_device_list(value)
+        except AblateError as error:
+            problems.append(str(error))
     if "form" in by_name:
         from ablate.devices.costs import FORMS
 
@@ -646,6 +653,7 @@ def test_every_name_the_recipes_give_is_in_the_code() -> None:
         ("ablate bench MODEL --precision int4", "precision"),
         ("ablate bench MODEL --threads two", "--threads two"),
         ("ablate predict MODEL --device pixel9", "not a shipped device profile"),
+        ("ablate run SPEC --devices eager,pixel9", "--devices: unknown device (got 'pixel9')"),
         ("ablate fit-device NAME --from RUN --form cubic", "--form cubic"),
         ("ablate models --json=yes", "is a flag"),
     ],

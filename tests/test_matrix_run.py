@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import ablate.counting.engine as counting_engine
 import ablate.measurement.backends as backends_module
+import ablate.services.experiment as experiment_service
 from ablate.cli import app
 from ablate.devices.profile import (
     Parameter,
@@ -362,6 +363,58 @@ def test_a_spec_listing_devices_runs_one_device_when_an_option_names_it(tmp_path
     assert matrix_request(spec, devices=None, resume=False, device="pixel1") is None
     request = matrix_request(spec, devices=None, resume=False)
     assert request is not None and (request.devices, request.resume) == (None, False)
+
+
+def _no_runs(exception: BaseException) -> Any:
+    """`run_experiment` standing in for every device's run: it raises ``exception``."""
+
+    def run_experiment(**arguments: Any) -> Path:
+        raise exception
+
+    return run_experiment
+
+
+def test_a_ctrl_c_stops_the_matrix_and_records_the_device(
+    tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(experiment_service, "run_experiment", _no_runs(KeyboardInterrupt()))
+    out = tmp_path / "runs"
+    result = invoke("run", str(tiny_spec), "--devices", "eager,pixel1", "--out", str(out))
+    assert result.exit_code == 130
+    (directory,) = out.iterdir()
+    assert error_line(result) == (
+        f"error: interrupted while eager ran; {directory} keeps the devices done; continue the "
+        f"matrix with: ablate run --resume {directory}"
+    )
+    eager, pixel1 = load_matrix(directory).devices
+    assert (eager.status, eager.error, pixel1.status) == (
+        "interrupted",
+        "KeyboardInterrupt",
+        "pending",
+    )
+    assert eager.resume == f"ablate run --resume {directory} --devices eager"
+
+
+def test_a_resume_refuses_an_edited_spec_and_devices_the_matrix_lacks(
+    tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(experiment_service, "run_experiment", _no_runs(RuntimeError("down")))
+    out = tmp_path / "runs"
+    result = invoke("run", str(tiny_spec), "--devices", "eager,torchscript", "--out", str(out))
+    assert result.exit_code == 1
+    (directory,) = out.iterdir()
+    assert [d.error for d in load_matrix(directory).devices] == ["RuntimeError: down"] * 2
+    result = invoke("run", "--resume", str(directory), "--devices", "eager,pixel1")
+    assert error_line(result) == (
+        f"error: --devices: 'pixel1' is not a device of {directory}; valid: eager, torchscript"
+    )
+    (directory / "spec.yaml").write_text(TINY_SPEC.replace("budget_s: 2", "budget_s: 3"))
+    result = invoke("run", "--resume", str(directory))
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        f"error: {directory / 'spec.yaml'}: not the spec this matrix started with (its sha256 "
+        "differs from matrix.json's); start a new matrix"
+    )
 
 
 # -- assembling ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ EXPECTED = {
     "last_stage.yaml": (4, 4, "published"),
     "v2_to_v3.yaml": (9, 8, "v2"),
     "why_v3_faster.yaml": (128, 128, "to:{}"),
+    "why_v3_faster_matrix.yaml": (128, 128, "to:{}"),
     "why_v3_small_faster.yaml": (128, 128, "to:{}"),
     "detection.yaml": (12, 12, "v2"),
     "paper_latency.yaml": (11, 10, "v2"),
