@@ -29,12 +29,14 @@ from ablate.measurement.setup import MeasurementSetup
 from ablate.registry import Registry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import torch
     from torch import nn
 
     from ablate.measurement.export_cache import DelegationReport
-    from ablate.measurement.kernels import KernelTimer
+    from ablate.measurement.kernels import KernelEvent, KernelTimer
 
 # fp32, or int8: static post-training quantization, on the backends whose descriptor lists it.
 PRECISIONS = ("fp32", "int8")
@@ -59,6 +61,10 @@ class BackendFactory(Protocol):
 # (module, example input, precision) -> the program's bytes, and which of its ops the
 # runtime's delegate runs (None for a runtime without one).
 Exporter = Callable[[Any, Any, str], "tuple[bytes, DelegationReport | None]"]
+# A per-op profile file the phone binary wrote -> its kernel events in execution order, and
+# the runs each time summarises (None where the file does not say); one line naming the file
+# (InputFileError) for a file that does not parse.
+ProfileReader = Callable[["Path"], "tuple[list[KernelEvent], int | None]"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,12 @@ class ProgramFile:
     binary: str  # which benchmark binary, and where it comes from: shown when none is set
     # The binary's flags, as measure.sh passes them: it fills in {model} and {runs}.
     arguments: str
+    # The flags added to `arguments` with which the binary writes a per-op profile to
+    # {profile} (measure.sh's profile pass, when the spec asks for kernel times), and the
+    # file's suffix; None: the binary writes none.
+    profile_arguments: str | None = None
+    profile_suffix: str = ""
+    profile_reader: ProfileReader | None = None  # reads that file back
 
 
 @dataclass(frozen=True)

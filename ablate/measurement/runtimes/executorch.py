@@ -7,12 +7,15 @@ request, in which the XNNPACK delegate logs each of its operators (`executorch_o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ablate.errors import InputFileError, excerpt
 from ablate.measurement.backends import PRECISIONS, Backend, OpTime, Profiler, ProgramFile, register
 from ablate.measurement.export_cache import DelegationReport
 from ablate.measurement.exporting import (
@@ -217,9 +220,9 @@ def executorch_op_times(
     shares are what to read, not the sum as a latency.
     """
     totals: dict[tuple[str, bool], list[float]] = {}
-    for name, milliseconds, delegated in _etdump_events(
-        program, example_input, runs=runs, threads=threads
-    ):
+    with _etdump(program, example_input, runs=runs, threads=threads) as path:
+        events, _ = _etdump_file_events(path)
+    for name, milliseconds, delegated in events:
         entry = totals.setdefault((_op_kind(name), delegated), [0.0, 0])
         entry[0] += milliseconds
         entry[1] += 1
@@ -241,29 +244,70 @@ def executorch_kernel_times(
     execution order, from its ETDump: the median over `runs` of each, in ms."""
     check_runs(runs)
     artifact = export_program(EXECUTORCH, model, example_input, precision)
-    events = _etdump_events(artifact.program, example_input, runs=runs, threads=threads)
+    with _etdump(artifact.program, example_input, runs=runs, threads=threads) as path:
+        events, _ = etdump_kernel_events(path)
+    return events
+
+
+def etdump_kernel_events(path: str | os.PathLike[str]) -> tuple[list[KernelEvent], int]:
+    """Every kernel event of the ETDump file at `path`, in execution order, and how many runs
+    each time is the median of. The file is the one executor_runner writes on a phone
+    (--etdump_path) or this runtime's Python API (`_etdump`, run_host.py): the first
+    execution is left out where there are more (it packs XNNPACK's weights), as are the
+    runtime's own bookkeeping events (`_FRAMEWORK_EVENTS`). One line naming the file
+    (InputFileError) for a file that does not parse or holds no op events."""
+    events, runs = _etdump_file_events(path)
     return [
         KernelEvent(_op_kind(name), milliseconds, delegated, executorch_kernel_class(name))
         for name, milliseconds, delegated in events
-    ]
+    ], runs
 
 
-def _etdump_events(
+def _etdump_file_events(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[str, float, bool]], int]:
+    """(name, median ms, delegated) of each op event of an ETDump file, in execution order,
+    and the runs each median is over (`etdump_kernel_events`)."""
+    EXECUTORCH.check_available()
+    silence_import_notices()
+    from executorch.devtools import Inspector
+
+    try:
+        with quiet(), native_stderr_silenced():
+            inspector = Inspector(etdump_path=os.fspath(path))
+            blocks = list(inspector.event_blocks)
+    except Exception as error:  # flatcc and the inspector raise many types for a bad file
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InputFileError(path, f"not a readable ETDump ({excerpt(reason, 120)})") from None
+    events = []
+    runs = []
+    # The inspector lists one forward pass's events in order, each with its time in every run.
+    for block in blocks:
+        for event in block.events:
+            name = str(event.name)
+            if event.perf_data is None or name in _FRAMEWORK_EVENTS:
+                continue
+            raw = list(event.perf_data.raw)
+            timed = raw[1:] if len(raw) > 1 else raw  # the first run packs weights
+            runs.append(len(timed))
+            events.append((name, float(statistics.median(timed)), bool(event.is_delegated_op)))
+    if not events:
+        raise InputFileError(path, "an ETDump of no timed op events: not a profile of a run")
+    return events, min(runs)
+
+
+@contextlib.contextmanager
+def _etdump(
     program: bytes, example_input: torch.Tensor, *, runs: int, threads: int
-) -> list[tuple[str, float, bool]]:
-    """(name, median ms over the last `runs`, delegated) of each op event, in execution order.
-
-    Loaded with the event tracer on, run once (packing weights) and then `runs` times; the
-    runtime's own bookkeeping events (`_FRAMEWORK_EVENTS`) are left out.
-    """
+) -> Iterator[str]:
+    """The path of an ETDump file of `program`, loaded with the event tracer on, run once
+    (packing weights) and then `runs` times; removed when the context ends."""
     import tempfile
 
     import torch
 
     EXECUTORCH.check_available()
     silence_import_notices()
-    from executorch.devtools import Inspector
-
     with native_stderr_silenced():
         from executorch.extension.pybindings import portable_lib
 
@@ -275,18 +319,7 @@ def _etdump_events(
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "program.etdp")
         module.write_etdump_result_to_file(path)
-        with quiet():
-            inspector = Inspector(etdump_path=path)
-    events = []
-    # The inspector lists one forward pass's events in order, each with its time in every run.
-    for block in inspector.event_blocks:
-        for event in block.events:
-            name = str(event.name)
-            if event.perf_data is None or name in _FRAMEWORK_EVENTS:
-                continue
-            raw = list(event.perf_data.raw)[-runs:]  # the first run packs weights
-            events.append((name, float(statistics.median(raw)), bool(event.is_delegated_op)))
-    return events
+        yield path
 
 
 def _op_kind(event_name: str) -> str:
@@ -377,6 +410,13 @@ EXECUTORCH = register(
             export_executorch,
             "executor_runner, built for Android with the XNNPACK backend",
             "--model_path={model} --num_executions={runs} --cpu_threads=1",
+            # executor_runner's own flag (DEFINE_string(etdump_path, ...) in ExecuTorch's
+            # examples/portable/executor_runner/executor_runner.cpp), there only in a build
+            # with the event tracer (-DEXECUTORCH_BUILD_DEVTOOLS=ON
+            # -DEXECUTORCH_ENABLE_EVENT_TRACER=ON); it records every execution.
+            profile_arguments="--etdump_path={profile}",
+            profile_suffix=".etdp",
+            profile_reader=etdump_kernel_events,
         ),
         mobile=True,
         profiler=Profiler("ETDump", executorch_op_times),
