@@ -8,7 +8,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
 from ablate.services.bundle_format import (
@@ -19,6 +19,10 @@ from ablate.services.bundle_format import (
     write_bundle,
     write_program,
 )
+
+if TYPE_CHECKING:
+    from ablate.measurement.backends import ProgramFile
+    from ablate.spec.model import ExperimentSpec
 
 
 def _program(backend: str, model: Any, images: Any, precision: str, pool: Any) -> tuple[bytes, Any]:
@@ -40,6 +44,20 @@ def _runtime_versions(backend: str) -> dict[str, str]:
     from ablate.measurement.programs import runtime_versions
 
     return runtime_versions(BACKENDS.get(backend))
+
+
+def _profile_settings(program_file: ProgramFile, spec: ExperimentSpec) -> dict[str, Any]:
+    """The driver's profile pass, for a spec that asks for kernel times: the binary's flags
+    that write a per-op profile, its suffix, and as many runs as a local run profiles."""
+    from ablate.runs.runner import PROFILE_RUNS, QUICK_PROFILE_RUNS
+
+    if not spec.measure.kernels or program_file.profile_arguments is None:
+        return {}
+    return {
+        "profile_args": program_file.profile_arguments,
+        "profile_suffix": program_file.profile_suffix,
+        "profile_runs": QUICK_PROFILE_RUNS if spec.measure.quick else PROFILE_RUNS,
+    }
 
 
 def _check_output(output: Path) -> None:
@@ -139,6 +157,7 @@ def export_bundle(
                 python=python,
                 binary_hint=program_file.binary,
                 benchmark_args=program_file.arguments,
+                **_profile_settings(program_file, spec),
             ),
         )
         if output.exists():

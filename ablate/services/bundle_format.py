@@ -5,7 +5,9 @@ A bundle is a directory: every distinct architecture of a spec as one program fi
 `measure.sh` (POSIX sh: times the files on a phone over adb, or on this machine), its settings
 `bundle.env`, the list `variants.txt` it reads, and `run_host.py`, the host runner. The driver
 writes `timings.csv` (round, variant, milliseconds, position, session) and `device.json` (the
-session's device record).
+session's device record); for a spec that asks for kernel times (`measure.kernels`), a per-op
+profile of each program in `profiles/` (its file name: the program's, with the profile's
+suffix), each one's sha256 in the device record.
 
 Integrity: the manifest gives the sha256 of every file the driver reads or runs (`files` for
 the driver's own, each unit's `sha256` for its program, which `variants.txt` repeats for the
@@ -56,6 +58,8 @@ LIST_NAME = "variants.txt"
 TIMINGS_NAME = "timings.csv"
 DEVICE_RECORD_NAME = "device.json"
 MODELS_DIRECTORY = "models"
+# Beside the timings: the per-op profile of each program, `v000.etdp` for `models/v000.pte`.
+PROFILES_DIRECTORY = "profiles"
 # Copied into every bundle as they are, from the package's bundle_files.
 SHIPPED_FILES = (DRIVER_NAME, HOST_RUNNER_NAME)
 # The files the driver reads or runs besides the programs, each hashed in the manifest's
@@ -113,6 +117,12 @@ class DriverSettings:
     python: str  # runs run_host.py when timing on this machine
     binary_hint: str  # the runtime's benchmark binary, for the message when none is given
     benchmark_args: str  # its flags, with {model} and {runs} for measure.sh to fill in
+    # The flags with which the binary also writes a per-op profile to {profile}, the file's
+    # suffix, and the runs of the profile pass; "" where the spec asks for no kernel times,
+    # or the binary writes no profile: then measure.sh makes no profile pass.
+    profile_args: str = ""
+    profile_suffix: str = ""
+    profile_runs: int = 1
 
 
 def write_program(
@@ -200,6 +210,8 @@ def write_bundle(
 # The characters measure.sh lets a bundle's BENCHMARK_ARGS hold: they reach a shell on the
 # target, so flags only, never shell syntax (the driver's own check, in its `case`).
 BENCHMARK_ARGUMENTS = re.compile(r"[A-Za-z0-9_{}=.,:/ -]*")
+# A profile's suffix, as measure.sh accepts it: it ends a file name the driver writes.
+PROFILE_SUFFIX = re.compile(r"\.[a-z]+")
 
 
 def _settings_text(settings: DriverSettings, units: Sequence[dict[str, Any]]) -> str:
@@ -215,11 +227,21 @@ def _settings_text(settings: DriverSettings, units: Sequence[dict[str, Any]]) ->
         "BINARY_HINT": settings.binary_hint,
         "BENCHMARK_ARGS": settings.benchmark_args,
     }
-    if not BENCHMARK_ARGUMENTS.fullmatch(settings.benchmark_args):
+    if settings.profile_args:
+        values["PROFILE_ARGS"] = settings.profile_args
+        values["PROFILE_SUFFIX"] = settings.profile_suffix
+        values["PROFILE_RUNS"] = settings.profile_runs
+    for key in ("BENCHMARK_ARGS", "PROFILE_ARGS"):
+        text = str(values.get(key, ""))
+        if not BENCHMARK_ARGUMENTS.fullmatch(text):
+            raise AblateError(
+                f"bundle.env: BUNDLE_{key}: {excerpt(text)} holds a character the driver "
+                "refuses (shell syntax); a flag takes letters, digits, spaces and _{}=.,:/-"
+            )
+    if settings.profile_args and not PROFILE_SUFFIX.fullmatch(settings.profile_suffix):
         raise AblateError(
-            f"bundle.env: BUNDLE_BENCHMARK_ARGS: {excerpt(settings.benchmark_args)} holds a "
-            "character the driver refuses (shell syntax); a flag takes letters, digits, spaces "
-            "and _{}=.,:/-"
+            f"bundle.env: BUNDLE_PROFILE_SUFFIX: {excerpt(settings.profile_suffix)} is not a "
+            "dot and lower-case letters, as the driver requires"
         )
     lines = []
     for key, value in values.items():
@@ -736,12 +758,15 @@ def _time(path: Path, line: int, text: str) -> float:
 _RECORD_TEXT = (
     "session", "mode", "serial", "model", "manufacturer", "operating_system", "soc", "abi",
     "governor", "temperature_start_raw", "temperature_end_raw", "binary", "stop_reason",
+    "profile_binary",
 )  # fmt: skip
 # The least value of each count: one iteration per round at least, any CPU number.
 _RECORD_COUNTS = {
     "cores": 1, "cpu": 0, "threads": 1, "iterations": 1, "warmup_iterations": 0, "seed": 0,
-    "rounds": 0,
+    "rounds": 0, "profile_runs": 1,
 }  # fmt: skip
+# `profiles`: the sha256 of each per-op profile the profile pass wrote, by its file name.
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 _RECORD_FLAGS = ("pinned",)
 _RECORD_SECONDS = ("elapsed_s",)
 _RECORD_BYTES = 1 << 20
@@ -795,6 +820,17 @@ def _record_field_problem(key: str, value: object) -> str | None:
         or (isinstance(value, float) and 0 <= value < math.inf)
     ):
         return "expected a finite number of seconds >= 0"
+    if key == "profiles" and not (
+        isinstance(value, dict)
+        and all(
+            isinstance(name, str)
+            and _PROFILE_NAME.fullmatch(name)
+            and isinstance(sha, str)
+            and _SHA256.fullmatch(sha)
+            for name, sha in value.items()
+        )
+    ):
+        return "expected an object of profile file names and their sha256"
     return None
 
 

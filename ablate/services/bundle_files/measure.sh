@@ -12,7 +12,14 @@
 # OUT_DIR/timings.csv a whole round at a time, each with the session's id, which the device
 # record OUT_DIR/device.json carries too (written when the session starts, completed when it
 # ends). Stops after ROUNDS rounds, or once BUDGET_S seconds have passed and MIN_ROUNDS rounds
-# are taken. Then: ablate ingest BUNDLE OUT_DIR/timings.csv
+# are taken. Then, where bundle.env has PROFILE_ARGS (a spec that asks for kernel times), a
+# profile pass, after the rounds: each model run once more, PROFILE_RUNS times, by
+# PROFILE_BINARY (default BENCHMARK_BINARY) with PROFILE_ARGS too ({profile} filled in), or
+# on this machine without a binary by run_host.py --profile; each per-op profile is copied
+# (adb pull) to OUT_DIR/profiles/, named after its model with the profile's suffix, and its
+# sha256 goes into the device record. PROFILE_ARGS= (empty) skips the pass; a profile run
+# that fails ends the pass with a line saying why, the timings being complete already.
+# Then: ablate ingest BUNDLE OUT_DIR/timings.csv
 #
 # Before anything is timed, every file of the bundle this script reads or runs is checked
 # against the sha256 manifest.json lists, and a bundle holding a symbolic link is refused.
@@ -77,10 +84,19 @@ setting() {
 }
 BUNDLE_ID=$(setting BUNDLE_ID)
 BUNDLE_BENCHMARK_ARGS=$(setting BUNDLE_BENCHMARK_ARGS)
+BUNDLE_PROFILE_ARGS=$(setting BUNDLE_PROFILE_ARGS)
+PROFILE_SUFFIX=$(setting BUNDLE_PROFILE_SUFFIX)
 case $BUNDLE_ID in '' | *[!0-9a-f]*) die "$SETTINGS: BUNDLE_ID must be hexadecimal (got '$BUNDLE_ID')" ;; esac
 # The flags reach a shell on the target: only the characters of flags, never its syntax.
 case $BUNDLE_BENCHMARK_ARGS in
     *[!A-Za-z0-9_{}=.,:/\ -]*) die "$SETTINGS: BUNDLE_BENCHMARK_ARGS holds a character other than letters, digits, spaces and _{}=.,:/-" ;;
+esac
+case $BUNDLE_PROFILE_ARGS in
+    *[!A-Za-z0-9_{}=.,:/\ -]*) die "$SETTINGS: BUNDLE_PROFILE_ARGS holds a character other than letters, digits, spaces and _{}=.,:/-" ;;
+esac
+# It ends the name of a file this script writes: none, or a dot and lower-case letters.
+case $PROFILE_SUFFIX in
+    . | .*[!a-z]* | [!.]*) die "$SETTINGS: BUNDLE_PROFILE_SUFFIX must be a dot and lower-case letters (got '$PROFILE_SUFFIX')" ;;
 esac
 
 ROUNDS=${ROUNDS:-$(setting BUNDLE_ROUNDS)}
@@ -95,6 +111,11 @@ PYTHON=${ABLATE_PYTHON:-$(setting BUNDLE_PYTHON)}
 MODE=${ABLATE_MODE:-auto}
 BENCH=${BENCHMARK_BINARY:-}
 BENCH_ARGS=${BENCHMARK_ARGS:-$BUNDLE_BENCHMARK_ARGS}
+# Set but empty: no profile pass.
+PROFILE_ARGS=${PROFILE_ARGS-$BUNDLE_PROFILE_ARGS}
+PROFILE_RUNS=${PROFILE_RUNS:-$(setting BUNDLE_PROFILE_RUNS)}
+PROFILE_RUNS=${PROFILE_RUNS:-1}
+PROFILE_BINARY=${PROFILE_BINARY:-$BENCH}
 
 # A single-quoted word for a shell command line.
 quote() {
@@ -105,12 +126,13 @@ json_string() {
     printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"
 }
 
-for number in "$ROUNDS" "$MIN_ROUNDS" "$BUDGET_S" "$SEED" "$ITERATIONS" "$WARMUP"; do
+for number in "$ROUNDS" "$MIN_ROUNDS" "$BUDGET_S" "$SEED" "$ITERATIONS" "$WARMUP" "$PROFILE_RUNS"; do
     case $number in
-        '' | *[!0-9]*) die "ROUNDS, MIN_ROUNDS, BUDGET_S, SEED, ITERATIONS, WARMUP take whole numbers (got '$number')" ;;
+        '' | *[!0-9]*) die "ROUNDS, MIN_ROUNDS, BUDGET_S, SEED, ITERATIONS, WARMUP, PROFILE_RUNS take whole numbers (got '$number')" ;;
     esac
 done
 [ "$ITERATIONS" -ge 1 ] || die "ITERATIONS must be at least 1"
+[ "$PROFILE_RUNS" -ge 1 ] || die "PROFILE_RUNS must be at least 1"
 [ "$MIN_ROUNDS" -ge 6 ] || die "MIN_ROUNDS must be at least 6 (a 95% interval of a median needs 6)"
 [ "$ROUNDS" -ge "$MIN_ROUNDS" ] || die "ROUNDS ($ROUNDS) is below MIN_ROUNDS ($MIN_ROUNDS)"
 
@@ -128,18 +150,26 @@ mkdir -p "$OUT_DIR"
 OUT_DIR=$(CDPATH='' cd -- "$OUT_DIR" && pwd -P)
 TIMINGS=$OUT_DIR/timings.csv
 RECORD=$OUT_DIR/device.json
+PROFILES=$OUT_DIR/profiles
 for output in "$TIMINGS" "$RECORD"; do
     if [ -L "$output" ] || { [ -e "$output" ] && [ ! -f "$output" ]; }; then
         die "$output is a symbolic link or not a regular file: measure.sh writes no file through one; remove it"
     fi
 done
+if [ -n "$PROFILE_ARGS" ]; then
+    if [ -L "$PROFILES" ] || { [ -e "$PROFILES" ] && [ ! -d "$PROFILES" ]; }; then
+        die "$PROFILES is a symbolic link or not a directory: measure.sh writes no file through one; remove it"
+    fi
+fi
 # New files as `>` would make them: 0666 less the umask (mktemp's are private).
 FILE_MODE=$(printf '%o' $((0666 & ~0$(umask))))
 staged=""
 server_dir=""
+profile_dir=""
 cleanup() {
     [ -z "$staged" ] || rm -f "$staged"
     [ -z "$server_dir" ] || rm -rf "$server_dir"
+    [ -z "$profile_dir" ] || rm -rf "$profile_dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -179,12 +209,23 @@ if [ "$MODE" = adb ]; then
         adb push "$HERE/$file" "$DEVICE_DIR/$file" </dev/null >/dev/null
     done <"$LIST"
     RUNNER=$DEVICE_DIR/benchmark
+    PROFILER=$RUNNER
+    if [ -n "$PROFILE_ARGS" ] && [ "$PROFILE_BINARY" != "$BENCH" ]; then
+        [ -f "$PROFILE_BINARY" ] || die "PROFILE_BINARY '$PROFILE_BINARY' is not a file"
+        adb push "$PROFILE_BINARY" "$DEVICE_DIR/profiler" >/dev/null
+        adb shell "chmod 755 $(quote "$DEVICE_DIR/profiler")" >/dev/null
+        PROFILER=$DEVICE_DIR/profiler
+    fi
     MODELS=$DEVICE_DIR
 else
     if [ -n "$BENCH" ]; then
         [ -x "$BENCH" ] || die "BENCHMARK_BINARY '$BENCH' is not an executable file"
     fi
+    if [ -n "$PROFILE_ARGS" ] && [ -n "$PROFILE_BINARY" ]; then
+        [ -x "$PROFILE_BINARY" ] || die "PROFILE_BINARY '$PROFILE_BINARY' is not an executable file"
+    fi
     RUNNER=$BENCH
+    PROFILER=$PROFILE_BINARY
     MODELS=$HERE
 fi
 
@@ -307,8 +348,14 @@ SESSION=$(date -u +%Y%m%dT%H%M%SZ)-${random:-$$}
 started=$(date +%s)
 temperature_start=$(temperature)
 
+# What the profile pass made, for the record: null until it has run.
+PROFILE_BINARY_JSON=null
+PROFILE_RUNS_JSON=null
+PROFILES_JSON=null
+
 # The device record of this session: $1 the rounds taken (null while it runs), $2 why it
-# stopped, $3 the temperature at the end, $4 the seconds it took (null while it runs).
+# stopped, $3 the temperature at the end, $4 the seconds the rounds took (null while they
+# run); the profiles and their sha256 once the profile pass has run.
 write_record() {
     stage device.json
     {
@@ -335,7 +382,10 @@ write_record() {
         printf '  "seed": %s,\n' "$SEED"
         printf '  "rounds": %s,\n' "$1"
         printf '  "stop_reason": %s,\n' "$(json_string "$2")"
-        printf '  "elapsed_s": %s\n' "$4"
+        printf '  "elapsed_s": %s,\n' "$4"
+        printf '  "profile_binary": %s,\n' "$PROFILE_BINARY_JSON"
+        printf '  "profile_runs": %s,\n' "$PROFILE_RUNS_JSON"
+        printf '  "profiles": %s\n' "$PROFILES_JSON"
         printf '}\n'
     } >"$staged"
     publish "$RECORD"
@@ -398,5 +448,112 @@ if [ -n "$SERVER" ]; then
     exec 4>&- 5<&-
     wait "$SERVER" || true
 fi
-write_record "$round" "$stop" "$(temperature)" "$(($(date +%s) - started))"
+temperature_end=$(temperature)
+elapsed=$(($(date +%s) - started))
+write_record "$round" "$stop" "$temperature_end" "$elapsed"
+
+# -- the profile pass: after the rounds, each model once more with its profiler on ----------
+
+NEWLINE='
+'
+
+# The command line that runs model file $1 PROFILE_RUNS times, writing its profile to $2.
+# The profile's flags go first: onnxruntime_perf_test reads flags before the model only.
+profile_command_for() {
+    model=$(quote "$MODELS/$1")
+    arguments=$(replace "$PROFILE_ARGS $BENCH_ARGS" '{runs}' "$PROFILE_RUNS")
+    arguments=$(replace "$arguments" '{profile}' "$(quote "$2")")
+    printf '%s %s' "$(quote "$PROFILER")" "$(replace "$arguments" '{model}' "$model")"
+}
+
+# The profile of model file $1 written to $staged. Fails, saying why, where none came (1),
+# or where run_host.py has no profiler for the runtime, which it says itself (2).
+profile_model() {
+    if [ -z "$PROFILER" ]; then
+        status=0
+        # shellcheck disable=SC2086  # $PIN is empty or `taskset MASK`, two words
+        $PIN "$PYTHON" "$HERE/run_host.py" --profile "$HERE/$1" "$staged" "$PROFILE_RUNS" </dev/null || status=$?
+        case $status in
+            0) return 0 ;;
+            3) return 2 ;; # run_host.py's NO_PROFILER
+            *)
+                printf 'measure.sh: run_host.py could not profile %s\n' "$1" >&2
+                return 1
+                ;;
+        esac
+    fi
+    # A directory of its own, empty: onnxruntime_perf_test adds the time to the file's name.
+    remote=$REMOTE_PROFILES/$(basename "$1")
+    target "rm -rf $(quote "$remote") && mkdir -p $(quote "$remote")" >/dev/null
+    output=$(target "$PIN$(profile_command_for "$1" "$remote/profile$PROFILE_SUFFIX") 2>&1") || {
+        printf '%s\n' "$output" | tail -n 5 >&2
+        printf 'measure.sh: the profile run failed on %s\n' "$1" >&2
+        return 1
+    }
+    written=$(target "ls $(quote "$remote")")
+    case $written in
+        '' | *"$NEWLINE"* | *[!A-Za-z0-9._-]*)
+            printf 'measure.sh: the profile run on %s wrote no one profile file (found: %s); does the binary write one with PROFILE_ARGS?\n' "$1" "${written:-none}" >&2
+            return 1
+            ;;
+    esac
+    if [ "$MODE" = adb ]; then
+        adb pull "$remote/$written" "$staged" </dev/null >/dev/null
+    else
+        cp "$remote/$written" "$staged"
+    fi
+}
+
+profile_pass() {
+    mkdir -p "$PROFILES"
+    if [ "$MODE" = adb ]; then
+        REMOTE_PROFILES=$DEVICE_DIR/profiles
+    elif [ -n "$PROFILER" ]; then
+        profile_dir=$(mktemp -d "${TMPDIR:-/tmp}/ablate-profiles.XXXXXX")
+        REMOTE_PROFILES=$profile_dir
+    fi
+    # {profile} is filled in before {model} (profile_command_for): its path cannot hold that.
+    case ${REMOTE_PROFILES:-} in
+        *'{model}'*) die "the profiles' directory '$REMOTE_PROFILES' holds '{model}': choose another (DEVICE_DIR, TMPDIR)" ;;
+    esac
+    members=""
+    done_count=0
+    while IFS="$TAB" read -r _ file _; do
+        name=${file##*/}
+        name=${name%.*}$PROFILE_SUFFIX
+        profile=$PROFILES/$name
+        if [ -L "$profile" ] || { [ -e "$profile" ] && [ ! -f "$profile" ]; }; then
+            die "$profile is a symbolic link or not a regular file: measure.sh writes no file through one; remove it"
+        fi
+        staged=$(mktemp "$PROFILES/.$name.XXXXXX") || die "cannot write in $PROFILES"
+        chmod "$FILE_MODE" "$staged"
+        if profile_model "$file"; then
+            result=0
+        else
+            result=$?
+        fi
+        if [ "$result" -ne 0 ]; then
+            rm -f "$staged"
+            staged=""
+            [ "$result" -eq 2 ] || printf 'measure.sh: no per-op profiles from %s on; the timings are complete\n' "$file" >&2
+            break
+        fi
+        publish "$profile"
+        members="$members${members:+,$NEWLINE}    $(json_string "$name"): \"$(sha256 "$profile")\""
+        done_count=$((done_count + 1))
+        printf 'measure.sh: profile %s of %s\n' "$done_count" "$count" >&2
+    done <"$LIST"
+    PROFILE_BINARY_JSON=$(json_string "${PROFILE_BINARY:-run_host.py}")
+    PROFILE_RUNS_JSON=$PROFILE_RUNS
+    if [ -n "$members" ]; then
+        PROFILES_JSON="{$NEWLINE$members$NEWLINE  }"
+    else
+        PROFILES_JSON="{}"
+    fi
+}
+
+if [ -n "$PROFILE_ARGS" ]; then
+    profile_pass
+    write_record "$round" "$stop" "$temperature_end" "$elapsed"
+fi
 printf '%s\n' "$TIMINGS"
