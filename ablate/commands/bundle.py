@@ -25,9 +25,7 @@ def export_command(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
     backend: Annotated[
         str,
-        typer.Option(
-            help=f"Runtime of the phone: {_PROGRAM_FILES}."
-        ),
+        typer.Option(help=f"Runtime of the phone: {_PROGRAM_FILES}."),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The bundle directory to write (new or empty).")
@@ -61,5 +59,11 @@ def ingest_command(
     """Turn a bundle's timings into a run directory (results, journal, attribution)."""
     from ablate.services.ingest import ingest
 
-    directory = ingest(bundle, timings, device_name=device_name, out_dir=out)
+    directory = ingest(
+        bundle,
+        timings,
+        device_name=device_name,
+        out_dir=out,
+        note=lambda text: typer.echo(f"note: {text}", err=True),
+    )
     typer.echo(str(directory))

@@ -1,7 +1,9 @@
 """`ablate ingest`: a bundle's timings read back as a run directory like a local run's.
 
 The same results model, journal and statistics (`measurement.statistics.summarise`), and the
-attribution stage of the runner.
+attribution stage of the runner. The per-op profiles the driver's profile pass wrote beside
+the timings become each variant's kernel times (`kernels`), as a local run's profiling stage
+stores them, for `fit-device --from RUN`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate import __version__
 from ablate.errors import InputFileError, excerpt
@@ -22,6 +24,7 @@ from ablate.runs.storage import MEASURED_ELSEWHERE_KEY
 from ablate.services.bundle_format import (
     DEVICE_RECORD_NAME,
     MANIFEST_NAME,
+    PROFILES_DIRECTORY,
     TIMINGS_NAME,
     Bundle,
     Rounds,
@@ -29,7 +32,11 @@ from ablate.services.bundle_format import (
     parse_timings,
     read_bundle,
     read_device_record,
+    sha256_of,
 )
+
+if TYPE_CHECKING:
+    from ablate.runs.schema import KernelTimes
 
 THERMAL_DRIFT = "thermal_drift"
 # Per round, the units in the order the driver timed them.
@@ -141,12 +148,14 @@ def ingest(
     *,
     device_name: str | None = None,
     out_dir: Path = Path("runs"),
+    note: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """A run directory in `out_dir` from a bundle and its timings; returns its path.
 
     Everything is checked before anything is written; the run directory is written whole in
     a staging directory and renamed into its place (`staged_run_directory`), so a failure, or
-    a kill, leaves nothing that a listing or a resume would take for a run.
+    a kill, leaves nothing that a listing or a resume would take for a run. `note` hears what
+    the person running it should know (networks without a per-op profile).
     """
     from ablate.runs.results import new_results
     from ablate.runs.runner import Run, SilentProgress
@@ -175,6 +184,16 @@ def ingest(
     )
     _check_spec(bundle, spec)
     variants, runtimes = _manifest_records(bundle)
+    profiles_directory = timings_path.parent / PROFILES_DIRECTORY
+    profiles = read_profiles(bundle, record, profiles_directory)
+    if spec.measure.kernels or record.get("profiles"):
+        _note_unprofiled(bundle, profiles, note)
+    variants = [
+        variant.model_copy(update={"kernels": profiles[variant.measured_as].kernels})
+        if variant.measured_as in profiles
+        else variant
+        for variant in variants
+    ]
     name = device_name or record.get("model") or record.get("mode") or "device"
     settings = spec.measure.effective()
     results = summarise_rounds(
@@ -224,6 +243,10 @@ def ingest(
         shutil.copyfile(timings_path, staging / TIMINGS_NAME)
         if record:
             write_json_atomic(staging / DEVICE_RECORD_NAME, record)
+        if profiles:
+            (staging / PROFILES_DIRECTORY).mkdir()
+            for profile in profiles.values():
+                shutil.copyfile(profile.path, staging / PROFILES_DIRECTORY / profile.path.name)
         write_text_atomic(staging / ROUND_ORDERS_NAME, _orders_json(rounds))
         write_journal(staging / JOURNAL_NAME, rounds.names, rounds.seconds)
         run = Run(spec, staging, SilentProgress())
@@ -232,6 +255,82 @@ def ingest(
         run.attribute()  # the runner's own stage: the same attribution as a local run
         assert (staging / RESULTS_NAME).is_file()
     return final
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A unit's per-op profile, as the driver wrote it, and the kernel times read from it."""
+
+    path: Path
+    kernels: KernelTimes
+
+
+def read_profiles(bundle: Bundle, record: Mapping[str, Any], directory: Path) -> dict[str, Profile]:
+    """By unit name, the per-op profile of each unit that the device record lists (the
+    driver's profile pass) and that lies in `directory`, its sha256 checked against the
+    record's and its kernels read by the runtime's profile reader. One line naming the file
+    (InputFileError) for a profile that changed since or does not parse, or is a link; a
+    listed profile that is not there is no profile (`_note_unprofiled` says so)."""
+    from pydantic import ValidationError
+
+    from ablate.measurement.backends import BACKENDS
+    from ablate.runs.schema import KernelTimeEntry, KernelTimes
+
+    listed = record.get("profiles") or {}
+    program = BACKENDS.get(bundle.backend).program
+    if not listed or program is None or program.profile_reader is None:
+        return {}
+    found: dict[str, Profile] = {}
+    for unit in bundle.manifest["units"]:
+        name = Path(unit["file"]).stem + program.profile_suffix
+        path = directory / name
+        if name not in listed:
+            continue
+        if path.is_symlink():
+            raise InputFileError(path, "a symbolic link: the driver writes each profile itself")
+        if not path.is_file():
+            continue
+        if sha256_of(path) != listed[name]:
+            raise InputFileError(
+                path,
+                f"sha256 differs from {DEVICE_RECORD_NAME}'s: the profile changed since "
+                "measure.sh wrote it; run measure.sh again",
+            )
+        events, runs = program.profile_reader(path)
+        try:
+            kernels = KernelTimes(
+                timer=bundle.backend,
+                runs=runs or record.get("profile_runs") or 1,
+                events=[
+                    KernelTimeEntry(
+                        name=event.name,
+                        milliseconds=event.milliseconds,
+                        delegated=event.delegated,
+                        kind=event.kind.value,
+                        record=event.record,
+                    )
+                    for event in events
+                ],
+            )
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InputFileError(path, f"{problem['msg']} (at {where})") from None
+        found[unit["name"]] = Profile(path, kernels)
+    return found
+
+
+def _note_unprofiled(
+    bundle: Bundle, profiles: Mapping[str, Profile], note: Callable[[str], None]
+) -> None:
+    """Once, which networks have no per-op profile, and what a fit makes of them."""
+    missing = [name for name in bundle.unit_names if name not in profiles]
+    if missing:
+        note(
+            f"no per-op profile for {len(missing)} of {len(bundle.unit_names)} networks "
+            f"({excerpt(missing)}): a device profile fitted from this run (fit-device --from) "
+            "uses their whole-network latencies"
+        )
 
 
 def _orders_json(rounds: Rounds) -> str:
