@@ -3,7 +3,7 @@ costs on real MobileNet records, recovered by the fit within their intervals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -182,3 +182,55 @@ def test_kernel_rows_identify_what_whole_networks_cannot(counted: list) -> None:
     kernel_fit = fit_profile(with_kernels, name="k", description="", form_name=FORM.name)
     resolved = [entry.name for entry in kernel_fit.support or [] if entry.resolved]
     assert resolved == [name for name in FORM.term_names if name != "dense_macs"]
+
+
+@pytest.mark.slow
+def test_kinds_the_runtime_ran_inside_the_kernel_before_them_are_learned(counted: list) -> None:
+    """A runtime that runs every h-swish inside the conv before it (ONNX Runtime's FusedConv):
+    the kernels show no h-swish of their own, the profile records the kind as absorbed with
+    how often it was seen so, and predictions give h-swish no kernel and no traffic."""
+    from ablate.counting.kinds import Kind
+    from ablate.devices.costs import group_features, total_features
+    from ablate.devices.fit import absorbed_kinds
+
+    observations = _observations(counted, noise=0.0, profiler_overhead=0.0)
+    fused = []
+    for observation in observations:
+        rows: list[_Kernel] = []
+        joined = []
+        for kernel in observation.kernels:
+            record = observation.records[kernel.records[0]]
+            if record.kind == Kind.HARDSWISH and rows:
+                last = rows.pop()
+                rows.append(
+                    _Kernel(last.records + kernel.records, last.milliseconds + kernel.milliseconds)
+                )
+                joined.extend(kernel.records)
+            else:
+                rows.append(kernel)
+        fused.append(replace(observation, kernels=tuple(rows), fused_by_runtime=tuple(joined)))
+    hardswish = sum(
+        1
+        for observation in observations
+        for record in observation.records
+        if record.kind == Kind.HARDSWISH and is_kernel(record, "fused")
+    )
+    assert hardswish == 99  # V3 networks and the h-swish variants (counted: 99 kernels)
+    assert absorbed_kinds(fused, "fused") == [
+        {"kind": "hardswish", "fused": hardswish, "seen": hardswish}
+    ]
+    assert absorbed_kinds(observations, "fused") == []
+    profile = fit_profile(fused, name="fusing", description="", form_name=FORM.name)
+    assert [(entry.kind, entry.fused, entry.seen) for entry in profile.absorbed] == [
+        ("hardswish", hardswish, hardswish)
+    ]
+    records = observations[0].records  # V3-Small: h-swish in its deep half
+    ops = FORM.term_names.index("elementwise_ops")
+    plain = total_features(group_features(records, FORM, "fused"), len(FORM.terms))
+    absorbed = total_features(
+        group_features(records, FORM, "fused", profile.absorbed_kinds), len(FORM.terms)
+    )
+    kernels = sum(
+        1 for record in records if record.kind == Kind.HARDSWISH and is_kernel(record, "fused")
+    )
+    assert plain[ops] - absorbed[ops] == kernels

@@ -270,19 +270,29 @@ def feature_text(term: Term, value: float) -> str:
     return f"{value * 1e9:.3g} {unit}"
 
 
-def is_kernel(record: OpRecord, view: View) -> bool:
-    """Whether the op runs as a kernel of its own in ``view``."""
-    if record.kind in _NOT_KERNELS:
+# Kinds a calibrated device was seen to run inside the kernel before them (ONNX Runtime's
+# FusedConv takes the h-swish and the residual add): on that device they launch nothing and
+# move nothing of their own. Learned from per-kernel matching (`fit.absorbed_kinds`).
+Absorbed = frozenset[Kind]
+NOTHING_ABSORBED: Absorbed = frozenset()
+
+
+def is_kernel(record: OpRecord, view: View, absorbed: Absorbed = NOTHING_ABSORBED) -> bool:
+    """Whether the op runs as a kernel of its own in ``view`` (on a device that runs the
+    ``absorbed`` kinds inside the kernel before them)."""
+    if record.kind in _NOT_KERNELS or record.kind in absorbed:
         return False
     if view == "fused":
         return record.fused_into is None and record.fused_bytes > 0
     return record.bytes_unfused > 0
 
 
-def op_features(record: OpRecord, form: Form, view: View) -> np.ndarray:
+def op_features(
+    record: OpRecord, form: Form, view: View, absorbed: Absorbed = NOTHING_ABSORBED
+) -> np.ndarray:
     """The op's feature per term of ``form`` (GMAC, GB, ops); zeros when it is no kernel."""
     values = np.zeros(len(form.terms))
-    if not is_kernel(record, view):
+    if not is_kernel(record, view, absorbed):
         return values
     moved = record.fused_bytes if view == "fused" else record.bytes_unfused
     for index, term in enumerate(form.terms):
@@ -297,11 +307,13 @@ def op_features(record: OpRecord, form: Form, view: View) -> np.ndarray:
     return values
 
 
-def group_features(records: Iterable[OpRecord], form: Form, view: View) -> dict[str, np.ndarray]:
+def group_features(
+    records: Iterable[OpRecord], form: Form, view: View, absorbed: Absorbed = NOTHING_ABSORBED
+) -> dict[str, np.ndarray]:
     """Features summed per reporting group (stem, blocks.0, ...), in execution order."""
     groups: dict[str, np.ndarray] = {}
     for record in records:
-        features = op_features(record, form, view)
+        features = op_features(record, form, view, absorbed)
         if record.group in groups:
             groups[record.group] += features
         else:

@@ -20,6 +20,7 @@ the tied fit, and the raw fit is stored beside it (`--prior none`).
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,14 +29,18 @@ import numpy as np
 from scipy.optimize import nnls
 
 from ablate import __version__
+from ablate.counting.kinds import Kind
 from ablate.counting.records import OpRecord
 from ablate.devices.costs import (
     FORMS,
+    NOTHING_ABSORBED,
     PRIORS,
+    Absorbed,
     Form,
     PriorRule,
     View,
     group_features,
+    is_kernel,
     op_features,
     readable,
     total_features,
@@ -81,6 +86,8 @@ class Observation:
     # The sum of the kernel times as profiled, before they are scaled to the latency.
     profiled_ms: float | None = None
     kernel_match: str | None = None  # how the kernels joined the records, in one line
+    # Kernel records of the view that the runtime ran inside the kernel before them.
+    fused_by_runtime: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,15 +132,50 @@ class _Design:
         return self.groups[: self.networks]
 
 
-def _network_features(observation: Observation, form: Form, view: View) -> np.ndarray:
-    return total_features(group_features(observation.records, form, view), len(form.terms))
+# A kind is run inside the kernel before it (absorbed) on a device where its calibration saw
+# that for at least this share of the kind's kernel records, and at least this many times.
+ABSORBED_SHARE = 0.9
+ABSORBED_AT_LEAST = 10
+
+
+def absorbed_kinds(observations: Sequence[Observation], view: View) -> list[dict[str, Any]]:
+    """The kinds the runtime ran inside the kernel before them, from the per-kernel matches:
+    ONNX Runtime's FusedConv takes a conv's h-swish and residual add, XNNPACK only clamps
+    (which the fused view already folds). Each with how often it was seen fused."""
+    seen: Counter[Kind] = Counter()
+    fused: Counter[Kind] = Counter()
+    for observation in observations:
+        if not observation.kernels:
+            continue
+        for record in observation.records:
+            if is_kernel(record, view):
+                seen[record.kind] += 1
+        for index in observation.fused_by_runtime:
+            fused[observation.records[index].kind] += 1
+    return [
+        {"kind": kind.value, "fused": fused[kind], "seen": seen[kind]}
+        for kind in sorted(fused, key=lambda kind: kind.value)
+        if fused[kind] >= ABSORBED_AT_LEAST and fused[kind] >= ABSORBED_SHARE * seen[kind]
+    ]
+
+
+def _network_features(
+    observation: Observation, form: Form, view: View, absorbed: Absorbed
+) -> np.ndarray:
+    return total_features(
+        group_features(observation.records, form, view, absorbed), len(form.terms)
+    )
 
 
 def _design(
-    observations: Sequence[Observation], form: Form, view: View, groups: np.ndarray
+    observations: Sequence[Observation],
+    form: Form,
+    view: View,
+    groups: np.ndarray,
+    absorbed: Absorbed = NOTHING_ABSORBED,
 ) -> _Design:
     latency = np.array([o.latency_ms for o in observations])
-    features = [_network_features(o, form, view) for o in observations]
+    features = [_network_features(o, form, view, absorbed) for o in observations]
     target, scale, row_groups = list(latency), list(latency), list(groups)
     if form.kernels:
         for observation, group in zip(observations, groups, strict=True):
@@ -148,7 +190,7 @@ def _design(
             for kernel in observation.kernels:
                 row = np.zeros(len(form.terms))
                 for index in kernel.records:
-                    row += op_features(observation.records[index], form, view)
+                    row += op_features(observation.records[index], form, view, absorbed)
                 milliseconds = kernel.milliseconds * factor
                 features.append(row)
                 target.append(milliseconds)
@@ -419,7 +461,9 @@ def fit_profile(
         # name is fitted as asked (its whole-network rows alone if no kernel was timed).
         forms = [form for form in forms if timed or not form.kernels]
     forms = _eligible(forms, architectures, timed)
-    designs = {form.name: _design(observations, form, view, groups) for form in forms}
+    absorbed = absorbed_kinds(observations, view)
+    absorbed_set = frozenset(Kind(entry["kind"]) for entry in absorbed)
+    designs = {form.name: _design(observations, form, view, groups, absorbed_set) for form in forms}
     form, loo = _select(forms, designs, latency)
     if form_name is None:
         selection = (
@@ -516,6 +560,7 @@ def fit_profile(
         "batch": batch,
         "dtype": dtype,
         "form": form.name,
+        "absorbed": absorbed,
         **summary(used, priors),
         "rows": rows,
         "priors": [

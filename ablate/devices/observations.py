@@ -78,6 +78,8 @@ class _Counter:
             self.cache[architecture] = count_variant(model, factors, self.batch)[1]
         records = self.cache[architecture].records
         match = None if kernels is None else _matched(kernels, records, view)
+        rows = () if match is None else match.with_fused_records()
+        matched = {index for row in (match.rows if match else ()) for index in row.records}
         return Observation(
             name=name,
             model=model,
@@ -86,7 +88,10 @@ class _Counter:
             source=source,
             architecture_key=architecture,
             records=records,
-            kernels=() if match is None else match.with_fused_records(),
+            kernels=rows,
+            fused_by_runtime=tuple(
+                index for row in rows for index in row.records if index not in matched
+            ),
             profiled_ms=None if match is None else match.total_ms,
             kernel_match=None if match is None else match.summary(),
         )

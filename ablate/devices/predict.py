@@ -76,7 +76,7 @@ def predict_records(profile: Profile, records: Sequence[OpRecord]) -> Prediction
     coefficients = np.array(profile.coefficients)
     samples = np.array(profile.bootstrap.coefficients)
     residuals = np.array(profile.bootstrap.residuals)
-    groups = group_features(records, form, profile.view)
+    groups = group_features(records, form, profile.view, profile.absorbed_kinds)
     total = total_features(groups, len(form.terms))
     blocks = tuple(
         BlockPrediction(

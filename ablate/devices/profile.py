@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ablate.counting.kinds import Kind
 from ablate.devices import PRIOR_CHOICES
 from ablate.devices.costs import FORMS, Form
 from ablate.errors import AblateError, InputFileError, excerpt, format_key_path
@@ -38,6 +39,7 @@ SCHEMA = "ablate.device/2"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
+KIND_PATTERN = "^(" + "|".join(kind.value for kind in Kind) + ")$"
 
 # A measured latency, in ms: a forward pass under a nanosecond or over a day is a unit
 # mistake, not a device (and the fit divides by latencies: 1e-300 ms would overflow it).
@@ -161,6 +163,15 @@ class RawFit(_Strict):
     loo_ms: list[NonNegative]
 
 
+class Absorption(_Strict):
+    """A kind the device ran inside the kernel before it, and how often the calibration saw
+    that (``fused`` of ``seen`` records of the kind)."""
+
+    kind: Annotated[str, Field(pattern=KIND_PATTERN)]
+    fused: int = Field(ge=1)
+    seen: int = Field(ge=1)
+
+
 class Profile(_Strict):
     schema_name: Literal["ablate.device/2"] = Field(alias="schema")
     name: str
@@ -179,6 +190,13 @@ class Profile(_Strict):
     support: list[TermSupport] | None = None
     priors: list[Prior] = []
     raw: RawFit | None = None  # only when a prior applies
+    # Kinds this device runs inside the kernel before them, as its calibration's kernels
+    # showed (`fit.absorbed_kinds`): no kernel and no traffic of their own here.
+    absorbed: list[Absorption] = []
+
+    @property
+    def absorbed_kinds(self) -> frozenset[Kind]:
+        return frozenset(Kind(entry.kind) for entry in self.absorbed)
 
     @property
     def coefficients(self) -> list[float]:

@@ -28,7 +28,9 @@ def predicted_backend(profile: Profile) -> str:
 def coefficient_samples_ms(profile: Profile, records: Sequence[OpRecord]) -> list[float]:
     """The network's latency under each bootstrap resample of the coefficients (no residual)."""
     form = profile_form(profile)
-    total = total_features(group_features(records, form, profile.view), len(form.terms))
+    total = total_features(
+        group_features(records, form, profile.view, profile.absorbed_kinds), len(form.terms)
+    )
     return [float(value) for value in np.array(profile.bootstrap.coefficients) @ total]
 
 

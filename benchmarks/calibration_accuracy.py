@@ -1,0 +1,204 @@
+"""How well a calibrated profile predicts a full attribution, against a whole-network fit.
+
+    ablate calibrate --backend eager --name host-eager        # the calibration run (kernels)
+    ablate run experiments/why_v3_faster.yaml                 # the truth: 128 variants measured
+    python benchmarks/calibration_accuracy.py CALIBRATION_RUN FULL_RUN [--json OUT.json]
+
+Fits two profiles on the calibration run alone: *calibrated* (its per-kernel times, the form
+chosen among every form by leave-one-network-out) and *whole-network* (the same run's
+whole-network latencies only, today's `fit-device --from RUN`). Each predicts every variant of
+the full run, and the script prints, per profile, the three figures issue 27 judges by:
+
+- per variant: median and worst |predicted / measured - 1|;
+- per factor: the predicted Shapley share (in % of the from-model's time) against the
+  measured one, the largest gap in points, and whether the signs agree wherever the measured
+  interval excludes 0;
+- the to / from ratio (V3-Large / V2), predicted against measured.
+
+Shares are computed the same way on both sides (exact Shapley values of the per-variant
+medians, over the from-model's median); the measured intervals come from the full run's own
+paired attribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ablate.analysis.coalitions import CoalitionSpace
+from ablate.analysis.shapley import shapley_values
+from ablate.counting.records import OpRecord
+from ablate.devices.fit import Observation, fit_profile
+from ablate.devices.observations import count_variant, run_observations
+from ablate.devices.predict import predict_records
+from ablate.devices.profile import Profile
+from ablate.runs.schema import Results, load_results
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The full run's measured medians per coalition, and its attribution's intervals."""
+
+    factors: tuple[str, ...]
+    measured: np.ndarray  # ms, by coalition mask
+    records: list[tuple[OpRecord, ...]]  # by coalition mask
+    intervals: dict[str, tuple[float, float]]  # factor -> Shapley interval, % of from
+    backend: str
+
+
+@dataclass(frozen=True)
+class Judged:
+    profile: str
+    form: str
+    median_error: float
+    worst_error: float
+    shares: dict[str, float]  # factor -> predicted share, % of the from-model
+    largest_gap: float  # points
+    signs_agree: bool
+    ratio: float
+    ratio_error: float
+
+
+def _truth(path: Path) -> Truth:
+    results: Results = load_results(path)
+    attribution = results.attribution
+    if attribution is None or results.measurement is None:
+        raise SystemExit(f"{path}: needs a measured run with an attribution (why_v3_faster)")
+    space = CoalitionSpace(attribution.factors)
+    by_name = {variant.name: variant for variant in results.variants}
+    counted: dict[str, tuple[OpRecord, ...]] = {}
+    measured, records = [], []
+    for mask in space.masks():
+        variant = by_name[space.variant_name(int(mask))]
+        timed = by_name[variant.measured_as]
+        assert timed.latency is not None
+        measured.append(timed.latency.median_ms)
+        if timed.name not in counted:
+            counted[timed.name] = count_variant(
+                timed.base, timed.factors, results.measurement.batch
+            )[1].records
+        records.append(counted[timed.name])
+    intervals = {}
+    for effect in attribution.shapley:
+        assert effect.latency is not None
+        intervals[effect.label] = effect.latency.interval_percent
+    backend = f"{results.measurement.backend} {results.measurement.precision}"
+    return Truth(tuple(attribution.factors), np.array(measured), records, intervals, backend)
+
+
+def _shares(values: np.ndarray, factors: tuple[str, ...]) -> dict[str, float]:
+    shapley = shapley_values(values, factors)
+    return {
+        factor: float(100 * value / values[0])
+        for factor, value in zip(factors, shapley, strict=True)
+    }
+
+
+def judge(profile: Profile, truth: Truth) -> Judged:
+    predicted = np.array([predict_records(profile, records).ms for records in truth.records])
+    errors = np.abs(predicted / truth.measured - 1)
+    measured_shares = _shares(truth.measured, truth.factors)
+    shares = _shares(predicted, truth.factors)
+    gaps = [abs(shares[factor] - measured_shares[factor]) for factor in truth.factors]
+    signs = all(
+        np.sign(shares[factor]) == np.sign(measured_shares[factor])
+        for factor, (low, high) in truth.intervals.items()
+        if low > 0 or high < 0
+    )
+    ratio = float(predicted[-1] / predicted[0])
+    measured_ratio = float(truth.measured[-1] / truth.measured[0])
+    return Judged(
+        profile=profile.name,
+        form=profile.form,
+        median_error=float(np.median(errors)),
+        worst_error=float(np.max(errors)),
+        shares=shares,
+        largest_gap=float(max(gaps)),
+        signs_agree=signs,
+        ratio=ratio,
+        ratio_error=ratio / measured_ratio - 1,
+    )
+
+
+def _whole_network(observations: list[Observation]) -> list[Observation]:
+    return [
+        replace(observation, kernels=(), profiled_ms=None, kernel_match=None)
+        for observation in observations
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("calibration", type=Path, help="the calibration run (measure.kernels)")
+    parser.add_argument("full", type=Path, help="the measured attribution run to predict")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--form", help="fit the calibrated profile with this form instead of choosing by CV"
+    )
+    arguments = parser.parse_args()
+
+    observations, view, batch = run_observations([arguments.calibration])
+    timed = sum(1 for observation in observations if observation.kernels)
+    fits = {
+        "calibrated": fit_profile(
+            observations,
+            name="calibrated",
+            description="kernels",
+            view=view,
+            batch=batch,
+            form_name=arguments.form,
+        ),
+        "whole-network": fit_profile(
+            _whole_network(observations),
+            name="whole-network",
+            description="latencies",
+            view=view,
+            batch=batch,
+        ),
+    }
+    truth = _truth(arguments.full)
+    measured_shares = _shares(truth.measured, truth.factors)
+    measured_ratio = float(truth.measured[-1] / truth.measured[0])
+    print(
+        f"{arguments.full} ({truth.backend}): {len(truth.measured)} coalitions; calibration "
+        f"{arguments.calibration}: {len(observations)} networks, {timed} with kernel times"
+    )
+    judged = {label: judge(profile, truth) for label, profile in fits.items()}
+    print(
+        "| profile | form | variants: median / worst error | largest share gap (points) "
+        "| signs agree | ratio (measured " + f"{measured_ratio:.3f}) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, result in judged.items():
+        print(
+            f"| {label} | {result.form} | {100 * result.median_error:.1f}% / "
+            f"{100 * result.worst_error:.1f}% | {result.largest_gap:.2f} | "
+            f"{'yes' if result.signs_agree else 'no'} | {result.ratio:.3f} "
+            f"({100 * result.ratio_error:+.1f}%) |"
+        )
+    print()
+    print("| factor | measured share [95%] | " + " | ".join(judged) + " |")
+    print("|---|---|" + "---|" * len(judged))
+    for factor in truth.factors:
+        low, high = truth.intervals[factor]
+        cells = " | ".join(f"{result.shares[factor]:+.2f}%" for result in judged.values())
+        print(f"| {factor} | {measured_shares[factor]:+.2f}% [{low:+.2f}, {high:+.2f}] | {cells} |")
+    if arguments.json is not None:
+        document: dict[str, Any] = {
+            "calibration": str(arguments.calibration),
+            "full": str(arguments.full),
+            "backend": truth.backend,
+            "measured_shares": measured_shares,
+            "measured_ratio": measured_ratio,
+            "profiles": {label: result.__dict__ for label, result in judged.items()},
+        }
+        arguments.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
