@@ -461,3 +461,33 @@ def test_prior_without_a_device_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output == "error: --prior none: only with --device (it chooses a profile's fit)\n"
     assert not runs.exists()
+
+
+def test_a_second_fit_from_runs_of_the_same_networks_counts_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device matrix fits one profile per device's run of the same spec: the architectures
+    are counted once per process, not once per run."""
+    from ablate.devices import observations
+
+    calls: list[str] = []
+    counted = observations.count_variant
+
+    def counting(model: str, factors: dict, batch: int = 1) -> Any:
+        calls.append(model)
+        return counted(model, factors, batch)
+
+    monkeypatch.setattr(observations, "count_variant", counting)
+    monkeypatch.setattr(observations, "_COUNTED", {})
+    first = observations._Counter(1).observation(
+        name="a", model="mobilenet_v3_small", factors={"resolution": 64}, latency_ms=1.0, source="x"
+    )
+    second = observations._Counter(1).observation(
+        name="a", model="mobilenet_v3_small", factors={"resolution": 64}, latency_ms=2.0, source="y"
+    )
+    assert calls == ["mobilenet_v3_small"]
+    assert second.records is first.records
+    observations._Counter(2).observation(
+        name="b", model="mobilenet_v3_small", factors={"resolution": 64}, latency_ms=1.0, source="z"
+    )
+    assert calls == ["mobilenet_v3_small", "mobilenet_v3_small"]  # another batch: counted anew
