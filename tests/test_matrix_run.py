@@ -430,6 +430,17 @@ def test_assembling_runs_of_different_specs_is_refused_in_one_line(tmp_path: Pat
     assert not (tmp_path / "m").exists()
 
 
+def test_a_calibrated_profile_not_given_as_device_equals_profile_is_one_line(
+    tmp_path: Path,
+) -> None:
+    why = FIXTURES / "why_eager"
+    result = invoke("matrix", str(why), str(why), "--calibrated", "eager", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        "error: --calibrated 'eager': expected DEVICE=PROFILE, e.g. eager=host-eager"
+    )
+
+
 def test_assembling_two_runs_of_one_device_is_refused(tmp_path: Path) -> None:
     why = FIXTURES / "why_eager"
     with pytest.raises(AblateError) as raised:
@@ -527,6 +538,22 @@ def test_two_backends_and_a_profile_end_to_end(
         ("pixel1", "profile", str(Path(runs[2]).resolve())),
     ]
     assert [d.properties for d in again.devices][2] == matrix.devices[2].properties
+
+    # A device's calibrated profile gives its properties; one of no run is refused.
+    calibrated = invoke(
+        "matrix", *runs, "--out", str(tmp_path / "c"), "--calibrated", "eager=pixel1"
+    )
+    assert calibrated.exit_code == 0, calibrated.output
+    eager_properties = load_matrix(_matrix_directory(calibrated)).devices[0].properties
+    assert eager_properties == device_properties(
+        load_profile("pixel1"), "calibrated profile pixel1"
+    )
+    refused = invoke("matrix", *runs, "--out", str(tmp_path / "d"), "--calibrated", "onnx=x")
+    assert refused.exit_code == 2
+    assert error_line(refused) == (
+        "error: --calibrated onnx=...: no run of that device; the devices: eager, torchscript, "
+        "pixel1"
+    )
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import datetime as dt
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -559,9 +559,15 @@ def unknown_properties(why: str) -> DeviceProperties:
 # `ablate matrix RUN RUN ...`: a matrix of existing runs.
 
 
-def assemble_matrix(runs: Sequence[Path], *, out_dir: Path = Path("runs")) -> tuple[Path, Matrix]:
+def assemble_matrix(
+    runs: Sequence[Path],
+    *,
+    out_dir: Path = Path("runs"),
+    calibrated: Mapping[str, str] | None = None,
+) -> tuple[Path, Matrix]:
     """A matrix directory in ``out_dir`` whose `matrix.json` names ``runs`` (complete runs
-    of one spec, each of another device) by their absolute paths."""
+    of one spec, each of another device) by their absolute paths. ``calibrated`` names a
+    device's calibrated profile (device name -> profile), whose costs are its properties."""
     from ablate.runs.schema import load_results
 
     if len(runs) < 2:
@@ -595,9 +601,20 @@ def assemble_matrix(runs: Sequence[Path], *, out_dir: Path = Path("runs")) -> tu
             f"{loaded[later][0]}: a second run of device {devices[later].name!r} (the first: "
             f"{loaded[earlier][0]}); a matrix holds one run per device"
         )
+    calibrated = dict(calibrated or {})
+    unknown = sorted(set(calibrated) - {device.name for device in devices})
+    if unknown:
+        raise AblateError(
+            f"--calibrated {unknown[0]}=...: no run of that device; the devices: "
+            f"{', '.join(device.name for device in devices)}"
+        )
     devices = [
         device.model_copy(
-            update={"properties": device_properties_of(run, device.name, profile=device.profile)}
+            update={
+                "properties": device_properties_of(
+                    run, device.name, profile=device.profile, calibrated=calibrated.get(device.name)
+                )
+            }
         )
         for device, (run, _) in zip(devices, loaded, strict=True)
     ]
