@@ -33,7 +33,6 @@ from ablate.runs.entries import (
 from ablate.runs.results import new_results, with_latencies
 from ablate.runs.schema import (
     RESULTS_NAME,
-    KernelTimeEntry,
     KernelTimes,
     Latency,
     Measurement,
@@ -290,20 +289,7 @@ def kernel_times(
 ) -> KernelTimes:
     """Every kernel of `model` in execution order, as the setup's backend timed it."""
     events = timer(model, images, precision=setup.precision, runs=runs, threads=setup.threads)
-    return KernelTimes(
-        timer=setup.backend,
-        runs=runs,
-        events=[
-            KernelTimeEntry(
-                name=event.name,
-                milliseconds=event.milliseconds,
-                delegated=event.delegated,
-                kind=event.kind.value,
-                record=event.record,
-            )
-            for event in events
-        ],
-    )
+    return KernelTimes.of_events(setup.backend, runs, events)
 
 
 def rerun_command(

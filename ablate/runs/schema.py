@@ -18,7 +18,7 @@ followed the confidence level; it is still read, converted on load.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,7 +35,7 @@ from pydantic import (
 from ablate.analysis.record import LATENCY_MS, LATENCY_PERCENT, Attribution
 from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
-from ablate.measurement.kernels import KernelClass
+from ablate.measurement.kernels import KernelClass, KernelEvent
 from ablate.measurement.results import ATTRIBUTION as ATTRIBUTION  # what `stop_on` can judge,
 from ablate.measurement.results import RATIOS as RATIOS  # for the readers of results
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
@@ -252,6 +252,24 @@ class KernelTimes(_Strict):
     timer: str  # the backend whose kernel timer produced them
     runs: int = Field(ge=1)  # profiled forward passes each time is the median of
     events: list[KernelTimeEntry]
+
+    @classmethod
+    def of_events(cls, timer: str, runs: int, events: Iterable[KernelEvent]) -> KernelTimes:
+        """The record of a timer's (or a phone profile's) kernel events."""
+        return cls(
+            timer=timer,
+            runs=runs,
+            events=[
+                KernelTimeEntry(
+                    name=event.name,
+                    milliseconds=event.milliseconds,
+                    delegated=event.delegated,
+                    kind=event.kind.value,
+                    record=event.record,
+                )
+                for event in events
+            ],
+        )
 
 
 class UnknownOp(_Strict):

@@ -274,7 +274,7 @@ def read_profiles(bundle: Bundle, record: Mapping[str, Any], directory: Path) ->
     from pydantic import ValidationError
 
     from ablate.measurement.backends import BACKENDS
-    from ablate.runs.schema import KernelTimeEntry, KernelTimes
+    from ablate.runs.schema import KernelTimes
 
     listed = record.get("profiles") or {}
     program = BACKENDS.get(bundle.backend).program
@@ -298,19 +298,8 @@ def read_profiles(bundle: Bundle, record: Mapping[str, Any], directory: Path) ->
             )
         events, runs = program.profile_reader(path)
         try:
-            kernels = KernelTimes(
-                timer=bundle.backend,
-                runs=runs or record.get("profile_runs") or 1,
-                events=[
-                    KernelTimeEntry(
-                        name=event.name,
-                        milliseconds=event.milliseconds,
-                        delegated=event.delegated,
-                        kind=event.kind.value,
-                        record=event.record,
-                    )
-                    for event in events
-                ],
+            kernels = KernelTimes.of_events(
+                bundle.backend, runs or record.get("profile_runs") or 1, events
             )
         except ValidationError as error:
             problem = error.errors()[0]
