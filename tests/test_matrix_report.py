@@ -28,6 +28,7 @@ from ablate.report.matrix_model import MatrixReport, matrix_report, pearson, pro
 from ablate.report.matrix_plots import write_shapley_heatmap
 from ablate.runs.matrix import MATRIX_NAME, Matrix, MatrixDevice
 from ablate.runs.schema import RESULTS_NAME, Results
+from tests.conftest import one_error_line
 
 FACTORS = ("stem_channels", "activation", "last_stage")
 SPACE = CoalitionSpace(FACTORS)
@@ -597,14 +598,6 @@ def write_matrix(
 
 def invoke(*arguments: object) -> Result:
     return runner.invoke(app, [str(argument) for argument in arguments])
-
-
-def one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture

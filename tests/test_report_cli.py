@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 from ablate.cli import _user_errors
 from ablate.commands.experiment import compare_command, report_command
 from ablate.runs.storage import RESOLVED_SPEC_NAME
+from tests.conftest import one_error_line
 
 app = typer.Typer(pretty_exceptions_enable=False)
 app.command("compare")(_user_errors(compare_command))
@@ -27,14 +28,6 @@ runner = CliRunner()
 
 def invoke(*arguments: str) -> Result:
     return runner.invoke(app, [str(argument) for argument in arguments])
-
-
-def one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def make_run(out_dir: Path, fixture: str, stamp: str = "20250514-093000") -> Path:
