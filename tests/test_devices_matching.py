@@ -426,6 +426,7 @@ def test_records_a_runtime_fused_away_join_the_kernel_before_them(
         (17,),
     ]
     assert [row.milliseconds for row in rows] == [row.milliseconds for row in match.rows]
+    assert match.fused_by_runtime() == (5, 14)
     # Nothing unmatched: the rows as matched.
     complete = match_kernels(_events(XNNPACK), records, "fused")
     assert complete.with_fused_records() == complete.rows

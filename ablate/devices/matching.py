@@ -123,23 +123,31 @@ class KernelMatch:
     convert_events: int = 0  # int8 conversions
     convert_ms: float = 0.0
 
-    def with_fused_records(self) -> tuple[KernelRow, ...]:
-        """The rows, each unmatched record joined to the row of the kernel that ran just before
-        it: a runtime that fuses more than the view (ONNX Runtime runs a conv with its h-swish
-        and residual add as one FusedConv) spends the record's time in that kernel, so its
-        features belong to that row's. Records before the first row stay out."""
-        if not self.unmatched_records or not self.rows:
-            return self.rows
-        extra: dict[int, list[int]] = {}
+    def _joined(self) -> dict[int, list[int]]:
+        """Row position -> the unmatched records that ran inside that row's kernel: each one
+        after the kernel that ran just before it; records before the first row stay out."""
+        joined: dict[int, list[int]] = {}
         anchors = [row.records[0] for row in self.rows]
         for record in self.unmatched_records:
             position = bisect.bisect_left(anchors, record.index) - 1
             if position >= 0:
-                extra.setdefault(position, []).append(record.index)
+                joined.setdefault(position, []).append(record.index)
+        return joined
+
+    def with_fused_records(self) -> tuple[KernelRow, ...]:
+        """The rows, each unmatched record joined to the row of the kernel that ran just before
+        it: a runtime that fuses more than the view (ONNX Runtime runs a conv with its h-swish
+        and residual add as one FusedConv) spends the record's time in that kernel, so its
+        features belong to that row's."""
+        joined = self._joined()
         return tuple(
-            replace(row, records=(*row.records, *extra[position])) if position in extra else row
+            replace(row, records=(*row.records, *joined[position])) if position in joined else row
             for position, row in enumerate(self.rows)
         )
+
+    def fused_by_runtime(self) -> tuple[int, ...]:
+        """The records `with_fused_records` joins to a kernel before them, in order."""
+        return tuple(sorted(index for records in self._joined().values() for index in records))
 
     @property
     def matched_share(self) -> float:

@@ -89,8 +89,6 @@ class _Counter:
             self.cache[architecture] = _COUNTED[key]
         records = self.cache[architecture].records
         match = None if kernels is None else _matched(kernels, records, view)
-        rows = () if match is None else match.with_fused_records()
-        matched = {index for row in (match.rows if match else ()) for index in row.records}
         return Observation(
             name=name,
             model=model,
@@ -99,10 +97,8 @@ class _Counter:
             source=source,
             architecture_key=architecture,
             records=records,
-            kernels=rows,
-            fused_by_runtime=tuple(
-                index for row in rows for index in row.records if index not in matched
-            ),
+            kernels=() if match is None else match.with_fused_records(),
+            fused_by_runtime=() if match is None else match.fused_by_runtime(),
             profiled_ms=None if match is None else match.total_ms,
             kernel_match=None if match is None else match.summary(),
         )
