@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from ablate.cli import app
@@ -35,6 +37,30 @@ def test_python_dash_m_works() -> None:
         [sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, check=True
     )
     assert "Usage" in result.stdout and "inspect" in result.stdout
+
+
+def _command_paths(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    command = typer.main.get_command(group)
+    paths = []
+
+    def walk(node: click.Command, path: tuple[str, ...]) -> None:
+        paths.append(path)
+        for name, child in getattr(node, "commands", {}).items():
+            walk(child, (*path, name))
+
+    walk(command, prefix)
+    return paths
+
+
+def test_every_commands_help_renders() -> None:
+    # Rich reads square brackets in help text as markup: "BACKEND[/PRECISION]" once made
+    # `ablate run --help` a traceback. Every command's help must render.
+    paths = _command_paths(app)
+    assert ("run",) in paths and len(paths) > 15
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output, result.exception)
+        assert "Usage" in result.output
 
 
 @pytest.mark.slow

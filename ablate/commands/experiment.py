@@ -120,9 +120,10 @@ def run_command(
     devices: Annotated[
         str | None,
         typer.Option(
-            help="A device matrix, one run per device, one after another: BACKEND[/PRECISION] "
-            "or a profile, comma-separated (e.g. eager,executorch/int8,pixel1); default: the "
-            "spec's devices:. With --resume MATRIX_DIR: which of its devices to continue.",
+            help="A device matrix, one run per device, one after another: BACKEND or "
+            "BACKEND/PRECISION or a profile, comma-separated (e.g. eager,executorch/int8,"
+            "pixel1); default: the spec's devices:. With --resume MATRIX_DIR: which of its "
+            "devices to continue.",
             show_default=False,
         ),
     ] = None,
