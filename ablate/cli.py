@@ -17,6 +17,7 @@ import typer
 
 from ablate.commands.architecture import factors_command, inspect_command, models_command
 from ablate.commands.bundle import export_command, ingest_command
+from ablate.commands.cluster import node_command
 from ablate.commands.devices import (
     calibrate_command,
     devices_command,
@@ -117,6 +118,7 @@ _register("devices", devices_command)
 _register("predict", predict_command)
 _register("export", export_command)
 _register("ingest", ingest_command)
+_register("node", node_command)
 
 
 def main() -> None:

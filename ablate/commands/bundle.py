@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.devices import ClusterOption
 from ablate.measurement.backends import PRECISIONS, backends_offering, exportable_backends
 
 # "onnxruntime (.onnx) | executorch (.pte) | ...": what each backend's program file is.
@@ -36,12 +37,13 @@ def export_command(
             help=f"{' | '.join(PRECISIONS)} (int8 on {', '.join(backends_offering('int8'))})."
         ),
     ] = "fp32",
+    cluster: ClusterOption = None,
 ) -> None:
     """Export every distinct network of SPEC once, with a manifest and the driver measure.sh."""
     from ablate.services.bundle_export import export_bundle
     from ablate.services.bundle_format import DRIVER_NAME
 
-    manifest = export_bundle(spec, output, backend=backend, precision=precision)
+    manifest = export_bundle(spec, output, backend=backend, precision=precision, cluster=cluster)
     typer.echo(f"wrote {manifest.parent}; measure with: sh {manifest.parent / DRIVER_NAME}")
 
 

@@ -24,6 +24,16 @@ PriorOption = Annotated[
         "fit.",
     ),
 ]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS",
+        help="Export the mobile programs on this Ray cluster (auto: RAY_ADDRESS, else the one "
+        "started on this host); needs the [cluster] extra. Default: this machine's cores.",
+        show_default=False,
+    ),
+]
 DeviceOption = Annotated[
     str,
     typer.Option(

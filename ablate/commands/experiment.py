@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ablate.commands.devices import PriorOption
+from ablate.commands.devices import ClusterOption, PriorOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS
 
 ForceOption = Annotated[
@@ -127,6 +127,7 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/ (a
     device matrix: DIR/<timestamp>-<name>-matrix/ with matrix.json and a run per device)."""
@@ -150,6 +151,7 @@ def run_command(
         quick=quick,
         force=force,
         progress=run_progress,
+        cluster=cluster,
     )
     if matrix_run is not None:
         matrix_directory, matrix = matrix_run
@@ -172,6 +174,7 @@ def run_command(
         progress=run_progress(),
         device=device,
         prior=prior,
+        cluster=cluster,
     )
     print_renderables(run_renderables(compare_variants(load_results(directory))))
     typer.echo(str(directory))

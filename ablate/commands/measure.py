@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.devices import ClusterOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS, backends_offering
 
 
@@ -77,6 +78,7 @@ def bench_command(
         ),
     ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Time MODEL (and a second model against it) with intervals, significance and noise flags."""
     from rich.console import Console
@@ -100,6 +102,7 @@ def bench_command(
         target_ci=target_ci,
         instances=instances,
         breakdown=breakdown,
+        cluster=cluster,
     )
     if json_output:
         typer.echo(json.dumps(bench_to_dict(report), indent=2))

@@ -139,6 +139,29 @@ class ExportKey:
 
 
 @dataclass(frozen=True)
+class ExportOrigin:
+    """Where a program was exported: a host, and the Ray node on it when a cluster exported
+    it (None: an ablate process of that host, not a cluster task)."""
+
+    hostname: str
+    node_id: str | None = None
+
+    @classmethod
+    def here(cls) -> ExportOrigin:
+        import socket
+
+        return cls(socket.gethostname())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "node_id": self.node_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportOrigin:
+        node_id = data.get("node_id")
+        return cls(str(data["hostname"]), None if node_id is None else str(node_id))
+
+
+@dataclass(frozen=True)
 class ExportArtifact:
     """An exported program and how it was made."""
 
@@ -148,6 +171,8 @@ class ExportArtifact:
     cached: bool  # read from the cache rather than exported now
     seconds: float  # what getting it took now: the export, or reading the cache
     path: Path | None  # the cache entry; None when caching is off
+    # Where it was exported; None for an entry written before entries recorded it.
+    origin: ExportOrigin | None = None
 
 
 def module_fingerprint(model: nn.Module) -> str:
@@ -245,9 +270,10 @@ def _export_now(key: ExportKey, export: Exporter, path: Path | None) -> ExportAr
     started = time.perf_counter()
     program, delegation = export()
     seconds = time.perf_counter() - started
-    if path is not None and not write_entry(path, key, program, delegation, seconds):
+    origin = ExportOrigin.here()
+    if path is not None and not write_entry(path, key, program, delegation, seconds, origin):
         path = None
-    return ExportArtifact(program, delegation, seconds, False, seconds, path)
+    return ExportArtifact(program, delegation, seconds, False, seconds, path, origin)
 
 
 def _replace_seconds(artifact: ExportArtifact, seconds: float) -> ExportArtifact:
@@ -258,11 +284,17 @@ def _replace_seconds(artifact: ExportArtifact, seconds: float) -> ExportArtifact
         artifact.cached,
         seconds,
         artifact.path,
+        artifact.origin,
     )
 
 
 def write_entry(
-    path: Path, key: ExportKey, program: bytes, delegation: DelegationReport, seconds: float
+    path: Path,
+    key: ExportKey,
+    program: bytes,
+    delegation: DelegationReport,
+    seconds: float,
+    origin: ExportOrigin | None = None,
 ) -> bool:
     """Stores an entry; False (and a note) when the cache cannot be written."""
     header = json.dumps(
@@ -273,6 +305,7 @@ def write_entry(
             "delegation": delegation.to_dict(),
             "program_sha256": hashlib.sha256(program).hexdigest(),
             "program_bytes": len(program),
+            "exported_on": None if origin is None else origin.to_dict(),
         }
     ).encode()
     prefix = _MAGIC + _HEADER_LENGTH.pack(len(header)) + checksum(header)
@@ -309,6 +342,8 @@ def read_entry(path: Path, key: ExportKey) -> ExportArtifact | None:
             raise BadEntry("program checksum mismatch")
         delegation = DelegationReport.from_dict(header["delegation"])
         export_seconds = float(header["export_seconds"])
+        made_on = header.get("exported_on")
+        origin = None if made_on is None else ExportOrigin.from_dict(made_on)
     except FileNotFoundError:
         return None
     except (OSError, BadEntry) as error:
@@ -318,7 +353,7 @@ def read_entry(path: Path, key: ExportKey) -> ExportArtifact | None:
         # A header that passed its checksum but not its reading: written by another ablate.
         note_rebuilt(path, "header not of this format")
         return None
-    return ExportArtifact(program, delegation, export_seconds, True, 0.0, path)
+    return ExportArtifact(program, delegation, export_seconds, True, 0.0, path, origin)
 
 
 def _reason(error: OSError | BadEntry) -> str:

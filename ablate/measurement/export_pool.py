@@ -9,7 +9,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate.measurement.backends import BACKENDS, Backend
 from ablate.measurement.export_cache import (
@@ -29,13 +30,40 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+class Exporters(Protocol):
+    """Where exports run instead of this machine's worker processes (`ablate.cluster`'s
+    connection): a pool with `ExportPool`'s interface for a runtime and precision."""
+
+    def export_pool(
+        self, runtime: Backend, precision: str
+    ) -> contextlib.AbstractContextManager[Any]: ...
+
+
+_EXPORTERS: ContextVar[Exporters | None] = ContextVar("ablate_exporters", default=None)
+
+
+@contextlib.contextmanager
+def exports_on(exporters: Exporters) -> Iterator[None]:
+    """Every `export_pool` opened inside exports on ``exporters`` (`--cluster`), whatever the
+    command: the run, the bundle and the bench ask for a pool the same way."""
+    token = _EXPORTERS.set(exporters)
+    try:
+        yield
+    finally:
+        _EXPORTERS.reset(token)
+
+
 def export_pool(
     backend: str, precision: str, programs: int
-) -> contextlib.AbstractContextManager[ExportPool | None]:
-    """An `ExportPool` for `programs` exports on `backend`, or None where it cannot help: a
-    backend that exports nothing cacheable, a single program, a single core."""
-    workers = min(export_workers(), programs)
+) -> contextlib.AbstractContextManager[Any]:
+    """A pool for `programs` exports on `backend`: the cluster's where one is connected
+    (`exports_on`), else an `ExportPool` of this machine's cores, or None where that cannot
+    help: a backend that exports nothing cacheable, a single program, a single core."""
     runtime = BACKENDS.get(backend)
+    exporters = _EXPORTERS.get()
+    if runtime.mobile and exporters is not None:
+        return exporters.export_pool(runtime, precision)
+    workers = min(export_workers(), programs)
     if not runtime.mobile or workers < 2:
         return contextlib.nullcontext()
     return ExportPool(runtime, precision, workers)
@@ -96,7 +124,8 @@ class ExportPool:
         self.exported: dict[str, float] = {}  # cache file name -> export seconds, made now
         self.failed = 0
 
-    def submit(self, model: nn.Module, example_input: torch.Tensor) -> None:
+    def submit(self, model: nn.Module, example_input: torch.Tensor, name: str = "") -> None:
+        """`name`: the variant the program is for, which a cluster's failure names."""
         key = export_key(self.runtime, model, export_input(example_input), self.precision)
         if has_entry(export_cache_directory(self.cache_directory) / key.file_name(), key):
             return

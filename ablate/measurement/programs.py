@@ -151,6 +151,7 @@ def runtime_record(
         "program_bytes": len(artifact.program),
         "delegation": artifact.delegation.to_dict(),
         "profiler": None if runtime.profiler is None else runtime.profiler.name,
+        "exported_on": None if artifact.origin is None else artifact.origin.to_dict(),
     }
 
 

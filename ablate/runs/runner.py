@@ -303,6 +303,7 @@ def rerun_command(
     force: bool = False,
     device: str | None = None,
     prior: str = "stated",
+    cluster: str | None = None,
 ) -> list[str]:
     """The `ablate run` command line that gives the same resolved spec, passes the same
     checks and measures (or predicts) the same way (add --resume)."""
@@ -321,6 +322,8 @@ def rerun_command(
         command += ["--device", device]
         if prior != "stated":
             command += ["--prior", prior]
+    if cluster is not None:
+        command += ["--cluster", cluster]
     return command
 
 
@@ -502,7 +505,7 @@ class Run:
                 models[unit.name] = realistic_module(unit.architecture)
                 images[unit.name] = example_input(self.setup, unit.architecture.resolution)
                 if pool is not None:
-                    pool.submit(models[unit.name], images[unit.name])
+                    pool.submit(models[unit.name], images[unit.name], unit.name)
             if pool is not None:
                 pool.wait(lambda done, total: self.progress.counting("exporting", done, total))
         runnables: dict[str, list[Any]] = {}

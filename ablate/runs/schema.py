@@ -202,6 +202,11 @@ class RuntimeProfile(_Strict):
         return sum(op.share for op in self.ops if not op.delegated)
 
 
+class ExportedOn(_Strict):
+    hostname: str
+    node_id: str | None = None  # the Ray node's id; None: exported by an ablate process
+
+
 class RuntimeRecord(_Strict):
     """What a mobile backend made of a variant: its program, runtime and delegation, and, after
     the profiling stage, where the runtime spends its time (where its profiler allows)."""
@@ -216,6 +221,9 @@ class RuntimeRecord(_Strict):
     profile: RuntimeProfile | None = None
     # The per-op profiler of the runtime's Python API (e.g. ETDump); None: it has none.
     profiler: str | None
+    # Where the program was exported: its host, and the Ray node when a cluster exported it
+    # (`--cluster`); None for a program cached before the cache recorded it.
+    exported_on: ExportedOn | None = None
 
     @model_validator(mode="before")
     @classmethod

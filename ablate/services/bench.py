@@ -85,6 +85,7 @@ def run_bench(
     breakdown: bool = True,
     seed: int = 0,
     clock: Clock | None = None,
+    cluster: str | None = None,
 ) -> BenchReport:
     """Times `model` (the baseline) and, with `vs` or `vs_factors`, a second model against it.
 
@@ -93,7 +94,7 @@ def run_bench(
     activations, see measurement.activations), copied `instances` times into separate memory,
     and the rounds cycle through the copies (see measurement.engine); on a mobile backend the
     copies share one exported program from the cache. `clock` replaces the real clock (tests),
-    as in `measure_latency`.
+    as in `measure_latency`. `cluster`: export the programs on that Ray cluster.
     """
     from ablate.measurement.backends import check_backend_available
 
@@ -116,7 +117,10 @@ def run_bench(
     labels = _labels(choices)
 
     built = {label: _build(choice) for label, choice in zip(labels, choices, strict=True)}
-    _export_ahead(built, setup)
+    from ablate.cluster import exports_on_cluster
+
+    with exports_on_cluster(cluster, backend):
+        _export_ahead(built, setup)
     # Copied alternately (A, B, A, B, ...), so that neither model always gets the earlier memory.
     copies: dict[str, list[tuple[torch.nn.Module, torch.Tensor]]] = {label: [] for label in labels}
     for instance in range(instances):
@@ -172,8 +176,8 @@ def _export_ahead(
 
     with export_pool(setup.backend, setup.precision, len(built)) as pool:
         if pool is not None:
-            for module, resolution in built.values():
-                pool.submit(module, example_input(setup, resolution))
+            for name, (module, resolution) in built.items():
+                pool.submit(module, example_input(setup, resolution), name)
             pool.wait()
 
 

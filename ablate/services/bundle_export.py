@@ -79,11 +79,13 @@ def export_bundle(
     backend: str,
     precision: str = "fp32",
     python: str = sys.executable,
+    cluster: str | None = None,
 ) -> Path:
     """Writes the bundle of `spec_path` for `backend` at `precision` to `output` (new or
     empty); returns the manifest's path. Refused before anything is written: an unknown or
     missing backend, a precision it lacks, an `output` that holds files, is a link or lies
-    in no directory."""
+    in no directory. `cluster`: export the programs on that Ray cluster."""
+    from ablate.cluster import exports_on_cluster
     from ablate.measurement.activations import realistic_module
     from ablate.measurement.backends import check_backend_available, exportable_backends
     from ablate.measurement.export_pool import export_pool
@@ -112,14 +114,17 @@ def export_bundle(
         entries: list[dict[str, Any]] = []
         variants: list[dict[str, Any]] = []
         models, inputs = [], []
-        with export_pool(backend, precision, len(units)) as pool:
+        with (
+            exports_on_cluster(cluster, backend),
+            export_pool(backend, precision, len(units)) as pool,
+        ):
             for unit in units:
                 resolution = unit.architecture.resolution
                 shape = (batch, 3, resolution, resolution)
                 models.append(realistic_module(unit.architecture))
                 inputs.append(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))
                 if pool is not None:
-                    pool.submit(models[-1], inputs[-1])
+                    pool.submit(models[-1], inputs[-1], unit.name)
             if pool is not None:
                 pool.wait()
         for index, unit in enumerate(units):

@@ -6,6 +6,7 @@ Each command parses its options and calls one function here; nothing here prints
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ def run_experiment(
     run_directory: Path | None = None,
     rerun: Callable[[Path], tuple[Sequence[str], Sequence[str]]] | None = None,
     shared_counts: SharedCounts | None = None,
+    cluster: str | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
@@ -59,6 +61,7 @@ def run_experiment(
     it continue this one, which an interruption names (default: `ablate run` with these
     arguments, and `--resume`). ``shared_counts``: the counts of a device matrix's runs, which
     this run reads and adds to instead of counting what another device's run counted.
+    ``cluster``: export the mobile programs on that Ray cluster (`ablate.cluster`).
     """
     from ablate.spec import load_spec, with_overrides
 
@@ -97,11 +100,22 @@ def run_experiment(
         estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
         check_fits(estimate, force=force)
         progress.note(estimate.summary())
+    # Joined before the run directory exists: a cluster that cannot be reached, or a node
+    # refused, leaves nothing behind.
+    joined = contextlib.ExitStack()
+    if predictor is None and cluster is not None:
+        from ablate.cluster import exports_on_cluster
+
+        joined.enter_context(exports_on_cluster(cluster, spec.measure.backend))
     if resumed is not None:
         directory = resumed
         progress.note(f"resuming {directory}")
     else:
-        directory = new_run_directory(out_dir, spec.name)
+        try:
+            directory = new_run_directory(out_dir, spec.name)
+        except BaseException:
+            joined.close()
+            raise
     if rerun is not None:
         command, resume_arguments = rerun(directory)
     else:
@@ -115,12 +129,14 @@ def run_experiment(
             force=force,
             device=device,
             prior=prior,
+            cluster=cluster,
         )
         resume_arguments = ("--resume",)
     try:
-        Run(spec, directory, progress, predictor, shared_counts=shared_counts).execute(
-            resume, command, resume_arguments
-        )
+        with joined:
+            Run(spec, directory, progress, predictor, shared_counts=shared_counts).execute(
+                resume, command, resume_arguments
+            )
     finally:
         progress.close()
     return directory

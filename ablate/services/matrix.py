@@ -166,6 +166,7 @@ def run_requested_matrix(
     quick: bool = False,
     force: bool = False,
     progress: ProgressFactory = SilentProgress,
+    cluster: str | None = None,
 ) -> tuple[Path, Matrix] | None:
     """`ablate run`'s matrix (`matrix_request`), started or continued: (its directory, its
     matrix); None when the options ask for one run."""
@@ -183,6 +184,12 @@ def run_requested_matrix(
     )
     if request is None:
         return None
+    if cluster is not None:
+        # Devices on cluster nodes are not built yet (docs/cluster.md): refused, not ignored.
+        raise AblateError(
+            "--cluster: a device matrix does not run on a cluster yet; run each device's spec "
+            "with --backend B --cluster ADDRESS, then assemble them with `ablate matrix RUN...`"
+        )
     if request.resume:
         return resume_matrix(request.spec_path, devices=request.devices, progress=progress)
     chosen = None if request.devices is None else parse_device_list(request.devices)
