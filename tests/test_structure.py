@@ -42,6 +42,7 @@ LAYERS = (
     "runs",
     "devices",  # fits and predicts from counts and runs; services and commands use it
     "report",  # renders the results model; the services call it
+    "cluster",  # exports on Ray: a pool with the export pool's interface; services join it
     "services",
     "commands",
 )

@@ -21,10 +21,11 @@ def exports_on_cluster(address: str | None, backend: str | None = None) -> Itera
         yield
         return
     from ablate.cluster.connection import connected
+    from ablate.cluster.exports import ClusterExporters
     from ablate.measurement.backends import BACKENDS
     from ablate.measurement.export_pool import exports_on
 
-    with connected(address) as cluster, exports_on(cluster):
+    with connected(address) as cluster, exports_on(ClusterExporters(cluster)):
         if backend is not None and BACKENDS.get(backend).mobile:
             cluster.check_versions(BACKENDS.get(backend))
         yield

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError
 
 if TYPE_CHECKING:
-    from ablate.cluster.exports import ClusterExportPool
     from ablate.measurement.backends import Backend
 
 # Ray's own convention: `--cluster auto` is the address in RAY_ADDRESS, else the cluster
@@ -159,11 +158,6 @@ class ClusterConnection:
                 raise refused_node(nodes[node_id].label, mismatch)
         self._checked.add(runtime.name)
 
-    def export_pool(self, runtime: Backend, precision: str) -> ClusterExportPool:
-        from ablate.cluster.exports import ClusterExportPool
-
-        self.check_versions(runtime)
-        return ClusterExportPool(self, runtime, precision)
 
 
 @contextlib.contextmanager

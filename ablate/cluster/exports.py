@@ -216,3 +216,15 @@ class ClusterExportPool:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close(abandon=exc_type is not None)
+
+
+class ClusterExporters:
+    """A connection as `measurement.export_pool.exports_on` takes it: every export pool
+    opened inside is a `ClusterExportPool` on it, its nodes' versions checked first."""
+
+    def __init__(self, cluster: ClusterConnection) -> None:
+        self.cluster = cluster
+
+    def export_pool(self, runtime: Backend, precision: str) -> ClusterExportPool:
+        self.cluster.check_versions(runtime)
+        return ClusterExportPool(self.cluster, runtime, precision)
