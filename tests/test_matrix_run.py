@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import ablate.counting.engine as counting_engine
 import ablate.measurement.backends as backends_module
+import ablate.measurement.profile as profiling
 import ablate.services.experiment as experiment_service
 from ablate.cli import app
 from ablate.devices.profile import (
@@ -484,6 +485,14 @@ def test_two_backends_and_a_profile_end_to_end(
         return real_count(*args, **kwargs)
 
     monkeypatch.setattr(counting_engine, "count_model", counting)
+    profiled: list[object] = []
+    real_profile = profiling.profile_operators
+
+    def profile(*args: Any, **kwargs: Any) -> Any:
+        profiled.append(args[0])
+        return real_profile(*args, **kwargs)
+
+    monkeypatch.setattr(profiling, "profile_operators", profile)
     out = tmp_path / "runs"
     result = invoke(
         "run", str(tiny_spec), "--devices", "eager,torchscript,pixel1", "--out", str(out)
@@ -491,8 +500,10 @@ def test_two_backends_and_a_profile_end_to_end(
     assert result.exit_code == 0, result.output
     directory = _matrix_directory(result)
     assert directory.parent == out and directory.name.endswith("-tiny-matrix")
-    # Counted once, for the first device: the others read its counts.
+    # Counted once, for the first device: the others read its counts. The eager op profile
+    # too: torchscript's run takes eager's, and pixel1 times nothing.
     assert len(counted) == ARCHITECTURES
+    assert len(profiled) == ARCHITECTURES
     matrix = load_matrix(directory)
     assert [(d.name, d.kind, d.status) for d in matrix.devices] == [
         ("eager", "backend", "complete"),
@@ -514,6 +525,10 @@ def test_two_backends_and_a_profile_end_to_end(
     # The shared counts are the same counts: every device's variants agree.
     assert [v.macs for v in eager.variants] == [v.macs for v in pixel1.variants]
     assert [v.params for v in torchscript.variants] == [v.params for v in eager.variants]
+    assert [v.op_time_shares for v in torchscript.variants] == [
+        v.op_time_shares for v in eager.variants
+    ]
+    assert all(v.op_time_shares is not None for v in eager.variants)
     assert (directory / "spec.yaml").read_text() == TINY_SPEC
     # Properties: a profile fitted to each measured run; pixel1's own coefficients.
     for device in matrix.devices[:2]:

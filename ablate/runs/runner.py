@@ -12,7 +12,7 @@ import platform
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
     from ablate.measurement.kernels import KernelTimer
+    from ablate.measurement.profile import OpProfile
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -200,14 +201,20 @@ class CountedArchitecture:
     described: dict[str, Any]  # every factor's effective value
 
 
-# Counted architectures by (architecture, batch), shared by the runs of a device matrix: the
-# counting pass is the same on every device of one spec, so the first device's run counts
-# and the others read its counts.
-SharedCounts = dict[tuple["Architecture", int], CountedArchitecture]
+@dataclass
+class SharedWork:
+    """What the runs of a device matrix share, done by the first device's run and read by the
+    others': the counts by (architecture, batch), the same on every device of one spec; and
+    the eager per-op profiles by (architecture, threads, device, runs), which time the
+    PyTorch modules on this machine whichever backend the run measures (`op_time_shares` says
+    `eager`), so that a second device would only time them again."""
+
+    counts: dict[tuple[Architecture, int], CountedArchitecture] = field(default_factory=dict)
+    profiles: dict[tuple[Architecture, int, str, int], OpProfile] = field(default_factory=dict)
 
 
 def count_unit(
-    unit: Unit, spec: ExperimentSpec, precision: str, shared: SharedCounts | None = None
+    unit: Unit, spec: ExperimentSpec, precision: str, shared: SharedWork | None = None
 ) -> tuple[CountResult, list[Variant]]:
     """Build and count one distinct architecture (or take it from ``shared``): its counts,
     and the results entry of every variant of `spec` that resolves to it."""
@@ -216,7 +223,7 @@ def count_unit(
     from ablate.variants.factors import describe_factors
 
     key = (unit.architecture, spec.input.batch)
-    counted = None if shared is None else shared.get(key)
+    counted = None if shared is None else shared.counts.get(key)
     if counted is None:
         model = build_module(unit.architecture)
         resolution = unit.architecture.resolution
@@ -226,7 +233,7 @@ def count_unit(
             described=describe_factors(unit.architecture),
         )
         if shared is not None:
-            shared[key] = counted
+            shared.counts[key] = counted
     specs = {variant.name: variant for variant in spec.variants}
     entries = [
         count_entry(
@@ -342,7 +349,7 @@ class Run:
         predictor: LatencyPredictor | None = None,
         *,
         clock: Callable[[], float] | None = None,
-        shared_counts: SharedCounts | None = None,
+        shared: SharedWork | None = None,
     ):
         self.spec = spec
         self.clock = clock
@@ -357,7 +364,7 @@ class Run:
         self.records: dict[str, list[OpRecord]] = {}  # per unit, kept from counting
         self.rerun: Sequence[str] = ()
         self.resume_arguments: Sequence[str] = ()
-        self.shared_counts = shared_counts  # a matrix's counts, shared by its devices' runs
+        self.shared = shared  # what a matrix's device runs share (counts, eager profiles)
 
     @property
     def state(self) -> Results:
@@ -421,7 +428,7 @@ class Run:
             if set(unit.variants) <= done:
                 continue
             self.progress.counting(unit.name, position, len(self.units))
-            counts, added = count_unit(unit, self.spec, self.setup.precision, self.shared_counts)
+            counts, added = count_unit(unit, self.spec, self.setup.precision, self.shared)
             self.records[unit.name] = list(counts.records)
             counted.extend(added)
             if time.monotonic() - saved >= COUNT_SAVE_INTERVAL_S:
@@ -626,9 +633,16 @@ class Run:
             if done.op_time_shares is not None and (timer is None or done.kernels is not None):
                 continue
             self.progress.counting(f"profiling {unit.name}", position, len(self.units))
-            model = realistic_module(unit.architecture)
-            images = example_input(self.setup, unit.architecture.resolution)
-            profile = profile_operators(model, images, runs=runs, device=self.setup.device)
+            key = (unit.architecture, self.setup.threads, self.setup.device, runs)
+            profile = None if self.shared is None else self.shared.profiles.get(key)
+            model = images = None
+            if profile is None or done.runtime is not None or timer is not None:
+                model = realistic_module(unit.architecture)
+                images = example_input(self.setup, unit.architecture.resolution)
+            if profile is None:
+                profile = profile_operators(model, images, runs=runs, device=self.setup.device)
+                if self.shared is not None:
+                    self.shared.profiles[key] = profile
             shares = op_time_entry(profile)
             changes[unit.name] = {
                 "op_time_shares": shares,

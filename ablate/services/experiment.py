@@ -17,7 +17,7 @@ from ablate.runs.estimate import check_fits, estimate_run
 from ablate.runs.runner import (
     Run,
     RunProgress,
-    SharedCounts,
+    SharedWork,
     SilentProgress,
     built_copies,
     rerun_command,
@@ -48,7 +48,7 @@ def run_experiment(
     kernels: bool | None = None,
     run_directory: Path | None = None,
     rerun: Callable[[Path], tuple[Sequence[str], Sequence[str]]] | None = None,
-    shared_counts: SharedCounts | None = None,
+    shared: SharedWork | None = None,
     cluster: str | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
@@ -59,8 +59,8 @@ def run_experiment(
     continue (default: the latest unfinished run of the spec in ``out_dir``). ``rerun``, given
     the run directory: the command line that starts the run again and the arguments that make
     it continue this one, which an interruption names (default: `ablate run` with these
-    arguments, and `--resume`). ``shared_counts``: the counts of a device matrix's runs, which
-    this run reads and adds to instead of counting what another device's run counted.
+    arguments, and `--resume`). ``shared``: what a device matrix's runs share (counts, eager op
+    profiles), which this run reads and adds to instead of doing what another device's did.
     ``cluster``: export the mobile programs on that Ray cluster (`ablate.cluster`).
     """
     from ablate.spec import load_spec, with_overrides
@@ -134,7 +134,7 @@ def run_experiment(
         resume_arguments = ("--resume",)
     try:
         with joined:
-            Run(spec, directory, progress, predictor, shared_counts=shared_counts).execute(
+            Run(spec, directory, progress, predictor, shared=shared).execute(
                 resume, command, resume_arguments
             )
     finally:

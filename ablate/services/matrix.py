@@ -3,10 +3,10 @@ measurement a normal run directory (`run_experiment`'s), tied together by `matri
 (`runs.matrix`).
 
 Devices run one after another, never together: two measurements at once would disturb each
-other. The first device's run counts every architecture and the later ones read its counts
-(`runs.runner.SharedCounts`); the export cache shares the programs. A device that fails is
-recorded (status, error, the command that continues it) and the others go on; the matrix then
-ends in one line naming what is not complete. Nothing here prints.
+other. The first device's run counts every architecture and profiles its eager ops, and the
+later ones read them (`runs.runner.SharedWork`); the export cache shares the programs. A
+device that fails is recorded (status, error, the command that continues it) and the others
+go on; the matrix then ends in one line naming what is not complete. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from ablate.runs.matrix import (
     matrix_spec_sha256,
     write_matrix,
 )
-from ablate.runs.runner import RunProgress, SharedCounts, SilentProgress
+from ablate.runs.runner import RunProgress, SharedWork, SilentProgress
 from ablate.runs.storage import (
     MEASURED_ELSEWHERE_KEY,
     RESOLVED_SPEC_NAME,
@@ -339,7 +339,7 @@ class _MatrixRunner:
         self.matrix = matrix
         self.devices = {device.name: device for device in devices}
         self.progress = progress
-        self.shared_counts: SharedCounts = {}
+        self.shared = SharedWork()
 
     def update(self, name: str, **changes: Any) -> MatrixDevice:
         devices = [
@@ -425,7 +425,7 @@ class _MatrixRunner:
             device=device.profile,
             run_directory=run,
             rerun=lambda directory: self._started(device.name, directory),
-            shared_counts=self.shared_counts,
+            shared=self.shared,
         )
 
     def _started(self, name: str, run: Path) -> tuple[Sequence[str], Sequence[str]]:
