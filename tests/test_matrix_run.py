@@ -699,3 +699,27 @@ def test_a_device_whose_interpreter_fails_is_recorded(tmp_path: Path) -> None:
     assert device.status == "failed" and device.run is None
     assert device.error == "/bin/false -m ablate run exited with status 1"
     assert device.resume == f"ablate run --resume {directory} --devices eager"
+
+
+def test_validate_estimates_the_devices_one_after_another(tiny_spec: Path) -> None:
+    from ablate.runs.estimate import estimate_run
+    from ablate.runs.runner import built_copies
+    from ablate.services.matrix import matrix_estimate
+    from ablate.spec import load_spec, with_overrides
+
+    spec = load_spec(tiny_spec)
+    copies = built_copies(ARCHITECTURES)
+    eager = estimate_run(with_overrides(spec, backend="eager"), copies)
+    torchscript = estimate_run(with_overrides(spec, backend="torchscript"), copies)
+    devices = [parse_device("eager"), parse_device("torchscript"), parse_device("pixel1")]
+    # Counting once: the second device's counting is not added.
+    total = eager.total_seconds + torchscript.total_seconds - torchscript.count_seconds
+    assert total < eager.total_seconds + torchscript.total_seconds
+    assert matrix_estimate(spec, devices) == (
+        f"the devices one after another: about {total:.0f} s with nothing cached, counting "
+        f"once (eager {eager.total_seconds:.0f} s; torchscript {torchscript.total_seconds:.0f} "
+        "s; pixel1 seconds (predicted))"
+    )
+    result = invoke("validate", str(tiny_spec))
+    assert result.exit_code == 0
+    assert "the devices one after another" not in result.output  # no devices: no matrix

@@ -52,7 +52,10 @@ def validate_command(
     typer.echo(summary_line(experiment))
     typer.echo(estimate.summary())
     if devices is not None:
+        from ablate.services.matrix import matrix_estimate
+
         typer.echo(f"devices (a run each): {', '.join(device.name for device in devices)}")
+        typer.echo(matrix_estimate(experiment, devices))
     for line in variant_lines(experiment):
         typer.echo(line)
 

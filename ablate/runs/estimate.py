@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -211,6 +212,19 @@ def _gigabytes(value: int) -> str:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def sequential_total(estimates: Sequence[RunEstimate]) -> tuple[float, float]:
+    """(low, high) seconds of runs made one after another, nothing cached, the first counting
+    for all (a device matrix shares its counts)."""
+    low = sum(estimate.total_seconds for estimate in estimates)
+    high = sum(estimate.total_high_seconds for estimate in estimates)
+    shared = sum(estimate.count_seconds for estimate in estimates[1:])
+    return low - shared, high - shared
+
+
+def duration_range_text(low: float, high: float) -> str:
+    return _duration(low) if high - low < 1 else _duration_range(low, high)
 
 
 def _duration_range(low: float, high: float) -> str:

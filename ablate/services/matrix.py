@@ -59,6 +59,7 @@ from ablate.runs.storage import (
 
 if TYPE_CHECKING:
     from ablate.runs.schema import Results
+    from ablate.spec.model import ExperimentSpec
 
 MATRIX_SUFFIX = "-matrix"  # a matrix directory is <timestamp>-<spec name>-matrix
 # Seconds a device run in another interpreter gets to save its run after a Ctrl-C that its
@@ -295,6 +296,32 @@ def resume_matrix(
         if entry.status != "complete" and (only is None or entry.name in only):
             check_device_available(device)
     return directory, _MatrixRunner(directory, matrix, chosen, progress).run(only)
+
+
+def matrix_estimate(spec: ExperimentSpec, devices: Sequence[DeviceChoice]) -> str:
+    """One line: the time of each device's run with nothing cached (`runs.estimate`, the spec
+    set to its backend and precision) and of all of them one after another."""
+    from ablate.runs.estimate import duration_range_text, estimate_run, sequential_total
+    from ablate.runs.runner import built_copies
+    from ablate.spec import with_overrides
+
+    copies = built_copies(len(spec.architecture_groups()))
+    estimates, parts = [], []
+    for device in devices:
+        if device.kind != "backend":
+            parts.append(f"{device.name} seconds (predicted)")
+            continue
+        estimate = estimate_run(
+            with_overrides(spec, backend=device.backend, precision=device.precision), copies
+        )
+        estimates.append(estimate)
+        low, high = estimate.total_seconds, estimate.total_high_seconds
+        parts.append(f"{device.name} {duration_range_text(low, high)}")
+    low, high = sequential_total(estimates)
+    return (
+        f"the devices one after another: about {duration_range_text(low, high)} with nothing "
+        f"cached, counting once ({'; '.join(parts)})"
+    )
 
 
 def resume_command(directory: Path, device: str | None = None) -> list[str]:
