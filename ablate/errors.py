@@ -113,6 +113,7 @@ class InputFileError(AblateError):
 
 # User-facing measurement errors: each is one line, and the CLI turns it into exit code 2.
 
+
 class MeasurementError(AblateError):
     """A measurement that cannot be set up or continued as asked (bad baseline, bad journal)."""
 
@@ -136,6 +137,7 @@ class BackendUnavailableError(AblateError):
 
 # Faults of the machine rather than of the input: still one line and an exit code, since a
 # traceback would say nothing more and hide what was saved and how to continue.
+
 
 class WriteError(AblateError, OSError):
     """A file could not be written (a full disk, no permission): names the file and why.
@@ -166,6 +168,12 @@ class RunLockedError(AblateError):
             f"{directory}: in use by {holder}, which holds its lock; wait for it to finish "
             "or stop it, then resume"
         )
+
+
+class DeviceLost(AblateError):
+    """A device that went away mid-run and did not come back in time (a cluster node lost):
+    its run keeps what it measured, and a device matrix records it as interrupted and goes
+    on with the next device."""
 
 
 class RunInterrupted(AblateError):

@@ -5,10 +5,11 @@
 Inside the namespace the only interface is loopback, so every node registers at 127.0.0.1
 and nothing leaves the machine. The plan (JSON) says which worker nodes to start (CPUs, extra
 environment) and the steps, in order: a command to run against the cluster (its
-``{address}`` replaced by the cluster's address), or a node to add. A command's step may
-kill a worker node while the command runs, as soon as one of that node's Ray workers is
-running a given task (Ray titles a busy worker ``ray::TASK``): SIGKILL of its raylet and
-workers (`Cluster.remove_node(allow_graceful=False)`). The harness prints one JSON object:
+``{address}`` replaced by the cluster's address, a ``glob:PATTERN`` part by the last path
+that matches), or a node to add. A command's step may kill a worker node while the command
+runs, as soon as one of that node's Ray workers is running a given task (Ray titles a busy
+worker ``ray::TASK``) or a file has so many lines: SIGKILL of its raylet and workers
+(`Cluster.remove_node(allow_graceful=False)`). The harness prints one JSON object:
 the nodes (id, address, CPUs) and each step's exit status and output. Health checks are
 short, so that a lost node is noticed in seconds.
 """
@@ -51,14 +52,32 @@ def _raylet_pid(node: Any) -> int:
     return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
 
 
-def _kill_when_busy(cluster: Any, node: Any, title: str, seen: dict[str, Any]) -> None:
-    """SIGKILL of ``node`` once a worker of its raylet runs a ``title`` task."""
+def _lines(pattern: str) -> int:
+    import glob
+
+    found = sorted(glob.glob(pattern))
+    return Path(found[-1]).read_bytes().count(b"\n") if found else 0
+
+
+def _kill_when(cluster: Any, node: Any, kill: dict[str, Any], seen: dict[str, Any]) -> None:
+    """SIGKILL of ``node`` once a worker of its raylet runs a ``when_running`` task, or once
+    the file ``when_lines["glob"]`` matches has ``when_lines["lines"]`` lines."""
     raylet = _raylet_pid(node)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        busy = _children_titled(raylet, title)
-        if busy:
+        if "when_running" in kill:
+            busy = _children_titled(raylet, kill["when_running"])
             seen["busy_workers"] = busy
+            ready = bool(busy)
+        else:
+            seen["lines_at_kill"] = _lines(kill["when_lines"]["glob"])
+            ready = seen["lines_at_kill"] >= kill["when_lines"]["lines"]
+            if ready:
+                import glob
+
+                journal = Path(sorted(glob.glob(kill["when_lines"]["glob"]))[-1])
+                seen["file_at_kill"] = journal.read_bytes().decode()
+        if ready:
             cluster.remove_node(node, allow_graceful=False)
             seen["killed"] = True
             return
@@ -66,7 +85,19 @@ def _kill_when_busy(cluster: Any, node: Any, title: str, seen: dict[str, Any]) -
     seen["killed"] = False
 
 
+def _expanded(part: str, address: str) -> str:
+    """``{address}``: the cluster's; ``glob:PATTERN``: the last path that matches."""
+    import glob
+
+    if part.startswith("glob:"):
+        found = sorted(glob.glob(part.removeprefix("glob:")))
+        return found[-1] if found else part
+    return part.replace("{address}", address)
+
+
 def main(plan_path: str) -> int:
+    # On a loaded 2-core machine a raylet can take longer than Ray's 10 s to register.
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "60")
     import ray
     from ray.cluster_utils import Cluster
 
@@ -116,7 +147,7 @@ def main(plan_path: str) -> int:
                 cluster.wait_for_nodes()
                 report["steps"].append({"added": workers[-1].node_id})
                 continue
-            command = [part.replace("{address}", cluster.address) for part in step["command"]]
+            command = [_expanded(part, cluster.address) for part in step["command"]]
             started = time.monotonic()
             process = subprocess.Popen(
                 command,
@@ -129,8 +160,7 @@ def main(plan_path: str) -> int:
             killer, seen = None, {}
             if kill is not None:
                 killer = threading.Thread(
-                    target=_kill_when_busy,
-                    args=(cluster, workers[kill["index"]], kill["when_running"], seen),
+                    target=_kill_when, args=(cluster, workers[kill["index"]], kill, seen)
                 )
                 killer.start()
             stdout, stderr = process.communicate(timeout=step.get("timeout_s", 240))

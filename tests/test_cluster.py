@@ -40,7 +40,25 @@ variants:
 # its path, as a different installed version would be.
 FAKE_METADATA = "Metadata-Version: 2.1\nName: executorch\nVersion: 0.0.1\n"
 
-CLUSTER_TIMEOUT_S = 420
+# Two eager devices, one on each node: rounds slow enough (a 224x224 network) for a node to
+# be killed between them, and a fixed number of them (the target is out of reach).
+MATRIX_SPEC = """\
+name: nodes
+base: mobilenet_v3_small
+input: {resolution: 224}
+measure: {budget_s: 120, warmup_s: 0.1, min_rounds: 6, max_rounds: 40, target_ci: 0.00001}
+baseline: a
+variants:
+  a: {width: 0.5}
+  b: {width: 0.5, se: false}
+devices:
+  - {device: eager, node: eager-a}
+  - {device: eager, node: eager-b}
+"""
+KILL_AT_ROUND = 8
+ROUNDS = 40
+
+CLUSTER_TIMEOUT_S = 600
 
 
 def _executorch() -> None:
@@ -61,8 +79,14 @@ def cluster_steps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     fake = root / "fake-site" / "executorch-0.0.1.dist-info"
     fake.mkdir(parents=True)
     (fake / "METADATA").write_text(FAKE_METADATA)
+    matrix = root / "matrix.yaml"
+    matrix.write_text(MATRIX_SPEC)
+    lost = str(root / "matrices" / "*-matrix" / "eager-on-eager-b" / "*" / "journal.jsonl")
     plan = {
-        "nodes": [{"cpus": 1}, {"cpus": 1}],
+        "nodes": [
+            {"cpus": 1, "resources": {"ablate-device:eager-a": 1}},
+            {"cpus": 1, "resources": {"ablate-device:eager-b": 1}},
+        ],
         "steps": [
             {
                 "command": [
@@ -71,13 +95,30 @@ def cluster_steps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 ],
                 "env": {"ABLATE_CACHE_DIR": str(root / "cache-export")},
             },
+            # A matrix device on each node; eager-b's node killed mid-measurement.
+            {
+                "command": [
+                    ABLATE, "run", str(matrix), "--out", str(root / "matrices"),
+                    "--cluster", "{address}",
+                ],
+                "env": {"ABLATE_NODE_WAIT_S": "3", "ABLATE_CACHE_DIR": str(root / "cache-m")},
+                "kill_worker": {"index": 1, "when_lines": {"glob": lost, "lines": KILL_AT_ROUND}},
+            },
+            {"add_node": {"cpus": 1, "resources": {"ablate-device:eager-b": 1}}},
+            {
+                "command": [
+                    ABLATE, "run", "--resume", f"glob:{root / 'matrices' / '*-matrix'}",
+                    "--cluster", "{address}",
+                ],
+                "env": {"ABLATE_CACHE_DIR": str(root / "cache-m")},
+            },
             {
                 "command": [
                     ABLATE, "run", str(spec), "--backend", "executorch", "--quick",
                     "--out", str(root / "runs"), "--cluster", "{address}",
                 ],
                 "env": {"ABLATE_CACHE_DIR": str(root / "cache-kill")},
-                "kill_worker": {"index": 1, "when_running": "ray::export_on_node"},
+                "kill_worker": {"index": 2, "when_running": "ray::export_on_node"},
             },
             {"add_node": {"cpus": 1, "env": {"PYTHONPATH": str(fake.parent)}}},
             {
@@ -157,7 +198,7 @@ def test_exports_spread_over_both_nodes_and_match_a_local_export(
 
 @pytest.mark.slow
 def test_a_node_killed_while_exporting_costs_only_a_retry(cluster_steps: dict[str, Any]) -> None:
-    step = cluster_steps["steps"][1]
+    step = cluster_steps["steps"][4]
     assert step["killed"] and step["busy_workers"], "the node was not killed mid-export"
     assert step["returncode"] == 0, step["stderr"][-2000:]
     from ablate.runs.schema import load_results
@@ -169,13 +210,46 @@ def test_a_node_killed_while_exporting_costs_only_a_retry(cluster_steps: dict[st
     survivor = {node["node_id"] for node in cluster_steps["nodes"] if node["cpus"] > 0}
     made_on = {record.exported_on.node_id for record in records.values()}
     assert len(made_on) == 1 and made_on <= survivor
-    assert made_on == {cluster_steps["workers"][0]}  # not the killed one (workers[1])
+    assert made_on == {cluster_steps["workers"][0]}  # not the killed one (workers[2])
     assert all(record.exported_on.hostname for record in records.values())
 
 
 @pytest.mark.slow
+def test_a_matrix_device_on_each_node_survives_a_lost_node(cluster_steps: dict[str, Any]) -> None:
+    from ablate.runs.matrix import load_device_results, load_matrix
+
+    lost, resumed = cluster_steps["steps"][1], cluster_steps["steps"][3]
+    assert lost["killed"], "eager-b's node was not killed mid-measurement"
+    # The matrix went on without it: eager-a complete, eager-b interrupted, exit 1.
+    assert lost["returncode"] == 1, lost["stderr"][-2000:]
+    assert (
+        "1 of 2 devices not complete: eager@eager-b (interrupted: device eager@eager-b: "
+        in (lost["stderr"])
+    )
+    directory = next((cluster_steps["root"] / "matrices").glob("*-matrix"))
+    # After --resume on a node that has the device again: complete, every round kept.
+    assert resumed["returncode"] == 0, resumed["stderr"][-2000:]
+    matrix = load_matrix(directory)
+    assert [(d.name, d.node, d.status) for d in matrix.devices] == [
+        ("eager@eager-a", "eager-a", "complete"),
+        ("eager@eager-b", "eager-b", "complete"),
+    ]
+    loaded = dict((d.name, r) for d, r in load_device_results(matrix, directory))
+    for name in ("eager@eager-a", "eager@eager-b"):
+        results = loaded[name]
+        assert results is not None and results.status == "complete"
+        assert results.measurement is not None and results.measurement.rounds == ROUNDS
+    run = matrix.run_directory(directory, matrix.devices[1])
+    journal = (run / "journal.jsonl").read_text()
+    kept = lost["file_at_kill"]
+    assert lost["lines_at_kill"] >= KILL_AT_ROUND and kept.count("\n") == lost["lines_at_kill"]
+    assert journal.startswith(kept)  # the rounds taken before the kill, as they were
+    assert journal.count("\n") == ROUNDS
+
+
+@pytest.mark.slow
 def test_a_node_with_another_runtime_version_is_refused(cluster_steps: dict[str, Any]) -> None:
-    step = cluster_steps["steps"][3]
+    step = cluster_steps["steps"][6]
     assert step["returncode"] == 2
     line = _one_line(step["stderr"])
     assert line.startswith("error: cluster node ")
@@ -344,8 +418,11 @@ def test_a_node_that_differs_is_refused_mid_run(tmp_path: Path) -> None:
     pool, _ = _pool([refused], tmp_path)
     model, image = _tiny()
     pool.submit(model, image, "a")
-    with pytest.raises(ClusterError, match=r"^cluster node lab-3 \(node ffffffffffff\) refused: "
-                       r"torch 2.12.0 \(the driver has 2.13.0\); its programs would not be"):
+    with pytest.raises(
+        ClusterError,
+        match=r"^cluster node lab-3 \(node ffffffffffff\) refused: "
+        r"torch 2.12.0 \(the driver has 2.13.0\); its programs would not be",
+    ):
         pool.wait()
 
 

@@ -153,6 +153,17 @@ def test_the_choices_list_every_backend_precision_and_profile() -> None:
             "devices[0].python: a profile predicts in this process: only a backend names one "
             "(got '/usr/bin/python3')",
         ),
+        (
+            "[{device: pixel1, node: lab-7}]",
+            "devices[0].node: a profile predicts in this process: only a backend names one "
+            "(got 'lab-7')",
+        ),
+        (
+            "[{device: eager, node: lab-7, python: /usr/bin/python3}]",
+            "devices[0].node: a cluster node runs its device in its own environment: give node "
+            "or python, not both (got 'lab-7')",
+        ),
+        ("[{device: eager, node: ''}]", "devices[0].node: expected a non-empty string (got '')"),
     ],
 )
 def test_a_bad_devices_entry_names_the_file_and_key(devices: str, message: str) -> None:
@@ -161,6 +172,35 @@ def test_a_bad_devices_entry_names_the_file_and_key(devices: str, message: str) 
             load_spec_text(f"name: t\nvariants: {{a: {{}}}}\ndevices: {devices}\n", "spec.yaml")
         )
     assert str(raised.value).startswith(f"spec.yaml:3: {message}")
+
+
+def test_a_device_on_a_cluster_node_is_named_by_its_node() -> None:
+    spec = load_spec_text(
+        "name: t\nvariants: {a: {}}\ndevices:\n  - {device: eager, node: eager-host-lab-7}\n"
+        "  - {device: executorch/int8, node: executorch-host-lab-9}\n  - eager\n"
+    )
+    on_node, int8, here = spec_devices(spec) or ()
+    assert (on_node.name, on_node.node, on_node.backend) == (
+        "eager@eager-host-lab-7",
+        "eager-host-lab-7",
+        "eager",
+    )
+    assert on_node.slug == "eager-on-eager-host-lab-7"
+    assert (int8.name, int8.precision) == ("executorch/int8@executorch-host-lab-9", "int8")
+    assert int8.slug == "executorch-int8-on-executorch-host-lab-9"
+    assert (here.name, here.node) == ("eager", None)  # the same backend here: another device
+
+
+def test_a_matrix_with_a_node_device_needs_a_cluster(tmp_path: Path) -> None:
+    spec = tmp_path / "nodes.yaml"
+    spec.write_text(TINY_SPEC + "devices: [eager, {device: eager, node: eager-host-lab-7}]\n")
+    result = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        "error: device eager@eager-host-lab-7 is measured on a cluster node: give --cluster "
+        "ADDRESS (the Ray cluster that node joined; `ablate node`)"
+    )
+    assert not (tmp_path / "runs").exists()
 
 
 def test_devices_are_not_part_of_a_runs_resolved_spec() -> None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PRECISION = "fp32"
 PRECISION_SEPARATOR = "/"
+# A device measured on a cluster node: BACKEND[/PRECISION]@NODE_DEVICE ("eager@eager-host-lab-7").
+NODE_SEPARATOR = "@"
 
 
 class DeviceNameError(AblateError):
@@ -51,6 +53,7 @@ class DeviceChoice:
     profile: str | None = None  # the profile that predicts a "profile" device
     python: str | None = None  # the interpreter that runs it, where not this one
     calibrated: str | None = None  # the profile whose coefficients describe it in a report
+    node: str | None = None  # the cluster device that measures it (`ablate node`), if any
 
     @property
     def slug(self) -> str:
@@ -59,7 +62,7 @@ class DeviceChoice:
 
 
 def device_slug(name: str) -> str:
-    return name.replace(PRECISION_SEPARATOR, "-")
+    return name.replace(PRECISION_SEPARATOR, "-").replace(NODE_SEPARATOR, "-on-")
 
 
 def backend_device_name(backend: str, precision: str) -> str:
@@ -84,7 +87,11 @@ def device_names() -> list[str]:
 
 
 def parse_device(
-    name: str, *, python: str | None = None, calibrated: str | None = None
+    name: str,
+    *,
+    python: str | None = None,
+    calibrated: str | None = None,
+    node: str | None = None,
 ) -> DeviceChoice:
     """The device ``name`` means; a `DeviceNameError` naming the valid choices if none."""
     from ablate.devices.profile import available_profiles
@@ -102,19 +109,30 @@ def parse_device(
         if precision not in offered:
             choices = [backend_device_name(backend, p) for p in offered]
             raise DeviceNameError("device", f"{backend} has no {precision}", name, choices)
+        if node is not None and python is not None:
+            raise DeviceNameError(
+                "node",
+                "a cluster node runs its device in its own environment: give node or "
+                "python, not both",
+                node,
+                (),
+            )
+        own = backend_device_name(backend, precision)
         return DeviceChoice(
-            backend_device_name(backend, precision),
+            own if node is None else f"{own}{NODE_SEPARATOR}{node}",
             "backend",
             backend=backend,
             precision=precision,
             python=python,
             calibrated=calibrated,
+            node=node,
         )
     if name in profiles:
-        if python is not None:
-            raise DeviceNameError(
-                "python", "a profile predicts in this process: only a backend names one", name, ()
-            )
+        for key, value in (("python", python), ("node", node)):
+            if value is not None:
+                raise DeviceNameError(
+                    key, "a profile predicts in this process: only a backend names one", name, ()
+                )
         return DeviceChoice(name, "profile", profile=name, calibrated=calibrated)
     raise DeviceNameError("device", "unknown device", name, device_names())
 
@@ -166,11 +184,20 @@ def spec_devices(spec: ExperimentSpec) -> tuple[DeviceChoice, ...] | None:
     chosen = []
     for entry in spec.devices:
         try:
-            chosen.append(parse_device(entry.device, python=entry.python, calibrated=entry.profile))
+            chosen.append(
+                parse_device(
+                    entry.device, python=entry.python, calibrated=entry.profile, node=entry.node
+                )
+            )
         except DeviceNameError as error:
             source = SpecSource(spec.source_label, parse_yaml(spec.source_text, spec.source_label))
             path = (*entry.path, error.key) if entry.mapping else entry.path
-            value = {"device": entry.device, "python": entry.python, "profile": entry.profile}
+            value = {
+                "device": entry.device,
+                "python": entry.python,
+                "profile": entry.profile,
+                "node": entry.node,
+            }
             raise source.bad_value(path, error.reason, value[error.key], error.choices) from None
     repeated = first_repeat(chosen)
     if repeated is not None:
@@ -191,8 +218,8 @@ def check_device_available(device: DeviceChoice) -> None:
 
     from ablate.measurement.backends import check_backend_available
 
-    if device.kind != "backend":
-        return
+    if device.kind != "backend" or device.node is not None:
+        return  # a cluster node's device: the node advertises it, and its run checks it there
     assert device.backend is not None and device.precision is not None
     if device.python is None:
         try:

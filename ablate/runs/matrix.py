@@ -57,6 +57,7 @@ class MatrixDevice(_Strict):
     precision: str | None = None
     profile: str | None = None  # the device profile a predicted device uses
     python: str | None = None  # the interpreter that runs it, where not this one
+    node: str | None = None  # the cluster device that measures it (`ablate node`), if any
     run: str | None = None  # its run directory: relative to the matrix directory, or absolute
     status: DeviceStatus
     error: str | None = None  # one line: why it failed or stopped

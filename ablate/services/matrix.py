@@ -16,13 +16,14 @@ import datetime as dt
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.devices.vocabulary import (
     DEFAULT_PRECISION,
+    NODE_SEPARATOR,
     DeviceChoice,
     backend_device_name,
     check_device_available,
@@ -32,8 +33,9 @@ from ablate.devices.vocabulary import (
     parse_device_list,
     spec_devices,
 )
-from ablate.errors import AblateError, RunInterrupted, excerpt
+from ablate.errors import AblateError, DeviceLost, RunInterrupted, excerpt
 from ablate.files import write_text_atomic
+from ablate.measurement.setup import release_memory
 from ablate.runs.matrix import (
     MATRIX_NAME,
     MATRIX_SCHEMA,
@@ -185,14 +187,10 @@ def run_requested_matrix(
     )
     if request is None:
         return None
-    if cluster is not None:
-        # Devices on cluster nodes are not built yet (docs/cluster.md): refused, not ignored.
-        raise AblateError(
-            "--cluster: a device matrix does not run on a cluster yet; run each device's spec "
-            "with --backend B --cluster ADDRESS, then assemble them with `ablate matrix RUN...`"
-        )
     if request.resume:
-        return resume_matrix(request.spec_path, devices=request.devices, progress=progress)
+        return resume_matrix(
+            request.spec_path, devices=request.devices, progress=progress, cluster=cluster
+        )
     chosen = None if request.devices is None else parse_device_list(request.devices)
     return run_matrix(
         spec_path=request.spec_path,
@@ -202,6 +200,7 @@ def run_requested_matrix(
         quick=quick,
         force=force,
         progress=progress,
+        cluster=cluster,
     )
 
 
@@ -214,10 +213,12 @@ def run_matrix(
     quick: bool = False,
     force: bool = False,
     progress: ProgressFactory = SilentProgress,
+    cluster: str | None = None,
 ) -> tuple[Path, Matrix]:
     """Run the spec on ``devices`` (default: its `devices:`) into a new matrix directory in
     ``out_dir``: (the directory, its matrix). Raises `MatrixIncomplete` after the last
-    device if any did not complete."""
+    device if any did not complete. ``cluster``: the Ray cluster whose nodes measure the
+    devices that name one (`{device: B, node: NAME}`), and that exports for the others."""
     from ablate.spec import load_spec, with_overrides
 
     options = RunOptions(threads=threads, quick=quick, force=force)
@@ -234,6 +235,7 @@ def run_matrix(
     # Before anything is created: a missing backend or a run too big for the machine.
     for device in chosen:
         check_device_available(device)
+    _check_cluster_given(chosen, cluster)
     if any(device.kind == "backend" for device in chosen):
         from ablate.runs.estimate import check_fits, estimate_run
         from ablate.runs.runner import built_copies
@@ -255,11 +257,16 @@ def run_matrix(
         }
     )
     write_matrix(directory, matrix)
-    return directory, _MatrixRunner(directory, matrix, chosen, progress).run(None)
+    with _joined(cluster) as joined:
+        return directory, _MatrixRunner(directory, matrix, chosen, progress, joined).run(None)
 
 
 def resume_matrix(
-    directory: Path, *, devices: str | None = None, progress: ProgressFactory = SilentProgress
+    directory: Path,
+    *,
+    devices: str | None = None,
+    progress: ProgressFactory = SilentProgress,
+    cluster: str | None = None,
 ) -> tuple[Path, Matrix]:
     """Continue the devices of a matrix directory that are not complete (only those named in
     ``devices``, comma-separated, when given), each from where its run stopped."""
@@ -289,13 +296,51 @@ def resume_matrix(
             )
     listed = {device.name: device for device in spec_devices(spec) or ()}
     chosen = [
-        listed.get(device.name) or parse_device(device.name, python=device.python)
+        listed.get(device.name)
+        or parse_device(
+            device.name.partition(NODE_SEPARATOR)[0], python=device.python, node=device.node
+        )
         for device in matrix.devices
     ]
     for device, entry in zip(chosen, matrix.devices, strict=True):
         if entry.status != "complete" and (only is None or entry.name in only):
             check_device_available(device)
-    return directory, _MatrixRunner(directory, matrix, chosen, progress).run(only)
+    _check_cluster_given(
+        [d for d, e in zip(chosen, matrix.devices, strict=True) if e.status != "complete"],
+        cluster,
+    )
+    with _joined(cluster) as joined:
+        return directory, _MatrixRunner(directory, matrix, chosen, progress, joined).run(only)
+
+
+def _check_cluster_given(devices: Sequence[DeviceChoice], cluster: str | None) -> None:
+    on_nodes = [device.name for device in devices if device.node is not None]
+    if on_nodes and cluster is None:
+        raise AblateError(
+            f"device {on_nodes[0]} is measured on a cluster node: give --cluster ADDRESS "
+            "(the Ray cluster that node joined; `ablate node`)"
+        )
+
+
+@contextlib.contextmanager
+def _joined(address: str | None) -> Iterator[_Cluster | None]:
+    """The cluster at ``address`` joined (None: none), its nodes exporting for every device
+    measured here."""
+    if address is None:
+        yield None
+        return
+    from ablate.cluster.connection import connected
+    from ablate.cluster.exports import ClusterExporters
+    from ablate.measurement.export_pool import exports_on
+
+    with connected(address) as cluster, exports_on(ClusterExporters(cluster)):
+        yield _Cluster(cluster, address)
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    connection: Any  # ablate.cluster.connection.ClusterConnection
+    address: str
 
 
 def matrix_estimate(spec: ExperimentSpec, devices: Sequence[DeviceChoice]) -> str:
@@ -337,6 +382,7 @@ def _pending(device: DeviceChoice) -> MatrixDevice:
         precision=device.precision,
         profile=device.profile,
         python=device.python,
+        node=device.node,
         status="pending",
     )
 
@@ -361,7 +407,9 @@ class _MatrixRunner:
         matrix: Matrix,
         devices: Sequence[DeviceChoice],
         progress: ProgressFactory,
+        cluster: _Cluster | None = None,
     ):
+        self.cluster = cluster
         self.directory = directory
         self.matrix = matrix
         self.devices = {device.name: device for device in devices}
@@ -385,23 +433,30 @@ class _MatrixRunner:
             device = self.devices[entry.name]
             display = self.progress()
             display.note(f"device {position} of {total}: {device.name}")
-            resume = shlex.join(resume_command(self.directory, device.name))
+            resume = shlex.join(self._resume_command(device.name))
             try:
                 run = self._run_device(device, entry, display)
+            except DeviceLost as error:  # its rounds kept; the next device goes on
+                self.update(
+                    device.name, status="interrupted", error=_one_line(error), resume=resume
+                )
+                continue
             except (RunInterrupted, KeyboardInterrupt) as error:
                 self.update(
                     device.name, status="interrupted", error=_one_line(error), resume=resume
                 )
                 raise RunInterrupted(
                     f"interrupted while {device.name} ran; {self.directory} keeps the devices "
-                    f"done; continue the matrix with: "
-                    f"{shlex.join(resume_command(self.directory))}"
+                    f"done; continue the matrix with: {shlex.join(self._resume_command())}"
                 ) from None
             except Exception as error:  # recorded; the other devices go on
                 self.update(device.name, status="failed", error=_one_line(error), resume=resume)
                 continue
             finally:
                 display.close()
+                # Each device's run starts with the memory the last one held: without this, a
+                # TorchScript device left 8 GB and the next was refused as too big.
+                release_memory()
             self.update(
                 device.name,
                 status="complete",
@@ -419,16 +474,21 @@ class _MatrixRunner:
             )
             raise MatrixIncomplete(
                 f"{self.directory}: {len(missing)} of {total} devices not complete: {listed}; "
-                f"the others' runs are kept; continue with: "
-                f"{shlex.join(resume_command(self.directory))}"
+                f"the others' runs are kept; continue with: {shlex.join(self._resume_command())}"
             )
         return self.matrix
+
+    def _resume_command(self, device: str | None = None) -> list[str]:
+        command = resume_command(self.directory, device)
+        return command if self.cluster is None else [*command, "--cluster", self.cluster.address]
 
     def _run_device(self, device: DeviceChoice, entry: MatrixDevice, display: RunProgress) -> Path:
         """The device's complete run directory: run, or continued from where it stopped."""
         out_dir = self.directory / device.slug
         if device.python is not None:
             return self._run_elsewhere(device, display)
+        if device.node is not None:
+            return self._run_on_node(device, entry, display)
         run = self.matrix.run_directory(self.directory, entry)
         if run is not None and not (run / RESOLVED_SPEC_NAME).is_file():
             # Killed between making the directory and writing its spec: nothing to keep.
@@ -453,6 +513,33 @@ class _MatrixRunner:
             run_directory=run,
             rerun=lambda directory: self._started(device.name, directory),
             shared=self.shared,
+        )
+
+    def _run_on_node(self, device: DeviceChoice, entry: MatrixDevice, display: RunProgress) -> Path:
+        """The device's run as an actor on the cluster node that has it (`cluster_devices`),
+        mirrored into its directory here; continued from the mirror where one exists."""
+        from ablate.services.cluster_devices import node_wait_seconds, run_on_node
+
+        assert self.cluster is not None and device.node is not None and device.backend
+        run = self.matrix.run_directory(self.directory, entry)
+        if run is not None and run_status(run) == "complete":
+            return run
+        options = self.matrix.options
+        return run_on_node(
+            self.cluster.connection,
+            device_name=device.name,
+            node_device=device.node,
+            spec_text=(self.directory / SPEC_NAME).read_text(),
+            out_dir=self.directory / device.slug,
+            run=run,
+            backend=device.backend,
+            precision=device.precision or DEFAULT_PRECISION,
+            options={"threads": options.threads, "quick": options.quick, "force": options.force},
+            note=display.note,
+            wait_s=node_wait_seconds(),
+            started=lambda directory: self.update(
+                device.name, run=str(directory.relative_to(self.directory))
+            ),
         )
 
     def _started(self, name: str, run: Path) -> tuple[Sequence[str], Sequence[str]]:

@@ -217,7 +217,7 @@ def _devices(entries: list[Any] | None, source: SpecSource) -> tuple[DeviceEntry
 
 
 def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
-    """One `devices:` entry: a name, or a mapping {device, python, profile}."""
+    """One `devices:` entry: a name, or a mapping {device, python, profile, node}."""
     if isinstance(entry, str):
         return DeviceEntry(entry, None, None, path, mapping=False)
     if not isinstance(entry, dict):
@@ -232,7 +232,9 @@ def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
     for key, value in entry.items():
         if not isinstance(value, str) or not value:
             raise source.bad_value((*path, key), "expected a non-empty string", value)
-    return DeviceEntry(entry["device"], entry.get("python"), entry.get("profile"), path, True)
+    return DeviceEntry(
+        entry["device"], entry.get("python"), entry.get("profile"), path, True, entry.get("node")
+    )
 
 
 def _resolved(draft: VariantDraft, source: SpecSource) -> VariantSpec:

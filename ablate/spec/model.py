@@ -147,6 +147,8 @@ class DeviceEntry:
     profile: str | None
     path: tuple[str | int, ...]  # its key path: ("devices", 2)
     mapping: bool  # written as {device: ...}: the name's key path is `path` + "device"
+    # The cluster device (`ablate node`'s `ablate-device:NAME` resource) that measures it.
+    node: str | None = None
 
 
 @dataclass(frozen=True)

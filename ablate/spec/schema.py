@@ -50,7 +50,7 @@ def is_variant_name(name: object) -> bool:
 
 
 # The keys of a `devices:` entry written as a mapping.
-DEVICE_KEYS = ("device", "python", "profile")
+DEVICE_KEYS = ("device", "python", "profile", "node")
 
 # `variants.NAME.reference`: the published figures a variant is compared with.
 REFERENCE_KEY = "reference"
