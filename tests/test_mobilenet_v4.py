@@ -23,6 +23,7 @@ from collections import OrderedDict
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import ablate
 from ablate.architecture.builder import BLOCK_BUILDERS, block_operator, layer_rows
@@ -126,9 +127,14 @@ def test_parameters_and_resolution_match_timm(name: str, counts: tuple[int, int,
 @pytest.mark.parametrize(("name", "counts"), TIMM_COUNTS.items())
 def test_macs_match_timm(name: str, counts: tuple[int, int, int]) -> None:
     resolution, _, macs = counts
-    counted = count_model(ablate.build_model(name), (1, 3, resolution, resolution))
+    model = ablate.build_model(name)
+    counted = count_model(model, (1, 3, resolution, resolution))
     assert counted.totals["macs"] == macs
     assert not counted.unknown_ops
+    # torch's own FlopCounterMode (2 FLOPs per MAC) agrees.
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, resolution, resolution))
+    assert counter.get_total_flops() // 2 == macs
 
 
 @pytest.mark.parametrize(("name", "width"), TIMM_PARAMS_AT_WIDTH)
