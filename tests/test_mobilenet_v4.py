@@ -349,3 +349,13 @@ def test_the_head_runs_on_the_pooled_map() -> None:
     assert list(OrderedDict(model.classifier.named_children())) == ["hidden", "flatten", "output"]
     with torch.inference_mode():
         assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 1000)
+
+
+@pytest.mark.parametrize(("tail", "c5"), [("full", 960), ("reduced", 480)])
+def test_a_detector_with_the_v4_last_stage_keeps_only_its_960_conv(tail: str, c5: int) -> None:
+    # A detector's backbone ends with the conv before pooling; the reduced tail halves it.
+    factors = {"last_stage": "v4", "tail": tail}
+    model = ablate.build_model("ssdlite_mobilenet_v2", **factors)
+    rows = layer_rows(resolve_architecture("ssdlite_mobilenet_v2", factors), model)
+    assert next(row.out_channels for row in rows if row.layer == "last conv (C5)") == c5
+    assert sum(row.params for row in rows) == parameter_count(model)
