@@ -207,6 +207,8 @@ def test_tables_hold_the_paper_block_counts() -> None:
     assert {name: len(a.blocks) for name, a in ARCHITECTURES.items()} == {
         "mobilenet_v1": 13, "mobilenet_v2": 17, "mobilenet_v3_large": 15,
         "mobilenet_v3_small": 11, "mnasnet_a1": 16,
+        # timm's block strings, each repeat one block (the 960 conv is the last stage's).
+        "mobilenet_v4_conv_small": 16, "mobilenet_v4_conv_medium": 22,
         # A detector's backbone keeps its classifier's blocks.
         "ssdlite_mobilenet_v1": 13, "ssdlite_mobilenet_v2": 17,
         "ssdlite_mobilenet_v3_large": 15, "ssdlite_mobilenet_v3_small": 11,

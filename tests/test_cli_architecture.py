@@ -74,6 +74,9 @@ def test_models_lists_exact_parameter_counts() -> None:
         "mobilenet_v3_large": 5_483_032,
         "mobilenet_v3_small": 2_542_856,
         "mnasnet_a1": 3_887_038,
+        # timm 1.0.31's mobilenetv4_conv_small / _medium (tests/test_mobilenet_v4.py).
+        "mobilenet_v4_conv_small": 3_774_024,
+        "mobilenet_v4_conv_medium": 9_715_512,
         # Detectors (91 classes, paper convention; tests/test_detection.py checks Table 6).
         "ssdlite_mobilenet_v1": 5_246_911,
         "ssdlite_mobilenet_v2": 4_500_543,

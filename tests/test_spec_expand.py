@@ -117,7 +117,8 @@ def test_grid_bad_value_names_the_value_and_the_variant() -> None:
     assert message(text) == (
         "spec.yaml:6: grid.kernel[1]: in variant 'se=on,kernel=4': unsupported depthwise "
         "kernel (got 4); valid: 3, 5, 7, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, "
-        "mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, "
+        "mobilenet_v3_small, mnasnet_a1, mobilenet_v4_conv_small, mobilenet_v4_conv_medium, "
+        "ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, "
         "ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
         "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
         "ssdlite_mnasnet_a1, ssd_mobilenet_v1"
@@ -276,7 +277,8 @@ def test_attribution_from_and_to() -> None:
     text = "name: t\nattribution:\n  from: v2\n  to: mobilenet_v3_large\n  factors: [kernel]\n"
     assert message(text) == (
         "spec.yaml:3: attribution.from: unknown architecture (got 'v2'); valid: mobilenet_v1, "
-        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, "
+        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, "
+        "mobilenet_v4_conv_small, mobilenet_v4_conv_medium, ssdlite_mobilenet_v1, "
         "ssdlite_mobilenet_v2, ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
         "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
         "ssdlite_mnasnet_a1, ssd_mobilenet_v1"

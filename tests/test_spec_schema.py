@@ -263,7 +263,8 @@ def test_name_type_and_length() -> None:
 def test_base_must_be_a_built_in_architecture() -> None:
     assert message(f"name: t\nbase: mobilenet_v4\n{VARIANTS}") == (
         "spec.yaml:2: base: unknown architecture (got 'mobilenet_v4'); valid: mobilenet_v1, "
-        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, ssdlite_mobilenet_v1, "
+        "mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, "
+        "mobilenet_v4_conv_small, mobilenet_v4_conv_medium, ssdlite_mobilenet_v1, "
         "ssdlite_mobilenet_v2, ssdlite_mobilenet_v3_large, ssdlite_mobilenet_v3_small, "
         "ssdlite_mobilenet_v3_large_reduced, ssdlite_mobilenet_v3_small_reduced, "
         "ssdlite_mnasnet_a1, ssd_mobilenet_v1"

@@ -13,6 +13,7 @@ from ablate.variants.resolve import resolve_architecture
 
 ARCHITECTURE_CHOICES = (
     "mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, mnasnet_a1, "
+    "mobilenet_v4_conv_small, mobilenet_v4_conv_medium, "
     "ssdlite_mobilenet_v1, ssdlite_mobilenet_v2, ssdlite_mobilenet_v3_large, "
     "ssdlite_mobilenet_v3_small, ssdlite_mobilenet_v3_large_reduced, "
     "ssdlite_mobilenet_v3_small_reduced, ssdlite_mnasnet_a1, ssd_mobilenet_v1"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, get_args
 
-BlockKind = Literal["separable", "bottleneck"]
+BlockKind = Literal["separable", "bottleneck", "universal", "fused", "conv"]
 SqueezeReference = Literal["expanded", "input"]
 LastStageWidth = Literal["scaled", "kept", "fixed"]
 
@@ -21,6 +21,19 @@ LastStageWidth = Literal["scaled", "kept", "fixed"]
 # (with their record, below), activations, SE gates; detection heads and conventions in
 # heads.py, tails in taps.py.
 LAST_STAGE_WIDTHS: tuple[LastStageWidth, ...] = get_args(LastStageWidth)
+# Block kind -> what it is. The first two are the V1-V3 blocks every factor acts on; the other
+# three are MobileNetV4's (Qin et al. 2024, arXiv:2404.10518, Section 3.2), built as timm's
+# UniversalInvertedResidual, EdgeResidual and ConvBnAct.
+BLOCK_KINDS: Mapping[BlockKind, str] = MappingProxyType(
+    {
+        "separable": "depthwise-separable: dw + BN + act, 1x1 + BN + act (V1)",
+        "bottleneck": "inverted bottleneck: 1x1 expansion, dw, 1x1 linear projection (V2, V3)",
+        "universal": "universal inverted bottleneck: optional dw, 1x1 expansion, optional dw, "
+        "1x1 linear projection (MobileNetV4's UIB: IB, ExtraDW, ConvNext, FFN)",
+        "fused": "fused inverted bottleneck: a full kxk expansion conv, 1x1 linear projection",
+        "conv": "a plain kxk conv + BN + act, never residual",
+    }
+)
 # Activation name -> the torch.nn module class that computes it (built in-place, as the
 # reference implementations do, so that memory traffic matches theirs).
 ACTIVATIONS = MappingProxyType(
@@ -76,10 +89,24 @@ class Stem:
     kernel_size: int
     stride: int
     activation: str
+    # How the width multiplier applies to ``channels``, as ``LastStage.width``: timm keeps
+    # MobileNetV4's 32 below width 1 (``fix_stem=channel_multiplier < 1.0``), i.e. "kept".
+    width: LastStageWidth = "scaled"
+
+    def scaled_channels(self, width: float) -> int:
+        return make_divisible(self.channels * _width_factor(self.width, width))
 
 
 @dataclass(frozen=True)
 class Block:
+    """One block of a kind of ``BLOCK_KINDS``.
+
+    ``kernel_size``: the depthwise kernel (separable, bottleneck), the middle depthwise kernel
+    of a universal block (after the expansion; 0: none), the full conv's kernel (fused, conv).
+    ``start_kernel_size``: a universal block's depthwise kernel before the expansion (0: none).
+    A universal block's stride is on its middle depthwise conv, else on its start one (timm).
+    """
+
     kind: BlockKind
     kernel_size: int
     expansion: Expansion
@@ -87,6 +114,41 @@ class Block:
     stride: int
     squeeze_excite: SqueezeExcite | None
     activation: str
+    start_kernel_size: int = 0
+
+    def __post_init__(self) -> None:
+        # Errors here rather than a wrong module later: every kind has its own invariants.
+        if self.start_kernel_size and self.kind != "universal":
+            raise ValueError(f"a {self.kind} block has no start depthwise conv")
+        if self.kind != "universal" and self.kernel_size < 1:
+            raise ValueError(f"a {self.kind} block needs a kernel size, got {self.kernel_size}")
+        if self.stride > 1 and self.stride_kernel_size == 0:
+            raise ValueError(
+                "a universal block without depthwise convs (FFN) cannot carry stride "
+                f"{self.stride}: only its depthwise convs downsample"
+            )
+        if self.squeeze_excite is not None and self.kind not in ("separable", "bottleneck"):
+            raise ValueError(f"squeeze-and-excite is not built into {self.kind} blocks yet")
+        if self.kind in ("universal", "fused") and self.expansion.ratio is None:
+            raise ValueError(f"a {self.kind} block's expansion is a ratio of its input")
+
+    @property
+    def stride_kernel_size(self) -> int:
+        """The kernel of the conv that carries the stride (0: a universal block with none)."""
+        if self.kind == "universal":
+            return self.kernel_size or self.start_kernel_size
+        return self.kernel_size
+
+    @property
+    def universal_variant(self) -> str:
+        """A universal block's name in the paper (Figure 4): which depthwise convs it has."""
+        assert self.kind == "universal"
+        return {
+            (False, True): "ib",
+            (True, True): "extradw",
+            (True, False): "convnext",
+            (False, False): "ffn",
+        }[(bool(self.start_kernel_size), bool(self.kernel_size))]
 
 
 @dataclass(frozen=True)
@@ -104,11 +166,16 @@ class LastStage:
     channels: int | None = None
     dropout: float = 0.2
     width: LastStageWidth = "scaled"
+    # The 1x1 conv's width where the kind gives it one of its own (v4: 960, then 1280 hidden).
+    conv_channels: int | None = None
 
     def scaled_channels(self, width: float) -> int:
         assert self.channels is not None
-        factor = {"scaled": width, "kept": max(1.0, width), "fixed": 1.0}[self.width]
-        return make_divisible(self.channels * factor)
+        return make_divisible(self.channels * _width_factor(self.width, width))
+
+
+def _width_factor(rule: LastStageWidth, width: float) -> float:
+    return {"scaled": width, "kept": max(1.0, width), "fixed": 1.0}[rule]
 
 
 @dataclass(frozen=True)
@@ -120,6 +187,10 @@ class LastStageKind:
     activation where ``hidden``, dropout, the output linear. ``pools`` false: none of it, a
     feature extractor. ``source``: the built-in architecture whose stage ``last_stage: KIND``
     means (none: the kind with no channels and no dropout).
+    ``conv_to_conv_channels``: the 1x1 conv goes to the stage's own ``conv_channels``, scaled
+    like the blocks (MobileNetV4's 960; ``channels`` is then the hidden layer's).
+    ``hidden_norm``: the hidden layer is a 1x1 conv without bias, then batch norm, then the
+    activation, on the pooled map (timm's ``head_norm``, MobileNetV4), not a linear with bias.
     """
 
     name: str
@@ -127,12 +198,17 @@ class LastStageKind:
     pools: bool = True
     conv_expansion: int | None = None
     conv_to_channels: bool = False
+    conv_to_conv_channels: bool = False
     hidden: bool = False
+    hidden_norm: bool = False
     source: str | None = None
 
     def __post_init__(self) -> None:
-        if self.conv_expansion is not None and self.conv_to_channels:
+        convs = (self.conv_expansion is not None, self.conv_to_channels, self.conv_to_conv_channels)
+        if sum(convs) > 1:
             raise ValueError(f"last stage {self.name}: one 1x1 conv, to a multiple or to channels")
+        if self.hidden_norm and not self.hidden:
+            raise ValueError(f"last stage {self.name}: hidden_norm needs a hidden layer")
 
     def conv_channels(self, stage: LastStage, channels: int, width: float) -> int | None:
         """Output channels of the 1x1 conv before pooling (input ``channels``), or None."""
@@ -140,6 +216,9 @@ class LastStageKind:
             return stage.scaled_channels(width)
         if self.conv_expansion is not None:
             return self.conv_expansion * channels
+        if self.conv_to_conv_channels:
+            assert stage.conv_channels is not None
+            return scale_channels(stage.conv_channels, width)
         return None
 
 
@@ -165,6 +244,16 @@ LAST_STAGES: Mapping[str, LastStageKind] = MappingProxyType(
                 source="mobilenet_v3_large",
             ),
             LastStageKind("none", "a feature extractor", pools=False),
+            # MobileNetV4 (timm's head_norm head): 960 at the final resolution, pool, 1280.
+            LastStageKind(
+                "v4",
+                "1x1 conv to 960 at the final resolution, pool, 1x1 conv to 1280 with batch "
+                "norm, linear",
+                conv_to_conv_channels=True,
+                hidden=True,
+                hidden_norm=True,
+                source="mobilenet_v4_conv_small",
+            ),
         )
     }
 )
@@ -226,6 +315,12 @@ def squeeze_channels(expanded_channels: int, ratio: float) -> int:
     # torchvision floors before rounding (expanded // 4); flooring the product is the same
     # for ratio 1/4 and keeps other ratios on the same rule.
     return make_divisible(math.floor(expanded_channels * ratio))
+
+
+def timm_expanded_channels(input_channels: int, ratio: float) -> int:
+    """MobileNetV4's expanded width (timm's UniversalInvertedResidual and EdgeResidual):
+    ``make_divisible(in_chs * exp_ratio)`` on the scaled input, unlike V2's ``round``."""
+    return make_divisible(input_channels * ratio)
 
 
 def expanded_channels(expansion_ratio: float | None, expansion_channels: int | None,

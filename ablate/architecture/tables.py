@@ -4,8 +4,11 @@ One stage per line; a comment names the input resolution at 224x224. Block codes
 into frozen records by ``decode_block`` (the notation follows timm's ``_efficientnet_builder``):
 
     ir | ds          inverted bottleneck | depthwise-separable (dw + BN + act, pw + BN + act)
-    k<N>             depthwise kernel
+    uir | er | cn    MobileNetV4: universal inverted bottleneck | fused IB | plain conv
+    a<N>             uir: depthwise kernel before the expansion, 0 for none ("start")
+    k<N>             depthwise kernel (uir: after the expansion, 0 for none; er, cn: the conv's)
     e<N> | t<R>      expansion: V3 "exp size" in channels | V2 ratio t of the input channels
+                     (uir, er: a ratio t, as timm's e; cn: none)
     c<N>             output channels (width 1.0)
     s<N>             stride of the first repeat
     se               squeeze-and-excite after the depthwise conv
@@ -14,6 +17,10 @@ into frozen records by ``decode_block`` (the notation follows timm's ``_efficien
 
 A V3 block whose exp size equals its input channels has no expansion conv: it is decoded as
 ratio 1 so that a different stem width keeps that meaning (V3 Section 5.1 varies the stem).
+A universal block always has its expansion conv, even at ratio 1 (timm's pw_exp).
+
+MobileNetV4's codes are timm's (``_gen_mobilenet_v4``) with ``t`` for its ``e`` and the
+repeats last: timm's ``uir_r2_a3_k5_s1_e4_c256`` is ``uir_a3_k5_t4_c256_s1_re_x2``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ablate.architecture.description import (
     NO_EXPANSION,
     Architecture,
     Block,
+    BlockKind,
     Detection,
     Expansion,
     LastStage,
@@ -36,9 +44,17 @@ from ablate.architecture.taps import TAILS, with_tail
 
 ACTIVATION_CODES = {"re": "relu", "r6": "relu6", "hs": "hswish", "sw": "swish"}
 _BLOCK_CODE = re.compile(
-    r"^(?P<kind>ir|ds)_k(?P<kernel>\d+)(?:_e(?P<exp>\d+)|_t(?P<ratio>[\d.]+))?"
+    r"^(?P<kind>ir|ds|uir|er|cn)(?:_a(?P<start>\d+))?_k(?P<kernel>\d+)"
+    r"(?:_e(?P<exp>\d+)|_t(?P<ratio>[\d.]+))?"
     r"_c(?P<out>\d+)_s(?P<stride>\d+)(?P<se>_se)?_(?P<act>re|r6|hs|sw)(?:_x(?P<repeats>\d+))?$"
 )
+BLOCK_CODE_KINDS: dict[str, BlockKind] = {
+    "ir": "bottleneck",
+    "ds": "separable",
+    "uir": "universal",
+    "er": "fused",
+    "cn": "conv",
+}
 
 
 V3_SQUEEZE_EXCITE = SqueezeExcite(0.25, "hsigmoid")
@@ -55,6 +71,8 @@ class ArchitectureTable:
     batch_norm_epsilon: float
     # What `se` in a block code means: V3's hard-sigmoid SE unless the paper says otherwise.
     squeeze_excite: SqueezeExcite = V3_SQUEEZE_EXCITE
+    # The input size the reference reports its counts at (MNv4-Conv-M: 256).
+    resolution: int = 224
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,9 @@ def decode_block(
     code: str, input_channels: int, squeeze_excite: SqueezeExcite | None = None
 ) -> list[Block]:
     match = _BLOCK_CODE.match(code)
-    if match is None:
+    if match is None or not _fits_its_kind(match):
         raise ValueError(f"malformed block code {code!r}")
+    kind = BLOCK_CODE_KINDS[match["kind"]]
     out_channels = int(match["out"])
     repeats = int(match["repeats"] or 1)
     blocks = []
@@ -89,7 +108,7 @@ def decode_block(
             expansion = NO_EXPANSION
         blocks.append(
             Block(
-                kind="bottleneck" if match["kind"] == "ir" else "separable",
+                kind=kind,
                 kernel_size=int(match["kernel"]),
                 expansion=expansion,
                 out_channels=out_channels,
@@ -98,10 +117,24 @@ def decode_block(
                 if match["se"]
                 else None,
                 activation=ACTIVATION_CODES[match["act"]],
+                start_kernel_size=int(match["start"] or 0),
             )
         )
         input_channels = out_channels
     return blocks
+
+
+def _fits_its_kind(match: re.Match[str]) -> bool:
+    """The options a kind takes: a start kernel only on uir, a ratio on uir and er, no
+    expansion on cn, SE only on the V1-V3 kinds (timm builds none into MobileNetV4)."""
+    kind = match["kind"]
+    if (match["start"] is not None) != (kind == "uir"):
+        return False
+    if kind in ("uir", "er"):
+        return match["ratio"] is not None and match["se"] is None
+    if kind == "cn":
+        return match["exp"] is None and match["ratio"] is None and match["se"] is None
+    return True
 
 
 def decode(table: ArchitectureTable) -> Architecture:
@@ -119,6 +152,7 @@ def decode(table: ArchitectureTable) -> Architecture:
         last_stage=table.last_stage,
         last_stage_activation=table.last_stage_activation,
         batch_norm_epsilon=table.batch_norm_epsilon,
+        resolution=table.resolution,
     )
 
 
@@ -213,9 +247,77 @@ MNASNET_A1 = ArchitectureTable(
     squeeze_excite=SqueezeExcite(0.25, "sigmoid", reference="input"),
 )
 
+# MobileNetV4's head (timm's head_norm=True): the 1x1 conv to 960 (timm's last `cn` block,
+# scaled with the width), pool, a 1x1 conv to 1280 without bias + BN + act (never scaled:
+# timm's num_features), the classifier. timm's default drop rate is 0: no dropout module.
+_MOBILENET_V4_HEAD = LastStage("v4", channels=1280, dropout=0.0, width="fixed", conv_channels=960)
+# timm keeps the stem's 32 below width 1 (fix_stem), scales it above.
+_MOBILENET_V4_STEM = Stem(channels=32, kernel_size=3, stride=2, activation="relu", width="kept")
+_MOBILENET_V4 = "MobileNetV4 (arXiv:2404.10518), as timm 1.0's"
+
+MOBILENET_V4_CONV_SMALL = ArchitectureTable(
+    name="mobilenet_v4_conv_small",
+    paper=f"{_MOBILENET_V4} mobilenetv4_conv_small",
+    stem=_MOBILENET_V4_STEM,
+    stages=(
+        ("cn_k3_c32_s2_re", "cn_k1_c32_s1_re"),                               # 112x112 in
+        ("cn_k3_c96_s2_re", "cn_k1_c64_s1_re"),                               # 56x56 in
+        ("uir_a5_k5_t3_c96_s2_re",                                            # 28x28 in
+         "uir_a0_k3_t2_c96_s1_re_x4",
+         "uir_a3_k0_t4_c96_s1_re"),
+        ("uir_a3_k3_t6_c128_s2_re",                                           # 14x14 in
+         "uir_a5_k5_t4_c128_s1_re",
+         "uir_a0_k5_t4_c128_s1_re",
+         "uir_a0_k5_t3_c128_s1_re",
+         "uir_a0_k3_t4_c128_s1_re_x2"),
+    ),
+    last_stage=_MOBILENET_V4_HEAD,
+    last_stage_activation="relu",
+    batch_norm_epsilon=1e-5,
+)
+
+MOBILENET_V4_CONV_MEDIUM = ArchitectureTable(
+    name="mobilenet_v4_conv_medium",
+    paper=f"{_MOBILENET_V4} mobilenetv4_conv_medium",
+    stem=_MOBILENET_V4_STEM,
+    stages=(
+        ("er_k3_t4_c48_s2_re",),                                              # 112x112 in
+        ("uir_a3_k5_t4_c80_s2_re", "uir_a3_k3_t2_c80_s1_re"),                 # 56x56 in
+        ("uir_a3_k5_t6_c160_s2_re",                                           # 28x28 in
+         "uir_a3_k3_t4_c160_s1_re_x2",
+         "uir_a3_k5_t4_c160_s1_re",
+         "uir_a3_k3_t4_c160_s1_re",
+         "uir_a3_k0_t4_c160_s1_re",
+         "uir_a0_k0_t2_c160_s1_re",
+         "uir_a3_k0_t4_c160_s1_re"),
+        ("uir_a5_k5_t6_c256_s2_re",                                           # 14x14 in
+         "uir_a5_k5_t4_c256_s1_re",
+         "uir_a3_k5_t4_c256_s1_re_x2",
+         "uir_a0_k0_t4_c256_s1_re",
+         "uir_a3_k0_t4_c256_s1_re",
+         "uir_a3_k5_t2_c256_s1_re",
+         "uir_a5_k5_t4_c256_s1_re",
+         "uir_a0_k0_t4_c256_s1_re_x2",
+         "uir_a5_k0_t2_c256_s1_re"),
+    ),
+    last_stage=_MOBILENET_V4_HEAD,
+    last_stage_activation="relu",
+    batch_norm_epsilon=1e-5,
+    # timm's default input size for it (mobilenetv4_conv_medium.e500_r256_in1k).
+    resolution=256,
+)
+
 TABLES: dict[str, ArchitectureTable] = {
     table.name: table
-    for table in (MOBILENET_V1, MOBILENET_V2, MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, MNASNET_A1)
+    for table in (
+        MOBILENET_V1,
+        MOBILENET_V2,
+        MOBILENET_V3_LARGE,
+        MOBILENET_V3_SMALL,
+        MNASNET_A1,
+        MOBILENET_V4_CONV_SMALL,
+        MOBILENET_V4_CONV_MEDIUM,
+    )
 }
 
 # V3 paper Section 6.3 and Table 6: SSDLite at 320x320 on COCO. ssd_mobilenet_v1 is the

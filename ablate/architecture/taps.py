@@ -63,8 +63,12 @@ def reduce_tail(layout: Architecture) -> Architecture:
 
 def reduce_last_stage(last_stage: LastStage) -> LastStage:
     """The 1x1 conv before pooling, halved: v3's follows the halved blocks (6x) by itself."""
-    if LAST_STAGES[last_stage.kind].conv_to_channels and last_stage.channels is not None:
+    kind = LAST_STAGES[last_stage.kind]
+    if kind.conv_to_channels and last_stage.channels is not None:
         return dataclasses.replace(last_stage, channels=round(last_stage.channels / 2))
+    if kind.conv_to_conv_channels and last_stage.conv_channels is not None:
+        # v4's conv has a width of its own (960); `channels` is the hidden layer after pooling.
+        return dataclasses.replace(last_stage, conv_channels=round(last_stage.conv_channels / 2))
     return last_stage
 
 

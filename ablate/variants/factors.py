@@ -143,19 +143,32 @@ FACTORS: dict[str, Factor] = {
 
 # A resolved architecture, described factor by factor (what results.json records).
 
-def _layout_key(architecture: Architecture) -> tuple[tuple[str, int, int], ...]:
+def layout_key(architecture: Architecture) -> tuple[tuple[str, int, int], ...]:
+    """What a layout is: each block's kind, output channels and stride."""
     return tuple((b.kind, b.out_channels, b.stride) for b in architecture.blocks)
+
+
+# The block kinds the per-block factors `kernel`, `expansion` and `se` act on (the V1-V3
+# blocks). MobileNetV4's kinds take none of them yet, nor do their layouts mix with others: a
+# setting that would reach such a block is refused (resolve.py), never silently dropped.
+FACTOR_BLOCK_KINDS = ("separable", "bottleneck")
+KIND_RESTRICTED_FACTORS = ("kernel", "expansion", "se")
+
+
+def unsupported_block_kinds(architecture: Architecture) -> list[str]:
+    """The kinds of `architecture`'s blocks that `KIND_RESTRICTED_FACTORS` do not act on."""
+    return sorted({block.kind for block in architecture.blocks} - set(FACTOR_BLOCK_KINDS))
 
 
 _LAYOUTS: dict[tuple[tuple[str, int, int], ...], str] = {}
 # Classifiers first, so a detector's backbone is named after its classifier; a reduced tail
 # (recorded as `detection.tail`) keeps the layout's name.
 for _name, _layout in LAYOUTS.items():
-    _LAYOUTS.setdefault(_layout_key(_layout), _name)
+    _LAYOUTS.setdefault(layout_key(_layout), _name)
 for _name, _layout in LAYOUTS.items():
     if tap_block(_layout) is not None:
         for _tail in TAILS.values():
-            _LAYOUTS.setdefault(_layout_key(_tail.layout(_layout)), _LAYOUTS[_layout_key(_layout)])
+            _LAYOUTS.setdefault(layout_key(_tail.layout(_layout)), _LAYOUTS[layout_key(_layout)])
 
 
 def _expansion(expansion: Expansion) -> float | str:
@@ -168,7 +181,7 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
         (b.squeeze_excite for b in architecture.blocks if b.squeeze_excite is not None), None
     )
     return {
-        "layout": _LAYOUTS.get(_layout_key(architecture), "custom"),
+        "layout": _LAYOUTS.get(layout_key(architecture), "custom"),
         "width": architecture.width,
         "resolution": architecture.resolution,
         "num_classes": architecture.num_classes

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from ablate.architecture.description import (
     LAST_STAGES,
-    NO_EXPANSION,
     Architecture,
     Block,
     Expansion,
@@ -32,11 +31,14 @@ from ablate.variants.factors import (
     ACTIVATION_NAMES,
     FACTORS,
     KERNEL_SIZES,
+    KIND_RESTRICTED_FACTORS,
     LAST_STAGE_NAMES,
     LAST_STAGE_WIDTH_NAMES,
     RESOLUTION_RANGE,
     SE_GATE_NAMES,
     WIDTH_RANGE,
+    layout_key,
+    unsupported_block_kinds,
 )
 
 T = TypeVar("T")
@@ -107,7 +109,14 @@ class _Resolver:
         layout_stem = self.layout.stem
         return Architecture(
             name=self.base.name,
-            stem=Stem(stem_channels, layout_stem.kernel_size, layout_stem.stride, stem_activation),
+            stem=Stem(
+                stem_channels,
+                layout_stem.kernel_size,
+                layout_stem.stride,
+                stem_activation,
+                # The base's rule, as the last stage's width rule stays the base's.
+                width=self.base.stem.width,
+            ),
             blocks=blocks,
             last_stage=last_stage,
             last_stage_activation=last_activation,
@@ -122,7 +131,39 @@ class _Resolver:
 
     def _layout(self) -> Architecture:
         value = self.factors.get("layout", self.base.name)
-        return LAYOUTS[architecture_named(value, "layout").name]
+        layout = LAYOUTS[architecture_named(value, "layout").name]
+        base_layout = LAYOUTS[self.base.name]
+        if layout_key(layout) != layout_key(base_layout):
+            # The base's per-block settings would be mapped onto the other layout's blocks,
+            # and none of them maps onto (or from) MobileNetV4's kinds yet.
+            unsupported = unsupported_block_kinds(layout) or unsupported_block_kinds(base_layout)
+            if unsupported:
+                raise FactorError(
+                    "layout",
+                    value,
+                    f"cannot replace the layout of {self.base.name}: layouts with "
+                    f"{' and '.join(unsupported)} blocks do not mix with others yet",
+                )
+        return layout
+
+    def _check_block_kinds(self, factor: str, value: object) -> None:
+        """Refuse a per-block setting that would reach a block kind it does not act on.
+
+        The layout's own settings (the default, or its name) pass: nothing changes."""
+        if factor not in KIND_RESTRICTED_FACTORS:
+            return
+        source = ARCHITECTURES[value] if _is_architecture_name(value) else None
+        if source is not None and layout_key(source) == layout_key(self.layout):
+            return
+        for architecture in (self.layout, source):
+            unsupported = unsupported_block_kinds(architecture) if architecture else []
+            if unsupported:
+                raise FactorError(
+                    factor,
+                    value,
+                    f"acts on separable and bottleneck blocks only, not yet on the "
+                    f"{' and '.join(unsupported)} blocks of {architecture.name}",  # type: ignore[union-attr]
+                )
 
     def _number(
         self, factor: str, default: float, bounds: tuple[float, float], *, integer: bool = True
@@ -187,6 +228,7 @@ class _Resolver:
     ) -> list[T]:
         """One value per block of the layout, from a scalar, a list or an architecture."""
         value = self.factors.get(factor, self.base.name)
+        self._check_block_kinds(factor, value)
         if _is_architecture_name(value):
             source = ARCHITECTURES[value]
             return [extract(source, index) for index in map_blocks(source, self.layout)]
@@ -250,6 +292,7 @@ class _Resolver:
         input_channels = block_input_channels(self.layout, stem_channels)
         bottlenecks = [block.kind == "bottleneck" for block in self.layout.blocks]
         value = self.factors.get("expansion", self.base.name)
+        self._check_block_kinds("expansion", value)
         if not _is_architecture_name(value) and not any(bottlenecks):
             raise FactorError(
                 "expansion", value, f"the {self.layout.name} layout has no inverted bottleneck"
@@ -272,7 +315,8 @@ class _Resolver:
         settings = self._per_block("expansion", from_architecture, parse)
         for target, (expansion, source_input) in enumerate(settings):
             if not bottlenecks[target]:
-                expansions.append(NO_EXPANSION)
+                # Separable blocks have none; MobileNetV4's keep their own ratio.
+                expansions.append(self.layout.blocks[target].expansion)
             elif expansion.channels is None or source_input == input_channels[target]:
                 expansions.append(expansion)
             else:
