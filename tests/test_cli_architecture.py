@@ -16,7 +16,7 @@ from ablate.cli import app
 runner = CliRunner()
 
 
-def test_help_does_not_import_torch() -> None:
+def test_help_imports_neither_torch_nor_ray() -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -24,12 +24,12 @@ def test_help_does_not_import_torch() -> None:
         "result = CliRunner().invoke(app, ['--help'])\n"
         "assert result.exit_code == 0, result.output\n"
         "assert 'inspect' in result.output\n"
-        "print('torch' in sys.modules)\n"
+        "print('torch' in sys.modules, 'ray' in sys.modules)\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert output.strip() == "False"
+    assert output.strip() == "False False"  # neither torch nor ray (the [cluster] extra)
 
 
 def test_python_dash_m_works() -> None:
