@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.cluster.connection import DEVICE_RESOURCE_PREFIX, ClusterConnection, first_line
 from ablate.errors import AblateError, DeviceLost
 from ablate.files import write_bytes_atomic
+from ablate.runs.runner import SilentProgress
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,7 +53,7 @@ class RunSnapshot:
     notes: list[str] = field(default_factory=list)
 
 
-class _NoteProgress:
+class _NoteProgress(SilentProgress):
     """A run's progress, kept for the driver to show: only its notes (one line each)."""
 
     def __init__(self) -> None:
@@ -60,18 +61,6 @@ class _NoteProgress:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-
-    def counting(self, label: str, done: int, total: int) -> None:
-        pass
-
-    def measuring(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
 
 
 class DeviceRun:
@@ -123,7 +112,7 @@ class DeviceRun:
             force=bool(options.get("force")),
             resume=run_directory is not None,
             run_directory=run_directory,
-            progress=self.progress,  # type: ignore[arg-type]
+            progress=self.progress,
         )
         return directory.name
 
