@@ -189,7 +189,10 @@ class ReferenceSection(_Figures):
 class SpecDocument(_Section):
     name: ExperimentName
     description: str | None = None
-    base: Architecture = defaults.BASE
+    # A built-in or one of `architectures`: checked where the variants are resolved.
+    base: str = defaults.BASE
+    # Name -> a table in the built-ins' form (table_data.py checks it, with key paths).
+    architectures: dict[str, Any] | None = None
     input: InputSection = InputSection()
     measure: MeasureSection = MeasureSection()
     baseline: str | None = None
