@@ -176,6 +176,7 @@ def assemble(
         source_label=source.label,
         source_text=source_text,
         devices=_devices(document.devices, source),
+        architectures=architectures,
     )
 
 

@@ -170,6 +170,8 @@ class ExperimentSpec:
     # `devices:`, the matrix to run; not part of the resolved spec (`to_json`): each device's
     # run is the spec on that one device, and a device added to the list changes no run.
     devices: tuple[DeviceEntry, ...] | None = None
+    # `architectures:`, the spec's own tables decoded (the variants hold them resolved).
+    architectures: Mapping[str, Architecture] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> tuple[str, ...]:
