@@ -272,3 +272,30 @@ def test_round_tripped_counts_match_the_built_ins(name: str, params: int, macs: 
     model = build_module(variant.architecture)
     assert parameter_count(model) == params
     assert count_model(model, (1, 3, 224, 224)).macs == macs
+
+
+def attribution_spec(to: str) -> str:
+    """TINY, its copy `wide` with 5x5 kernels and ReLU, an attribution from one to `to`."""
+    lines = TINY.splitlines()
+    wide = [
+        line.replace("tiny:", "wide:").replace("_k3_", "_k5_").replace("_hs", "_re")
+        for line in lines[2:9]
+    ]
+    attribution = f"attribution: {{from: tiny, to: {to}, factors: [kernel, activation]}}"
+    return "\n".join([*lines[:9], *wide, attribution]) + "\n"
+
+
+def test_an_attribution_runs_between_spec_architectures() -> None:
+    spec = load_spec_text(attribution_spec("wide"))
+    assert spec.attribution is not None
+    kernels = {
+        variant.name: [block.kernel_size for block in variant.architecture.blocks]
+        for variant in spec.variants
+    }
+    # Exact Shapley over two factors: all four coalitions, from [3] * 4 to [5] * 4.
+    assert sorted(kernels.values()) == [[3] * 4, [3] * 4, [5] * 4, [5] * 4]
+    message_text = message(attribution_spec("wdie"))
+    assert message_text.startswith(
+        "spec.yaml:17: attribution.to: unknown architecture (got 'wdie'); valid: mobilenet_v1,"
+    )
+    assert message_text.endswith("ssd_mobilenet_v1, tiny, wide")

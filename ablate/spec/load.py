@@ -141,7 +141,8 @@ def _load(text: str, label: str, path: Path | None) -> ExperimentSpec:
 def assemble(
     document: SpecDocument, source: SpecSource, source_path: Path | None, source_text: str
 ) -> ExperimentSpec:
-    attribution = attribution_spec(document, source)
+    architectures = spec_architectures(document.architectures, source)
+    attribution = attribution_spec(document, source, (*ARCHITECTURES, *architectures))
     drafts = [*listed_drafts(document, source), *grid_drafts(document, source)]
     if attribution is not None:
         drafts += attribution_drafts(attribution, document, source)
@@ -161,7 +162,6 @@ def assemble(
     else:
         baseline = drafts[0].name
     grid = document.grid
-    architectures = spec_architectures(document.architectures, source)
     return ExperimentSpec(
         name=document.name,
         description=document.description,
