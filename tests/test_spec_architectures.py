@@ -299,3 +299,25 @@ def test_an_attribution_runs_between_spec_architectures() -> None:
         "spec.yaml:17: attribution.to: unknown architecture (got 'wdie'); valid: mobilenet_v1,"
     )
     assert message_text.endswith("ssd_mobilenet_v1, tiny, wide")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large"])
+def test_a_round_tripped_classifier_is_a_detectors_backbone(name: str) -> None:
+    # The detector tables hold the classifiers' tables themselves, so a classifier written out
+    # stands for its built-in as `backbone:` of any detector.
+    document = {
+        **round_trip(name),
+        "input": {"resolution": 320},
+        "variants": {
+            "own": {"base": "ssdlite_mobilenet_v1", "backbone": "own"},
+            "built_in": {"base": "ssdlite_mobilenet_v1", "backbone": name},
+        },
+    }
+    own, built_in = load_spec_text(yaml.safe_dump(document)).variants
+    assert own.architecture == built_in.architecture
+    assert own.architecture.detection is not None
+    # V1's detector with the classifier's blocks, SSDLite on top.
+    assert [block.kernel_size for block in own.architecture.blocks] == [
+        block.kernel_size for block in ARCHITECTURES[name].blocks
+    ]
+    assert own.architecture.detection.head == "ssdlite"
