@@ -321,3 +321,15 @@ def test_a_round_tripped_classifier_is_a_detectors_backbone(name: str) -> None:
         block.kernel_size for block in ARCHITECTURES[name].blocks
     ]
     assert own.architecture.detection.head == "ssdlite"
+
+
+def test_the_resolved_spec_writes_each_architecture_out_in_full() -> None:
+    resolved = load_spec_text(TINY).to_json()
+    tiny = resolved["architectures"]["tiny"]
+    # The defaults filled in, as for every other section of the resolved spec.
+    assert tiny["last_stage"] == {"kind": "v3", "dropout": 0.2, "width": "scaled", "channels": 1024}
+    assert (tiny["resolution"], tiny["classes"], tiny["batch_norm_epsilon"]) == (224, 1000, 1e-5)
+    assert tiny["squeeze_excite"] == {"ratio": 0.25, "gate": "hsigmoid", "reference": "expanded"}
+    # Read back, it is the same spec; a spec without the section has no such key.
+    assert load_spec_text(yaml.safe_dump(resolved)).to_json() == resolved
+    assert "architectures" not in load_spec_text("name: t\nvariants:\n  a: {}\n").to_json()

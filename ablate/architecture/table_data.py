@@ -83,7 +83,11 @@ class TableDataError(ValueError):
 
 def architecture_yaml(name: str) -> dict[str, Any]:
     """The built-in classifier ``name`` as an ``architectures:`` entry of a spec."""
-    table = TABLES[name]
+    return table_data(TABLES[name])
+
+
+def table_data(table: ArchitectureTable) -> dict[str, Any]:
+    """``table`` as an ``architectures:`` entry, every optional key written out."""
     stage = table.last_stage
     last_stage: dict[str, Any] = {
         "kind": stage.kind,

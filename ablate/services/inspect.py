@@ -12,15 +12,15 @@ from ablate.counting.inspection import Inspection, ModelSummary, rows_counts
 def list_models(spec: str | Path | None = None) -> list[ModelSummary]:
     """The built-in architectures, then those of ``spec``'s `architectures:` section."""
     from ablate.architecture.builder import build_module
-    from ablate.architecture.tables import ARCHITECTURES, PAPERS
+    from ablate.architecture.tables import ARCHITECTURES, PAPERS, decode
     from ablate.spec import load_spec
 
     listed = [(name, architecture, PAPERS[name]) for name, architecture in ARCHITECTURES.items()]
     if spec is not None:
         loaded = load_spec(spec)
         listed += [
-            (name, architecture, f"{loaded.source_label}: architectures.{name}")
-            for name, architecture in loaded.architectures.items()
+            (name, decode(table), f"{loaded.source_label}: architectures.{name}")
+            for name, table in loaded.architectures.items()
         ]
     summaries = []
     for name, architecture, paper in listed:

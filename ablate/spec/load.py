@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ablate.architecture.description import Architecture
 from ablate.architecture.table_data import TableDataError, table_from_data
-from ablate.architecture.tables import ARCHITECTURES, decode
+from ablate.architecture.tables import ARCHITECTURES, ArchitectureTable, decode
 from ablate.errors import FactorError, InputFileError, KeyPath, format_key_path
 from ablate.measurement.results import ATTRIBUTION, RATIOS
 from ablate.spec import defaults
@@ -162,6 +162,7 @@ def assemble(
     else:
         baseline = drafts[0].name
     grid = document.grid
+    decoded = {name: decode(table) for name, table in architectures.items()}
     return ExperimentSpec(
         name=document.name,
         description=document.description,
@@ -169,7 +170,7 @@ def assemble(
         input=InputSpec(resolution=document.input.resolution, batch=document.input.batch),
         measure=measure_spec(document.measure, source, attributed=attribution is not None),
         baseline=baseline,
-        variants=tuple(_resolved(draft, source, architectures) for draft in drafts),
+        variants=tuple(_resolved(draft, source, decoded) for draft in drafts),
         attribution=attribution,
         grid=None if grid is None else {key: tuple(values) for key, values in grid.items()},
         source_path=source_path,
@@ -244,21 +245,21 @@ def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
 
 def spec_architectures(
     entries: dict[str, Any] | None, source: SpecSource
-) -> dict[str, Architecture]:
-    """The spec's own `architectures:`, decoded like the built-in tables."""
-    architectures = {}
+) -> dict[str, ArchitectureTable]:
+    """The spec's own `architectures:`, checked as tables of the built-ins' form."""
+    tables = {}
     for name, entry in (entries or {}).items():
         path: KeyPath = ("architectures", name)
         if name in ARCHITECTURES:
             raise source.bad_value(path, "a built-in architecture has this name", name)
         try:
-            architectures[name] = decode(table_from_data(name, entry))
+            tables[name] = table_from_data(name, entry)
         except TableDataError as error:
             at = (*path, *error.path)
             if error.has_value:
                 raise source.bad_value(at, error.reason, error.value, error.choices) from None
             raise source.error(at, error.reason, error.choices) from None
-    return architectures
+    return tables
 
 
 def _resolved(
