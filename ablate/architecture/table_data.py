@@ -29,7 +29,7 @@ from ablate.architecture.tables import (
 )
 from ablate.errors import KeyPath
 
-# Key -> required; the order is the one `architecture_yaml` writes.
+# Key -> required; the order is the one `table_data` writes.
 TABLE_KEYS = {
     "paper": False,
     "stem": True,
