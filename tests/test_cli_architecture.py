@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
+from ablate.architecture.table_data import architecture_yaml
 from ablate.cli import app
 
 runner = CliRunner()
@@ -199,3 +202,26 @@ def test_inspect_table_shows_counts_with_units() -> None:
     assert result.exit_code == 0, result.output
     assert "MACs (M)" in result.output and "bytes fused (MB)" in result.output
     assert "300.77" in result.output  # V2 conv+linear MACs, millions
+
+
+def test_models_lists_a_specs_own_architectures(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    document = {
+        "name": "own",
+        "architectures": {"my_v2": architecture_yaml("mobilenet_v2")},
+        "base": "my_v2",
+        "variants": {"a": {}},
+    }
+    spec.write_text(yaml.safe_dump(document))
+    result = runner.invoke(app, ["models", "--json", "--spec", str(spec)])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    # The built-ins, then the spec's: V2 written out has V2's count (3,504,872) and blocks.
+    assert list(rows)[-1] == "my_v2" and "mobilenet_v2" in rows
+    assert (rows["my_v2"]["params"], rows["my_v2"]["blocks"]) == (3_504_872, 17)
+    assert rows["my_v2"]["paper"] == f"{spec}: architectures.my_v2"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(document).replace("ir_k3_t6_c320_s1_r6", "ir_k3"))
+    result = runner.invoke(app, ["models", "--spec", str(broken)])
+    assert result.exit_code != 0
+    assert "architectures.my_v2.stages[6][0]: malformed block code (got 'ir_k3')" in result.output

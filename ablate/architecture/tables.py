@@ -73,6 +73,7 @@ class ArchitectureTable:
     squeeze_excite: SqueezeExcite = V3_SQUEEZE_EXCITE
     # The input size the reference reports its counts at (MNv4-Conv-M: 256).
     resolution: int = 224
+    num_classes: int = 1000
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def decode(table: ArchitectureTable) -> Architecture:
         last_stage_activation=table.last_stage_activation,
         batch_norm_epsilon=table.batch_norm_epsilon,
         resolution=table.resolution,
+        num_classes=table.num_classes,
     )
 
 

@@ -6,6 +6,7 @@ Only typer and the standard library at import time: torch loads inside the comma
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,12 +24,18 @@ SetOption = Annotated[
 
 def models_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec", metavar="SPEC", help="Also list the architectures: section of this spec."
+        ),
+    ] = None,
 ) -> None:
     """List the built-in architectures with their parameters and block counts."""
     from ablate.report.console import print_models
     from ablate.services.inspect import list_models
 
-    rows = list_models()
+    rows = list_models(spec)
     if json_output:
         typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
     else:

@@ -3,22 +3,32 @@ rendered elsewhere."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ablate.counting.inspection import Inspection, ModelSummary, rows_counts
 
 
-def list_models() -> list[ModelSummary]:
+def list_models(spec: str | Path | None = None) -> list[ModelSummary]:
+    """The built-in architectures, then those of ``spec``'s `architectures:` section."""
     from ablate.architecture.builder import build_module
-    from ablate.architecture.tables import ARCHITECTURES, PAPERS
+    from ablate.architecture.tables import ARCHITECTURES, PAPERS, decode
+    from ablate.spec import load_spec
 
+    listed = [(name, architecture, PAPERS[name]) for name, architecture in ARCHITECTURES.items()]
+    if spec is not None:
+        loaded = load_spec(spec)
+        listed += [
+            (name, decode(table), f"{loaded.source_label}: architectures.{name}")
+            for name, table in loaded.architectures.items()
+        ]
     summaries = []
-    for name, architecture in ARCHITECTURES.items():
+    for name, architecture, paper in listed:
         model = build_module(architecture)
         summaries.append(
             ModelSummary(
                 name=name,
-                paper=PAPERS[name],
+                paper=paper,
                 params=sum(parameter.numel() for parameter in model.parameters()),
                 blocks=len(architecture.blocks),
                 resolution=architecture.resolution,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,10 +166,20 @@ def grid_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft
     return drafts
 
 
-def attribution_spec(document: SpecDocument, source: SpecSource) -> AttributionSpec | None:
+def attribution_spec(
+    document: SpecDocument, source: SpecSource, architecture_names: Sequence[str]
+) -> AttributionSpec | None:
+    """The checked `attribution:` section; ``architecture_names``: the built-ins and the
+    spec's own, which `from` and `to` may name."""
     section = document.attribution
     if section is None:
         return None
+    for side in ("from", "to"):
+        name = getattr(section, f"{side}_architecture")
+        if name not in architecture_names:
+            raise source.bad_value(
+                ("attribution", side), "unknown architecture", name, architecture_names
+            )
     first_index: dict[str, int] = {}
     for index, factor in enumerate(section.factors):
         if factor in first_index:

@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ablate.architecture.description import Architecture
+from ablate.architecture.table_data import TableDataError, table_from_data
+from ablate.architecture.tables import ARCHITECTURES, ArchitectureTable, decode
 from ablate.errors import FactorError, InputFileError, KeyPath, format_key_path
 from ablate.measurement.results import ATTRIBUTION, RATIOS
 from ablate.spec import defaults
@@ -138,7 +141,8 @@ def _load(text: str, label: str, path: Path | None) -> ExperimentSpec:
 def assemble(
     document: SpecDocument, source: SpecSource, source_path: Path | None, source_text: str
 ) -> ExperimentSpec:
-    attribution = attribution_spec(document, source)
+    architectures = spec_architectures(document.architectures, source)
+    attribution = attribution_spec(document, source, (*ARCHITECTURES, *architectures))
     drafts = [*listed_drafts(document, source), *grid_drafts(document, source)]
     if attribution is not None:
         drafts += attribution_drafts(attribution, document, source)
@@ -158,6 +162,7 @@ def assemble(
     else:
         baseline = drafts[0].name
     grid = document.grid
+    decoded = {name: decode(table) for name, table in architectures.items()}
     return ExperimentSpec(
         name=document.name,
         description=document.description,
@@ -165,13 +170,14 @@ def assemble(
         input=InputSpec(resolution=document.input.resolution, batch=document.input.batch),
         measure=measure_spec(document.measure, source, attributed=attribution is not None),
         baseline=baseline,
-        variants=tuple(_resolved(draft, source) for draft in drafts),
+        variants=tuple(_resolved(draft, source, decoded) for draft in drafts),
         attribution=attribution,
         grid=None if grid is None else {key: tuple(values) for key, values in grid.items()},
         source_path=source_path,
         source_label=source.label,
         source_text=source_text,
         devices=_devices(document.devices, source),
+        architectures=architectures,
     )
 
 
@@ -237,9 +243,30 @@ def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
     )
 
 
-def _resolved(draft: VariantDraft, source: SpecSource) -> VariantSpec:
+def spec_architectures(
+    entries: dict[str, Any] | None, source: SpecSource
+) -> dict[str, ArchitectureTable]:
+    """The spec's own `architectures:`, checked as tables of the built-ins' form."""
+    tables = {}
+    for name, entry in (entries or {}).items():
+        path: KeyPath = ("architectures", name)
+        if name in ARCHITECTURES:
+            raise source.bad_value(path, "a built-in architecture has this name", name)
+        try:
+            tables[name] = table_from_data(name, entry)
+        except TableDataError as error:
+            at = (*path, *error.path)
+            if error.has_value:
+                raise source.bad_value(at, error.reason, error.value, error.choices) from None
+            raise source.error(at, error.reason, error.choices) from None
+    return tables
+
+
+def _resolved(
+    draft: VariantDraft, source: SpecSource, architectures: dict[str, Architecture]
+) -> VariantSpec:
     try:
-        architecture = resolve_architecture(draft.base, draft.factors)
+        architecture = resolve_architecture(draft.base, draft.factors, architectures)
     except FactorError as error:
         raise _factor_error(error, draft, source) from None
     return VariantSpec(

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.architecture.description import Architecture
+from ablate.architecture.table_data import table_data
+from ablate.architecture.tables import ArchitectureTable
 from ablate.errors import UnknownNameError
 from ablate.spec import defaults
 
@@ -170,6 +172,8 @@ class ExperimentSpec:
     # `devices:`, the matrix to run; not part of the resolved spec (`to_json`): each device's
     # run is the spec on that one device, and a device added to the list changes no run.
     devices: tuple[DeviceEntry, ...] | None = None
+    # `architectures:`, the spec's own tables (the variants hold them decoded and resolved).
+    architectures: Mapping[str, ArchitectureTable] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -213,4 +217,10 @@ class ExperimentSpec:
             "variants": listed,
             "grid": copy.deepcopy(grid),
             "attribution": None if self.attribution is None else self.attribution.to_json(),
+            # Only where there are some: the resolved spec of every earlier run stays the same.
+            **(
+                {"architectures": {n: table_data(t) for n, t in self.architectures.items()}}
+                if self.architectures
+                else {}
+            ),
         }

@@ -47,32 +47,44 @@ ARCHITECTURE_NAMES = tuple(ARCHITECTURES)
 _ON_WORDS = {True: True, False: False, "on": True, "off": False}
 
 
-def architecture_named(name: object, factor: str = "base") -> Architecture:
-    if not isinstance(name, str) or name not in ARCHITECTURES:
-        raise FactorError(factor, name, "unknown architecture", ARCHITECTURE_NAMES)
-    return ARCHITECTURES[name]
+def architecture_named(
+    name: object, factor: str = "base", known: Mapping[str, Architecture] = ARCHITECTURES
+) -> Architecture:
+    if not isinstance(name, str) or name not in known:
+        raise FactorError(factor, name, "unknown architecture", tuple(known))
+    return known[name]
 
 
-def _is_architecture_name(value: object) -> bool:
-    return isinstance(value, str) and value in ARCHITECTURES
-
-
-def resolve_architecture(base: str, factors: Mapping[str, Any] | None = None) -> Architecture:
-    """Apply ``factors`` to the built-in architecture ``base``."""
-    factors = expand_backbone(factors or {}, ARCHITECTURES)
-    base_architecture = architecture_named(base)
+def resolve_architecture(
+    base: str,
+    factors: Mapping[str, Any] | None = None,
+    architectures: Mapping[str, Architecture] | None = None,
+) -> Architecture:
+    """Apply ``factors`` to the architecture ``base``: a built-in, or one of
+    ``architectures`` (a spec's own, which every factor taking a name may name too)."""
+    known = {**ARCHITECTURES, **(architectures or {})}
+    factors = expand_backbone(factors or {}, known)
+    base_architecture = architecture_named(base, known=known)
     for name, value in factors.items():
         if name not in FACTORS:
             raise FactorError(name, value, "unknown factor", FACTORS)
-    resolver = _Resolver(base_architecture, factors)
+    resolver = _Resolver(base_architecture, factors, known, {**LAYOUTS, **(architectures or {})})
     return resolver.architecture()
 
 
 class _Resolver:
-    def __init__(self, base: Architecture, factors: dict[str, Any]):
+    def __init__(
+        self,
+        base: Architecture,
+        factors: dict[str, Any],
+        known: Mapping[str, Architecture],
+        layouts: Mapping[str, Architecture],
+    ):
         self.base = base
         self.factors = factors
-        self.detection = resolve_detection(base, factors, ARCHITECTURES)
+        self.known = known
+        self.layouts = layouts
+        self.detection = resolve_detection(base, factors, known)
         self.layout = self._layout()
         if self.detection is not None:
             check_taps(self.layout)
@@ -127,12 +139,15 @@ class _Resolver:
             detection=self.detection,
         )
 
+    def _is_architecture_name(self, value: object) -> bool:
+        return isinstance(value, str) and value in self.known
+
     # -- whole-network factors ---------------------------------------------------------
 
     def _layout(self) -> Architecture:
         value = self.factors.get("layout", self.base.name)
-        layout = LAYOUTS[architecture_named(value, "layout").name]
-        base_layout = LAYOUTS[self.base.name]
+        layout = self.layouts[architecture_named(value, "layout", self.known).name]
+        base_layout = self.layouts[self.base.name]
         if layout_key(layout) != layout_key(base_layout):
             # The base's per-block settings would be mapped onto the other layout's blocks,
             # and none of them maps onto (or from) MobileNetV4's kinds yet.
@@ -152,7 +167,7 @@ class _Resolver:
         The layout's own settings (the default, or its name) pass: nothing changes."""
         if factor not in KIND_RESTRICTED_FACTORS:
             return
-        source = ARCHITECTURES[value] if _is_architecture_name(value) else None
+        source = self.known[value] if self._is_architecture_name(value) else None
         if source is not None and layout_key(source) == layout_key(self.layout):
             return
         for architecture in (self.layout, source):
@@ -169,8 +184,8 @@ class _Resolver:
         self, factor: str, default: float, bounds: tuple[float, float], *, integer: bool = True
     ) -> Any:
         value = self.factors.get(factor, default)
-        if _is_architecture_name(value):
-            source = ARCHITECTURES[value]
+        if self._is_architecture_name(value):
+            source = self.known[value]
             return source.stem.channels if factor == "stem_channels" else getattr(source, factor)
         kind = "an integer" if integer else "a number"
         valid_type = isinstance(value, int) if integer else isinstance(value, int | float)
@@ -183,8 +198,8 @@ class _Resolver:
 
     def _last_stage(self) -> LastStage:
         value = self.factors.get("last_stage", self.base.name)
-        if _is_architecture_name(value):
-            return self._last_stage_width(ARCHITECTURES[value].last_stage)
+        if self._is_architecture_name(value):
+            return self._last_stage_width(self.known[value].last_stage)
         if value not in LAST_STAGE_NAMES:
             raise FactorError(
                 "last_stage", value, "unknown last stage", (*LAST_STAGE_NAMES, *ARCHITECTURE_NAMES)
@@ -195,14 +210,14 @@ class _Resolver:
         source = LAST_STAGES[value].source
         if source is None:
             return self._last_stage_width(LastStage(value, dropout=0.0))
-        return self._last_stage_width(ARCHITECTURES[source].last_stage)
+        return self._last_stage_width(self.known[source].last_stage)
 
     def _last_stage_width(self, stage: LastStage) -> LastStage:
         if "last_stage_width" not in self.factors:
             return stage
         value = self.factors["last_stage_width"]
-        if _is_architecture_name(value):
-            value = ARCHITECTURES[value].last_stage.width
+        if self._is_architecture_name(value):
+            value = self.known[value].last_stage.width
         if value not in LAST_STAGE_WIDTH_NAMES:
             raise FactorError(
                 "last_stage_width",
@@ -229,8 +244,8 @@ class _Resolver:
         """One value per block of the layout, from a scalar, a list or an architecture."""
         value = self.factors.get(factor, self.base.name)
         self._check_block_kinds(factor, value)
-        if _is_architecture_name(value):
-            source = ARCHITECTURES[value]
+        if self._is_architecture_name(value):
+            source = self.known[value]
             return [extract(source, index) for index in map_blocks(source, self.layout)]
         if isinstance(value, list | tuple):
             if len(value) != self.block_count:
@@ -261,13 +276,13 @@ class _Resolver:
         )
         default = base_se or DEFAULT_SQUEEZE_EXCITE
         ratio = self.factors.get("se_ratio", default.ratio)
-        if _is_architecture_name(ratio):
-            ratio = _squeeze_excite_of(ARCHITECTURES[ratio]).ratio
+        if self._is_architecture_name(ratio):
+            ratio = _squeeze_excite_of(self.known[ratio]).ratio
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
             raise FactorError("se_ratio", ratio, "expected a number in (0, 1]", ARCHITECTURE_NAMES)
         gate = self.factors.get("se_gate", default.gate)
-        if _is_architecture_name(gate):
-            gate = _squeeze_excite_of(ARCHITECTURES[gate]).gate
+        if self._is_architecture_name(gate):
+            gate = _squeeze_excite_of(self.known[gate]).gate
         if gate not in SE_GATE_NAMES:
             raise FactorError(
                 "se_gate", gate, "unknown SE gate", (*SE_GATE_NAMES, *ARCHITECTURE_NAMES)
@@ -293,7 +308,7 @@ class _Resolver:
         bottlenecks = [block.kind == "bottleneck" for block in self.layout.blocks]
         value = self.factors.get("expansion", self.base.name)
         self._check_block_kinds("expansion", value)
-        if not _is_architecture_name(value) and not any(bottlenecks):
+        if not self._is_architecture_name(value) and not any(bottlenecks):
             raise FactorError(
                 "expansion", value, f"the {self.layout.name} layout has no inverted bottleneck"
             )
@@ -327,14 +342,14 @@ class _Resolver:
     def _activations(self) -> tuple[str, list[str], str]:
         value = self.factors.get("activation", self.base.name)
         choices = (*ACTIVATION_NAMES, *ARCHITECTURE_NAMES)
-        if _is_architecture_name(value) or isinstance(value, list | tuple):
+        if self._is_architecture_name(value) or isinstance(value, list | tuple):
             blocks = self._per_block(
                 "activation",
                 lambda source, index: source.blocks[index].activation,
                 _checked_activation,
             )
             # The stem and the last stage follow the named architecture, else the base.
-            owner = ARCHITECTURES[value] if _is_architecture_name(value) else self.base
+            owner = self.known[value] if self._is_architecture_name(value) else self.base
             return owner.stem.activation, blocks, owner.last_stage_activation
         if isinstance(value, str):
             name = _activation("activation", value, choices)
