@@ -36,11 +36,9 @@ from ablate.measurement.export_cache import (
     ExportKey,
     ExportOrigin,
     export_cache_directory,
-    has_entry,
     write_entry,
 )
-from ablate.measurement.exporting import export_copy, export_input
-from ablate.measurement.programs import export_key
+from ablate.measurement.export_pool import export_needed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -128,12 +126,14 @@ class ClusterExportPool:
         self.failed = 0
 
     def submit(self, model: nn.Module, example_input: torch.Tensor, name: str = "") -> None:
-        key = export_key(self.runtime, model, export_input(example_input), self.precision)
-        if has_entry(export_cache_directory(self.cache_directory) / key.file_name(), key):
+        needed = export_needed(
+            self.runtime, model, example_input, self.precision, self.cache_directory
+        )
+        if needed is None:
             return
+        key, module, example = needed
         if any(export.key == key for export in self._pending.values()):
             return  # two variants, one network: one export
-        module, example = export_copy(model, example_input)
         self._launch(_Export(name or key.file_name(), key, module, example))
 
     def _launch(self, export: _Export) -> None:

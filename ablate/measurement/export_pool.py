@@ -126,11 +126,13 @@ class ExportPool:
 
     def submit(self, model: nn.Module, example_input: torch.Tensor, name: str = "") -> None:
         """`name`: the variant the program is for, which a cluster's failure names."""
-        key = export_key(self.runtime, model, export_input(example_input), self.precision)
-        if has_entry(export_cache_directory(self.cache_directory) / key.file_name(), key):
+        needed = export_needed(
+            self.runtime, model, example_input, self.precision, self.cache_directory
+        )
+        if needed is None:
             return
         # A private copy: the worker's pickle of it is taken later, on another thread.
-        module, example = export_copy(model, example_input)
+        key, module, example = needed
         with _interrupts_deferred_in_new_workers():
             future = self._executor.submit(
                 _export_in_worker,
@@ -190,6 +192,21 @@ class ExportPool:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close(abandon=exc_type is not None)
+
+
+def export_needed(
+    runtime: Backend,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    precision: str,
+    cache_directory: Path | None,
+) -> tuple[ExportKey, nn.Module, torch.Tensor] | None:
+    """What a pool hands an exporter for `model`'s program: its cache key and a private export
+    copy; None where the cache holds the program (judged from the entry's header alone)."""
+    key = export_key(runtime, model, export_input(example_input), precision)
+    if has_entry(export_cache_directory(cache_directory) / key.file_name(), key):
+        return None
+    return (key, *export_copy(model, example_input))
 
 
 # How long killed workers get to be reaped: SIGKILL takes effect at once, but the kernel frees
