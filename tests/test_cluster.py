@@ -11,6 +11,7 @@ retry and refusal logic is also driven step by step through a stand-in for Ray.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fake_phone import BYTES_PER_MS, install_fake_phone
 
 ray = pytest.importorskip("ray")
 
@@ -40,23 +43,42 @@ variants:
 # its path, as a different installed version would be.
 FAKE_METADATA = "Metadata-Version: 2.1\nName: executorch\nVersion: 0.0.1\n"
 
-# Two eager devices, one on each node: rounds slow enough (a 224x224 network) for a node to
-# be killed between them, and a fixed number of them (the target is out of reach).
+# Two eager devices, one on each node: rounds slow enough (V3-Large at 384x384, about 0.1 s a
+# round here) for a node to be killed between them well before the last (a node's rounds
+# reach the driver within a quarter second), and a fixed number of them (the target is out of
+# reach).
 MATRIX_SPEC = """\
 name: nodes
-base: mobilenet_v3_small
-input: {resolution: 224}
+base: mobilenet_v3_large
+input: {resolution: 384}
 measure: {budget_s: 120, warmup_s: 0.1, min_rounds: 6, max_rounds: 40, target_ci: 0.00001}
 baseline: a
 variants:
-  a: {width: 0.5}
-  b: {width: 0.5, se: false}
+  a: {}
+  b: {se: false}
 devices:
   - {device: eager, node: eager-a}
   - {device: eager, node: eager-b}
 """
 KILL_AT_ROUND = 8
 ROUNDS = 40
+
+# A stand-in phone on each node (tests/fake_phone.py), each timing ONNX programs; the phone's
+# times are a function of the program, so every median is known.
+PHONES = ("FAKEA01", "FAKEB01")
+PHONE_SPEC = f"""\
+name: phones
+base: mobilenet_v3_small
+input: {{resolution: 32}}
+measure: {{budget_s: 60, warmup_s: 0.1, min_rounds: 6, max_rounds: 6}}
+baseline: a
+variants:
+  a: {{width: 0.25}}
+  b: {{width: 0.25, se: false}}
+devices:
+  - {{device: onnxruntime, phone: {PHONES[0]}}}
+  - {{device: onnxruntime, phone: {PHONES[1]}}}
+"""
 
 CLUSTER_TIMEOUT_S = 600
 
@@ -81,11 +103,26 @@ def cluster_steps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (fake / "METADATA").write_text(FAKE_METADATA)
     matrix = root / "matrix.yaml"
     matrix.write_text(MATRIX_SPEC)
+    phones = root / "phones.yaml"
+    phones.write_text(PHONE_SPEC)
+    phone_env = []
+    for serial in PHONES:
+        added = install_fake_phone(root / f"phone-{serial}")
+        path = f"{added.pop('PATH_PREFIX')}{os.pathsep}{os.environ['PATH']}"
+        phone_env.append({**added, "PATH": path})
     lost = str(root / "matrices" / "*-matrix" / "eager-on-eager-b" / "*" / "journal.jsonl")
     plan = {
         "nodes": [
-            {"cpus": 1, "resources": {"ablate-device:eager-a": 1}},
-            {"cpus": 1, "resources": {"ablate-device:eager-b": 1}},
+            {
+                "cpus": 1,
+                "resources": {"ablate-device:eager-a": 1, f"ablate-device:{PHONES[0]}": 1},
+                "env": phone_env[0],
+            },
+            {
+                "cpus": 1,
+                "resources": {"ablate-device:eager-b": 1, f"ablate-device:{PHONES[1]}": 1},
+                "env": phone_env[1],
+            },
         ],
         "steps": [
             {
@@ -94,6 +131,14 @@ def cluster_steps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     "-o", str(root / "bundle"), "--cluster", "{address}",
                 ],
                 "env": {"ABLATE_CACHE_DIR": str(root / "cache-export")},
+            },
+            # A phone on each node, each driven by its own node.
+            {
+                "command": [
+                    ABLATE, "run", str(phones), "--out", str(root / "phones"),
+                    "--cluster", "{address}",
+                ],
+                "env": {"ABLATE_CACHE_DIR": str(root / "cache-phones")},
             },
             # A matrix device on each node; eager-b's node killed mid-measurement.
             {
@@ -198,7 +243,7 @@ def test_exports_spread_over_both_nodes_and_match_a_local_export(
 
 @pytest.mark.slow
 def test_a_node_killed_while_exporting_costs_only_a_retry(cluster_steps: dict[str, Any]) -> None:
-    step = cluster_steps["steps"][4]
+    step = cluster_steps["steps"][5]
     assert step["killed"] and step["busy_workers"], "the node was not killed mid-export"
     assert step["returncode"] == 0, step["stderr"][-2000:]
     from ablate.runs.schema import load_results
@@ -218,7 +263,7 @@ def test_a_node_killed_while_exporting_costs_only_a_retry(cluster_steps: dict[st
 def test_a_matrix_device_on_each_node_survives_a_lost_node(cluster_steps: dict[str, Any]) -> None:
     from ablate.runs.matrix import load_device_results, load_matrix
 
-    lost, resumed = cluster_steps["steps"][1], cluster_steps["steps"][3]
+    lost, resumed = cluster_steps["steps"][2], cluster_steps["steps"][4]
     assert lost["killed"], "eager-b's node was not killed mid-measurement"
     # The matrix went on without it: eager-a complete, eager-b interrupted, exit 1.
     assert lost["returncode"] == 1, lost["stderr"][-2000:]
@@ -248,8 +293,42 @@ def test_a_matrix_device_on_each_node_survives_a_lost_node(cluster_steps: dict[s
 
 
 @pytest.mark.slow
+def test_a_phone_on_each_node_is_driven_by_its_own_node(cluster_steps: dict[str, Any]) -> None:
+    from ablate.runs.matrix import load_device_results, load_matrix
+
+    pytest.importorskip("onnxruntime")
+    step, root = cluster_steps["steps"][1], cluster_steps["root"]
+    assert step["returncode"] == 0, step["stderr"][-2000:]
+    directory = next((root / "phones").glob("*-matrix"))
+    matrix = load_matrix(directory)
+    assert [(d.name, d.status) for d in matrix.devices] == [
+        (f"onnxruntime@{PHONES[0]}", "complete"),
+        (f"onnxruntime@{PHONES[1]}", "complete"),
+    ]
+    loaded = dict((d.name, r) for d, r in load_device_results(matrix, directory))
+    for serial in PHONES:
+        results = loaded[f"onnxruntime@{serial}"]
+        assert results is not None and results.status == "complete"
+        assert results.measurement is not None
+        assert results.measurement.device == f"phone {serial}"
+        assert results.measurement.rounds == 6
+        assert results.environment["measured_on_device"]["serial"] == serial
+        assert results.environment["device_name"] == f"Fake Phone {serial}"
+        # The phone's node pushed the programs and ran the binary; its adb spoke to no other.
+        phone = root / f"phone-{serial}"
+        log = (phone / "adb.log").read_text().splitlines()
+        assert log and all(line.startswith(f"{serial} ") for line in log)
+        sizes = {path.stat().st_size for path in (phone / "phone-storage").glob("*.onnx")}
+        medians = set()
+        for variant in results.variants:
+            assert variant.latency is not None
+            medians.add(round(variant.latency.median_ms * BYTES_PER_MS))
+        assert len(sizes) == 2 and medians == sizes
+
+
+@pytest.mark.slow
 def test_a_node_with_another_runtime_version_is_refused(cluster_steps: dict[str, Any]) -> None:
-    step = cluster_steps["steps"][6]
+    step = cluster_steps["steps"][7]
     assert step["returncode"] == 2
     line = _one_line(step["stderr"])
     assert line.startswith("error: cluster node ")

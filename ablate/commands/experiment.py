@@ -131,6 +131,14 @@ def run_command(
         ),
     ] = None,
     cluster: ClusterOption = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            help="Time the programs on this phone (adb serial) through adb, by the runtime's "
+            "benchmark binary that BENCHMARK_BINARY names (executorch, litert, onnxruntime).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/ (a
     device matrix: DIR/<timestamp>-<name>-matrix/ with matrix.json and a run per device)."""
@@ -155,6 +163,7 @@ def run_command(
         force=force,
         progress=run_progress,
         cluster=cluster,
+        phone=phone,
     )
     if matrix_run is not None:
         matrix_directory, matrix = matrix_run
@@ -178,6 +187,7 @@ def run_command(
         device=device,
         prior=prior,
         cluster=cluster,
+        phone=phone,
     )
     print_renderables(run_renderables(compare_variants(load_results(directory))))
     typer.echo(str(directory))

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PRECISION = "fp32"
 PRECISION_SEPARATOR = "/"
-# A device measured on a cluster node: BACKEND[/PRECISION]@NODE_DEVICE ("eager@eager-host-lab-7").
+# A device measured on a cluster node, BACKEND[/PRECISION]@NODE_DEVICE ("eager@eager-host-lab-7"),
+# or on a phone, BACKEND[/PRECISION]@SERIAL: a phone's serial is its cluster device's name.
 NODE_SEPARATOR = "@"
 
 
@@ -54,6 +55,9 @@ class DeviceChoice:
     python: str | None = None  # the interpreter that runs it, where not this one
     calibrated: str | None = None  # the profile whose coefficients describe it in a report
     node: str | None = None  # the cluster device that measures it (`ablate node`), if any
+    # The adb serial of the phone that times it (`measurement.phone`): here through this
+    # host's adb, or on a cluster through the node that advertises the phone.
+    phone: str | None = None
 
     @property
     def slug(self) -> str:
@@ -92,6 +96,7 @@ def parse_device(
     python: str | None = None,
     calibrated: str | None = None,
     node: str | None = None,
+    phone: str | None = None,
 ) -> DeviceChoice:
     """The device ``name`` means; a `DeviceNameError` naming the valid choices if none."""
     from ablate.devices.profile import available_profiles
@@ -117,18 +122,32 @@ def parse_device(
                 node,
                 (),
             )
+        if phone is not None and (node is not None or python is not None):
+            other = "node" if node is not None else "python"
+            raise DeviceNameError(
+                other,
+                "a phone is driven by the node that has it (its serial names the cluster "
+                "device): give phone alone",
+                node if node is not None else python,
+                (),
+            )
+        if phone is not None and BACKENDS.get(backend).program is None:
+            choices = [b.name for b in BACKENDS.descriptors() if b.program is not None]
+            raise DeviceNameError("device", "a phone runs a backend's program", name, choices)
         own = backend_device_name(backend, precision)
+        at = node if phone is None else phone
         return DeviceChoice(
-            own if node is None else f"{own}{NODE_SEPARATOR}{node}",
+            own if at is None else f"{own}{NODE_SEPARATOR}{at}",
             "backend",
             backend=backend,
             precision=precision,
             python=python,
             calibrated=calibrated,
             node=node,
+            phone=phone,
         )
     if name in profiles:
-        for key, value in (("python", python), ("node", node)):
+        for key, value in (("python", python), ("node", node), ("phone", phone)):
             if value is not None:
                 raise DeviceNameError(
                     key, "a profile predicts in this process: only a backend names one", name, ()
@@ -186,7 +205,11 @@ def spec_devices(spec: ExperimentSpec) -> tuple[DeviceChoice, ...] | None:
         try:
             chosen.append(
                 parse_device(
-                    entry.device, python=entry.python, calibrated=entry.profile, node=entry.node
+                    entry.device,
+                    python=entry.python,
+                    calibrated=entry.profile,
+                    node=entry.node,
+                    phone=entry.phone,
                 )
             )
         except DeviceNameError as error:
@@ -197,6 +220,7 @@ def spec_devices(spec: ExperimentSpec) -> tuple[DeviceChoice, ...] | None:
                 "python": entry.python,
                 "profile": entry.profile,
                 "node": entry.node,
+                "phone": entry.phone,
             }
             raise source.bad_value(path, error.reason, value[error.key], error.choices) from None
     repeated = first_repeat(chosen)

@@ -46,6 +46,7 @@ from ablate.runs.schema import (
 from ablate.runs.storage import (
     ENVIRONMENT_NAME,
     JOURNAL_NAME,
+    MEASURED_ELSEWHERE_KEY,
     PREDICTED_SAMPLES_NAME,
     RESOLVED_SPEC_NAME,
     SPEC_NAME,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
     from ablate.measurement.kernels import KernelTimer
+    from ablate.measurement.phone import Phone
     from ablate.measurement.profile import OpProfile
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
@@ -192,6 +194,28 @@ def environment_record(setup: MeasurementSetup) -> dict[str, Any]:
     }
 
 
+def phone_device_name(serial: str) -> str:
+    """The device a live phone run's measurement names."""
+    return f"phone {serial}"
+
+
+def phone_environment(host: dict[str, Any], phone: Mapping[str, Any]) -> dict[str, Any]:
+    """A live phone run's environment record: the phone where the numbers come from (the keys
+    an ingested phone run has, `services.ingest.device_environment`), the driving host kept
+    under ``host``."""
+    return {
+        **host,
+        "cpu_model": phone.get("soc"),
+        "device_name": phone.get("model") or phone["serial"],
+        "logical_cores": None,
+        "operating_system": phone.get("operating_system"),
+        "machine": phone.get("abi"),
+        "device": phone_device_name(phone["serial"]),
+        "host": {key: host.get(key) for key in ("cpu_model", "device_name", "operating_system")},
+        MEASURED_ELSEWHERE_KEY: dict(phone),
+    }
+
+
 @dataclass(frozen=True)
 class CountedArchitecture:
     """What counting one architecture gives, whatever the precision its entries scale to."""
@@ -311,6 +335,7 @@ def rerun_command(
     device: str | None = None,
     prior: str = "stated",
     cluster: str | None = None,
+    phone: str | None = None,
 ) -> list[str]:
     """The `ablate run` command line that gives the same resolved spec, passes the same
     checks and measures (or predicts) the same way (add --resume)."""
@@ -331,6 +356,8 @@ def rerun_command(
             command += ["--prior", prior]
     if cluster is not None:
         command += ["--cluster", cluster]
+    if phone is not None:
+        command += ["--phone", phone]
     return command
 
 
@@ -350,6 +377,7 @@ class Run:
         *,
         clock: Callable[[], float] | None = None,
         shared: SharedWork | None = None,
+        phone: str | None = None,
     ):
         self.spec = spec
         self.clock = clock
@@ -365,6 +393,9 @@ class Run:
         self.rerun: Sequence[str] = ()
         self.resume_arguments: Sequence[str] = ()
         self.shared = shared  # what a matrix's device runs share (counts, eager profiles)
+        # The serial of the phone that times the programs (`measurement.phone`), or None.
+        self.phone_serial = phone
+        self._phone: Phone | None = None
 
     @property
     def state(self) -> Results:
@@ -389,6 +420,8 @@ class Run:
             return
         resolved = self.spec.to_json()
         environment = environment_record(self.setup)
+        if self.phone_serial is not None:
+            environment = phone_environment(environment, self.phone().record())
         # The resolved spec first: it is what `--resume` finds a run by, and without
         # results.json a resumed run starts over in the same directory, writing the rest.
         write_json_atomic(self.directory / RESOLVED_SPEC_NAME, resolved)
@@ -462,12 +495,17 @@ class Run:
                 f"resuming the measurement after {len(prior)} journal rounds, "
                 f"{budget_s:.1f} s of the {settings.budget_s:g} s budget left"
             )
-        runnables, runtimes = self._prepare(built_copies(len(self.units)))
+        phone = None if self.phone_serial is None else self.phone()
+        if phone is None:
+            runnables, runtimes = self._prepare(built_copies(len(self.units)))
+        else:
+            runnables, runtimes = self._phone_programs()
         on_round, on_check = self._round_recorder(journal, budget_s, recorded.elapsed_s)
         result = measure_latency(
             runnables,
             baseline=baseline,
             setup=self.setup,
+            block_timer=None if phone is None else phone.block_timer(),
             stopping=StoppingPolicy(
                 target_ci=settings.target_ci,
                 budget_seconds=budget_s,
@@ -483,14 +521,20 @@ class Run:
             timings_per_round=self._timings_per_round(),
             seed=settings.seed,
         )
-        calibration = cached_calibration(threads=self.setup.threads, device=self.setup.device)
-        # The run's budget and its whole measuring time, not this session's share of them.
-        measurement = measurement_entry(result, calibration).model_copy(
-            update={
-                "budget_s": settings.budget_s,
-                "elapsed_s": recorded.elapsed_s + result.elapsed_s,
-            }
+        # The roofline calibration is this host's: no statement about a phone.
+        calibration = (
+            None
+            if phone is not None
+            else cached_calibration(threads=self.setup.threads, device=self.setup.device)
         )
+        # The run's budget and its whole measuring time, not this session's share of them.
+        update: dict[str, Any] = {
+            "budget_s": settings.budget_s,
+            "elapsed_s": recorded.elapsed_s + result.elapsed_s,
+        }
+        if phone is not None:
+            update["device"] = phone_device_name(phone.serial)
+        measurement = measurement_entry(result, calibration).model_copy(update=update)
         variants = with_latencies(self.state.variants, result.variants, runtimes)
         self.update("measured", variants=variants, measurement=measurement)
 
@@ -544,6 +588,45 @@ class Run:
             )
         )
         return runnables, runtimes
+
+    def phone(self) -> Phone:
+        """The run's phone, connected (binary pushed) on first use."""
+        from ablate.measurement.backends import BACKENDS
+        from ablate.measurement.phone import phone_target
+
+        assert self.phone_serial is not None
+        if self._phone is None:
+            phone = phone_target(self.phone_serial, BACKENDS.get(self.setup.backend))
+            phone.connect()
+            self._phone = phone
+        return self._phone
+
+    def _phone_programs(self) -> tuple[dict[str, list[Any]], dict[str, RuntimeRecord]]:
+        """Every unit's program for the phone (one each: the phone runs the same bytes
+        whichever host copy made them), and the mobile runtimes' records of them."""
+        from ablate.measurement.activations import realistic_module
+        from ablate.measurement.backends import BACKENDS
+        from ablate.measurement.phone import PhoneProgram
+        from ablate.measurement.setup import example_input
+
+        runtime = BACKENDS.get(self.setup.backend)
+        assert runtime.program is not None  # phone_target refuses a backend without one
+        suffix = runtime.program.suffix
+        if runtime.mobile:  # exported through the pool and the export cache, as on the host
+            prepared, runtimes = self._prepare(1)
+            programs = {
+                name: [PhoneProgram(name, copies[0].artifact.program, suffix)]
+                for name, copies in prepared.items()
+            }
+            return programs, runtimes
+        programs = {}
+        for position, unit in enumerate(self.units):
+            self.progress.counting(f"exporting {unit.name}", position, len(self.units))
+            model = realistic_module(unit.architecture)
+            images = example_input(self.setup, unit.architecture.resolution)
+            data, _ = runtime.program.export(model, images, self.setup.precision)
+            programs[unit.name] = [PhoneProgram(unit.name, data, suffix)]
+        return programs, {}
 
     @staticmethod
     def _warmup_policy(warmup_s: float, budget_s: float, variants: int) -> Any:
@@ -648,7 +731,7 @@ class Run:
                 "op_time_shares": shares,
                 "blocks": with_time_shares(done.blocks, shares.by_block, calibration, fused=fused),
             }
-            if done.runtime is not None:
+            if done.runtime is not None and self.phone_serial is None:
                 measured = runtime_profile(model, images, self.setup, runs=runs)
                 changes[unit.name]["runtime"] = done.runtime.model_copy(
                     update={"profile": measured}
@@ -668,6 +751,12 @@ class Run:
         from ablate.measurement.backends import BACKENDS
 
         if not self.spec.measure.kernels:
+            return None
+        if self.phone_serial is not None:
+            self.progress.note(
+                "a live phone run times whole networks only; a phone's kernel times come from "
+                "a bundle's profile pass (ablate export, measure.sh, ingest)"
+            )
             return None
         timer = BACKENDS.get(self.setup.backend).kernel_timer
         if timer is None:

@@ -113,6 +113,7 @@ class DeviceRun:
             resume=run_directory is not None,
             run_directory=run_directory,
             progress=self.progress,
+            phone=options.get("phone"),
         )
         return directory.name
 

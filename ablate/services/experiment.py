@@ -50,6 +50,7 @@ def run_experiment(
     rerun: Callable[[Path], tuple[Sequence[str], Sequence[str]]] | None = None,
     shared: SharedWork | None = None,
     cluster: str | None = None,
+    phone: str | None = None,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
@@ -62,6 +63,7 @@ def run_experiment(
     arguments, and `--resume`). ``shared``: what a device matrix's runs share (counts, eager op
     profiles), which this run reads and adds to instead of doing what another device's did.
     ``cluster``: export the mobile programs on that Ray cluster (`ablate.cluster`).
+    ``phone``: time the programs on the phone of that adb serial (`measurement.phone`).
     """
     from ablate.spec import load_spec, with_overrides
 
@@ -76,6 +78,8 @@ def run_experiment(
     predictor = None
     if device is None and prior != "stated":
         raise AblateError(f"--prior {prior}: only with --device (it chooses a profile's fit)")
+    if device is not None and phone is not None:
+        raise AblateError("--device predicts, --phone measures on a phone: give one of them")
     if device is not None:
         from ablate.devices.profile import load_profile
         from ablate.devices.runs import ProfilePredictor
@@ -97,6 +101,11 @@ def run_experiment(
     # refused while there is nothing to clean up.
     if predictor is None:
         check_backend_available(spec.measure.backend, spec.measure.precision)
+        if phone is not None:
+            from ablate.measurement.backends import BACKENDS
+            from ablate.measurement.phone import phone_target
+
+            phone_target(phone, BACKENDS.get(spec.measure.backend))  # adb and binary found
         estimate = estimate_run(spec, built_copies(len(spec.architecture_groups())))
         check_fits(estimate, force=force)
         progress.note(estimate.summary())
@@ -130,11 +139,12 @@ def run_experiment(
             device=device,
             prior=prior,
             cluster=cluster,
+            phone=phone,
         )
         resume_arguments = ("--resume",)
     try:
         with joined:
-            Run(spec, directory, progress, predictor, shared=shared).execute(
+            Run(spec, directory, progress, predictor, shared=shared, phone=phone).execute(
                 resume, command, resume_arguments
             )
     finally:

@@ -104,6 +104,7 @@ def matrix_request(
     threads: int | None = None,
     quick: bool = False,
     force: bool = False,
+    phone: str | None = None,
 ) -> MatrixRequest | None:
     """The matrix `ablate run` runs with these options; None for one run. A spec that lists
     `devices:` runs them unless an option names one device (--backend, --precision,
@@ -115,6 +116,7 @@ def matrix_request(
             ("--precision", precision is not None),
             ("--device", device is not None),
             ("--prior", prior != "stated"),
+            ("--phone", phone is not None),
         )
         if given
     ]
@@ -170,6 +172,7 @@ def run_requested_matrix(
     force: bool = False,
     progress: ProgressFactory = SilentProgress,
     cluster: str | None = None,
+    phone: str | None = None,
 ) -> tuple[Path, Matrix] | None:
     """`ablate run`'s matrix (`matrix_request`), started or continued: (its directory, its
     matrix); None when the options ask for one run."""
@@ -184,6 +187,7 @@ def run_requested_matrix(
         threads=threads,
         quick=quick,
         force=force,
+        phone=phone,
     )
     if request is None:
         return None
@@ -487,7 +491,7 @@ class _MatrixRunner:
         out_dir = self.directory / device.slug
         if device.python is not None:
             return self._run_elsewhere(device, display)
-        if device.node is not None:
+        if device.node is not None or (device.phone is not None and self.cluster is not None):
             return self._run_on_node(device, entry, display)
         run = self.matrix.run_directory(self.directory, entry)
         if run is not None and not (run / RESOLVED_SPEC_NAME).is_file():
@@ -513,14 +517,17 @@ class _MatrixRunner:
             run_directory=run,
             rerun=lambda directory: self._started(device.name, directory),
             shared=self.shared,
+            phone=device.phone,
         )
 
     def _run_on_node(self, device: DeviceChoice, entry: MatrixDevice, display: RunProgress) -> Path:
         """The device's run as an actor on the cluster node that has it (`cluster_devices`),
-        mirrored into its directory here; continued from the mirror where one exists."""
+        mirrored into its directory here; continued from the mirror where one exists. A phone
+        is the cluster device of its serial, driven by the node it is attached to."""
         from ablate.services.cluster_devices import node_wait_seconds, run_on_node
 
-        assert self.cluster is not None and device.node is not None and device.backend
+        node_device = device.node or device.phone
+        assert self.cluster is not None and node_device is not None and device.backend
         run = self.matrix.run_directory(self.directory, entry)
         if run is not None and run_status(run) == "complete":
             return run
@@ -528,13 +535,18 @@ class _MatrixRunner:
         return run_on_node(
             self.cluster.connection,
             device_name=device.name,
-            node_device=device.node,
+            node_device=node_device,
             spec_text=(self.directory / SPEC_NAME).read_text(),
             out_dir=self.directory / device.slug,
             run=run,
             backend=device.backend,
             precision=device.precision or DEFAULT_PRECISION,
-            options={"threads": options.threads, "quick": options.quick, "force": options.force},
+            options={
+                "threads": options.threads,
+                "quick": options.quick,
+                "force": options.force,
+                "phone": device.phone,
+            },
             note=display.note,
             wait_s=node_wait_seconds(),
             started=lambda directory: self.update(

@@ -223,7 +223,7 @@ def _devices(entries: list[Any] | None, source: SpecSource) -> tuple[DeviceEntry
 
 
 def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
-    """One `devices:` entry: a name, or a mapping {device, python, profile, node}."""
+    """One `devices:` entry: a name, or a mapping {device, python, profile, node, phone}."""
     if isinstance(entry, str):
         return DeviceEntry(entry, None, None, path, mapping=False)
     if not isinstance(entry, dict):
@@ -239,7 +239,13 @@ def _device(entry: Any, path: KeyPath, source: SpecSource) -> DeviceEntry:
         if not isinstance(value, str) or not value:
             raise source.bad_value((*path, key), "expected a non-empty string", value)
     return DeviceEntry(
-        entry["device"], entry.get("python"), entry.get("profile"), path, True, entry.get("node")
+        entry["device"],
+        entry.get("python"),
+        entry.get("profile"),
+        path,
+        True,
+        entry.get("node"),
+        entry.get("phone"),
     )
 
 

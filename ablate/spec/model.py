@@ -151,6 +151,9 @@ class DeviceEntry:
     mapping: bool  # written as {device: ...}: the name's key path is `path` + "device"
     # The cluster device (`ablate node`'s `ablate-device:NAME` resource) that measures it.
     node: str | None = None
+    # The adb serial of the phone that times it (`measurement.phone`); on a cluster, the node
+    # that advertises the phone (`ablate-device:SERIAL`) drives it.
+    phone: str | None = None
 
 
 @dataclass(frozen=True)

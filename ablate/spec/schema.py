@@ -48,7 +48,7 @@ def is_variant_name(name: object) -> bool:
 
 
 # The keys of a `devices:` entry written as a mapping.
-DEVICE_KEYS = ("device", "python", "profile", "node")
+DEVICE_KEYS = ("device", "python", "profile", "node", "phone")
 
 # `variants.NAME.reference`: the published figures a variant is compared with.
 REFERENCE_KEY = "reference"
