@@ -43,7 +43,9 @@ def _spec(tmp_path: Path, backend: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "executorch"])
+@pytest.mark.parametrize(
+    "backend", ["onnxruntime", pytest.param("executorch", marks=pytest.mark.slow)]
+)
 def test_a_live_phone_run_times_every_program_on_the_phone(
     backend: str, phone: dict[str, str], tmp_path: Path
 ) -> None:
@@ -167,3 +169,55 @@ def test_a_phone_not_ready_on_adb_is_refused_in_one_line(
     )
     assert result.exit_code == 2, result.output
     assert "phone FAKE0009: not ready on adb (state 'offline')" in result.output
+
+
+def test_a_phone_is_a_device_of_the_matrix_vocabulary() -> None:
+    from ablate.devices.vocabulary import DeviceNameError, parse_device
+
+    device = parse_device("executorch/int8", phone="R58M123ABC")
+    assert (device.name, device.slug, device.phone, device.node) == (
+        "executorch/int8@R58M123ABC",
+        "executorch-int8-on-R58M123ABC",
+        "R58M123ABC",
+        None,
+    )
+    with pytest.raises(DeviceNameError, match="give phone alone"):
+        parse_device("executorch", phone="X1", node="executorch-host-lab")
+    with pytest.raises(DeviceNameError, match="give phone alone"):
+        parse_device("executorch", phone="X1", python="/usr/bin/python3")
+    with pytest.raises(DeviceNameError, match="a phone runs a backend's program") as raised:
+        parse_device("eager", phone="X1")
+    assert "executorch" in raised.value.choices and "eager" not in raised.value.choices
+    with pytest.raises(DeviceNameError, match="only a backend names one"):
+        parse_device("pixel1", phone="X1")
+
+
+def test_a_matrix_device_on_a_phone_here_runs_live_without_a_cluster(
+    phone: dict[str, str], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    spec = tmp_path / "matrix.yaml"
+    spec.write_text(
+        SPEC.format(backend="onnxruntime")
+        + "devices:\n  - {device: onnxruntime, phone: FAKE0003}\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime@FAKE0003: complete" in result.output
+    run = next((tmp_path / "m").glob("*-matrix/onnxruntime-on-FAKE0003/*/results.json"))
+    results = load_results(run.parent)
+    assert results.measurement is not None and results.measurement.device == "phone FAKE0003"
+    log = Path(phone["FAKE_ADB_LOG"]).read_text().splitlines()
+    assert log and all(line.startswith("FAKE0003 ") for line in log)
+
+
+def test_a_bad_phone_entry_in_a_spec_names_the_line_and_key(tmp_path: Path) -> None:
+    spec = tmp_path / "matrix.yaml"
+    spec.write_text(
+        SPEC.format(backend="onnxruntime") + "devices:\n  - {device: eager, phone: FAKE0003}\n"
+    )
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1
+    assert f"{spec}:10: devices[0].device" in line and "a phone runs a backend's program" in line
