@@ -71,6 +71,7 @@ def test_node_command_prints_this_hosts_line(
 ) -> None:
     output = "List of devices attached\\nSERIAL42\\tdevice\\n"
     monkeypatch.setenv("ADB", str(_fake_adb(tmp_path, f'printf "{output}"')))
+    monkeypatch.delenv("BENCHMARK_BINARY", raising=False)
     result = CliRunner().invoke(app, ["node", "--address", "head:6379", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
@@ -79,6 +80,11 @@ def test_node_command_prints_this_hosts_line(
     assert f"eager-host-{host}" in payload["devices"] and "SERIAL42" in payload["devices"]
     assert payload["resources"]["ablate-device:SERIAL42"] == 1
     assert payload["command"][:3] == ["ray", "start", "--address=head:6379"]
+    assert payload["phones"].startswith("set BENCHMARK_BINARY to the runtime's benchmark binary")
+    monkeypatch.setenv("BENCHMARK_BINARY", "/opt/executor_runner")
+    named = CliRunner().invoke(app, ["node", "--json"])
+    assert json.loads(named.output)["phones"] is None
+    monkeypatch.delenv("BENCHMARK_BINARY")
     plain = CliRunner().invoke(app, ["node"])
     assert plain.exit_code == 0
     assert plain.output.splitlines()[-1].startswith("ray start --head --port=6379 '--resources=")

@@ -39,6 +39,18 @@ class NodeDevices:
     def resources(self) -> dict[str, int]:
         return {f"{DEVICE_RESOURCE_PREFIX}{name}": 1 for name in self.device_names()}
 
+    def phone_note(self) -> str | None:
+        """What a phone here lacks to be measured live (`measurement.phone`): the benchmark
+        binary, which the node's environment names; None where nothing is missing."""
+        from ablate.measurement.phone import BINARY_VARIABLE
+
+        if not self.phones or os.environ.get(BINARY_VARIABLE):
+            return None
+        return (
+            f"set {BINARY_VARIABLE} to the runtime's benchmark binary before --start: a run on "
+            "these phones takes it from the node's environment"
+        )
+
 
 def parse_adb_devices(output: str) -> list[str]:
     """The serials of `adb devices` output that are ready (``device``), in its order; those

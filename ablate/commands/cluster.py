@@ -46,13 +46,15 @@ def node_command(
             "devices": devices.device_names(),
             "resources": devices.resources(),
             "adb": devices.adb_note,
+            "phones": devices.phone_note(),
             "command": command,
         }
         typer.echo(json.dumps(payload, indent=2))
     else:
         typer.echo(f"# {devices.hostname}: " + (", ".join(devices.device_names()) or "no devices"))
-        if devices.adb_note:
-            typer.echo(f"# phones: {devices.adb_note}")
+        for note in (devices.adb_note, devices.phone_note()):
+            if note:
+                typer.echo(f"# phones: {note}")
         typer.echo(command_line(command))
     if start:
         if shutil.which("ray") is None:
