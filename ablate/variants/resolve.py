@@ -84,9 +84,8 @@ def resolve_architecture(
             raise FactorError(name, value, "unknown factor", FACTORS)
     if "kernel" not in factors and isinstance(factors.get("uib"), str) and factors["uib"] in known:
         # `uib: NAME` takes NAME's depthwise convs as they are, their kernels too, unless
-        # `kernel` says otherwise: MobileNetV4's search chose each block's convs and their
-        # kernels together, so one factor carries both (an attribution from V3-Large stays
-        # within 7 factors, and every factor from one end still gives exactly that end).
+        # `kernel` says otherwise: MobileNetV4's search picks each block's convs with their
+        # kernels, so one factor carries both and an attribution needs no eighth for them.
         factors["kernel"] = factors["uib"]
     resolver = _Resolver(base_architecture, factors, known, {**LAYOUTS, **(architectures or {})})
     return resolver.architecture()
@@ -268,8 +267,9 @@ class _Resolver:
                 for target, index in enumerate(mapping)
             ]
         if not any(acts):
-            raise FactorError(factor, value, f"the {self.layout.name} layout has no "
-                              f"{_LACKS[factor][0]}")
+            raise FactorError(
+                factor, value, f"the {self.layout.name} layout has no {_LACKS[factor][0]}"
+            )
         if isinstance(value, list | tuple):
             if len(value) != self.block_count:
                 raise FactorError(
@@ -319,8 +319,8 @@ class _Resolver:
             block = source.blocks[index]
             if block.kind == "universal":
                 return UNIVERSAL_VARIANTS[block.universal_variant]
-            # MobileNetV4's IB is V2's inverted bottleneck (its Section 3.2); a separable block
-            # or a plain or fused conv is no variant of it.
+            # MobileNetV4's IB is V2's inverted bottleneck; a separable block or a plain or
+            # fused conv is no variant of it.
             return UNIVERSAL_VARIANTS["ib"] if block.kind == "bottleneck" else None
 
         chosen = self._per_block("uib", extract, parse, universal)
