@@ -21,9 +21,10 @@ LastStageWidth = Literal["scaled", "kept", "fixed"]
 # (with their record, below), activations, SE gates; detection heads and conventions in
 # heads.py, tails in taps.py.
 LAST_STAGE_WIDTHS: tuple[LastStageWidth, ...] = get_args(LastStageWidth)
-# Block kind -> what it is. The first two are the V1-V3 blocks every factor acts on; the other
-# three are MobileNetV4's (Qin et al. 2024, arXiv:2404.10518, Section 3.2), built as timm's
-# UniversalInvertedResidual, EdgeResidual and ConvBnAct.
+# Block kind -> what it is. The first two are the V1-V3 blocks; the other three are
+# MobileNetV4's (Qin et al. 2024, arXiv:2404.10518, Section 3.2), built as timm's
+# UniversalInvertedResidual, EdgeResidual and ConvBnAct. Which per-block factor acts on which
+# kind: factors.BLOCK_FACTOR_KINDS.
 BLOCK_KINDS: Mapping[BlockKind, str] = MappingProxyType(
     {
         "separable": "depthwise-separable: dw + BN + act, 1x1 + BN + act (V1)",
