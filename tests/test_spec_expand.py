@@ -92,7 +92,7 @@ def test_values_are_rendered_compactly() -> None:
 def test_grid_unknown_factor() -> None:
     assert message("name: t\ngrid:\n  kernal: [3]\n") == (
         "spec.yaml:3: grid.kernal: unknown factor; valid: base, width, resolution, num_classes, "
-        "activation, se, se_ratio, se_gate, kernel, expansion, stem_channels, last_stage, "
+        "activation, se, se_ratio, se_gate, kernel, expansion, uib, stem_channels, last_stage, "
         "last_stage_width, layout, backbone, head, tail, convention"
     )
 
@@ -234,7 +234,7 @@ def test_attribution_input_resolution() -> None:
             "[kernel, se, kernal]",
             "",
             "spec.yaml:5: attribution.factors[2]: unknown factor (got 'kernal'); valid: width, "
-            "resolution, num_classes, activation, se, se_ratio, se_gate, kernel, expansion, "
+            "resolution, num_classes, activation, se, se_ratio, se_gate, kernel, expansion, uib, "
             "stem_channels, last_stage, last_stage_width, layout, backbone, head, tail, convention",
         ),
         (

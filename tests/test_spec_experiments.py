@@ -29,6 +29,7 @@ EXPECTED = {
     "paper_latency.yaml": (11, 10, "v2"),
     "why_ssdlite_v3_small_faster.yaml": (16, 16, "to:{}"),
     "why_v3_faster_detection.yaml": (256, 256, "to:{}"),
+    "why_v4_faster.yaml": (128, 128, "to:{}"),
 }
 # Wall-clock limits on 2 cores: the latency budget plus the longest warm-up of every distinct
 # architecture must leave this share of the limit for building and counting.

@@ -126,7 +126,7 @@ def test_unknown_factor() -> None:
     # A listed variant may also carry a `reference` (tests/test_spec_reference.py).
     assert message("name: t\nvariants:\n  relu:\n    kernal: 3\n") == (
         "spec.yaml:4: variants.relu.kernal: unknown factor; valid: base, width, resolution, "
-        "num_classes, activation, se, se_ratio, se_gate, kernel, expansion, stem_channels, "
+        "num_classes, activation, se, se_ratio, se_gate, kernel, expansion, uib, stem_channels, "
         "last_stage, last_stage_width, layout, backbone, head, tail, convention, reference"
     )
 

@@ -88,13 +88,7 @@ def _build_bottleneck(block: Block, in_channels: int, width: float, epsilon: flo
         batch_norm_epsilon=epsilon,
     )
     if block.squeeze_excite is not None:
-        se = block.squeeze_excite
-        squeeze = (
-            round(in_channels * se.ratio)
-            if se.reference == "input"
-            else squeeze_channels(hidden, se.ratio)
-        )
-        layers["se"] = SqueezeExcitation(hidden, squeeze, se.gate)
+        layers["se"] = _squeeze_excitation(block, in_channels, hidden)
     # Bottlenecks project linearly (V2 Section 3.2); separable blocks keep the activation.
     layers["project"] = ConvBatchNormActivation(
         hidden,
@@ -107,9 +101,20 @@ def _build_bottleneck(block: Block, in_channels: int, width: float, epsilon: flo
     return BlockModule(layers, residual)
 
 
+def _squeeze_excitation(block: Block, in_channels: int, hidden: int) -> SqueezeExcitation:
+    se = block.squeeze_excite
+    assert se is not None
+    if se.reference == "input":
+        squeeze = round(in_channels * se.ratio)
+    else:
+        squeeze = squeeze_channels(hidden, se.ratio)
+    return SqueezeExcitation(hidden, squeeze, se.gate)
+
+
 def _build_universal(block: Block, in_channels: int, width: float, epsilon: float) -> BlockModule:
     """timm's UniversalInvertedResidual: the start dw has BN but no activation, the middle dw
-    carries the stride when present, the expansion conv is there even at ratio 1."""
+    carries the stride when present, the expansion conv is there even at ratio 1, SE (the `se`
+    factor; MobileNetV4 has none) on the expanded channels just before the projection."""
     assert block.expansion.ratio is not None
     out_channels = scale_channels(block.out_channels, width)
     hidden = timm_expanded_channels(in_channels, block.expansion.ratio)
@@ -137,6 +142,8 @@ def _build_universal(block: Block, in_channels: int, width: float, epsilon: floa
             activation=block.activation,
             batch_norm_epsilon=epsilon,
         )
+    if block.squeeze_excite is not None:
+        layers["se"] = _squeeze_excitation(block, in_channels, hidden)
     layers["project"] = ConvBatchNormActivation(
         hidden, out_channels, 1, activation=None, batch_norm_epsilon=epsilon
     )

@@ -21,9 +21,10 @@ LastStageWidth = Literal["scaled", "kept", "fixed"]
 # (with their record, below), activations, SE gates; detection heads and conventions in
 # heads.py, tails in taps.py.
 LAST_STAGE_WIDTHS: tuple[LastStageWidth, ...] = get_args(LastStageWidth)
-# Block kind -> what it is. The first two are the V1-V3 blocks every factor acts on; the other
-# three are MobileNetV4's (Qin et al. 2024, arXiv:2404.10518, Section 3.2), built as timm's
-# UniversalInvertedResidual, EdgeResidual and ConvBnAct.
+# Block kind -> what it is. The first two are the V1-V3 blocks; the other three are
+# MobileNetV4's (Qin et al. 2024, arXiv:2404.10518, Section 3.2), built as timm's
+# UniversalInvertedResidual, EdgeResidual and ConvBnAct. Which per-block factor acts on which
+# kind: factors.BLOCK_FACTOR_KINDS.
 BLOCK_KINDS: Mapping[BlockKind, str] = MappingProxyType(
     {
         "separable": "depthwise-separable: dw + BN + act, 1x1 + BN + act (V1)",
@@ -34,6 +35,55 @@ BLOCK_KINDS: Mapping[BlockKind, str] = MappingProxyType(
         "conv": "a plain kxk conv + BN + act, never residual",
     }
 )
+
+
+@dataclass(frozen=True)
+class UniversalVariant:
+    """One of MobileNetV4's UIB variants (Qin et al. 2024, Figure 4): which of a universal
+    block's two optional depthwise convs it has, before (``start``) and after (``middle``) the
+    expansion."""
+
+    name: str
+    meaning: str
+    start: bool
+    middle: bool
+
+
+# The `uib` factor's vocabulary and the names the layer rows print.
+UNIVERSAL_VARIANTS: Mapping[str, UniversalVariant] = MappingProxyType(
+    {
+        variant.name: variant
+        for variant in (
+            UniversalVariant(
+                "ib", "inverted bottleneck, a depthwise conv after the expansion only (V2's)",
+                start=False, middle=True,
+            ),
+            UniversalVariant(
+                "convnext", "ConvNext-like, a depthwise conv before the expansion only",
+                start=True, middle=False,
+            ),
+            UniversalVariant(
+                "extradw", "ExtraDW, a depthwise conv before the expansion and one after it",
+                start=True, middle=True,
+            ),
+            UniversalVariant(
+                "ffn", "FFN, no depthwise conv: expansion and projection only (cannot stride)",
+                start=False, middle=False,
+            ),
+        )
+    }
+)
+
+
+def universal_variant(start: bool, middle: bool) -> UniversalVariant:
+    """The variant with these depthwise convs."""
+    return next(v for v in UNIVERSAL_VARIANTS.values() if (v.start, v.middle) == (start, middle))
+
+
+# The kinds SE can sit in: after the depthwise conv of V1-V3's blocks; in a universal block on
+# the expanded channels before the projection, where timm's UniversalInvertedResidual puts its
+# se_layer (after the middle depthwise conv, or after the expansion when there is none).
+SQUEEZE_EXCITE_KINDS: tuple[BlockKind, ...] = ("separable", "bottleneck", "universal")
 # Activation name -> the torch.nn module class that computes it (built in-place, as the
 # reference implementations do, so that memory traffic matches theirs).
 ACTIVATIONS = MappingProxyType(
@@ -127,7 +177,7 @@ class Block:
                 "a universal block without depthwise convs (FFN) cannot carry stride "
                 f"{self.stride}: only its depthwise convs downsample"
             )
-        if self.squeeze_excite is not None and self.kind not in ("separable", "bottleneck"):
+        if self.squeeze_excite is not None and self.kind not in SQUEEZE_EXCITE_KINDS:
             raise ValueError(f"squeeze-and-excite is not built into {self.kind} blocks yet")
         if self.kind in ("universal", "fused") and self.expansion.ratio is None:
             raise ValueError(f"a {self.kind} block's expansion is a ratio of its input")
@@ -143,12 +193,7 @@ class Block:
     def universal_variant(self) -> str:
         """A universal block's name in the paper (Figure 4): which depthwise convs it has."""
         assert self.kind == "universal"
-        return {
-            (False, True): "ib",
-            (True, True): "extradw",
-            (True, False): "convnext",
-            (False, False): "ffn",
-        }[(bool(self.start_kernel_size), bool(self.kernel_size))]
+        return universal_variant(bool(self.start_kernel_size), bool(self.kernel_size)).name
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ BACKBONE_FACTORS = (
     "stem_channels",
     "kernel",
     "expansion",
+    "uib",
     "se",
     "se_ratio",
     "se_gate",

@@ -15,7 +15,10 @@ from ablate.architecture.description import (
     LAST_STAGE_WIDTHS,
     LAST_STAGES,
     SE_GATES,
+    SQUEEZE_EXCITE_KINDS,
+    UNIVERSAL_VARIANTS,
     Architecture,
+    BlockKind,
     Expansion,
 )
 from ablate.architecture.heads import CONVENTIONS, HEADS
@@ -76,8 +79,10 @@ FACTORS: dict[str, Factor] = {
         ),
         Factor(
             "se",
-            "squeeze-and-excite after the depthwise conv of each block (V3 Section 5.3)",
-            "on | off (YAML true/false too), or a per-block list of on/off",
+            "squeeze-and-excite after the depthwise conv of each block (V3 Section 5.3); in a "
+            "universal block just before the projection",
+            "on | off (YAML true/false too), or a per-block list of on/off (null for a plain "
+            "or fused conv)",
         ),
         Factor(
             "se_ratio",
@@ -91,13 +96,25 @@ FACTORS: dict[str, Factor] = {
         ),
         Factor(
             "kernel",
-            "depthwise kernel of the blocks; the stem keeps its own 3x3",
-            "3 | 5 | 7, or a per-block list",
+            "depthwise kernel of the blocks (both of a universal block's); the stem and plain "
+            "or fused convs keep theirs",
+            "3 | 5 | 7, or a per-block list (null for a block without a depthwise conv)",
         ),
         Factor(
             "expansion",
-            "expansion ratio of the inverted bottlenecks (expanded / input channels)",
-            "a number in [1, 16] for all bottlenecks, or a per-block list",
+            "expansion ratio of the inverted bottlenecks, universal and fused ones too "
+            "(expanded / input channels)",
+            "a number in [1, 16] for all bottlenecks, or a per-block list (null for a block "
+            "without an expansion)",
+        ),
+        Factor(
+            "uib",
+            "MobileNetV4's universal inverted bottleneck variant: which optional depthwise "
+            "convs each universal block has, before and after the expansion (an added conv "
+            "takes the block's kernel); uib: NAME also sets kernel: NAME unless kernel is "
+            "given, and a V1-V3 bottleneck of NAME counts as an ib",
+            f"{_choices(UNIVERSAL_VARIANTS)}; or a per-block list (null for a block that is not "
+            "universal)",
         ),
         Factor(
             "stem_channels",
@@ -125,7 +142,7 @@ FACTORS: dict[str, Factor] = {
         ),
         Factor(
             "backbone",
-            "every backbone factor at once (layout, stem_channels, kernel, expansion, se, "
+            "every backbone factor at once (layout, stem_channels, kernel, expansion, uib, se, "
             "se_ratio, se_gate, activation, last_stage), each unless given on its own",
             "the name of a built-in architecture",
         ),
@@ -148,16 +165,19 @@ def layout_key(architecture: Architecture) -> tuple[tuple[str, int, int], ...]:
     return tuple((b.kind, b.out_channels, b.stride) for b in architecture.blocks)
 
 
-# The block kinds the per-block factors `kernel`, `expansion` and `se` act on (the V1-V3
-# blocks). MobileNetV4's kinds take none of them yet, nor do their layouts mix with others: a
-# setting that would reach such a block is refused (resolve.py), never silently dropped.
-FACTOR_BLOCK_KINDS = ("separable", "bottleneck")
-KIND_RESTRICTED_FACTORS = ("kernel", "expansion", "se")
-
-
-def unsupported_block_kinds(architecture: Architecture) -> list[str]:
-    """The kinds of `architecture`'s blocks that `KIND_RESTRICTED_FACTORS` do not act on."""
-    return sorted({block.kind for block in architecture.blocks} - set(FACTOR_BLOCK_KINDS))
+# The block kinds each per-block factor acts on. A block of another kind has nothing the
+# setting could change (a plain conv has no depthwise kernel, no expansion, no place for SE),
+# so it keeps the layout's own; a universal FFN has no depthwise conv for `kernel` either
+# (resolve.py). `activation` acts on every kind.
+BLOCK_FACTOR_KINDS: Mapping[str, tuple[BlockKind, ...]] = {
+    "kernel": ("separable", "bottleneck", "universal"),
+    "expansion": ("bottleneck", "universal", "fused"),
+    "se": SQUEEZE_EXCITE_KINDS,
+    "uib": ("universal",),
+}
+# The V1-V3 kinds: a detector taps C4 at a bottleneck's depthwise conv (taps.py), so only
+# layouts of these kinds are detector backbones.
+DETECTOR_BLOCK_KINDS: tuple[BlockKind, ...] = ("separable", "bottleneck")
 
 
 _LAYOUTS: dict[tuple[tuple[str, int, int], ...], str] = {}
@@ -191,6 +211,10 @@ def describe_factors(architecture: Architecture) -> dict[str, Any]:
         "kernel": [block.kernel_size for block in architecture.blocks],
         "expansion": [_expansion(block.expansion) for block in architecture.blocks],
         "se": [block.squeeze_excite is not None for block in architecture.blocks],
+        "uib": [
+            block.universal_variant if block.kind == "universal" else None
+            for block in architecture.blocks
+        ],
         "se_ratio": squeeze_excite.ratio if squeeze_excite else None,
         "se_gate": squeeze_excite.gate if squeeze_excite else None,
         "activation": {

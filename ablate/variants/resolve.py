@@ -16,12 +16,15 @@ from typing import Any, TypeVar
 
 from ablate.architecture.description import (
     LAST_STAGES,
+    NO_EXPANSION,
+    UNIVERSAL_VARIANTS,
     Architecture,
     Block,
     Expansion,
     LastStage,
     SqueezeExcite,
     Stem,
+    UniversalVariant,
 )
 from ablate.architecture.tables import ARCHITECTURES, LAYOUTS
 from ablate.architecture.taps import TAILS, check_taps
@@ -29,22 +32,33 @@ from ablate.errors import FactorError
 from ablate.variants.detection import expand_backbone, resolve_detection
 from ablate.variants.factors import (
     ACTIVATION_NAMES,
+    BLOCK_FACTOR_KINDS,
+    DETECTOR_BLOCK_KINDS,
     FACTORS,
     KERNEL_SIZES,
-    KIND_RESTRICTED_FACTORS,
     LAST_STAGE_NAMES,
     LAST_STAGE_WIDTH_NAMES,
     RESOLUTION_RANGE,
     SE_GATE_NAMES,
     WIDTH_RANGE,
-    layout_key,
-    unsupported_block_kinds,
 )
 
 T = TypeVar("T")
 DEFAULT_SQUEEZE_EXCITE = SqueezeExcite(ratio=0.25, gate="hsigmoid")
 ARCHITECTURE_NAMES = tuple(ARCHITECTURES)
 _ON_WORDS = {True: True, False: False, "on": True, "off": False}
+UNIVERSAL_VARIANT_NAMES = tuple(UNIVERSAL_VARIANTS)
+# A depthwise conv that `uib` adds where no kernel is known (a block that was an FFN in every
+# source): 3x3, the smallest kernel and timm's default for a universal block's middle conv.
+ADDED_DEPTHWISE_KERNEL = KERNEL_SIZES[0]
+# Per-block factor -> what a layout without any block it acts on lacks, and what such a block
+# lacks: the words of the error that refuses a value or a list entry for it.
+_LACKS = {
+    "kernel": ("depthwise conv", "depthwise conv"),
+    "expansion": ("inverted bottleneck", "expansion"),
+    "se": ("block that can carry SE", "place for SE"),
+    "uib": ("universal inverted bottleneck", "UIB variant"),
+}
 
 
 def architecture_named(
@@ -68,6 +82,11 @@ def resolve_architecture(
     for name, value in factors.items():
         if name not in FACTORS:
             raise FactorError(name, value, "unknown factor", FACTORS)
+    if "kernel" not in factors and isinstance(factors.get("uib"), str) and factors["uib"] in known:
+        # `uib: NAME` takes NAME's depthwise convs as they are, their kernels too, unless
+        # `kernel` says otherwise: MobileNetV4's search picks each block's convs with their
+        # kernels, so one factor carries both and an attribution needs no eighth for them.
+        factors["kernel"] = factors["uib"]
     resolver = _Resolver(base_architecture, factors, known, {**LAYOUTS, **(architectures or {})})
     return resolver.architecture()
 
@@ -90,13 +109,15 @@ class _Resolver:
             check_taps(self.layout)
             self.layout = TAILS[self.detection.tail].layout(self.layout)
         self.block_count = len(self.layout.blocks)
+        self.variants: list[UniversalVariant | None] = []
 
     def architecture(self) -> Architecture:
         width = self._number("width", self.base.width, WIDTH_RANGE, integer=False)
         resolution = self._number("resolution", self.base.resolution, RESOLUTION_RANGE)
         stem_channels = self._number("stem_channels", self.base.stem.channels, (1, 4096))
         stem_activation, block_activations, last_activation = self._activations()
-        kernels = self._kernels()
+        variants = self._universal_variants()
+        kernels = self._kernels(variants)
         expansions = self._expansions(stem_channels)
         squeeze_excite = self._squeeze_excite()
         last_stage = self._last_stage()
@@ -111,7 +132,8 @@ class _Resolver:
         blocks = tuple(
             dataclasses.replace(
                 block,
-                kernel_size=kernels[index],
+                start_kernel_size=kernels[index][0],
+                kernel_size=kernels[index][1],
                 expansion=expansions[index],
                 squeeze_excite=squeeze_excite[index],
                 activation=block_activations[index],
@@ -119,6 +141,15 @@ class _Resolver:
             for index, block in enumerate(self.layout.blocks)
         )
         layout_stem = self.layout.stem
+        # The base's rule, as the last stage's width rule stays the base's; a stem taken from
+        # another architecture by name comes with its rule, as a named last stage does (timm
+        # keeps MobileNetV4's 32 below width 1).
+        stem_source = self.factors.get("stem_channels")
+        stem_width = (
+            self.known[stem_source].stem.width
+            if self._is_architecture_name(stem_source)
+            else self.base.stem.width
+        )
         return Architecture(
             name=self.base.name,
             stem=Stem(
@@ -126,8 +157,7 @@ class _Resolver:
                 layout_stem.kernel_size,
                 layout_stem.stride,
                 stem_activation,
-                # The base's rule, as the last stage's width rule stays the base's.
-                width=self.base.stem.width,
+                width=stem_width,
             ),
             blocks=blocks,
             last_stage=last_stage,
@@ -147,38 +177,17 @@ class _Resolver:
     def _layout(self) -> Architecture:
         value = self.factors.get("layout", self.base.name)
         layout = self.layouts[architecture_named(value, "layout", self.known).name]
-        base_layout = self.layouts[self.base.name]
-        if layout_key(layout) != layout_key(base_layout):
-            # The base's per-block settings would be mapped onto the other layout's blocks,
-            # and none of them maps onto (or from) MobileNetV4's kinds yet.
-            unsupported = unsupported_block_kinds(layout) or unsupported_block_kinds(base_layout)
-            if unsupported:
-                raise FactorError(
-                    "layout",
-                    value,
-                    f"cannot replace the layout of {self.base.name}: layouts with "
-                    f"{' and '.join(unsupported)} blocks do not mix with others yet",
-                )
+        kinds = sorted({block.kind for block in layout.blocks} - set(DETECTOR_BLOCK_KINDS))
+        if self.detection is not None and kinds:
+            # Its C4 tap is a bottleneck's depthwise conv input (taps.py); where a universal
+            # block would put it (its start or middle conv) is not decided yet.
+            raise FactorError(
+                "layout",
+                value,
+                f"a detector's backbone has separable and bottleneck blocks only, not the "
+                f"{' and '.join(kinds)} blocks of {layout.name}",
+            )
         return layout
-
-    def _check_block_kinds(self, factor: str, value: object) -> None:
-        """Refuse a per-block setting that would reach a block kind it does not act on.
-
-        The layout's own settings (the default, or its name) pass: nothing changes."""
-        if factor not in KIND_RESTRICTED_FACTORS:
-            return
-        source = self.known[value] if self._is_architecture_name(value) else None
-        if source is not None and layout_key(source) == layout_key(self.layout):
-            return
-        for architecture in (self.layout, source):
-            unsupported = unsupported_block_kinds(architecture) if architecture else []
-            if unsupported:
-                raise FactorError(
-                    factor,
-                    value,
-                    f"acts on separable and bottleneck blocks only, not yet on the "
-                    f"{' and '.join(unsupported)} blocks of {architecture.name}",  # type: ignore[union-attr]
-                )
 
     def _number(
         self, factor: str, default: float, bounds: tuple[float, float], *, integer: bool = True
@@ -238,15 +247,29 @@ class _Resolver:
     def _per_block(
         self,
         factor: str,
-        extract: Callable[[Architecture, int], T],
+        extract: Callable[[Architecture, int], T | None],
         parse: Callable[[str, object], T],
-    ) -> list[T]:
-        """One value per block of the layout, from a scalar, a list or an architecture."""
+        acting: Sequence[bool] | None = None,
+    ) -> list[T | None]:
+        """One value per block of the layout, from a scalar, a list or an architecture.
+
+        ``acting``: the blocks the factor acts on (default all). Every other block gets None,
+        as does a block whose source block has no such setting (``extract`` gives None): it
+        keeps the layout's own. A scalar or a list for a layout where no block acts is an
+        error, as is a list entry for a block that does not act, unless it is null."""
         value = self.factors.get(factor, self.base.name)
-        self._check_block_kinds(factor, value)
+        acts = list(acting) if acting is not None else [True] * self.block_count
         if self._is_architecture_name(value):
             source = self.known[value]
-            return [extract(source, index) for index in map_blocks(source, self.layout)]
+            mapping = map_blocks(source, self.layout)
+            return [
+                extract(source, index) if acts[target] else None
+                for target, index in enumerate(mapping)
+            ]
+        if not any(acts):
+            raise FactorError(
+                factor, value, f"the {self.layout.name} layout has no {_LACKS[factor][0]}"
+            )
         if isinstance(value, list | tuple):
             if len(value) != self.block_count:
                 raise FactorError(
@@ -255,20 +278,108 @@ class _Resolver:
                     f"a per-block list needs {self.block_count} entries for the "
                     f"{self.layout.name} layout, got {len(value)}",
                 )
-            return [parse(f"{factor}[{index}]", item) for index, item in enumerate(value)]
-        return [parse(factor, value)] * self.block_count
+            settings: list[T | None] = []
+            for index, item in enumerate(value):
+                key = f"{factor}[{index}]"
+                if acts[index]:
+                    settings.append(parse(key, item))
+                elif item is None:
+                    settings.append(None)
+                else:
+                    raise FactorError(
+                        key,
+                        item,
+                        f"block {index + 1} is a {self._kind(index)} block, which has no "
+                        f"{_LACKS[factor][1]}: give null",
+                    )
+            return settings
+        setting = parse(factor, value)
+        return [setting if act else None for act in acts]
 
-    def _kernels(self) -> list[int]:
-        def parse(key: str, value: object) -> int:
+    def _kind(self, index: int) -> str:
+        """The block's kind, a universal block's with its variant as resolved so far."""
+        block = self.layout.blocks[index]
+        if block.kind != "universal":
+            return block.kind
+        variant = self.variants[index] if self.variants else None
+        return f"universal {variant.name if variant else block.universal_variant}"
+
+    def _universal_variants(self) -> list[UniversalVariant | None]:
+        """Each universal block's variant (None for the other kinds)."""
+        universal = [block.kind == "universal" for block in self.layout.blocks]
+        value = self.factors.get("uib", self.base.name)
+
+        def parse(key: str, item: object) -> UniversalVariant:
+            if not isinstance(item, str) or item not in UNIVERSAL_VARIANTS:
+                choices = (*UNIVERSAL_VARIANT_NAMES, *ARCHITECTURE_NAMES)
+                raise FactorError(key, item, "unknown UIB variant", choices)
+            return UNIVERSAL_VARIANTS[item]
+
+        def extract(source: Architecture, index: int) -> UniversalVariant | None:
+            block = source.blocks[index]
+            if block.kind == "universal":
+                return UNIVERSAL_VARIANTS[block.universal_variant]
+            # MobileNetV4's IB is V2's inverted bottleneck; a separable block or a plain or
+            # fused conv is no variant of it.
+            return UNIVERSAL_VARIANTS["ib"] if block.kind == "bottleneck" else None
+
+        chosen = self._per_block("uib", extract, parse, universal)
+        variants: list[UniversalVariant | None] = []
+        for index, (block, variant) in enumerate(zip(self.layout.blocks, chosen, strict=True)):
+            if block.kind != "universal":
+                variants.append(None)
+                continue
+            variant = variant or UNIVERSAL_VARIANTS[block.universal_variant]
+            if block.stride > 1 and not (variant.start or variant.middle):
+                listed = isinstance(value, list | tuple)
+                raise FactorError(
+                    f"uib[{index}]" if listed else "uib",
+                    value[index] if listed else value,
+                    f"block {index + 1} has stride {block.stride}, and an FFN has no "
+                    f"depthwise conv to carry it",
+                )
+            variants.append(variant)
+        self.variants = variants
+        return variants
+
+    def _kernels(self, variants: Sequence[UniversalVariant | None]) -> list[tuple[int, int]]:
+        """Each block's (start, middle) depthwise kernels, 0 for none; a plain or fused conv's
+        own kernel as its middle one."""
+        blocks = self.layout.blocks
+        acting = [
+            block.kind in BLOCK_FACTOR_KINDS["kernel"]
+            and (variant is None or variant.start or variant.middle)
+            for block, variant in zip(blocks, variants, strict=True)
+        ]
+
+        def parse(key: str, value: object) -> tuple[int, int]:
             if isinstance(value, bool) or value not in KERNEL_SIZES:
                 raise FactorError(
                     key, value, "unsupported depthwise kernel", (*KERNEL_SIZES, *ARCHITECTURE_NAMES)
                 )
-            return int(value)  # type: ignore[call-overload]
+            return int(value), int(value)  # type: ignore[call-overload]
 
-        return self._per_block(
-            "kernel", lambda source, index: source.blocks[index].kernel_size, parse
-        )
+        def extract(source: Architecture, index: int) -> tuple[int, int] | None:
+            block = source.blocks[index]
+            kernels = (block.start_kernel_size, block.kernel_size)
+            return kernels if block.kind in BLOCK_FACTOR_KINDS["kernel"] and any(kernels) else None
+
+        settings = self._per_block("kernel", extract, parse, acting)
+        kernels = []
+        for block, variant, setting in zip(blocks, variants, settings, strict=True):
+            own = (block.start_kernel_size, block.kernel_size)
+            start, middle = setting or (own if any(own) else (0, ADDED_DEPTHWISE_KERNEL))
+            if variant is None:
+                kernels.append((0, middle or start))
+            else:
+                # One kernel known and two convs (or the other one): both take it.
+                kernels.append(
+                    (
+                        start or middle if variant.start else 0,
+                        middle or start if variant.middle else 0,
+                    )
+                )
+        return kernels
 
     def _squeeze_excite(self) -> list[SqueezeExcite | None]:
         base_se = next(
@@ -294,8 +405,13 @@ class _Resolver:
                 return _ON_WORDS[value]
             raise FactorError(key, value, "expected on or off", ("on", "off", *ARCHITECTURE_NAMES))
 
+        # Every source block says whether it has SE (a plain conv has none); a block that
+        # cannot carry SE has none whatever the setting.
         presence = self._per_block(
-            "se", lambda source, index: source.blocks[index].squeeze_excite is not None, parse
+            "se",
+            lambda source, index: source.blocks[index].squeeze_excite is not None,
+            parse,
+            [block.kind in BLOCK_FACTOR_KINDS["se"] for block in self.layout.blocks],
         )
         if not any(presence):
             for factor in ("se_ratio", "se_gate"):
@@ -305,16 +421,16 @@ class _Resolver:
 
     def _expansions(self, stem_channels: int) -> list[Expansion]:
         input_channels = block_input_channels(self.layout, stem_channels)
-        bottlenecks = [block.kind == "bottleneck" for block in self.layout.blocks]
-        value = self.factors.get("expansion", self.base.name)
-        self._check_block_kinds("expansion", value)
-        if not self._is_architecture_name(value) and not any(bottlenecks):
-            raise FactorError(
-                "expansion", value, f"the {self.layout.name} layout has no inverted bottleneck"
-            )
+        acting = [block.kind in BLOCK_FACTOR_KINDS["expansion"] for block in self.layout.blocks]
 
-        def from_architecture(source: Architecture, index: int) -> tuple[Expansion, int]:
-            return source.blocks[index].expansion, block_input_channels(source)[index]
+        def from_architecture(source: Architecture, index: int) -> tuple[Expansion, int] | None:
+            block = source.blocks[index]
+            if block.kind == "separable":
+                # A separable block is a bottleneck without expansion (as V2's first block).
+                return NO_EXPANSION, block_input_channels(source)[index]
+            if block.kind not in BLOCK_FACTOR_KINDS["expansion"]:
+                return None
+            return block.expansion, block_input_channels(source)[index]
 
         def parse(key: str, item: object) -> tuple[Expansion, int]:
             if (
@@ -327,15 +443,22 @@ class _Resolver:
             return Expansion(ratio=float(item)), 0
 
         expansions = []
-        settings = self._per_block("expansion", from_architecture, parse)
-        for target, (expansion, source_input) in enumerate(settings):
-            if not bottlenecks[target]:
-                # Separable blocks have none; MobileNetV4's keep their own ratio.
-                expansions.append(self.layout.blocks[target].expansion)
-            elif expansion.channels is None or source_input == input_channels[target]:
+        settings = self._per_block("expansion", from_architecture, parse, acting)
+        for target, setting in enumerate(settings):
+            block = self.layout.blocks[target]
+            if setting is None:
+                # A separable block or a plain conv has none; a source block without one
+                # leaves the layout's own.
+                expansions.append(block.expansion)
+                continue
+            expansion, source_input = setting
+            if expansion.channels is None or (
+                block.kind == "bottleneck" and source_input == input_channels[target]
+            ):
                 expansions.append(expansion)
             else:
-                # Another input width: keep the searched ratio, not the channel count.
+                # Another input width, or a universal or fused block (timm's exp_ratio): keep
+                # the searched ratio, not the channel count.
                 expansions.append(Expansion(ratio=expansion.channels / source_input))
         return expansions
 
@@ -343,11 +466,14 @@ class _Resolver:
         value = self.factors.get("activation", self.base.name)
         choices = (*ACTIVATION_NAMES, *ARCHITECTURE_NAMES)
         if self._is_architecture_name(value) or isinstance(value, list | tuple):
-            blocks = self._per_block(
-                "activation",
-                lambda source, index: source.blocks[index].activation,
-                _checked_activation,
-            )
+            blocks = [
+                str(name)
+                for name in self._per_block(
+                    "activation",
+                    lambda source, index: source.blocks[index].activation,
+                    _checked_activation,
+                )
+            ]
             # The stem and the last stage follow the named architecture, else the base.
             owner = self.known[value] if self._is_architecture_name(value) else self.base
             return owner.stem.activation, blocks, owner.last_stage_activation
@@ -440,6 +566,15 @@ __all__ = ["ARCHITECTURE_NAMES", "Block", "architecture_named", "resolve_archite
 # same output stride, or of the stage whose output stride is nearest (log scale, the
 # shallower on a tie) when the source has none.
 # Equal layouts therefore map block i to block i.
+#
+# Between layouts of different block kinds (V3-Large's bottlenecks, MobileNetV4's plain convs
+# and universal blocks) the same rule maps, and a setting goes only where both blocks have
+# it: a source block without it (a plain conv has no depthwise kernel, no expansion, no UIB
+# variant) leaves the target at the layout's own, and a target that cannot take it (SE on a
+# plain conv) keeps its own. Searching further for a source block that has the setting would
+# reach into another stage, at another resolution, which is what grouping by output stride
+# avoids; and the layout's own is what `layout` alone builds there, so each factor changes
+# only what it can express, and every factor from one architecture still gives exactly it.
 
 def stages_by_output_stride(architecture: Architecture) -> OrderedDict[int, list[int]]:
     stride = architecture.stem.stride
