@@ -474,6 +474,9 @@ def test_a_run_of_imported_modules_is_counted_measured_compared_and_reported(
     markdown = reported.stdout
     assert f"| wide | {TINY} | args: classes=10, width=16 | itself |" in markdown
     assert f"| wide | {TINY} | not installed | {FIXTURE} | " in markdown
+    # A device profile is fitted from ablate's own architectures, which it counts again.
+    fitted = runner.invoke(app, ["fit-device", "mine", "--from", str(directory)])
+    assert "variants[0].imported: an imported module" in one_error_line(fitted)
 
 
 @pytest.mark.slow
