@@ -326,7 +326,7 @@ def test_identical_calls_are_one_network(tmp_path: Path) -> None:
         (
             f"name: t\nmodel: {TINY}\ngrid: {{kernel: [3, 5]}}\n",
             f"spec.yaml:3: grid: factors do not apply to an imported module ({TINY!r}): a grid "
-            "varies factors; list variants with their args instead",
+            "varies factors; list variants with their args",
         ),
         (
             f"name: t\nmodel: {TINY}\nattribution:\n  from: mobilenet_v2\n  to: mobilenet_v3_large"
@@ -366,6 +366,10 @@ def test_identical_calls_are_one_network(tmp_path: Path) -> None:
             "spec.yaml:3: args: args must be plain data",
         ),
         ("name: t\nmodel: [a]\n", "spec.yaml:2: model: expected a string"),
+        (
+            f"name: t\nmodel: {TINY}\narchitectures: {{mine: {{}}}}\n",
+            "spec.yaml:3: architectures: no variant can use them",
+        ),
     ],
 )
 def test_a_spec_that_misuses_model_is_one_line_at_its_key_path(text: str, expected: str) -> None:

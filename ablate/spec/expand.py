@@ -226,14 +226,13 @@ def imported_spec_drafts(document: SpecDocument, source: SpecSource) -> list[Var
         given = key in document.model_fields_set and getattr(document, key) is not None
         if not given:
             continue
+        not_factors = f"factors do not apply to an imported module ({excerpt(model)})"
         reason = {
             "base": "base and model both name the spec's network: give one",
             "architectures": "no variant can use them: every variant is the imported module",
-        }.get(
-            key,
-            f"factors do not apply to an imported module ({excerpt(model)}): a {key} varies "
-            "factors; list variants with their args instead",
-        )
+            "grid": f"{not_factors}: a grid varies factors; list variants with their args",
+            "attribution": f"{not_factors}: an attribution splits a change among factors",
+        }[key]
         raise source.error((key,), reason)
     if document.variants:
         return listed_drafts(document, source)

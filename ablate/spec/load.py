@@ -150,11 +150,13 @@ def _load(text: str, label: str, path: Path | None) -> ExperimentSpec:
 def assemble(
     document: SpecDocument, source: SpecSource, source_path: Path | None, source_text: str
 ) -> ExperimentSpec:
-    architectures = spec_architectures(document.architectures, source)
-    attribution = None
     if document.model is not None:
+        # An imported module's spec has no architectures, grid or attribution (errors).
         drafts = imported_spec_drafts(document, source)
+        architectures: dict[str, ArchitectureTable] = {}
+        attribution = None
     else:
+        architectures = spec_architectures(document.architectures, source)
         if document.args is not None:
             raise source.error(("args",), f"args without model: give model: {IMPORT_PATH_FORM}")
         attribution = attribution_spec(document, source, (*ARCHITECTURES, *architectures))
