@@ -230,8 +230,8 @@ def test_a_malformed_path_says_what_a_valid_one_looks_like() -> None:
 def test_inspect_and_bench_need_allow_import(command: str) -> None:
     line = one_error_line(runner.invoke(app, [command, TINY]))
     assert line == (
-        f"error: {TINY}: imports the Python module 'tests.fixtures.custom_models' and runs its "
-        "code; pass --allow-import to allow it"
+        f"error: {TINY}: importing it runs the code of the Python module "
+        "'tests.fixtures.custom_models'; pass --allow-import to allow it"
     )
 
 
@@ -278,8 +278,8 @@ def test_a_spec_names_modules_and_imports_nothing_until_admitted(spec: Path) -> 
     with pytest.raises(AblateError) as caught:
         admit_imports(loaded, allow_import=False)
     assert str(caught.value) == (
-        f"{spec}:2: model: imports the Python module 'tests.fixtures.custom_models' and runs its "
-        f"code ({TINY}); pass --allow-import to allow it"
+        f"{spec}:2: model: {TINY}: importing it runs the code of the Python module "
+        "'tests.fixtures.custom_models'; pass --allow-import to allow it"
     )
     admit_imports(loaded, allow_import=True)
 
@@ -399,7 +399,7 @@ def test_validate_and_run_refuse_a_spec_that_imports_without_the_flag(
     out = tmp_path / "runs"
     for command in (["validate", str(spec)], ["run", str(spec), "--out", str(out)]):
         line = one_error_line(runner.invoke(app, command))
-        assert line.startswith(f"error: {spec}:2: model: imports the Python module")
+        assert line.startswith(f"error: {spec}:2: model: {TINY}: importing it runs the code")
         assert line.endswith("pass --allow-import to allow it")
     assert not out.exists()  # nothing was created
     result = runner.invoke(app, ["validate", str(spec), "--allow-import"])

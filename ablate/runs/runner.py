@@ -370,7 +370,9 @@ def rerun_command(
     if phone is not None:
         command += ["--phone", phone]
     if allow_import:
-        command.append("--allow-import")
+        from ablate.spec.imports import ALLOW_IMPORT_FLAG
+
+        command.append(ALLOW_IMPORT_FLAG)
     return command
 
 

@@ -16,7 +16,7 @@ from ablate.architecture.imported import (
 )
 from ablate.counting.inspection import Inspection, ModelSummary, rows_counts
 from ablate.errors import AblateError
-from ablate.spec.imports import ALLOW_IMPORT_FLAG
+from ablate.spec.imports import import_refusal
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,7 @@ def model_choice(
             f"{arg_option} KEY=VALUE"
         )
     if not allow_import:
-        raise AblateError(
-            f"{imported.path}: imports the Python module {imported.module!r} and runs its code; "
-            f"pass {ALLOW_IMPORT_FLAG} to allow it"
-        )
+        raise AblateError(import_refusal(imported))
     imported.check()
     return ModelChoice(imported.path, {}, imported)
 

@@ -10,11 +10,19 @@ place that names the module.
 
 from __future__ import annotations
 
-from ablate.architecture.imported import ImportedModelError
+from ablate.architecture.imported import ImportedModel, ImportedModelError
 from ablate.errors import AblateError, InputFileError
 from ablate.spec.model import ExperimentSpec
 
 ALLOW_IMPORT_FLAG = "--allow-import"
+
+
+def import_refusal(model: ImportedModel) -> str:
+    """Why a module is not imported unasked, and how to allow it (for every command)."""
+    return (
+        f"{model.path}: importing it runs the code of the Python module {model.module!r}; "
+        f"pass {ALLOW_IMPORT_FLAG} to allow it"
+    )
 
 
 def admit_imports(spec: ExperimentSpec, allow_import: bool) -> None:
@@ -25,11 +33,7 @@ def admit_imports(spec: ExperimentSpec, allow_import: bool) -> None:
     first = spec.imports[0]
     if not allow_import:
         raise InputFileError(
-            spec.source_label,
-            f"imports the Python module {first.model.module!r} and runs its code "
-            f"({first.model.path}); pass {ALLOW_IMPORT_FLAG} to allow it",
-            line=first.line,
-            key_path=first.key_path,
+            spec.source_label, import_refusal(first.model), line=first.line, key_path=first.key_path
         )
     for site in spec.imports:
         try:
