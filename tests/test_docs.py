@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import typer.main
 
+from ablate.architecture.imported import is_import_path, parse_import_path
 from ablate.cli import app
 from ablate.errors import AblateError
 from ablate.spec import load_spec, load_spec_text
@@ -282,6 +283,7 @@ def _check_values(
 ) -> list[str]:
     problems: list[str] = []
     by_name: dict[str, list[str]] = {}
+    flags = {str(param.name) for _, param, value in given if value is None}
     for option, param, value in given:
         if value is None or _placeholder(value):
             continue
@@ -337,6 +339,15 @@ def _check_values(
         versus = (by_name.get("vs") or [model])[0]
         models = {"set_options": model, "set2_options": versus}
         for key, base in models.items():
+            if is_import_path(base):
+                # A module by import path: its form is checked; importing it would run it.
+                try:
+                    parse_import_path(base)
+                except AblateError as error:
+                    problems.append(str(error))
+                if "allow_import" not in flags:
+                    problems.append(f"{base}: an import path needs --allow-import")
+                continue
             # FACTOR=NAME: a value the reader supplies, such as a name a recipe adds.
             given_values = [
                 v for v in by_name.get(key, []) if not _placeholder(v.partition("=")[2])
@@ -656,6 +667,8 @@ def test_every_name_the_recipes_give_is_in_the_code() -> None:
         ("ablate run SPEC --devices eager,pixel9", "--devices: unknown device (got 'pixel9')"),
         ("ablate fit-device NAME --from RUN --form cubic", "--form cubic"),
         ("ablate models --json=yes", "is a flag"),
+        ("ablate inspect torchvision.models.mobilenet_v3_large --allow-import", "import path"),
+        ("ablate inspect pkg.mod:net", "needs --allow-import"),
     ],
 )
 def test_the_command_check_catches(command: str, expected: str) -> None:
@@ -714,3 +727,30 @@ def test_the_extractors_find_indented_fenced_and_inline_commands(tmp_path: Path)
     ]
     assert "`ablate models --json`" in _prose(page)
     assert "name: x" not in _prose(page)
+
+
+# -- docs/your-architecture.md: the worked example is the built-in -------------------------------
+
+
+def test_the_worked_example_is_v3_large_written_out_in_full() -> None:
+    """The page's table is `architecture_yaml("mobilenet_v3_large")` key for key, and built
+    from the page it counts exactly as the built-in."""
+    from ablate.architecture.builder import build_module
+    from ablate.architecture.table_data import architecture_yaml, table_data
+    from ablate.counting import count_model
+    from ablate.metrics import COUNTED
+
+    page = ROOT / "docs" / "your-architecture.md"
+    (block,) = [b for b in _blocks(page) if b.language == "yaml" and "architectures:" in b.text]
+    spec = load_spec_text(block.text, block.where)
+    (name,) = spec.architectures
+    assert table_data(spec.architectures[name]) == architecture_yaml("mobilenet_v3_large")
+    mine, published = spec.variant("mine"), spec.variant("published")
+    counted = []
+    for variant in (mine, published):
+        module = build_module(variant.architecture)  # type: ignore[arg-type]
+        counts = count_model(module, (1, 3, 224, 224))
+        params = sum(parameter.numel() for parameter in module.parameters())
+        counted.append((params, {m.key: counts.totals[m.key] for m in COUNTED}))
+    assert counted[0] == counted[1]
+    assert counted[0][0] == 5_483_032 and counted[0][1]["macs"] == 216_589_760

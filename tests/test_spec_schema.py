@@ -86,8 +86,8 @@ def test_all_settings_given() -> None:
 
 def test_unknown_top_level_key() -> None:
     assert message("name: t\nvarients:\n  a: {}\n") == (
-        "spec.yaml:2: varients: unknown key; valid: name, description, base, architectures, "
-        "input, measure, baseline, variants, grid, attribution, devices"
+        "spec.yaml:2: varients: unknown key; valid: name, description, base, model, args, "
+        "architectures, input, measure, baseline, variants, grid, attribution, devices"
     )
 
 

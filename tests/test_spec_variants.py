@@ -123,11 +123,13 @@ def test_blank_variant_name() -> None:
 
 
 def test_unknown_factor() -> None:
-    # A listed variant may also carry a `reference` (tests/test_spec_reference.py).
+    # A listed variant may also carry a `reference` (tests/test_spec_reference.py), or name
+    # an imported module with its `args` (tests/test_imported_models.py).
     assert message("name: t\nvariants:\n  relu:\n    kernal: 3\n") == (
         "spec.yaml:4: variants.relu.kernal: unknown factor; valid: base, width, resolution, "
         "num_classes, activation, se, se_ratio, se_gate, kernel, expansion, uib, stem_channels, "
-        "last_stage, last_stage_width, layout, backbone, head, tail, convention, reference"
+        "last_stage, last_stage_width, layout, backbone, head, tail, convention, model, args, "
+        "reference"
     )
 
 

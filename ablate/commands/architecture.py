@@ -21,6 +21,33 @@ SetOption = Annotated[
     ),
 ]
 
+AllowImportOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-import",
+        help="Import the Python module a spec's model: (or MODEL given as package.module:"
+        "factory) names and run its code; without it such a spec or model is refused.",
+    ),
+]
+ArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg",
+        metavar="KEY=VALUE",
+        help="A keyword argument of an imported MODEL's factory, VALUE read as YAML "
+        "(width=16). Repeatable.",
+    ),
+]
+ResolutionOption = Annotated[
+    int | None,
+    typer.Option(
+        "--resolution",
+        min=1,
+        help="Input size of an imported MODEL (default 224); a built-in takes --set resolution=N.",
+        show_default=False,
+    ),
+]
+
 
 def models_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -50,26 +77,40 @@ def factors_command() -> None:
     print_factors(list(FACTORS.values()))
 
 
+ModelArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A built-in architecture (see `ablate models`), or a module's factory as "
+        "package.module:factory (with --allow-import)."
+    ),
+]
+
+
 def inspect_command(
-    model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
+    model: ModelArgument,
     set_options: SetOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     crosscheck: Annotated[
         bool, typer.Option("--crosscheck", help="fvcore's and ptflops' totals beside ours.")
     ] = False,
     batch: Annotated[int, typer.Option(min=1, help="Batch size of the counted input.")] = 1,
+    allow_import: AllowImportOption = False,
+    arg_options: ArgOption = None,
+    resolution: ResolutionOption = None,
 ) -> None:
     """Per-block table (paper Table 1 style): parameters, MACs, FLOPs, bytes, intensity."""
     from ablate.report.console import print_inspection
-    from ablate.services.inspect import inspect_model
+    from ablate.services.inspect import inspect_model, model_choice
     from ablate.spec.source import parse_set_options
 
-    inspection = inspect_model(
-        model=model,
+    choice = model_choice(
+        model,
         factors=parse_set_options(set_options or []),
-        batch=batch,
-        crosscheck=crosscheck,
+        args=parse_set_options(arg_options or [], option="--arg"),
+        resolution=resolution,
+        allow_import=allow_import,
     )
+    inspection = inspect_model(choice, batch=batch, crosscheck=crosscheck)
     if json_output:
         typer.echo(json.dumps(inspection.to_json(), indent=2))
     else:

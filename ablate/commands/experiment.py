@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.architecture import AllowImportOption
 from ablate.commands.devices import ClusterOption, PriorOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS
 
@@ -33,6 +34,7 @@ def validate_command(
         bool, typer.Option("--json", help="Print the resolved spec (defaults filled in).")
     ] = False,
     force: ForceOption = False,
+    allow_import: AllowImportOption = False,
 ) -> None:
     """Check a spec: keys, types, values, every variant's architecture, and whether the run
     fits this machine's memory and its budget. Nothing is measured."""
@@ -41,8 +43,10 @@ def validate_command(
     from ablate.runs.estimate import check_fits, estimate_run
     from ablate.runs.runner import built_copies
     from ablate.spec import load_spec
+    from ablate.spec.imports import admit_imports
 
     experiment = load_spec(spec)
+    admit_imports(experiment, allow_import)
     devices = spec_devices(experiment)
     if json_output:
         typer.echo(json.dumps(experiment.to_json(), indent=2))
@@ -139,6 +143,7 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    allow_import: AllowImportOption = False,
 ) -> None:
     """Build, count and measure every variant of SPEC; write DIR/<timestamp>-<name>/ (a
     device matrix: DIR/<timestamp>-<name>-matrix/ with matrix.json and a run per device)."""
@@ -188,6 +193,7 @@ def run_command(
         prior=prior,
         cluster=cluster,
         phone=phone,
+        allow_import=allow_import,
     )
     print_renderables(run_renderables(compare_variants(load_results(directory))))
     typer.echo(str(directory))

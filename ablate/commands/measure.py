@@ -12,12 +12,18 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.architecture import (
+    AllowImportOption,
+    ArgOption,
+    ModelArgument,
+    ResolutionOption,
+)
 from ablate.commands.devices import ClusterOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS, backends_offering
 
 
 def bench_command(
-    model: Annotated[str, typer.Argument(help="A built-in architecture (see `ablate models`).")],
+    model: ModelArgument,
     set_options: Annotated[
         list[str] | None,
         typer.Option(
@@ -79,6 +85,18 @@ def bench_command(
     ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     cluster: ClusterOption = None,
+    allow_import: AllowImportOption = False,
+    arg_options: ArgOption = None,
+    arg2_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg2",
+            metavar="KEY=VALUE",
+            help="A keyword argument of the second model's factory (an imported --vs, or "
+            "without --vs, MODEL called with these arguments).",
+        ),
+    ] = None,
+    resolution: ResolutionOption = None,
 ) -> None:
     """Time MODEL (and a second model against it) with intervals, significance and noise flags."""
     from rich.console import Console
@@ -103,6 +121,10 @@ def bench_command(
         instances=instances,
         breakdown=breakdown,
         cluster=cluster,
+        args=parse_set_options(arg_options or [], option="--arg"),
+        vs_args=parse_set_options(arg2_options or [], option="--arg2"),
+        resolution=resolution,
+        allow_import=allow_import,
     )
     if json_output:
         typer.echo(json.dumps(bench_to_dict(report), indent=2))

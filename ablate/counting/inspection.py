@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ablate.architecture.description import Architecture
+from ablate.architecture.imported import ImportedModel, Network
 from ablate.architecture.rows import LayerRow
 from ablate.metrics import PER_LAYER
 
@@ -59,22 +59,27 @@ class RowCounts:
 
 @dataclass(frozen=True)
 class Inspection:
-    model: str
+    model: str  # a built-in's name, or an imported module's import path
     factors: dict[str, Any]
-    architecture: Architecture
+    architecture: Network
     layers: list[LayerRow]
     params: int
     counts: CountResult
     row_counts: list[RowCounts]
     crosscheck: CrosscheckResult | None = None
+    args: dict[str, Any] | None = None  # an imported module's factory's keyword arguments
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts.to_json()
+        network = self.architecture
+        imported = isinstance(network, ImportedModel)
         data = {
             "model": self.model,
             "factors": self.factors,
-            "resolution": self.architecture.resolution,
-            "width": self.architecture.width,
+            **({"args": self.args} if self.args is not None else {}),
+            "resolution": network.resolution,
+            # A width multiplier is ablate's: an imported module has none.
+            "width": None if imported else network.width,
             "params": self.params,
             **{key: value for key, value in counts.items() if key != "layers"},
             "layers": [

@@ -123,3 +123,17 @@ def block_group(module_path: str) -> str:
     if head == "blocks" and rest:
         return f"blocks.{rest.partition('.')[0]}"
     return head
+
+
+def indexed_group(module_path: str) -> str:
+    """Any module (one ablate did not build): the top-level child, or `child.<i>` for what
+    runs inside a numbered child of a top-level container (torchvision's `features.3`,
+    timm's `blocks.2`), so that a network's stages or blocks are its layers.
+
+    Ops the root module runs itself form `(model)`, as in `block_group`.
+    """
+    if not module_path:
+        return ROOT_GROUP
+    head, _, rest = module_path.partition(".")
+    index = rest.partition(".")[0]
+    return f"{head}.{index}" if index.isdigit() else head

@@ -252,6 +252,15 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
         for index, variant in enumerate(results.variants):
             if variant.name != variant.measured_as or variant.latency is None:
                 continue
+            if variant.imported is not None:
+                # Its counts come again from its base and factors, which an imported module
+                # does not have; and importing it here would run its code unasked.
+                raise InputFileError(
+                    path,
+                    f"an imported module ({variant.imported.path}): a device profile is fitted "
+                    "from runs of ablate's own architectures",
+                    key_path=f"variants[{index}].imported",
+                )
             problem = latency_problem(variant.latency.median_ms)
             if problem is not None:
                 raise InputFileError(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ablate.architecture.description import Architecture
+    from ablate.architecture.imported import Network
 
 # Every channel's statistics come from hundreds of values even at 7x7 (2 x 8 x 49 = 784);
 # MobileNetV3-Large at 224x224 takes about 2 s on one core.
@@ -85,6 +85,9 @@ def reestimate_batch_norm(
     if batches < 1 or batch_size < 2:
         # One image per batch would make each channel's variance that of a single image.
         raise ValueError(f"need batches >= 1 and batch_size >= 2 (got {batches} and {batch_size})")
+    if not batch_norms:  # an imported module may have none (nor, then, any parameter)
+        model.eval()
+        return BatchNormEstimate(seed, batches, batch_size, resolution, 0)
     device = next(model.parameters()).device
     momenta = [module.momentum for module in batch_norms]
     generator = torch.Generator().manual_seed(seed)
@@ -117,14 +120,14 @@ ACTIVATIONS_NOTE = (
 
 
 def realistic_module(
-    architecture: Architecture,
+    architecture: Network,
     *,
     seed: int = BUILD_SEED,
     cache: bool = True,
     cache_directory: Path | None = None,
 ) -> nn.Module:
-    """The architecture built with seeded weights, its batch-norm statistics re-estimated on
-    seeded images, in eval mode: activations O(1) at every layer.
+    """The architecture (or imported module) built with seeded weights, its batch-norm
+    statistics re-estimated on seeded images, in eval mode: activations O(1) at every layer.
 
     The statistics come from the cache when it holds them for this very module
     (`cache_directory`, default the calibration cache's); `cache=False` always re-estimates
@@ -132,11 +135,11 @@ def realistic_module(
     """
     import torch
 
-    from ablate.architecture.builder import build_module
+    from ablate.architecture.imported import build_network
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_module(architecture)
+        model = build_network(architecture)
     resolution = architecture.resolution
     if not cache:
         reestimate_batch_norm(model, resolution, seed=seed)

@@ -12,6 +12,7 @@ presented as shares of the total, and the latency engine, not this pass, gives l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from ablate.counting.kinds import block_group
+from ablate.counting.kinds import GroupOf, block_group
 
 if TYPE_CHECKING:
     import torch
@@ -74,10 +75,16 @@ class OpProfile:
 
 
 def profile_operators(
-    model: torch.nn.Module, example_input: torch.Tensor, *, runs: int = 10, device: str = "cpu"
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    *,
+    runs: int = 10,
+    device: str = "cpu",
+    group_of: GroupOf = block_group,
 ) -> OpProfile:
     """Profiles `runs` eager forward passes (after one unrecorded pass: the profiler's own
-    start-up lands on the first recorded call) and keeps the median time per op."""
+    start-up lands on the first recorded call) and keeps the median time per op. `group_of`
+    groups the ops into layers as the counting pass did (`counting.networks`)."""
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -96,7 +103,12 @@ def profile_operators(
     else:
         per_run = _outermost_spans(spans)
     per_run = per_run[1:]
-    return OpProfile(timings=_median_over_runs(per_run), runs=len(per_run), device=device)
+    timings = _median_over_runs(per_run)
+    if group_of is not block_group:
+        timings = tuple(
+            dataclasses.replace(timing, group=group_of(timing.module_path)) for timing in timings
+        )
+    return OpProfile(timings=timings, runs=len(per_run), device=device)
 
 
 @contextmanager

@@ -201,7 +201,7 @@ def compare_variants(results: Results, baseline: str | None = None) -> Compariso
             is_baseline=variant.name == name,
             measured_as=variant.measured_as,
             same_architecture=variant.measured_as == reference.measured_as,
-            changed_factors=_changed_factors(reference.resolved_factors, variant.resolved_factors),
+            changed_factors=_changed_settings(reference, variant),
             counts={
                 m.key: CountChange(reference.count(m.key), variant.count(m.key)) for m in COMPARED
             },
@@ -302,6 +302,22 @@ def _share_changes(
     names = list(after) + [name for name in before if name not in after]
     shares = [OperatorShare(name, before.get(name, 0.0), after.get(name, 0.0)) for name in names]
     return tuple(sorted(shares, key=lambda share: -abs(share.delta_points)))
+
+
+def _changed_settings(before: Variant, after: Variant) -> tuple[str, ...]:
+    """What differs between two variants' networks: their resolved factors; for imported
+    modules, the import path and each factory argument (`args.width`)."""
+    if (before.imported is None) != (after.imported is None):
+        return ("model",)
+    return _changed_factors(_network_settings(before), _network_settings(after))
+
+
+def _network_settings(variant: Variant) -> Mapping[str, Any]:
+    imported = variant.imported
+    if imported is None:
+        return variant.resolved_factors
+    arguments = {f"args.{key}": value for key, value in imported.args.items()}
+    return {"model": imported.path, **variant.resolved_factors, **arguments}
 
 
 def _changed_factors(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from ablate.architecture.imported import ImportedModel
 from ablate.counting.crosscheck import CrosscheckResult, PeerCount
 from ablate.counting.records import CountResult
 from ablate.metrics import COUNTED, PER_LAYER, Metric
@@ -65,10 +66,17 @@ def print_factors(factors: Sequence[Factor], console: Console | None = None) -> 
 
 def inspection_table(inspection: Inspection) -> Table:
     architecture = inspection.architecture
-    settings = ", ".join(f"{k}={v}" for k, v in inspection.factors.items()) or "as published"
+    resolution = architecture.resolution
+    if isinstance(architecture, ImportedModel):  # its arguments; a width is ablate's
+        title = f"{architecture.label} at {resolution}x{resolution}"
+    else:
+        settings = ", ".join(f"{k}={v}" for k, v in inspection.factors.items()) or "as published"
+        title = (
+            f"{inspection.model} ({settings}) at {resolution}x{resolution}, "
+            f"width {architecture.width:g}"
+        )
     table = Table(
-        title=f"{inspection.model} ({settings}) at {architecture.resolution}x"
-        f"{architecture.resolution}, width {architecture.width:g}",
+        title=title,
         caption=f"{inspection.params:,} parameters (BN weights counted, buffers not). MACs: "
         "conv + linear multiply-accumulates; FLOPs: 2 x MACs + elementwise ops; MB = 10^6 "
         "bytes moved, unfused (every aten op) or fused (conv + BN + clamp activation as one "
@@ -258,6 +266,9 @@ def summary_line(spec: ExperimentSpec) -> str:
 
 
 def _settings(variant: VariantSpec, spec: ExperimentSpec) -> str:
+    if variant.imported is not None:  # an imported module: its factory's arguments
+        arguments = ", ".join(f"{k}={render_value(v)}" for k, v in variant.imported.args.items())
+        return f"args {arguments}" if arguments else "no args"
     # Settings that change nothing are left out: the resolution default (on every variant)
     # and a factor set to the base's own name (as attribution variants have on the `from` side).
     shown = {

@@ -81,7 +81,7 @@ from ablate.report.summary import (
     machine_phrase,
     versus_answer,
 )
-from ablate.runs.schema import STOP_REASONS, Extrapolation, Results
+from ablate.runs.schema import STOP_REASONS, Extrapolation, Results, Variant
 
 _FIGURE_TITLES = {
     LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
@@ -140,6 +140,14 @@ def _factors_text(factors: Mapping[str, Any]) -> str:
     return shown or "as published"
 
 
+def _settings_text(variant: Variant) -> str:
+    """A variant's factors as the spec gave them; an imported module's factory arguments."""
+    if variant.imported is None:
+        return _factors_text(variant.factors)
+    arguments = variant.imported.args
+    return "args: " + (_factors_text(arguments) if arguments else "none")
+
+
 # -- sections -----------------------------------------------------------------------------------
 
 
@@ -177,13 +185,36 @@ def _compared(results: Results, comparison: Comparison) -> list[str]:
         (
             variant.name,
             variant.base,
-            _factors_text(variant.factors),
+            _settings_text(variant),
             "itself" if variant.measured_as == variant.name else variant.measured_as,
         )
         for variant in results.variants
     ]
     columns = ("variant", "base", "factors (as in the spec)", "timed as")
     lines += _table(columns, rows, text=range(4))
+    imported = [variant for variant in results.variants if variant.imported is not None]
+    if imported:
+        # What traces a result to the code that ran: ablate did not build these networks.
+        lines += [
+            "",
+            "Imported modules (the base is a factory's import path; factors do not apply):",
+            "",
+        ]
+        modules = [
+            (
+                variant.name,
+                variant.imported.path,
+                "not installed"
+                if variant.imported.distribution is None
+                else f"{variant.imported.distribution} {variant.imported.version or ''}".strip(),
+                variant.imported.file or "-",
+                (variant.imported.sha256 or "-")[:12],
+            )
+            for variant in imported
+            if variant.imported is not None
+        ]
+        columns = ("variant", "import path", "distribution", "file", "SHA-256")
+        lines += _table(columns, modules, text=range(5))
     return [*lines, ""]
 
 

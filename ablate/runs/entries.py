@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ablate.counting.kinds import block_group
+from ablate.counting.kinds import GroupOf, block_group
 from ablate.metrics import COUNTED, PER_BLOCK, STORED, Metric
 from ablate.runs.schema import (
     BlockCounts,
     Calibration,
     Flag,
+    ImportedModule,
     Latency,
     Measurement,
     OpTimeShares,
@@ -44,17 +45,22 @@ def count_entry(
     rows: Sequence[LayerRow],
     element_bytes: int = FP32_BYTES,
     reference: ReferenceSection | None = None,
+    group_of: GroupOf = block_group,
+    imported: ImportedModule | None = None,
 ) -> Variant:
     """A variant's counts. Traffic is counted on fp32 tensors; at another precision
     (`element_bytes` per value: 1 for int8) every byte metric is scaled to it, as if weights
-    and activations were stored at that size (an int8 program's fp32 islands are not)."""
+    and activations were stored at that size (an int8 program's fp32 islands are not).
+    `group_of`: how the counting pass grouped the network's layers (`counting.networks`),
+    by which the rows' parameters join its blocks; `imported`: the module, for a variant
+    that is one."""
 
     def at_precision(metric: Metric, value: int) -> int:
         return value * element_bytes // FP32_BYTES if metric.unit == "bytes" else value
 
     params_by_group: dict[str, int] = {}
     for row in rows:
-        group = block_group(row.module)
+        group = group_of(row.module)
         params_by_group[group] = params_by_group.get(group, 0) + row.params
     blocks = [
         BlockCounts(
@@ -86,6 +92,7 @@ def count_entry(
         unknown_ops={op: unknown.to_json() for op, unknown in counts.unknown_ops.items()},
         blocks=blocks,
         reference=reference,
+        imported=imported,
     )
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ablate.errors import AblateError
 
 if TYPE_CHECKING:
-    from ablate.architecture.description import Architecture
+    from ablate.architecture.imported import Network
     from ablate.spec.model import ExperimentSpec
 
 SAMPLE_LIMIT = 16
@@ -256,14 +256,17 @@ def machine_load() -> tuple[float | None, int]:
     return load * cores / max(machine, cores), cores
 
 
-def architecture_size(architecture: Architecture) -> ArchitectureSize:
+def architecture_size(architecture: Network) -> ArchitectureSize:
     """Parameters (exact), MACs and activation peak (scaled from a small input) at batch 1."""
     import torch
     from torch import nn
 
-    from ablate.architecture.builder import build_module
+    from ablate.architecture.imported import ImportedModel, build_network
 
-    model = build_module(architecture)
+    model = build_network(architecture)
+    # An imported module may take no other input size than its own (a fixed-size position
+    # embedding, a flatten into a linear): probed at its own resolution.
+    probe = architecture.resolution if isinstance(architecture, ImportedModel) else PROBE_RESOLUTION
     params = sum(parameter.numel() for parameter in model.parameters())
     conv_macs = linear_macs = peak = 0
 
@@ -283,13 +286,13 @@ def architecture_size(architecture: Architecture) -> ArchitectureSize:
     handles = [leaf.register_forward_hook(record) for leaf in leaves]
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, PROBE_RESOLUTION, PROBE_RESOLUTION))
+            model(torch.zeros(1, 3, probe, probe))
     finally:
         for handle in handles:
             handle.remove()
     # Conv outputs scale with the input area; the classifier's linear layers do not (and are
     # never the activation peak).
-    area = (architecture.resolution / PROBE_RESOLUTION) ** 2
+    area = (architecture.resolution / probe) ** 2
     return ArchitectureSize(
         params=params,
         macs=int(conv_macs * area) + linear_macs,
@@ -297,13 +300,14 @@ def architecture_size(architecture: Architecture) -> ArchitectureSize:
     )
 
 
-def _sample(architectures: list[Architecture]) -> list[int]:
+def _sample(architectures: list[Network]) -> list[int]:
     """Indices to estimate: all, or the widest and largest-input ones and an even spread."""
     count = len(architectures)
     if count <= SAMPLE_LIMIT:
         return list(range(count))
     chosen = {
-        max(range(count), key=lambda i: architectures[i].width),
+        # An imported module has no width multiplier: as wide as its factory made it (1).
+        max(range(count), key=lambda i: getattr(architectures[i], "width", 1.0)),
         max(range(count), key=lambda i: architectures[i].resolution),
     }
     spread: list[int] = []

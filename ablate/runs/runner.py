@@ -33,6 +33,7 @@ from ablate.runs.entries import (
 from ablate.runs.results import new_results, with_latencies
 from ablate.runs.schema import (
     RESULTS_NAME,
+    ImportedModule,
     KernelTimes,
     Latency,
     Measurement,
@@ -61,7 +62,7 @@ from ablate.runs.storage import (
 if TYPE_CHECKING:
     from ablate.analysis.bootstrap import LatencyTable
     from ablate.analysis.record import Attribution
-    from ablate.architecture.description import Architecture
+    from ablate.architecture.imported import Network
     from ablate.architecture.rows import LayerRow
     from ablate.counting.records import CountResult, OpRecord
     from ablate.measurement.engine import CheckCallback, PrecisionTarget, RoundCallback
@@ -156,7 +157,7 @@ class Unit:
     """One distinct architecture: built, counted and timed once for all its variants."""
 
     name: str  # the first variant that resolves to it
-    architecture: Architecture
+    architecture: Network  # ablate's description, or an imported module
     variants: tuple[str, ...]
 
 
@@ -223,6 +224,7 @@ class CountedArchitecture:
     counts: CountResult
     rows: list[LayerRow]
     described: dict[str, Any]  # every factor's effective value
+    imported: ImportedModule | None = None  # what an imported module's results record of it
 
 
 @dataclass
@@ -233,8 +235,8 @@ class SharedWork:
     PyTorch modules on this machine whichever backend the run measures (`op_time_shares` says
     `eager`), so that a second device would only time them again."""
 
-    counts: dict[tuple[Architecture, int], CountedArchitecture] = field(default_factory=dict)
-    profiles: dict[tuple[Architecture, int, str, int], OpProfile] = field(default_factory=dict)
+    counts: dict[tuple[Network, int], CountedArchitecture] = field(default_factory=dict)
+    profiles: dict[tuple[Network, int, str, int], OpProfile] = field(default_factory=dict)
 
 
 def count_unit(
@@ -242,19 +244,25 @@ def count_unit(
 ) -> tuple[CountResult, list[Variant]]:
     """Build and count one distinct architecture (or take it from ``shared``): its counts,
     and the results entry of every variant of `spec` that resolves to it."""
-    from ablate.architecture.builder import build_module, layer_rows
+    from ablate.architecture.imported import ImportedModel, build_network
     from ablate.counting.engine import count_model
+    from ablate.counting.networks import group_function, network_rows
     from ablate.variants.factors import describe_factors
 
-    key = (unit.architecture, spec.input.batch)
+    network = unit.architecture
+    key = (network, spec.input.batch)
     counted = None if shared is None else shared.counts.get(key)
     if counted is None:
-        model = build_module(unit.architecture)
-        resolution = unit.architecture.resolution
+        model = build_network(network)
+        resolution = network.resolution
+        shape = (spec.input.batch, 3, resolution, resolution)
+        imported = isinstance(network, ImportedModel)
         counted = CountedArchitecture(
-            counts=count_model(model, (spec.input.batch, 3, resolution, resolution)),
-            rows=layer_rows(unit.architecture, model),
-            described=describe_factors(unit.architecture),
+            counts=count_model(model, shape, group_of=group_function(network)),
+            rows=network_rows(network, model),
+            # An imported module has no factors: only the input size it was run at.
+            described={"resolution": resolution} if imported else describe_factors(network),
+            imported=ImportedModule(**network.provenance()) if imported else None,
         )
         if shared is not None:
             shared.counts[key] = counted
@@ -270,6 +278,8 @@ def count_unit(
             rows=counted.rows,
             element_bytes=PRECISION_BYTES[precision],
             reference=specs[name].reference,
+            group_of=group_function(network),
+            imported=counted.imported,
         )
         for name in unit.variants
     ]
@@ -336,6 +346,7 @@ def rerun_command(
     prior: str = "stated",
     cluster: str | None = None,
     phone: str | None = None,
+    allow_import: bool = False,
 ) -> list[str]:
     """The `ablate run` command line that gives the same resolved spec, passes the same
     checks and measures (or predicts) the same way (add --resume)."""
@@ -358,6 +369,10 @@ def rerun_command(
         command += ["--cluster", cluster]
     if phone is not None:
         command += ["--phone", phone]
+    if allow_import:
+        from ablate.spec.imports import ALLOW_IMPORT_FLAG
+
+        command.append(ALLOW_IMPORT_FLAG)
     return command
 
 
@@ -665,15 +680,17 @@ class Run:
 
     def predict(self) -> None:
         """The predictor's latencies instead of a measurement: nothing is timed."""
-        from ablate.architecture.builder import build_module
+        from ablate.architecture.imported import build_network
         from ablate.counting.engine import count_model
+        from ablate.counting.networks import group_function
 
         assert self.predictor is not None
         for unit in self.units:
             if unit.name not in self.records:  # resumed after counting: count again, in memory
                 resolution = unit.architecture.resolution
                 shape = (self.setup.batch, 3, resolution, resolution)
-                counted = count_model(build_module(unit.architecture), shape)
+                group_of = group_function(unit.architecture)
+                counted = count_model(build_network(unit.architecture), shape, group_of=group_of)
                 self.records[unit.name] = list(counted.records)
         predicted = self.predictor.predict(
             {unit.name: self.records[unit.name] for unit in self.units},
@@ -697,6 +714,7 @@ class Run:
         if self.predicted:  # per-op profiling times the model: a predicted run does not
             self.update("profiled")
             return
+        from ablate.counting.networks import group_function
         from ablate.measurement.activations import realistic_module
         from ablate.measurement.backends import backend_fuses
         from ablate.measurement.calibration import cached_calibration
@@ -723,7 +741,13 @@ class Run:
                 model = realistic_module(unit.architecture)
                 images = example_input(self.setup, unit.architecture.resolution)
             if profile is None:
-                profile = profile_operators(model, images, runs=runs, device=self.setup.device)
+                profile = profile_operators(
+                    model,
+                    images,
+                    runs=runs,
+                    device=self.setup.device,
+                    group_of=group_function(unit.architecture),
+                )
                 if self.shared is not None:
                     self.shared.profiles[key] = profile
             shares = op_time_entry(profile)

@@ -287,6 +287,20 @@ class UnknownOp(_Strict):
     modules: list[str]  # module paths, in order of first call; "(model)" for the root's forward
 
 
+class ImportedModule(_Strict):
+    """The module a variant imported (`model:` in its spec), as the run found it: enough to
+    trace a result to the code that ran."""
+
+    path: str  # package.module:factory
+    args: dict[str, Any]  # the factory's keyword arguments
+    # The installed distribution that provides the module, and its version; None for a
+    # module that is not installed (one found on PYTHONPATH or in the current directory).
+    distribution: str | None
+    version: str | None
+    file: str | None  # the source file that defines the factory
+    sha256: str | None  # of that file, as it was when the run counted the module
+
+
 class _VariantHead(_Counted):
     name: VariantName
     base: str
@@ -312,6 +326,8 @@ class Variant(_VariantCounts):  # type: ignore[misc,valid-type]
     # The published figures the spec gave it (`variants.NAME.reference`); files written
     # before references existed have none.
     reference: ReferenceSection | None = None
+    # The imported module that is its network (`model:`); None for ablate's own networks.
+    imported: ImportedModule | None = None
 
     @field_validator("unknown_ops", mode="before")
     @classmethod

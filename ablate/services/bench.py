@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ablate.counting.kinds import GroupOf
+from ablate.counting.networks import group_function
 from ablate.errors import MeasurementError
 from ablate.measurement.backends import backend_fuses, prepare_runnable
 from ablate.measurement.calibration import RooflineSummary, cached_calibration, roofline_summary
@@ -18,6 +20,8 @@ from ablate.measurement.results import LatencyResult, latency_to_dict
 from ablate.measurement.setup import INSTANCES, MeasurementSetup, configure_torch, example_input
 from ablate.runs.runner import runtime_profile
 from ablate.runs.schema import RuntimeProfile
+from ablate.services.inspect import ModelChoice as ModelChoice  # a model as bench takes it
+from ablate.services.inspect import model_choice
 
 if TYPE_CHECKING:
     import torch
@@ -26,26 +30,6 @@ if TYPE_CHECKING:
 
 # Two builds of one model differ by up to ~1% on CPU (memory placement); three copies per
 # model average most of that out at a build cost of well under a second in eager mode.
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    architecture: str
-    factors: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        if not self.factors:
-            return self.architecture
-        settings = ",".join(f"{name}={_yaml_text(value)}" for name, value in self.factors.items())
-        return f"{self.architecture}[{settings}]"
-
-
-def _yaml_text(value: Any) -> str:
-    """A factor value as it would be typed after --set (YAML booleans are lowercase)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -86,10 +70,18 @@ def run_bench(
     seed: int = 0,
     clock: Clock | None = None,
     cluster: str | None = None,
+    args: Mapping[str, Any] | None = None,
+    vs_args: Mapping[str, Any] | None = None,
+    resolution: int | None = None,
+    allow_import: bool = False,
 ) -> BenchReport:
-    """Times `model` (the baseline) and, with `vs` or `vs_factors`, a second model against it.
+    """Times `model` (the baseline) and, with `vs`, `vs_factors` or `vs_args`, a second
+    model against it.
 
-    `vs_factors` without `vs` compares the same architecture with other settings. Each model
+    A model is a built-in's name with factors, or a module's factory by import path with
+    keyword `args` (`vs_args`) at `resolution`, imported only with `allow_import`
+    (`services.inspect.model_choice`). `vs_factors` (`vs_args`) without `vs` compares the
+    same model with other settings. Each model
     is built as a run builds it (seeded weights, batch-norm statistics re-estimated: realistic
     activations, see measurement.activations), copied `instances` times into separate memory,
     and the rounds cycle through the copies (see measurement.engine); on a mobile backend the
@@ -111,12 +103,29 @@ def run_bench(
     )
     stopping = StoppingPolicy(target_ci=target_ci, budget_seconds=budget_s)
     configure_torch(setup)
-    choices = [ModelChoice(model, dict(factors or {}))]
-    if vs is not None or vs_factors:
-        choices.append(ModelChoice(vs or model, dict(vs_factors or {})))
+    choices = [
+        model_choice(
+            model, factors=factors, args=args, resolution=resolution, allow_import=allow_import
+        )
+    ]
+    if vs is not None or vs_factors or vs_args:
+        choices.append(
+            model_choice(
+                vs or model,
+                factors=vs_factors,
+                args=vs_args,
+                resolution=resolution,
+                allow_import=allow_import,
+                options=("--set2", "--arg2"),
+            )
+        )
     labels = _labels(choices)
 
     built = {label: _build(choice) for label, choice in zip(labels, choices, strict=True)}
+    groups = {
+        label: group_function(choice.network())
+        for label, choice in zip(labels, choices, strict=True)
+    }
     from ablate.cluster import exports_on_cluster
 
     with exports_on_cluster(cluster, backend):
@@ -138,12 +147,14 @@ def run_bench(
     breakdowns: list[Breakdown] = []
     if breakdown:
         for label, [(module, images), *_] in copies.items():
-            profile = profile_operators(module, images, device=device)
+            profile = profile_operators(module, images, device=device, group_of=groups[label])
             roofline = None
             # The calibration is an fp32 peak: an int8 model has no roofline against it.
             if calibration is not None and precision == "fp32":
                 fused = backend_fuses(backend)
-                per_block = _flops_and_bytes(module, tuple(images.shape), fused=fused)
+                per_block = _flops_and_bytes(
+                    module, tuple(images.shape), fused=fused, group_of=groups[label]
+                )
                 roofline = roofline_summary(
                     per_block, calibration, latency.variant(label).median_ms / 1e3
                 )
@@ -162,10 +173,9 @@ def _labels(choices: list[ModelChoice]) -> list[str]:
 def _build(choice: ModelChoice) -> tuple[torch.nn.Module, int]:
     """The model as a run builds it (seeded, realistic activations), and its input resolution."""
     from ablate.measurement.activations import realistic_module
-    from ablate.variants.resolve import resolve_architecture
 
-    architecture = resolve_architecture(choice.architecture, choice.factors)
-    return realistic_module(architecture), architecture.resolution
+    network = choice.network()
+    return realistic_module(network), network.resolution
 
 
 def _export_ahead(
@@ -182,13 +192,13 @@ def _export_ahead(
 
 
 def _flops_and_bytes(
-    module: torch.nn.Module, input_shape: tuple[int, ...], *, fused: bool
+    module: torch.nn.Module, input_shape: tuple[int, ...], *, fused: bool, group_of: GroupOf
 ) -> dict[str, tuple[int, int]]:
     """Per block: eager runs every op on its own (unfused traffic, batch norm computed);
     the graph backends fold batch norm and fuse activations into the convs."""
     from ablate.counting.engine import count_model
 
-    counts = count_model(module, input_shape)
+    counts = count_model(module, input_shape, group_of=group_of)
     if fused:
         return {layer.name: (layer.flops_folded, layer.bytes_fused) for layer in counts.layers}
     return {layer.name: (layer.flops, layer.bytes_unfused) for layer in counts.layers}

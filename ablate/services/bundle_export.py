@@ -91,6 +91,7 @@ def export_bundle(
     from ablate.measurement.export_pool import export_pool
     from ablate.runs.runner import count_unit, plan_units
     from ablate.spec import load_spec, with_overrides
+    from ablate.spec.imports import refuse_imports
 
     program_files = {runtime.name: runtime.program for runtime in exportable_backends()}
     program_file = program_files.get(backend)
@@ -99,6 +100,7 @@ def export_bundle(
             f"--backend: cannot export for {backend!r}; valid: {', '.join(program_files)}"
         )
     spec = with_overrides(load_spec(spec_path), backend=backend, precision=precision)
+    refuse_imports(spec, "ablate export")
     check_backend_available(backend, precision)
     _check_output(output)
 

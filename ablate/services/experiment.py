@@ -51,6 +51,7 @@ def run_experiment(
     shared: SharedWork | None = None,
     cluster: str | None = None,
     phone: str | None = None,
+    allow_import: bool = False,
 ) -> Path:
     """Run the experiment of ``spec_path``; returns its run directory.
 
@@ -64,8 +65,11 @@ def run_experiment(
     profiles), which this run reads and adds to instead of doing what another device's did.
     ``cluster``: export the mobile programs on that Ray cluster (`ablate.cluster`).
     ``phone``: time the programs on the phone of that adb serial (`measurement.phone`).
+    ``allow_import``: a spec that names a module to import (`model:`) runs its code; without
+    it such a spec is refused (`spec.imports`).
     """
     from ablate.spec import load_spec, with_overrides
+    from ablate.spec.imports import admit_imports
 
     spec = with_overrides(
         load_spec(spec_path),
@@ -75,6 +79,7 @@ def run_experiment(
         quick=True if quick else None,
         kernels=kernels,
     )
+    admit_imports(spec, allow_import)
     predictor = None
     if device is None and prior != "stated":
         raise AblateError(f"--prior {prior}: only with --device (it chooses a profile's fit)")
@@ -140,6 +145,7 @@ def run_experiment(
             prior=prior,
             cluster=cluster,
             phone=phone,
+            allow_import=allow_import,
         )
         resume_arguments = ("--resume",)
     try:

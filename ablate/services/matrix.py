@@ -224,9 +224,11 @@ def run_matrix(
     device if any did not complete. ``cluster``: the Ray cluster whose nodes measure the
     devices that name one (`{device: B, node: NAME}`), and that exports for the others."""
     from ablate.spec import load_spec, with_overrides
+    from ablate.spec.imports import refuse_imports
 
     options = RunOptions(threads=threads, quick=quick, force=force)
     spec = with_overrides(load_spec(spec_path), threads=threads, quick=True if quick else None)
+    refuse_imports(spec, "a device matrix")
     chosen = list(spec_devices(spec) or ()) if devices is None else list(devices)
     if not chosen:
         raise AblateError(

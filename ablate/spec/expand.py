@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from ablate.analysis.coalitions import AttributionError
 from ablate.analysis.shapley import MAX_EXACT_FACTORS
-from ablate.errors import KeyPath
+from ablate.architecture.imported import (
+    IMPORT_PATH_FORM,
+    ImportedModel,
+    ImportedModelError,
+    parse_import_path,
+)
+from ablate.errors import KeyPath, excerpt
 from ablate.spec import defaults
 from ablate.spec.model import AttributionSpec
 from ablate.spec.schema import (
@@ -31,8 +37,11 @@ from ablate.spec.schema import (
 from ablate.spec.source import SpecSource
 
 VARIANT_KEYS = ("base", *FACTOR_NAMES)
+# A listed variant may instead name a module's factory by import path, with its keyword
+# arguments (`architecture.imported`); a spec's top-level `model:` makes every variant one.
+IMPORT_KEYS = ("model", "args")
 # A listed variant may also carry the published figures it is compared with.
-LISTED_VARIANT_KEYS = (*VARIANT_KEYS, REFERENCE_KEY)
+LISTED_VARIANT_KEYS = (*VARIANT_KEYS, *IMPORT_KEYS, REFERENCE_KEY)
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class VariantDraft:
     # Named by the loader (grid, attribution): errors then say which variant failed.
     generated: bool
     reference: ReferenceSection | None = None
+    # The imported module that is the variant's network, instead of `base` and factors.
+    imported: ImportedModel | None = None
 
 
 def render_value(value: object) -> str:
@@ -116,6 +127,9 @@ def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDra
             raise source.error(path, f"a variant name takes {VARIANT_NAME_RULE}")
         _check_keys(entry, path, source, LISTED_VARIANT_KEYS)
         reference = _reference(entry, path, source)
+        if document.model is not None or any(key in entry for key in IMPORT_KEYS):
+            drafts.append(_imported_draft(name, entry, path, document, source, reference))
+            continue
         settings = {key: value for key, value in entry.items() if key != REFERENCE_KEY}
         factors = {key: copy.deepcopy(value) for key, value in settings.items() if key != "base"}
         origins = {key: Origin((*path, key)) for key in settings}
@@ -126,6 +140,106 @@ def listed_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDra
             VariantDraft(name, base, factors, path, origins, generated=False, reference=reference)
         )
     return drafts
+
+
+def _imported_draft(
+    name: str,
+    entry: dict[str, Any],
+    path: KeyPath,
+    document: SpecDocument,
+    source: SpecSource,
+    reference: ReferenceSection | None,
+) -> VariantDraft:
+    """A listed variant whose network is an imported module: its own `model` (with its own
+    `args` only) or the spec's (with the spec's `args`, the variant's on top)."""
+    own_model = "model" in entry
+    model_path: KeyPath = (*path, "model") if own_model else ("model",)
+    model = entry["model"] if own_model else document.model
+    if model is None:
+        raise source.error((*path, "args"), "args without model: give model: " + IMPORT_PATH_FORM)
+    if not isinstance(model, str):
+        raise source.bad_value(model_path, f"expected an import path, {IMPORT_PATH_FORM}", model)
+    for key in entry:
+        if key == "base":
+            raise source.bad_value(
+                (*path, key), "base and model both name the variant's network: give one", entry[key]
+            )
+        if key in FACTOR_NAMES:
+            raise source.bad_value(
+                (*path, key),
+                f"factors do not apply to an imported module ({excerpt(model)}): ablate knows "
+                "nothing of its blocks; give the factory's keyword arguments under args",
+                entry[key],
+            )
+    args = {} if own_model else dict(document.args or {})
+    args_path: KeyPath = ("args",)
+    if "args" in entry:
+        args_path = (*path, "args")
+        if not isinstance(entry["args"], dict):
+            raise source.bad_value(
+                args_path, "expected a mapping of keyword arguments", entry["args"]
+            )
+        args.update(copy.deepcopy(entry["args"]))
+    imported = _imported_model(model, args, document, source, model_path, args_path)
+    origins = {"model": Origin(model_path)}
+    if "args" in entry:
+        origins["args"] = Origin(args_path)
+    return VariantDraft(
+        name,
+        imported.path,
+        {},
+        path,
+        origins,
+        generated=False,
+        reference=reference,
+        imported=imported,
+    )
+
+
+def _imported_model(
+    model: str,
+    args: dict[str, Any] | None,
+    document: SpecDocument,
+    source: SpecSource,
+    model_path: KeyPath,
+    args_path: KeyPath,
+) -> ImportedModel:
+    """The checked form of the path (nothing is imported) and of the arguments."""
+    try:
+        parse_import_path(model)
+    except ImportedModelError as error:
+        raise source.bad_value(model_path, error.reason, model) from None
+    try:
+        return ImportedModel.of(model, args, document.input.resolution)
+    except ImportedModelError as error:
+        raise source.error(args_path, error.reason) from None
+
+
+def imported_spec_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft]:
+    """A spec with a top-level `model:`: its variants are the module called with their
+    `args`; the sections that vary factors (and a `base` or `architectures` no variant could
+    use) are errors; without `variants:` the one variant is the module itself, named after
+    its factory."""
+    model = document.model
+    assert model is not None
+    for key in ("base", "architectures", "grid", "attribution"):
+        given = key in document.model_fields_set and getattr(document, key) is not None
+        if not given:
+            continue
+        not_factors = f"factors do not apply to an imported module ({excerpt(model)})"
+        reason = {
+            "base": "base and model both name the spec's network: give one",
+            "architectures": "no variant can use them: every variant is the imported module",
+            "grid": f"{not_factors}: a grid varies factors; list variants with their args",
+            "attribution": f"{not_factors}: an attribution splits a change among factors",
+        }[key]
+        raise source.error((key,), reason)
+    if document.variants:
+        return listed_drafts(document, source)
+    imported = _imported_model(model, document.args, document, source, ("model",), ("args",))
+    name = imported.factory.rpartition(".")[2]
+    origins = {"model": Origin(("model",))}
+    return [VariantDraft(name, imported.path, {}, ("model",), origins, False, imported=imported)]
 
 
 def grid_drafts(document: SpecDocument, source: SpecSource) -> list[VariantDraft]:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ablate.architecture.description import Architecture
+from ablate.architecture.imported import IMPORT_PATH_FORM, ImportedModel
 from ablate.architecture.table_data import TableDataError, table_from_data
 from ablate.architecture.tables import ARCHITECTURES, ArchitectureTable, decode
 from ablate.errors import FactorError, InputFileError, KeyPath, format_key_path
@@ -19,9 +20,17 @@ from ablate.spec.expand import (
     attribution_drafts,
     attribution_spec,
     grid_drafts,
+    imported_spec_drafts,
     listed_drafts,
 )
-from ablate.spec.model import DeviceEntry, ExperimentSpec, InputSpec, MeasureSpec, VariantSpec
+from ablate.spec.model import (
+    DeviceEntry,
+    ExperimentSpec,
+    ImportSite,
+    InputSpec,
+    MeasureSpec,
+    VariantSpec,
+)
 from ablate.spec.schema import DEVICE_KEYS, MeasureSection, SpecDocument, schema_error
 from ablate.spec.source import SpecSource, parse_factor_path, parse_yaml
 from ablate.variants.resolve import resolve_architecture
@@ -141,11 +150,19 @@ def _load(text: str, label: str, path: Path | None) -> ExperimentSpec:
 def assemble(
     document: SpecDocument, source: SpecSource, source_path: Path | None, source_text: str
 ) -> ExperimentSpec:
-    architectures = spec_architectures(document.architectures, source)
-    attribution = attribution_spec(document, source, (*ARCHITECTURES, *architectures))
-    drafts = [*listed_drafts(document, source), *grid_drafts(document, source)]
-    if attribution is not None:
-        drafts += attribution_drafts(attribution, document, source)
+    if document.model is not None:
+        # An imported module's spec has no architectures, grid or attribution (errors).
+        drafts = imported_spec_drafts(document, source)
+        architectures: dict[str, ArchitectureTable] = {}
+        attribution = None
+    else:
+        architectures = spec_architectures(document.architectures, source)
+        if document.args is not None:
+            raise source.error(("args",), f"args without model: give model: {IMPORT_PATH_FORM}")
+        attribution = attribution_spec(document, source, (*ARCHITECTURES, *architectures))
+        drafts = [*listed_drafts(document, source), *grid_drafts(document, source)]
+        if attribution is not None:
+            drafts += attribution_drafts(attribution, document, source)
     if not drafts:
         given = [key for key in ("variants", "grid") if getattr(document, key) is not None]
         raise source.error(
@@ -163,10 +180,13 @@ def assemble(
         baseline = drafts[0].name
     grid = document.grid
     decoded = {name: decode(table) for name, table in architectures.items()}
+    model = None
+    if document.model is not None:
+        model = ImportedModel.of(document.model, document.args, document.input.resolution)
     return ExperimentSpec(
         name=document.name,
         description=document.description,
-        base=document.base,
+        base=document.base if model is None else model.path,
         input=InputSpec(resolution=document.input.resolution, batch=document.input.batch),
         measure=measure_spec(document.measure, source, attributed=attribution is not None),
         baseline=baseline,
@@ -178,7 +198,24 @@ def assemble(
         source_text=source_text,
         devices=_devices(document.devices, source),
         architectures=architectures,
+        model=model,
+        imports=_import_sites(drafts, source),
     )
+
+
+def _import_sites(drafts: list[VariantDraft], source: SpecSource) -> tuple[ImportSite, ...]:
+    """Each imported module once, where the spec first names it (for errors)."""
+    sites: dict[ImportedModel, ImportSite] = {}
+    for draft in drafts:
+        if draft.imported is not None and draft.imported not in sites:
+            # The variant's own arguments where it gives them: they are what makes it differ.
+            origin = draft.origins.get("args", draft.origins["model"])
+            sites[draft.imported] = ImportSite(
+                draft.imported,
+                format_key_path(origin.path),
+                None if source.document is None else source.document.line_of(origin.path),
+            )
+    return tuple(sites.values())
 
 
 def measure_spec(section: MeasureSection, source: SpecSource, *, attributed: bool) -> MeasureSpec:
@@ -271,6 +308,15 @@ def spec_architectures(
 def _resolved(
     draft: VariantDraft, source: SpecSource, architectures: dict[str, Architecture]
 ) -> VariantSpec:
+    if draft.imported is not None:
+        return VariantSpec(
+            name=draft.name,
+            base=draft.base,
+            factors={},
+            source_key_path=format_key_path(draft.source_key_path),
+            architecture=draft.imported,
+            reference=draft.reference,
+        )
     try:
         architecture = resolve_architecture(draft.base, draft.factors, architectures)
     except FactorError as error:

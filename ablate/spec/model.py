@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ablate.architecture.description import Architecture
+from ablate.architecture.imported import ImportedModel, Network
 from ablate.architecture.table_data import table_data
 from ablate.architecture.tables import ArchitectureTable
 from ablate.errors import UnknownNameError
@@ -111,13 +111,20 @@ class VariantSpec:
     # Where the variant was defined: `variants.NAME`, `grid` or `attribution`.
     source_key_path: str
     # Validated and resolved at load time; identical architectures are built and timed once.
-    architecture: Architecture = field(repr=False, compare=False)
+    # An imported module (`ImportedModel`) where the variant names one: `base` is then its
+    # import path, and there are no factors.
+    architecture: Network = field(repr=False, compare=False)
     # Published figures to compare with (listed variants only); not part of the architecture.
     reference: ReferenceSection | None = None
 
     @property
     def section(self) -> str:
         return self.source_key_path.partition(".")[0]
+
+    @property
+    def imported(self) -> ImportedModel | None:
+        """The imported module that is this variant's network, if it is one."""
+        return self.architecture if isinstance(self.architecture, ImportedModel) else None
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -126,13 +133,19 @@ class VariantSpec:
             "factors": copy.deepcopy(self.factors),
             "source_key_path": self.source_key_path,
         }
+        if self.imported is not None:
+            data["args"] = self.imported.args
         if self.reference is not None:
             data["reference"] = self.reference.to_json()
         return data
 
     def entry(self) -> dict[str, Any]:
         """The variant as the spec's `variants` section writes it."""
-        data = {"base": self.base, **copy.deepcopy(self.factors)}
+        imported = self.imported
+        if imported is not None:
+            data = {"model": imported.path, "args": imported.args}
+        else:
+            data = {"base": self.base, **copy.deepcopy(self.factors)}
         if self.reference is not None:
             data["reference"] = self.reference.to_json()
         return data
@@ -157,6 +170,16 @@ class DeviceEntry:
 
 
 @dataclass(frozen=True)
+class ImportSite:
+    """An imported module and where the spec first names it: running the spec imports it
+    (`spec.imports.admit_imports`), and what fails there is reported at this place."""
+
+    model: ImportedModel
+    key_path: str  # `model`, `variants.NAME.model` or `variants.NAME.args`
+    line: int | None
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     description: str | None
@@ -177,6 +200,10 @@ class ExperimentSpec:
     devices: tuple[DeviceEntry, ...] | None = None
     # `architectures:`, the spec's own tables (the variants hold them decoded and resolved).
     architectures: Mapping[str, ArchitectureTable] = field(default_factory=dict)
+    # `model:` and `args:`, the module every variant imports (`base` is then its path).
+    model: ImportedModel | None = None
+    # Every imported module a variant names: the code running the spec would import.
+    imports: tuple[ImportSite, ...] = ()
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -192,10 +219,10 @@ class ExperimentSpec:
     def baseline_variant(self) -> VariantSpec:
         return self.variant(self.baseline)
 
-    def architecture_groups(self) -> dict[Architecture, tuple[str, ...]]:
+    def architecture_groups(self) -> dict[Network, tuple[str, ...]]:
         """Variant names by distinct architecture, in variant order; the first name of each
         group is the one that gets built and timed."""
-        groups: dict[Architecture, list[str]] = {}
+        groups: dict[Network, list[str]] = {}
         for variant in self.variants:
             groups.setdefault(variant.architecture, []).append(variant.name)
         return {architecture: tuple(names) for architecture, names in groups.items()}
@@ -210,10 +237,16 @@ class ExperimentSpec:
         grid = None
         if self.grid is not None:
             grid = {key: list(values) for key, values in self.grid.items()}
+        # An imported spec names its module where others name a base (it has no base).
+        network: dict[str, Any] = (
+            {"base": self.base}
+            if self.model is None
+            else {"model": self.model.path, "args": self.model.args}
+        )
         return {
             "name": self.name,
             "description": self.description,
-            "base": self.base,
+            **network,
             "input": self.input.to_json(),
             "measure": self.measure.to_json(),
             "baseline": self.baseline,

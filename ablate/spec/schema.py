@@ -189,6 +189,10 @@ class SpecDocument(_Section):
     description: str | None = None
     # A built-in or one of `architectures`: checked where the variants are resolved.
     base: str = defaults.BASE
+    # Or a module's factory by import path (`package.module:factory`) with its keyword
+    # arguments: the network of every variant, with no factors (`spec.expand` checks it).
+    model: str | None = None
+    args: dict[str, Any] | None = None
     # Name -> a table in the built-ins' form (table_data.py checks it, with key paths).
     architectures: dict[str, Any] | None = None
     input: InputSection = InputSection()
