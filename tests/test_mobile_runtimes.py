@@ -1097,6 +1097,7 @@ def test_executorch_per_op_times_name_xnnpack_operators(shared_cache: Path) -> N
     assert not any(name.startswith("Method::") for name, _ in times)
 
 
+@pytest.mark.slow  # 9 s: times a program at two thread counts
 def test_executorch_uses_the_setup_thread_count(shared_cache: Path) -> None:
     _runtime("executorch")
     from executorch.extension.pybindings import portable_lib

@@ -188,6 +188,9 @@ def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path)
     assert "{model}" in settings["BUNDLE_BENCHMARK_ARGS"]
 
 
+# Slow: the driver times a bundle for 8 s; tests/test_phone_live.py drives a stand-in phone
+# in the fast suite.
+@pytest.mark.slow
 def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
     bundle: Path, measured: Path
 ) -> None:
@@ -249,6 +252,9 @@ def test_the_same_seed_draws_the_same_orders(bundle: Path, tmp_path: Path) -> No
     assert sessions[0] != sessions[1]
 
 
+# Slow: the driver times a bundle for 8 s; tests/test_phone_live.py drives a stand-in phone
+# in the fast suite.
+@pytest.mark.slow
 def test_ingest_makes_a_complete_run_with_the_same_statistics_and_an_attribution(
     bundle: Path, measured: Path, tmp_path: Path
 ) -> None:
