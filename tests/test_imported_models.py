@@ -548,3 +548,28 @@ def test_the_command_line_lists_the_flag_on_each_command() -> None:
     for command in ("validate", "run", "inspect", "bench"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--allow-import" in result.output, command
+
+
+def test_a_module_in_the_working_directory_imports_as_with_python_m(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A console script's path lacks the working directory; a project's own models live there."""
+    import sys
+
+    (tmp_path / "ablate_project_models.py").write_text(
+        "from torch import nn\n"
+        "def net(width: int = 4) -> nn.Module:\n"
+        "    return nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU())\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    result = CliRunner().invoke(
+        app, ["inspect", "ablate_project_models:net", "--allow-import", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sys.path == before  # searched while importing only
+    counted = json.loads(result.output)
+    # A 3x3 conv from 3 to 4 channels at 224x224, no padding: 3*4*9 + 4 parameters, and
+    # 222*222 outputs x 4 channels x 27 MACs each.
+    assert counted["params"] == 112
+    assert counted["macs"] == 222 * 222 * 4 * 27

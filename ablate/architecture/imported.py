@@ -14,11 +14,13 @@ Factors do not apply to it: ablate knows nothing of its blocks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
+import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -127,7 +129,8 @@ class ImportedModel:
     def load_factory(self) -> Callable[..., Any]:
         """Imports the module (from the current environment) and finds the factory."""
         try:
-            target: Any = importlib.import_module(self.module)
+            with _working_directory_importable():
+                target: Any = importlib.import_module(self.module)
         # Whatever the module's own code raises on import, SystemExit included, is its
         # failure to import: one line, never a traceback.
         except (Exception, SystemExit) as error:
@@ -334,3 +337,19 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) == 2:
         return 1, 1, shape[1]
     return 0, 0, 0
+
+
+@contextlib.contextmanager
+def _working_directory_importable() -> Iterator[None]:
+    """The current directory searched first while importing, as `python -m` and uvicorn's
+    "module:app" do: a console script's path lacks it, and a user's models usually live in
+    the project the command is run from."""
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
