@@ -234,3 +234,29 @@ def test_kinds_the_runtime_ran_inside_the_kernel_before_them_are_learned(counted
         1 for record in records if record.kind == Kind.HARDSWISH and is_kernel(record, "fused")
     )
     assert plain[ops] - absorbed[ops] == kernels
+
+
+@pytest.mark.parametrize(("channels", "tiles"), [(8, 1), (16, 1), (24, 2), (32, 2)])
+def test_the_tiled_stem_counts_whole_tiles_of_output_channels(channels: int, tiles: int) -> None:
+    """XNNPACK's stem kernel computes 16 output channels at a time: 8 channels cost what 16
+    do (ETDump, docs/calibration.md), so the tiled form counts the stem's MACs as if its
+    output channels were rounded up to a multiple of 16; every other term is unchanged."""
+    from ablate.devices.costs import STEM_TILE
+
+    records = count_variant("mobilenet_v3_small", {"resolution": 96, "stem_channels": channels})[
+        1
+    ].records
+    stem = next(record for record in records if record.group == "stem" and record.macs)
+    assert stem.output_shape[1] == channels
+    # 48x48 outputs x 27 MACs (3x3 over 3 channels) per output channel.
+    assert stem.macs == 48 * 48 * 27 * channels
+    tiled = FORMS["kernel_sizes_bytes_tiled_stem"]
+    plain = FORMS["kernel_sizes_bytes"]
+    features = op_features(stem, tiled, "fused")
+    index = tiled.term_names.index("stem_tiled_macs")
+    assert features[index] == pytest.approx(48 * 48 * 27 * tiles * STEM_TILE / 1e9)
+    untouched = [name for name in tiled.term_names if name != "stem_tiled_macs"]
+    for record in records:
+        mine, theirs = op_features(record, tiled, "fused"), op_features(record, plain, "fused")
+        for name in untouched:
+            assert mine[tiled.term_names.index(name)] == theirs[plain.term_names.index(name)]

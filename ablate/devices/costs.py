@@ -43,6 +43,15 @@ class Term:
     meaning: str
     # Narrows ``kinds`` by the kernel's geometry (kernel size, stride, input channels).
     where: Callable[[OpRecord], bool] | None = None
+    # MACs with the output channels rounded up to a multiple of this (0: as counted), for a
+    # kernel that computes whole tiles of output channels.
+    tile: int = 0
+
+    def macs(self, record: OpRecord) -> float:
+        if not self.tile or len(record.output_shape) < 2 or record.output_shape[1] <= 0:
+            return float(record.macs)
+        channels = record.output_shape[1]
+        return record.macs * (-(-channels // self.tile) * self.tile) / channels
 
     def counts(self, record: OpRecord) -> bool:
         return record.kind in self.kinds and (self.where is None or self.where(record))
@@ -86,6 +95,17 @@ _STEM = Term(
     frozenset({Kind.CONV_DENSE}),
     f"the stem (dense conv on <= {STEM_CHANNELS} input channels)",
     _reads_image,
+)
+# XNNPACK's stem kernel (3-channel HWC input) computes 16 output channels at a time here: 8
+# stem channels cost what 16 do, 32 twice that (ETDump, 2026-12-07, docs/calibration.md).
+STEM_TILE = 16
+_STEM_TILED = Term(
+    "stem_tiled_macs",
+    "macs",
+    frozenset({Kind.CONV_DENSE}),
+    f"the stem, its output channels rounded up to a multiple of {STEM_TILE}",
+    _reads_image,
+    STEM_TILE,
 )
 _DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs", _not_stem)
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
@@ -131,6 +151,7 @@ _ELEMENTWISE_OPS = Term(
 )
 _PER_KIND_RATES = (_STEM, _DENSE, _PW, _DW, _FC)
 _PER_SIZE_RATES = (_STEM, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
+_PER_SIZE_RATES_TILED_STEM = (_STEM_TILED, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
 # A fixed cost per kernel of each kind: kernels without MACs differ by more than their
 # traffic (eager PyTorch's batch norm costs several times a ReLU of the same size).
 _NORM_KINDS = frozenset({Kind.BATCH_NORM})
@@ -198,6 +219,19 @@ FORMS: dict[str, Form] = {
             (*_PER_SIZE_RATES, _CONV_BYTES, _ELEMENTWISE_BYTES, *_PER_KIND_OVERHEADS),
             "a MAC rate per conv kind and depthwise size + conv and elementwise bandwidths + "
             "an overhead per kernel kind (conv, norm, activation, pool, add/multiply, other)",
+            kernels=True,
+        ),
+        Form(
+            "kernel_sizes_bytes_tiled_stem",
+            (
+                *_PER_SIZE_RATES_TILED_STEM,
+                _CONV_BYTES,
+                _ELEMENTWISE_BYTES,
+                _CONV_OPS,
+                _ELEMENTWISE_OPS,
+            ),
+            "kernel_sizes_bytes with the stem's MACs counted in whole tiles of "
+            f"{STEM_TILE} output channels",
             kernels=True,
         ),
         Form(
@@ -299,7 +333,7 @@ def op_features(
         if not term.counts(record):
             continue
         if term.feature == "macs":
-            values[index] = record.macs / 1e9
+            values[index] = term.macs(record) / 1e9
         elif term.feature == "bytes":
             values[index] = moved / 1e9
         else:
