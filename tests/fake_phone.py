@@ -29,7 +29,7 @@ esac
 FAKE_GETPROP = """\
 #!/bin/sh
 case $1 in
-    ro.product.model) echo "Fake Phone ${ANDROID_SERIAL:-none}" ;;
+    ro.product.model) echo "Pixel \\"Fake\\" ${ANDROID_SERIAL:-none}" ;;
     ro.product.manufacturer) echo Google ;;
     ro.build.version.release) echo 15 ;;
     ro.soc.model) echo Tensor-G4 ;;
@@ -85,5 +85,6 @@ def install_fake_phone(root: Path) -> dict[str, str]:
     }
 
 
-def expected_ms(program: bytes) -> float:
-    return len(program) / BYTES_PER_MS
+def adb_commands(log: Path) -> list[str]:
+    """The adb calls the log holds, without the serial each was for."""
+    return [line.split(" ", 1)[1] for line in log.read_text().splitlines()]

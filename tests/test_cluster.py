@@ -313,7 +313,7 @@ def test_a_phone_on_each_node_is_driven_by_its_own_node(cluster_steps: dict[str,
         assert results.measurement.device == f"phone {serial}"
         assert results.measurement.rounds == 6
         assert results.environment["measured_on_device"]["serial"] == serial
-        assert results.environment["device_name"] == f"Fake Phone {serial}"
+        assert results.environment["device_name"] == f'Pixel "Fake" {serial}'
         # The phone's node pushed the programs and ran the binary; its adb spoke to no other.
         phone = root / f"phone-{serial}"
         log = (phone / "adb.log").read_text().splitlines()

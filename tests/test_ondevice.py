@@ -31,6 +31,7 @@ from ablate.services.bundle_format import (
     write_program,
 )
 from ablate.services.ingest import THERMAL_DRIFT, summarise_rounds, thermal_flag
+from tests.fake_phone import FAKE_ADB, FAKE_GETPROP, adb_commands
 
 # Two factors, four networks; 64x64 keeps export and timing to seconds.
 SPEC = """\
@@ -41,29 +42,6 @@ attribution:
   from: mobilenet_v2
   to: mobilenet_v3_small
   factors: [stem_channels, last_stage]
-"""
-
-FAKE_ADB = """\
-#!/bin/sh
-# adb without a phone: pushes copy, shell commands run here; every call is logged.
-printf '%s\\n' "$*" >>"$FAKE_ADB_LOG"
-case $1 in
-    get-state) echo device ;;
-    push) mkdir -p "$(dirname "$3")" && cp "$2" "$3" ;;
-    shell) shift; exec sh -c "$*" ;;
-    *) echo "fake adb: unsupported: $*" >&2; exit 1 ;;
-esac
-"""
-
-FAKE_GETPROP = """\
-#!/bin/sh
-case $1 in
-    ro.product.model) echo 'Pixel "Fake" 9' ;;
-    ro.product.manufacturer) echo Google ;;
-    ro.build.version.release) echo 15 ;;
-    ro.soc.model) echo Tensor-G4 ;;
-    ro.product.cpu.abi) echo arm64-v8a ;;
-esac
 """
 
 # onnxruntime_perf_test's command line and output, timing with the bundle's host runner.
@@ -194,7 +172,7 @@ def test_the_bundle_holds_each_network_once_with_hashes_and_counts(bundle: Path)
 def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
     bundle: Path, measured: Path
 ) -> None:
-    log = (measured / "adb.log").read_text().splitlines()
+    log = adb_commands(measured / "adb.log")
     device = measured / "device"
     assert (device / "benchmark").is_file()
     for unit in json.loads((bundle / "manifest.json").read_text())["units"]:
@@ -211,7 +189,7 @@ def test_the_driver_pushes_times_in_seeded_orders_and_records_the_device(
         assert positions == ["0", "1", "2", "3"] and len(set(order)) == 4
     record = json.loads((measured / "out" / "device.json").read_text())
     assert record["mode"] == "adb" and record["serial"] == "FAKE0001"
-    assert record["model"] == 'Pixel "Fake" 9' and record["operating_system"] == "Android 15"
+    assert record["model"] == 'Pixel "Fake" FAKE0001' and record["operating_system"] == "Android 15"
     assert record["soc"] == "Tensor-G4" and record["rounds"] == 6
     assert record["stop_reason"] == "max_rounds" and record["iterations"] == 2
     assert {row["session"] for row in rows} == {record["session"]}
@@ -270,7 +248,7 @@ def test_ingest_makes_a_complete_run_with_the_same_statistics_and_an_attribution
     assert results.measurement is not None
     assert results.measurement.rounds == 6 and results.measurement.device == "Fake 9"
     assert results.environment["operating_system"] == "Android 15"
-    assert results.environment["measured_on_device"]["model"] == 'Pixel "Fake" 9'
+    assert results.environment["measured_on_device"]["model"] == 'Pixel "Fake" FAKE0001'
 
     # The same rounds, read here with the csv module, fed to summarise directly.
     samples: dict[str, list[float]] = {}
@@ -657,7 +635,7 @@ def test_a_mobile_runtime_bundle_runs_through_its_benchmark_binary(
     assert completed.returncode == 0, completed.stderr
     timed = [
         line
-        for line in (tmp_path / "adb.log").read_text().splitlines()
+        for line in adb_commands(tmp_path / "adb.log")
         if line.startswith("shell") and "/benchmark' --" in line  # the pushed binary, run
     ]
     assert timed and all(flag in line for line in timed)

@@ -83,11 +83,15 @@ def test_a_live_phone_run_times_every_program_on_the_phone(
     assert no_se.ratio_to_baseline.median == pytest.approx(no_se.median_ms / se.median_ms, rel=1e-5)
 
     environment = json.loads((directory / "environment.json").read_text())
-    assert environment["device_name"] == "Fake Phone FAKE0001"
+    assert environment["device_name"] == 'Pixel "Fake" FAKE0001'
     assert environment["cpu_model"] == "Tensor-G4"
     assert environment["measured_on_device"]["serial"] == "FAKE0001"
     assert environment["measured_on_device"]["mode"] == "adb-live"
     assert environment["host"]["cpu_model"]  # the driving host is kept beside it
+
+    report = CliRunner().invoke(app, ["report", str(directory), "--markdown", "-o", "-"])
+    assert report.exit_code == 0, report.output
+    assert 'Pixel "Fake" FAKE0001' in report.output and "Tensor-G4" in report.output
 
     log = Path(phone["FAKE_ADB_LOG"]).read_text().splitlines()
     assert log and all(line.startswith("FAKE0001 ") for line in log)
