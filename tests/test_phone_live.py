@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -41,6 +42,13 @@ def _spec(tmp_path: Path, backend: str) -> Path:
     path = tmp_path / "live.yaml"
     path.write_text(SPEC.format(backend=backend))
     return path
+
+
+def _run_on_phone(tmp_path: Path, serial: str, *arguments: str) -> Any:
+    """`ablate run` of the ONNX spec on the phone `serial`, its runs under tmp_path/r."""
+    spec = str(_spec(tmp_path, "onnxruntime"))
+    command = ["run", spec, "--phone", serial, "--out", str(tmp_path / "r"), *arguments]
+    return CliRunner().invoke(app, command)
 
 
 @pytest.mark.parametrize(
@@ -136,18 +144,7 @@ def test_a_phone_that_cannot_be_used_is_one_line_exit_2_before_any_run_directory
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "r"
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(_spec(tmp_path, "onnxruntime")),
-            "--phone",
-            "FAKE0001",
-            "--out",
-            str(out),
-            *arguments,
-        ],
-    )
+    result = _run_on_phone(tmp_path, "FAKE0001", *arguments)
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -160,17 +157,7 @@ def test_a_phone_not_ready_on_adb_is_refused_in_one_line(
     pytest.importorskip("onnxruntime")
     adb = Path(phone["PATH_PREFIX"]) / "adb"
     adb.write_text(adb.read_text().replace("get-state) echo device", "get-state) echo offline"))
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(_spec(tmp_path, "onnxruntime")),
-            "--phone",
-            "FAKE0009",
-            "--out",
-            str(tmp_path / "r"),
-        ],
-    )
+    result = _run_on_phone(tmp_path, "FAKE0009")
     assert result.exit_code == 2, result.output
     assert "phone FAKE0009: not ready on adb (state 'offline')" in result.output
 
