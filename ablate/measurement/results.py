@@ -95,6 +95,12 @@ class Environment:
     # 1-minute load average at the end: above the core count, other jobs shared the caches
     # and memory bus, which moves models of different memory intensity by different amounts.
     load_average: float
+    # Which CPU precisely: one marketing name ("AMD EPYC") covers generations with different
+    # SIMD extensions, and those change which kernels run and so the ratios between models.
+    # Defaults keep results recorded before these existed loadable.
+    cpu_identity: str = ""
+    cpu_flags: tuple[str, ...] = ()
+    cpu_caches: str = ""
 
     @property
     def busy(self) -> bool:

@@ -152,10 +152,118 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# The ISA extensions that decide which kernels a runtime dispatches to: XNNPACK, oneDNN and
+# MLAS pick their int8/fp32 micro-kernels from these at start-up, so two CPUs with one
+# marketing name but different flags (AVX2 only versus AVX-512 VNNI) run different code and
+# give different latency ratios. Other flags do not change kernel choice and would only
+# make two equivalent machines look different.
+KERNEL_FLAGS = frozenset(
+    {
+        # x86
+        "sse4_1",
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512dq",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "avx_vnni",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+        # ARM (/proc/cpuinfo says "asimddp" for the dot-product extension)
+        "asimd",
+        "asimddp",
+        "i8mm",
+        "bf16",
+        "sve",
+        "sve2",
+        "fphp",
+        "asimdhp",
+    }
+)
+_IDENTITY_KEYS = (
+    (("vendor_id", ""), ("cpu family", "family"), ("model", "model"), ("stepping", "stepping")),
+    (
+        ("CPU implementer", "implementer"),
+        ("CPU part", "part"),
+        ("CPU variant", "variant"),
+        ("CPU revision", "revision"),
+    ),
+)
+# The cache "type" file's words, in the order a reader expects within one level.
+_CACHE_TYPES = {"Data": (0, "d"), "Instruction": (1, "i"), "Unified": (2, "")}
+
+
+def _first_processor(cpuinfo_text: str) -> dict[str, str]:
+    """The first processor's entries: every processor repeats them, and on ARM some (the
+    model name, Hardware) come after the per-core blocks, so later keys fill gaps only."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo_text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_identity(cpuinfo_text: str) -> str:
+    """Vendor, family, model and stepping ("AuthenticAMD family 25 model 17 stepping 1"), or
+    the ARM implementer/part/variant/revision: unlike the marketing name, these tell apart
+    two generations that a cloud VM calls by the same name."""
+    fields = _first_processor(cpuinfo_text)
+    for keys in _IDENTITY_KEYS:
+        words = [f"{label} {fields[key]}".strip() for key, label in keys if fields.get(key)]
+        if words:
+            return " ".join(words)
+    return ""
+
+
+def cpu_flags(cpuinfo_text: str) -> tuple[str, ...]:
+    """The first processor's kernel-deciding flags (see KERNEL_FLAGS), sorted."""
+    fields = _first_processor(cpuinfo_text)
+    line = fields.get("flags") or fields.get("Features") or ""
+    return tuple(sorted(set(line.split()) & KERNEL_FLAGS))
+
+
+def cpu_caches(cache_root: Path) -> str:
+    """The cache sizes under `cache_root` (Linux: /sys/devices/system/cpu/cpu0/cache), e.g.
+    "L1d 32K, L1i 32K, L2 1024K, L3 32768K": which layers' weights stay resident depends on
+    them. An index whose files cannot be read is left out rather than guessed."""
+    caches: list[tuple[int, int, str]] = []
+    try:
+        indexes = sorted(cache_root.glob("index*"))
+    except OSError:
+        return ""
+    for index in indexes:
+        try:
+            level = int((index / "level").read_text().strip())
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        order, suffix = _CACHE_TYPES.get(kind, (3, ""))
+        caches.append((level, order, f"L{level}{suffix} {size}"))
+    return ", ".join(text for _, _, text in sorted(caches))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def collect_environment(setup: MeasurementSetup) -> Environment:
     import torch
 
     device_name = cpu_model()
+    cpuinfo = _read_text(Path("/proc/cpuinfo"))
     if setup.device == "cuda" and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
     return Environment(
@@ -172,6 +280,9 @@ def collect_environment(setup: MeasurementSetup) -> Environment:
         channels_last=setup.channels_last,
         device_name=device_name,
         load_average=_load_average(),
+        cpu_identity=cpu_identity(cpuinfo),
+        cpu_flags=cpu_flags(cpuinfo),
+        cpu_caches=cpu_caches(Path("/sys/devices/system/cpu/cpu0/cache")),
     )
 
 

@@ -398,6 +398,10 @@ def _measured_change(latency: Latency, common: dict[str, Any]) -> LatencyChange:
 # Shown first, in this order, when they differ: what the numbers depend on most.
 KEY_ORDER = (
     "cpu_model",
+    # The precise CPU next: two hosts with one marketing name can differ here alone.
+    "cpu_identity",
+    "cpu_flags",
+    "cpu_caches",
     "device_name",
     "threads",
     "backend",
@@ -467,6 +471,10 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, tuple):
+            # A run still in memory holds tuples where its results.json, read back, holds
+            # lists: equal values, which must not show as a difference.
+            flat[name] = list(value)
         else:
             flat[name] = value
     return flat

@@ -35,11 +35,11 @@ from ablate.report.formatting import (
     NOT_AVAILABLE,
     UNKNOWN_OPS_NOTE,
     change_percent,
+    environment_text,
     latency_text,
     metric_change,
     percent,
     percent_interval,
-    setting_text,
     signed_megabytes,
     signed_milliseconds,
     target_phrase,
@@ -419,7 +419,9 @@ def environment_table(comparison: RunComparison) -> Table:
         table.add_column(column)
     for difference in comparison.environment:
         table.add_row(
-            difference.key, setting_text(difference.first), setting_text(difference.second)
+            difference.key,
+            environment_text(difference.first),
+            environment_text(difference.second),
         )
     return table
 

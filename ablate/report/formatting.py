@@ -36,6 +36,15 @@ def setting_text(value: Any) -> str:
     return _item_text(value)
 
 
+def environment_text(value: Any) -> str:
+    """An environment entry: a list of words (the CPU's flags) space-joined, as /proc/cpuinfo
+    writes them, since a quoted list of twenty flags is hard to scan; anything else as
+    `setting_text` shows it."""
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    return setting_text(value)
+
+
 def _item_text(value: Any) -> str:
     if isinstance(value, str):
         return f"'{value}'"

@@ -60,13 +60,13 @@ from ablate.report.formatting import (
     NOT_AVAILABLE,
     UNKNOWN_OPS_NOTE,
     change_percent,
+    environment_text,
     latency_text,
     latency_verdict,
     metric_value,
     millions,
     percent,
     percent_interval,
-    setting_text,
     signed_megabytes,
     signed_millions,
     signed_milliseconds,
@@ -90,6 +90,9 @@ _FIGURE_TITLES = {
 }
 _ENVIRONMENT_ROWS = (
     ("CPU", "cpu_model"),
+    ("CPU identity", "cpu_identity"),
+    ("CPU flags", "cpu_flags"),
+    ("caches", "cpu_caches"),
     ("device name", "device_name"),
     ("logical cores", "logical_cores"),
     ("operating system", "operating_system"),
@@ -224,7 +227,7 @@ def _machine(results: Results) -> list[str]:
     lines = ["## Machine and measurement", "", f"{where} on {machine_phrase(results)}.", ""]
     environment = results.environment
     rows: list[tuple[str, object]] = [
-        (label, setting_text(environment[key]))
+        (label, environment_text(environment[key]))
         for label, key in _ENVIRONMENT_ROWS
         if key in environment
     ]
@@ -714,7 +717,7 @@ def _versus(results: Results, versus: Results, baseline: str | None) -> list[str
         lines += _table(
             ("setting", "run 1", "run 2"),
             (
-                (d.key, setting_text(d.first), setting_text(d.second))
+                (d.key, environment_text(d.first), environment_text(d.second))
                 for d in comparison.environment
             ),
             text=range(3),
