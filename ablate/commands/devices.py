@@ -62,6 +62,15 @@ def fit_device_command(
         Path | None, typer.Option(help="Write here instead of the user profile directory.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the profile.")] = False,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PROFILE",
+            help="Take PROFILE's kernel costs and fit one scale to these latencies: for a "
+            "runtime that times no kernel but runs PROFILE's kernel library on this machine "
+            "(LiteRT like ExecuTorch: both XNNPACK).",
+        ),
+    ] = None,
 ) -> None:
     """Fit a device's per-op costs from measured latencies; write the profile."""
     from rich.console import Console
@@ -69,7 +78,7 @@ def fit_device_command(
     from ablate.devices.api import fit_device
     from ablate.report.devices import candidates_table, profile_table, support_table
 
-    profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out)
+    profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out, like=like)
     if json_output:
         typer.echo(json.dumps(profile.to_json(), indent=2, allow_nan=False))
         return
@@ -109,6 +118,15 @@ def calibrate_command(
             "its minimum rounds exceed twice the budget.",
         ),
     ] = False,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PROFILE",
+            help="Fit one scale on PROFILE's kernel costs instead of a cost model of its own "
+            "(a backend without kernel times that runs PROFILE's kernels: litert like an "
+            "executorch profile of this host).",
+        ),
+    ] = None,
 ) -> None:
     """Profile this host: run the calibration spec with every kernel timed, fit, write NAME."""
     from rich.console import Console
@@ -126,6 +144,7 @@ def calibrate_command(
         resume=resume,
         force=force,
         progress=run_progress(),
+        like=like,
     )
     console = Console()
     console.print(profile_table(calibration.profile))

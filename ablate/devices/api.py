@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.devices.costs import FORMS
-from ablate.devices.fit import fit_profile
+from ablate.devices.fit import fit_profile, fit_scaled
 from ablate.devices.observations import count_variant, run_observations, table_observations
 from ablate.devices.predict import Prediction, predict_records
 from ablate.devices.profile import (
@@ -41,28 +41,42 @@ def fit_device(
     form: str | None = None,
     out: Path | None = None,
     description: str | None = None,
+    like: str | None = None,
 ) -> tuple[Profile, Path]:
-    """Fit a profile from runs or from a table and write it (default: the user directory)."""
+    """Fit a profile from runs or from a table and write it (default: the user directory);
+    with `like`, the profile `like`'s kernel costs times one scale fitted to the rows."""
     check_profile_name(name)
     if (table is None) == (not runs):
         raise AblateError("give either --from RUN (repeatable) or --from-table TABLE.csv")
     if form is not None and form not in FORMS:
         raise AblateError(f"--form {form!r}: unknown cost model; valid: {', '.join(FORMS)}")
+    if form is not None and like is not None:
+        raise AblateError("--form and --like: give one (--like takes the reference's form)")
+    reference = load_profile(like) if like is not None else None
     if table is not None:
         observations = table_observations(table)
         view, batch, origin = "fused", 1, str(table)
     else:
         observations, view, batch = run_observations(runs)
         origin = ", ".join(str(path) for path in runs)
-    profile = fit_profile(
-        observations,
-        name=name,
-        description=description or f"fitted from {origin}",
-        view=view,  # type: ignore[arg-type]  # run_observations returns a View
-        batch=batch,
-        form_name=form,
-        origin=origin,
-    )
+    if reference is not None:
+        profile = fit_scaled(
+            observations,
+            reference,
+            name=name,
+            description=description or f"{reference.name}'s kernel costs scaled to {origin}",
+            origin=origin,
+        )
+    else:
+        profile = fit_profile(
+            observations,
+            name=name,
+            description=description or f"fitted from {origin}",
+            view=view,  # type: ignore[arg-type]  # run_observations returns a View
+            batch=batch,
+            form_name=form,
+            origin=origin,
+        )
     path = out or user_directory() / f"{name}.json"
     write_profile(profile, path)
     return profile, path

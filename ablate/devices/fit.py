@@ -45,6 +45,7 @@ from ablate.devices.costs import (
     readable,
     total_features,
 )
+from ablate.devices.predict import predict_records
 from ablate.devices.profile import SCHEMA, Profile, ProfileError, profile_from_json
 from ablate.devices.support import resolution, support_of
 from ablate.errors import AblateError, InputFileError
@@ -586,5 +587,110 @@ def fit_profile(
         raise InputFileError(
             origin,
             f"the profile fitted from it is not usable: {error.key_path}: {error.message}",
+            choices=error.choices,
+        ) from None
+
+
+def fit_scaled(
+    observations: Sequence[Observation],
+    reference: Profile,
+    *,
+    name: str,
+    description: str,
+    origin: str = "rows",
+) -> Profile:
+    """A profile for a runtime whose kernels cannot be timed, from one that ran the same
+    kernel library on the same machine: the reference's kernel costs times one scale, fitted
+    to the rows' whole-network latencies.
+
+    LiteRT's Python API times no kernel, but it runs XNNPACK as ExecuTorch does: 36 latencies
+    cannot separate a rate per kernel size (the 7x7 depthwise rate is 19x the 3x3 one here),
+    while they fix one scale well. The scale minimises the rows' squared relative errors; its
+    interval and the profile's bootstrap come from resampling the architectures, its
+    leave-one-out error from refitting without each row's architecture."""
+    if not observations:
+        raise InputFileError(origin, "no rows to fit a scale on")
+    latency = np.array([o.latency_ms for o in observations])
+    predicted = np.array([predict_records(reference, o.records).ms for o in observations])
+    ratio = predicted / latency
+    groups = _group_ids(observations)
+
+    def scale(rows: np.ndarray) -> float:
+        return float(np.sum(ratio[rows]) / np.sum(ratio[rows] ** 2))
+
+    everything = np.arange(len(observations))
+    fitted_scale = scale(everything)
+    loo = np.array([predicted[i] * scale(everything[groups != groups[i]]) for i in everything])
+    loo_error = _relative_errors(loo, latency)
+    generator = np.random.default_rng(BOOTSTRAP_SEED)
+    unique = np.unique(groups)
+    members = {group: np.flatnonzero(groups == group) for group in unique}
+    scales = np.array(
+        [
+            scale(np.concatenate([members[g] for g in generator.choice(unique, len(unique))]))
+            for _ in range(BOOTSTRAP_RESAMPLES)
+        ]
+    )
+    residuals = generator.choice(latency / loo - 1, size=BOOTSTRAP_RESAMPLES, replace=True)
+    low, high = _interval(scales)
+    coefficients = np.array(reference.coefficients)
+    # The reference's priors are in its coefficients already; the scale is this fit's only
+    # parameter, so the profile states no priors of its own and keeps no fit without them.
+    data = reference.model_dump(mode="json", by_alias=True, exclude={"raw", "priors"})
+    for parameter in data["parameters"]:
+        parameter["value"] *= fitted_scale
+        parameter["ci95"] = [parameter["ci95"][0] * low, parameter["ci95"][1] * high]
+    selection = (
+        f"the kernel costs of {reference.name} ({reference.form}, priors included) times one "
+        f"scale, "
+        f"{fitted_scale:.3f} [{low:.3f}, {high:.3f}], fitted to these rows' latencies"
+    )
+    data.update(
+        name=name,
+        description=description,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        ablate_version=__version__,
+        quality={
+            "rows": len(observations),
+            "architectures": len(unique),
+            "kernel_rows": 0,
+            "loo_median_abs_error": float(np.median(loo_error)),
+            "loo_max_abs_error": float(np.max(loo_error)),
+            "nested_loo_median_abs_error": float(np.median(loo_error)),
+            "nested_loo_max_abs_error": float(np.max(loo_error)),
+            "in_sample_max_abs_error": float(
+                np.max(_relative_errors(predicted * fitted_scale, latency))
+            ),
+            "selection": selection,
+            "candidates": [],
+        },
+        bootstrap={
+            "seed": BOOTSTRAP_SEED,
+            "coefficients": [(coefficients * value).tolist() for value in scales],
+            "residuals": [float(value) for value in residuals],
+        },
+        rows=[
+            {
+                "name": o.name,
+                "model": o.model,
+                "factors": o.factors,
+                "latency_ms": o.latency_ms,
+                "fitted_ms": float(predicted[index] * fitted_scale),
+                "loo_ms": float(loo[index]),
+                "source": o.source,
+                "kernels": len(o.kernels),
+                "profiled_ms": o.profiled_ms,
+                "kernel_match": o.kernel_match,
+            }
+            for index, o in enumerate(observations)
+        ],
+    )
+    try:
+        return profile_from_json(data)
+    except ProfileError as error:
+        raise InputFileError(
+            origin,
+            f"the profile scaled from {reference.name} is not usable: "
+            f"{error.key_path}: {error.message}",
             choices=error.choices,
         ) from None
