@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.measurement.phone import MINIMUM_RUNS, parse_milliseconds
+from ablate.measurement.setup import cpu_flags, cpu_identity
 from ablate.runs.schema import load_results
 from tests.fake_phone import BYTES_PER_MS, install_fake_phone
 
@@ -96,6 +97,12 @@ def test_a_live_phone_run_times_every_program_on_the_phone(
     assert environment["measured_on_device"]["serial"] == "FAKE0001"
     assert environment["measured_on_device"]["mode"] == "adb-live"
     assert environment["host"]["cpu_model"]  # the driving host is kept beside it
+    # The host's CPU identity stays with the host: nothing of it is claimed for the phone.
+    host_cpu = Path("/proc/cpuinfo").read_text()
+    assert environment["host"]["cpu_flags"] == list(cpu_flags(host_cpu))
+    assert environment["host"]["cpu_identity"] == cpu_identity(host_cpu)
+    assert (environment["cpu_identity"], environment["cpu_flags"]) == ("", [])
+    assert environment["cpu_caches"] == ""
 
     report = CliRunner().invoke(app, ["report", str(directory), "--markdown", "-o", "-"])
     assert report.exit_code == 0, report.output

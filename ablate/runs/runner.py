@@ -200,6 +200,17 @@ def phone_device_name(serial: str) -> str:
     return f"phone {serial}"
 
 
+# What a live phone run keeps of the host that drove it.
+_HOST_KEYS = (
+    "cpu_model",
+    "cpu_identity",
+    "cpu_flags",
+    "cpu_caches",
+    "device_name",
+    "operating_system",
+)
+
+
 def phone_environment(host: dict[str, Any], phone: Mapping[str, Any]) -> dict[str, Any]:
     """A live phone run's environment record: the phone where the numbers come from (the keys
     an ingested phone run has, `services.ingest.device_environment`), the driving host kept
@@ -207,12 +218,17 @@ def phone_environment(host: dict[str, Any], phone: Mapping[str, Any]) -> dict[st
     return {
         **host,
         "cpu_model": phone.get("soc"),
+        # The host's CPU identity, flags and caches describe the host, not the phone: they
+        # move under "host" with the rest of it (adb's getprop gives none of them).
+        "cpu_identity": "",
+        "cpu_flags": [],
+        "cpu_caches": "",
         "device_name": phone.get("model") or phone["serial"],
         "logical_cores": None,
         "operating_system": phone.get("operating_system"),
         "machine": phone.get("abi"),
         "device": phone_device_name(phone["serial"]),
-        "host": {key: host.get(key) for key in ("cpu_model", "device_name", "operating_system")},
+        "host": {key: host.get(key) for key in _HOST_KEYS},
         MEASURED_ELSEWHERE_KEY: dict(phone),
     }
 
