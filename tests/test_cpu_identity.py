@@ -142,6 +142,7 @@ def _with_cpu(flags: list[str]) -> Any:
             cpu_identity="AuthenticAMD family 25 model 17 stepping 1",
             cpu_flags=flags,
             cpu_caches="L1d 32K, L1i 32K, L2 1024K, L3 32768K",
+            load_average=1.5,
         )
 
     return change
@@ -153,6 +154,7 @@ def test_report_shows_the_cpu_identity_flags_and_caches() -> None:
     assert "| CPU identity | AuthenticAMD family 25 model 17 stepping 1 |" in text
     assert "| CPU flags | avx2 avx512_vnni avx512f |" in text
     assert "| caches | L1d 32K, L1i 32K, L2 1024K, L3 32768K |" in text
+    assert "| load average (1 min, at the end) | 1.5 |" in text
 
 
 def test_compare_names_a_cpu_flags_difference_first() -> None:

@@ -95,6 +95,8 @@ _ENVIRONMENT_ROWS = (
     ("caches", "cpu_caches"),
     ("device name", "device_name"),
     ("logical cores", "logical_cores"),
+    # Other work on the machine moves memory-bound models more than compute-bound ones.
+    ("load average (1 min, at the end)", "load_average"),
     ("operating system", "operating_system"),
     ("Python", "python_version"),
     ("torch", "torch_version"),
