@@ -76,9 +76,12 @@ def test_a_noisy_scale_is_within_its_interval(counted: list, reference) -> None:
     assert 0 < profile.quality.loo_median_abs_error < 0.05
 
 
-def test_no_rows_is_refused(reference) -> None:
-    with pytest.raises(AblateError, match="no rows to fit a scale on"):
+def test_fewer_than_two_networks_are_refused(counted: list, reference) -> None:  # noqa: F811
+    message = "a scale needs the latencies of at least 2 networks"
+    with pytest.raises(AblateError, match=message):
         fit_scaled([], reference, name="borrowed", description="scaled")
+    with pytest.raises(AblateError, match=message):
+        fit_scaled(_scaled_rows(counted, 0.0)[:1], reference, name="b", description="s")
 
 
 def test_fit_device_like_refuses_an_unknown_profile_and_a_form_beside_it(

@@ -608,8 +608,9 @@ def fit_scaled(
     while they fix one scale well. The scale minimises the rows' squared relative errors; its
     interval and the profile's bootstrap come from resampling the architectures, its
     leave-one-out error from refitting without each row's architecture."""
-    if not observations:
-        raise InputFileError(origin, "no rows to fit a scale on")
+    if len({o.architecture_key for o in observations}) < 2:
+        # Leaving one network out needs another to fit the scale on.
+        raise InputFileError(origin, "a scale needs the latencies of at least 2 networks")
     latency = np.array([o.latency_ms for o in observations])
     predicted = np.array([predict_records(reference, o.records).ms for o in observations])
     ratio = predicted / latency
