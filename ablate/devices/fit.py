@@ -536,21 +536,7 @@ def fit_profile(
             ],
         }
 
-    rows = [
-        {
-            "name": o.name,
-            "model": o.model,
-            "factors": o.factors,
-            "latency_ms": o.latency_ms,
-            "fitted_ms": float(used.fitted[index]),
-            "loo_ms": float(used.loo[index]),
-            "source": o.source,
-            "kernels": len(o.kernels),
-            "profiled_ms": o.profiled_ms,
-            "kernel_match": o.kernel_match,
-        }
-        for index, o in enumerate(observations)
-    ]
+    rows = _profile_rows(observations, used.fitted, used.loo)
     data = {
         "schema": SCHEMA,
         "name": name,
@@ -589,6 +575,27 @@ def fit_profile(
             f"the profile fitted from it is not usable: {error.key_path}: {error.message}",
             choices=error.choices,
         ) from None
+
+
+def _profile_rows(
+    observations: Sequence[Observation], fitted: np.ndarray, loo: np.ndarray
+) -> list[dict[str, Any]]:
+    """A profile's rows: each observation with its fitted and left-out predictions."""
+    return [
+        {
+            "name": o.name,
+            "model": o.model,
+            "factors": o.factors,
+            "latency_ms": o.latency_ms,
+            "fitted_ms": float(fitted[index]),
+            "loo_ms": float(loo[index]),
+            "source": o.source,
+            "kernels": len(o.kernels),
+            "profiled_ms": o.profiled_ms,
+            "kernel_match": o.kernel_match,
+        }
+        for index, o in enumerate(observations)
+    ]
 
 
 def fit_scaled(
@@ -643,8 +650,7 @@ def fit_scaled(
         parameter["ci95"] = [parameter["ci95"][0] * low, parameter["ci95"][1] * high]
     selection = (
         f"the kernel costs of {reference.name} ({reference.form}, priors included) times one "
-        f"scale, "
-        f"{fitted_scale:.3f} [{low:.3f}, {high:.3f}], fitted to these rows' latencies"
+        f"scale, {fitted_scale:.3f} [{low:.3f}, {high:.3f}], fitted to these rows' latencies"
     )
     data.update(
         name=name,
@@ -670,21 +676,7 @@ def fit_scaled(
             "coefficients": [(coefficients * value).tolist() for value in scales],
             "residuals": [float(value) for value in residuals],
         },
-        rows=[
-            {
-                "name": o.name,
-                "model": o.model,
-                "factors": o.factors,
-                "latency_ms": o.latency_ms,
-                "fitted_ms": float(predicted[index] * fitted_scale),
-                "loo_ms": float(loo[index]),
-                "source": o.source,
-                "kernels": len(o.kernels),
-                "profiled_ms": o.profiled_ms,
-                "kernel_match": o.kernel_match,
-            }
-            for index, o in enumerate(observations)
-        ],
+        rows=_profile_rows(observations, predicted * fitted_scale, loo),
     )
     try:
         return profile_from_json(data)
