@@ -46,6 +46,10 @@ class Term:
     # MACs with the output channels rounded up to a multiple of this (0: as counted), for a
     # kernel that computes whole tiles of output channels.
     tile: int = 0
+    # Counts the op where it runs inside another kernel (a fused conv's epilogue: ONNX Runtime
+    # applies a Clip or HardSwish to each output tile after the GEMM) instead of where it runs
+    # as a kernel of its own; the feature is then the op's output bytes.
+    inside: bool = False
 
     def macs(self, record: OpRecord) -> float:
         if not self.tile or len(record.output_shape) < 2 or record.output_shape[1] <= 0:
@@ -149,6 +153,23 @@ _CONV_OPS = Term("conv_ops", "ops", MAC_KINDS, "overhead per conv or linear kern
 _ELEMENTWISE_OPS = Term(
     "elementwise_ops", "ops", _ALL - MAC_KINDS, "overhead per kernel without MACs"
 )
+
+
+def _epilogue(name: str, kinds: Iterable[Kind], what: str) -> Term:
+    return Term(name, "bytes", frozenset(kinds), f"{what} run inside a conv kernel", inside=True)
+
+
+# What a fused conv's epilogue costs per output byte, by activation: MLAS's NCHWc kernels
+# apply a ReLU in registers but run a Clip, HardSwish or gate as a pass over each output tile
+# (ONNX Runtime, 2026-12-07: swapping ReLU6 for V3's ReLU / h-swish saved 2.98% of V2's time,
+# which a model with free epilogues put at 0; docs/calibration.md).
+_EPILOGUES = (
+    _epilogue("epilogue_relu_bytes", {Kind.RELU}, "ReLU"),
+    _epilogue("epilogue_clamp_bytes", CLAMP_KINDS - {Kind.RELU}, "ReLU6 and other clamps"),
+    _epilogue("epilogue_hswish_bytes", {Kind.HARDSWISH}, "h-swish"),
+    _epilogue("epilogue_gate_bytes", {Kind.HARDSIGMOID, Kind.SIGMOID}, "SE gates"),
+    _epilogue("epilogue_add_bytes", {Kind.RESIDUAL_ADD}, "residual adds"),
+)
 _PER_KIND_RATES = (_STEM, _DENSE, _PW, _DW, _FC)
 _PER_SIZE_RATES = (_STEM, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
 _PER_SIZE_RATES_TILED_STEM = (_STEM_TILED, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
@@ -232,6 +253,20 @@ FORMS: dict[str, Form] = {
             ),
             "kernel_sizes_bytes with the stem's MACs counted in whole tiles of "
             f"{STEM_TILE} output channels",
+            kernels=True,
+        ),
+        Form(
+            "kernel_sizes_bytes_epilogues",
+            (
+                *_PER_SIZE_RATES_TILED_STEM,
+                _CONV_BYTES,
+                _ELEMENTWISE_BYTES,
+                _CONV_OPS,
+                _ELEMENTWISE_OPS,
+                *_EPILOGUES,
+            ),
+            "kernel_sizes_bytes_tiled_stem + a cost per output byte of each activation (and "
+            "add) that runs as a fused conv's epilogue",
             kernels=True,
         ),
         Form(
@@ -321,18 +356,32 @@ def is_kernel(record: OpRecord, view: View, absorbed: Absorbed = NOTHING_ABSORBE
     return record.bytes_unfused > 0
 
 
+def runs_inside(record: OpRecord, view: View, absorbed: Absorbed = NOTHING_ABSORBED) -> bool:
+    """Whether the op runs inside another op's kernel in ``view``: fused into a conv by the
+    counting, or of a kind the device was seen to absorb."""
+    if record.kind in _NOT_KERNELS:
+        return False
+    if record.kind in absorbed:
+        return True
+    return view == "fused" and record.fused_into is not None
+
+
 def op_features(
     record: OpRecord, form: Form, view: View, absorbed: Absorbed = NOTHING_ABSORBED
 ) -> np.ndarray:
-    """The op's feature per term of ``form`` (GMAC, GB, ops); zeros when it is no kernel."""
+    """The op's feature per term of ``form`` (GMAC, GB, ops); zeros when it is no kernel and
+    runs inside none."""
     values = np.zeros(len(form.terms))
-    if not is_kernel(record, view, absorbed):
+    inside = runs_inside(record, view, absorbed)
+    if not inside and not is_kernel(record, view, absorbed):
         return values
     moved = record.fused_bytes if view == "fused" else record.bytes_unfused
     for index, term in enumerate(form.terms):
-        if not term.counts(record):
+        if term.inside != inside or not term.counts(record):
             continue
-        if term.feature == "macs":
+        if inside:
+            values[index] = record.bytes_written / 1e9
+        elif term.feature == "macs":
             values[index] = term.macs(record) / 1e9
         elif term.feature == "bytes":
             values[index] = moved / 1e9

@@ -1,0 +1,238 @@
+"""Epilogue costs: activations (and adds) that run inside a fused conv's kernel, priced per
+output byte by activation (ONNX Runtime's MLAS applies a Clip or HardSwish as a pass over each
+output tile; a ReLU is free in registers), and the form choice when kernels are timed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from ablate.counting.kinds import Kind
+from ablate.counting.records import OpRecord
+from ablate.devices import fit as fitting
+from ablate.devices.costs import FORMS, is_kernel, op_features, runs_inside
+from ablate.devices.fit import Observation, fit_profile
+from ablate.devices.observations import count_variant
+from ablate.devices.predict import predict_records
+
+EPILOGUES = FORMS["kernel_sizes_bytes_epilogues"]
+TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
+EPILOGUE_TERMS = [term.name for term in EPILOGUES.terms if term.inside]
+
+
+def _index(name: str) -> int:
+    return EPILOGUES.term_names.index(name)
+
+
+def test_the_epilogue_form_is_the_tiled_stem_form_plus_one_term_per_activation() -> None:
+    assert EPILOGUES.kernels
+    assert EPILOGUES.term_names[: len(TILED.terms)] == TILED.term_names
+    assert EPILOGUE_TERMS == [
+        "epilogue_relu_bytes",
+        "epilogue_clamp_bytes",
+        "epilogue_hswish_bytes",
+        "epilogue_gate_bytes",
+        "epilogue_add_bytes",
+    ]
+    assert all(term.feature == "bytes" for term in EPILOGUES.terms if term.inside)
+    # No other form counts what runs inside a kernel: their features are unchanged.
+    assert [name for name, form in FORMS.items() if any(t.inside for t in form.terms)] == [
+        EPILOGUES.name
+    ]
+
+
+def test_a_fused_relu6_is_charged_its_output_bytes_on_the_clamp_epilogue_only() -> None:
+    records = count_variant("mobilenet_v2", {"resolution": 96})[1].records
+    relu6 = [record for record in records if record.kind == Kind.RELU6]
+    # The stem, block 0's depthwise conv, two per inverted residual (16 blocks), the last conv.
+    assert len(relu6) == 1 + 1 + 2 * 16 + 1
+    clamp = _index("epilogue_clamp_bytes")
+    for record in relu6:
+        assert record.fused_into is not None and runs_inside(record, "fused")
+        assert not is_kernel(record, "fused")
+        features = op_features(record, EPILOGUES, "fused")
+        assert record.bytes_written == 4 * record.output_elements
+        assert features[clamp] == pytest.approx(record.bytes_written / 1e9)
+        assert np.count_nonzero(features) == 1
+        # Unfused, the ReLU6 is a kernel of its own: elementwise traffic and a launch, no
+        # epilogue.
+        unfused = op_features(record, EPILOGUES, "unfused")
+        assert not runs_inside(record, "unfused")
+        assert unfused[clamp] == 0 and unfused[_index("elementwise_ops")] == 1
+    # The stem's ReLU6: 16 x 48 x 48 fp32 outputs at 96 px (width 1.0 gives 32 channels).
+    stem = relu6[0]
+    assert stem.output_shape == (1, 32, 48, 48)
+    assert op_features(stem, EPILOGUES, "fused")[clamp] == pytest.approx(32 * 48 * 48 * 4 / 1e9)
+    # What runs as a kernel is costed as the tiled-stem form costs it.
+    for record in records:
+        mine, theirs = op_features(record, EPILOGUES, "fused"), op_features(record, TILED, "fused")
+        assert np.array_equal(mine[: len(TILED.terms)], theirs)
+
+
+def test_an_absorbed_hswish_moves_from_its_own_kernel_to_the_hswish_epilogue() -> None:
+    records = count_variant("mobilenet_v3_small", {"resolution": 96})[1].records
+    hswish = [r for r in records if r.kind == Kind.HARDSWISH and is_kernel(r, "fused")]
+    assert hswish
+    absorbed = frozenset({Kind.HARDSWISH})
+    epilogue, ops = _index("epilogue_hswish_bytes"), _index("elementwise_ops")
+    for record in hswish:
+        own = op_features(record, EPILOGUES, "fused")
+        assert own[ops] == 1 and own[epilogue] == 0
+        inside = op_features(record, EPILOGUES, "fused", absorbed)
+        assert inside[epilogue] == pytest.approx(record.bytes_written / 1e9)
+        assert np.count_nonzero(inside) == 1
+    # Views and allocations run nowhere, absorbed or not.
+    for record in records:
+        if record.kind in (Kind.VIEW, Kind.ALLOCATE, Kind.DROPOUT):
+            assert not runs_inside(record, "fused", frozenset({record.kind}))
+
+
+# A made-up device that runs every h-swish inside the conv before it and pays for it, and
+# for a ReLU6, a pass over the conv's output (ms/GB); a ReLU is free.
+TRUTH = {
+    "stem_tiled_macs": 80.0,
+    "pointwise_macs": 25.0,
+    "depthwise3_macs": 150.0,
+    "depthwise5_macs": 110.0,
+    "depthwise7_macs": 95.0,
+    "linear_macs": 60.0,
+    "conv_bytes": 20.0,
+    "elementwise_bytes": 40.0,
+    "conv_ops": 0.004,
+    "elementwise_ops": 0.002,
+    "epilogue_clamp_bytes": 30.0,
+    "epilogue_hswish_bytes": 45.0,
+}
+NETWORKS = (
+    ("mobilenet_v3_small", {"resolution": 96}),
+    ("mobilenet_v3_small", {"resolution": 128, "kernel": 7, "se": "off"}),
+    ("mobilenet_v3_small", {"width": 0.5, "resolution": 160, "kernel": 3}),
+    ("mobilenet_v3_small", {"width": 0.75, "resolution": 112, "kernel": 5, "activation": "relu"}),
+    ("mobilenet_v2", {"width": 0.35, "resolution": 96}),
+    ("mobilenet_v2", {"width": 0.5, "resolution": 128, "kernel": 5}),
+    ("mobilenet_v2", {"width": 0.35, "resolution": 112, "kernel": 7, "activation": "hswish"}),
+    ("mobilenet_v1", {"width": 0.25, "resolution": 128}),
+    ("mobilenet_v3_large", {"width": 0.35, "resolution": 96, "kernel": 7}),
+    ("mobilenet_v3_large", {"width": 0.5, "resolution": 96, "se": "off", "kernel": 3}),
+)
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    records: tuple[int, ...]
+    milliseconds: float
+
+
+def _timed(records: tuple[OpRecord, ...], truth: np.ndarray) -> tuple[tuple[_Kernel, ...], tuple]:
+    """The runtime's kernels: each fused-view kernel with its fused BN and activation, and
+    every h-swish joined to the kernel before it; timed at the true costs."""
+    absorbed = frozenset({Kind.HARDSWISH})
+    members: list[list[int]] = []
+    joined: list[int] = []
+    for record in records:
+        if record.fused_into is not None and members:
+            members[-1].append(record.index)
+        elif record.kind == Kind.HARDSWISH and is_kernel(record, "fused") and members:
+            members[-1].append(record.index)
+            joined.append(record.index)
+        elif is_kernel(record, "fused"):
+            members.append([record.index])
+    kernels = tuple(
+        _Kernel(
+            tuple(indices),
+            float(
+                sum(op_features(records[i], EPILOGUES, "fused", absorbed) for i in indices) @ truth
+            ),
+        )
+        for indices in members
+    )
+    return kernels, tuple(joined)
+
+
+@pytest.fixture(scope="module")
+def observations() -> list[Observation]:
+    truth = np.array([TRUTH.get(name, 0.0) for name in EPILOGUES.term_names])
+    result = []
+    for index, (model, factors) in enumerate(NETWORKS):
+        records = count_variant(model, factors)[1].records
+        kernels, joined = _timed(records, truth)
+        result.append(
+            Observation(
+                name=f"net{index}",
+                model=model,
+                factors=factors,
+                latency_ms=sum(kernel.milliseconds for kernel in kernels),
+                source="synthetic",
+                architecture_key=index,
+                records=records,
+                kernels=kernels,
+                profiled_ms=sum(kernel.milliseconds for kernel in kernels),
+                fused_by_runtime=joined,
+            )
+        )
+    return result
+
+
+def test_known_epilogue_costs_are_recovered_and_the_form_is_chosen(
+    observations: list[Observation],
+) -> None:
+    profile = fit_profile(observations, name="epilogues", description="known epilogue costs")
+    # Only the epilogue form predicts held-out networks exactly: with every kernel timed the
+    # lowest leave-one-out error wins, however many coefficients it has.
+    assert profile.form == EPILOGUES.name
+    assert profile.quality.selection == fitting.SELECTION[True]
+    assert [entry.kind for entry in profile.absorbed] == ["hardswish"]
+    assert profile.quality.loo_max_abs_error < 1e-6
+    values = {parameter.name: parameter.value for parameter in profile.parameters}
+    for name, true in TRUTH.items():
+        assert values[name] == pytest.approx(true, rel=1e-5), name
+    assert values["epilogue_relu_bytes"] == pytest.approx(0.0, abs=1e-6)
+    for observation in observations:
+        predicted = predict_records(profile, observation.records).ms
+        assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)
+    # Forcing the tiled-stem form, which prices no epilogue, leaves a real error.
+    tiled = fit_profile(observations, name="tiled", description="", form_name=TILED.name)
+    assert tiled.quality.selection == "given"
+    assert tiled.quality.loo_max_abs_error > 0.01
+
+
+def _design(features: np.ndarray, latency: np.ndarray) -> fitting._Design:
+    rows = len(latency)
+    return fitting._Design(features, latency, latency, np.arange(rows), rows)
+
+
+def test_kernel_rows_choose_the_lowest_error_and_whole_networks_the_one_standard_error_form() -> (
+    None
+):
+    """Two forms whose leave-one-out errors differ by less than one standard error: on
+    whole-network rows the simpler wins; with every network's kernels timed, the lower error."""
+    generator = np.random.default_rng(3)
+    rows = 24
+    size = generator.uniform(1, 3, rows)
+    other = generator.uniform(0, 1, rows)
+    latency = 2.0 * size + 0.1 * other + generator.normal(0, 0.12, rows)
+    simple, richer = FORMS["macs"], FORMS["roofline_sum"]
+    designs = {
+        simple.name: _design(np.column_stack([size, np.ones(rows)]), latency),
+        richer.name: _design(np.column_stack([size, other, np.ones(rows)]), latency),
+    }
+    loo = {name: fitting.leave_one_out(design) for name, design in designs.items()}
+    errors = {name: fitting._relative_errors(value, latency) for name, value in loo.items()}
+    better = np.mean(errors[richer.name])
+    assert better < np.mean(errors[simple.name])
+    assert np.mean(errors[simple.name]) <= better + np.std(errors[richer.name], ddof=1) / np.sqrt(
+        rows
+    )
+    chosen, _ = fitting._select([simple, richer], designs, latency)
+    assert chosen is simple
+    chosen, _ = fitting._select([simple, richer], designs, latency, kernels_timed=True)
+    assert chosen is richer
+    # A tie (a richer form whose extra term the fit leaves at 0) goes to the simpler.
+    tied = {
+        simple.name: designs[simple.name],
+        richer.name: _design(np.column_stack([size, np.zeros(rows), np.ones(rows)]), latency),
+    }
+    chosen, _ = fitting._select([simple, richer], tied, latency, kernels_timed=True)
+    assert chosen is simple
