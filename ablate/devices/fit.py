@@ -181,19 +181,25 @@ def _design(
     features = [_network_features(o, form, view, absorbed) for o in observations]
     target, scale, row_groups = list(latency), list(latency), list(groups)
     if form.kernels:
+        # A kernel's event does not hold the time the runtime spends outside it.
+        inside_kernel = np.array([not term.outside for term in form.terms])
         for observation, group in zip(observations, groups, strict=True):
             timed = sum(kernel.milliseconds for kernel in observation.kernels)
             if timed <= 0:
                 continue
-            # The profiler's own per-kernel cost inflates the sum (and a few ms run in no
-            # kernel at all): the kernels' times are scaled to the measured latency, so that
-            # they share it in the proportions the profiler saw.
-            factor = observation.latency_ms / timed
+            # A profiler's own per-kernel cost inflates the sum (eager's and ONNX Runtime's
+            # by up to 2x): such kernels are scaled down to the measured latency, keeping the
+            # proportions the profiler saw. Kernels that sum to less are left as timed: the
+            # rest of the latency ran outside them (ExecuTorch int8: 6-29% of it), which the
+            # whole-network row and the `outside` term carry; scaled up, it would be charged
+            # to every kernel by its time.
+            factor = min(1.0, observation.latency_ms / timed)
             floor = KERNEL_FLOOR * observation.latency_ms / len(observation.kernels)
             for kernel in observation.kernels:
                 row = np.zeros(len(form.terms))
                 for index in kernel.records:
                     row += op_features(observation.records[index], form, view, absorbed)
+                row *= inside_kernel
                 milliseconds = kernel.milliseconds * factor
                 features.append(row)
                 target.append(milliseconds)
