@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ablate.commands.architecture import SetOption
 from ablate.devices import PRIOR_CHOICES
 from ablate.measurement.backends import BACKENDS, PRECISIONS
+
+if TYPE_CHECKING:
+    from ablate.devices.profile import Profile
 
 PriorOption = Annotated[
     str,
@@ -79,6 +82,7 @@ def fit_device_command(
     from ablate.report.devices import candidates_table, profile_table, support_table
 
     profile, path = fit_device(name, runs=runs or (), table=table, form=form, out=out, like=like)
+    _warn_if_unsteady(profile)
     if json_output:
         typer.echo(json.dumps(profile.to_json(), indent=2, allow_nan=False))
         return
@@ -87,6 +91,12 @@ def fit_device_command(
     console.print(support_table(profile))
     console.print(candidates_table(profile))
     console.print(f"wrote {path}")
+
+
+def _warn_if_unsteady(profile: Profile) -> None:
+    note = profile.unsteady()
+    if note is not None:
+        typer.echo(f"warning: {note}", err=True)
 
 
 def calibrate_command(
@@ -146,6 +156,7 @@ def calibrate_command(
         progress=run_progress(),
         like=like,
     )
+    _warn_if_unsteady(calibration.profile)
     console = Console()
     console.print(profile_table(calibration.profile))
     console.print(support_table(calibration.profile))

@@ -91,6 +91,8 @@ class Observation:
     kernel_match: str | None = None  # how the kernels joined the records, in one line
     # Kernel records of the view that the runtime ran inside the kernel before them.
     fused_by_runtime: tuple[int, ...] = ()
+    # The measurement's flags on this latency (`measurement.statistics`: "drift", "high_iqr").
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -612,6 +614,7 @@ def _profile_rows(
             "kernels": len(o.kernels),
             "profiled_ms": o.profiled_ms,
             "kernel_match": o.kernel_match,
+            "flags": list(o.flags),
         }
         for index, o in enumerate(observations)
     ]

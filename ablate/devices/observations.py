@@ -76,6 +76,7 @@ class _Counter:
         source: str,
         kernels: KernelTimes | None = None,
         view: View = "fused",
+        flags: tuple[str, ...] = (),
     ) -> Observation:
         from ablate.variants.resolve import resolve_architecture
 
@@ -101,6 +102,7 @@ class _Counter:
             fused_by_runtime=() if match is None else match.fused_by_runtime(),
             profiled_ms=None if match is None else match.total_ms,
             kernel_match=None if match is None else match.summary(),
+            flags=flags,
         )
 
 
@@ -277,6 +279,7 @@ def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, in
                     source=f"{path}:{variant.name}",
                     kernels=variant.kernels,
                     view=view,
+                    flags=tuple(flag.name for flag in variant.latency.flags),
                 )
             )
     if len(settings) > 1:

@@ -39,6 +39,8 @@ SCHEMA = "ablate.device/2"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
+# A profile is called unsteady when at least this share of its rows drifted while measured.
+UNSTEADY_SHARE = 0.5
 KIND_PATTERN = "^(" + "|".join(kind.value for kind in Kind) + ")$"
 
 # A measured latency, in ms: a forward pass under a nanosecond or over a day is a unit
@@ -91,6 +93,8 @@ class Row(_Strict):
     # Their sum as profiled (the fit scales them to latency_ms); None: no kernel was timed.
     profiled_ms: NonNegative | None = None
     kernel_match: str | None = None  # how its kernels joined its counting records
+    # The measurement's flags on its latency ("drift", "high_iqr"); none from a paper table.
+    flags: list[str] = Field(default_factory=list)
 
 
 class Candidate(_Strict):
@@ -201,6 +205,23 @@ class Profile(_Strict):
     @property
     def coefficients(self) -> list[float]:
         return [parameter.value for parameter in self.parameters]
+
+    def unsteady(self) -> str | None:
+        """One sentence when the latencies the profile was fitted on drifted while they were
+        measured in at least `UNSTEADY_SHARE` of its rows; None otherwise. A machine that
+        slows down during a calibration biases every rate it fits (ExecuTorch int8 here,
+        2026-12-07: every network drifted, a median +25%, and the profile predicted the full
+        networks 15% too slow; measured again on the quiet machine, 2.1%)."""
+        from ablate.measurement.statistics import DRIFT
+
+        drifted = sum(1 for row in self.rows if DRIFT in row.flags)
+        if drifted == 0 or drifted < UNSTEADY_SHARE * len(self.rows):
+            return None
+        return (
+            f"{drifted} of {len(self.rows)} rows' latencies drifted while they were measured "
+            f"(flag {DRIFT!r} in their runs): the machine was not steady, and the fitted "
+            "costs carry that; measure on a quiet machine, pinned to a core"
+        )
 
     def summary(self) -> str:
         """One line a person can read: what the device is like."""
