@@ -304,9 +304,9 @@ def _select(
     errors = {name: _relative_errors(predicted, latency) for name, predicted in loo.items()}
     means = {name: float(np.mean(error)) for name, error in errors.items()}
     best = min(means, key=means.__getitem__)
-    # ONNX Runtime, 2026-12-07: the one-standard-error rule kept a 3-coefficient
-    # whole-network form (LOO 9.0%) over a 16-coefficient kernel form (8.7%) that predicts
-    # the full attribution at 1.8% / 5.0% against 3.2% / 9.8% (docs/calibration.md).
+    # ExecuTorch fp32, 2026-12-07: the one-standard-error rule took kernel_sizes_elementwise
+    # (10 coefficients, LOO 10.4%), which predicts the full attribution at 5.6% / 11.1%, over
+    # kernel_sizes_bytes_tiled_stem (12, 9.7%): 2.7% / 6.6% (docs/calibration.md).
     # With kernels timed, only a tie (a form whose extra terms the fit left at 0) goes to the
     # fewer coefficients.
     slack = TIE if kernels_timed else float(np.std(errors[best], ddof=1) / np.sqrt(len(latency)))
