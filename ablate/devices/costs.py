@@ -54,6 +54,10 @@ class Term:
     # XNNPACK delegate between its kernels): counted on whole-network rows and in
     # predictions, never in a kernel's row, whose time does not hold it.
     outside: bool = False
+    # A bytes term over the image the op reads rather than its traffic: the conversion
+    # (int8) and layout copy (NCHW to NHWC) that runtimes run on the network's input before
+    # the stem, whose cost follows the image, not the stem's channels.
+    image: bool = False
 
     def macs(self, record: OpRecord) -> float:
         if not self.tile or len(record.output_shape) < 2 or record.output_shape[1] <= 0:
@@ -92,6 +96,10 @@ def _reads_image(record: OpRecord) -> bool:
     return 0 < record.in_channels <= STEM_CHANNELS
 
 
+# The image arrives in fp32 (`measurement.setup.example_input`), whatever the precision.
+IMAGE_BYTES_PER_ELEMENT = 4
+
+
 def _not_stem(record: OpRecord) -> bool:
     return not _reads_image(record)
 
@@ -114,6 +122,17 @@ _STEM_TILED = Term(
     f"the stem, its output channels rounded up to a multiple of {STEM_TILE}",
     _reads_image,
     STEM_TILE,
+)
+# ExecuTorch int8, 2026-12-07: the stem's row (Convert, Transpose, then the conv) costs about
+# 11 ns per output pixel plus 7 per tile of 16 output channels, so a 16-filter stem saves
+# far less than half a 32-filter one's time (docs/calibration.md).
+_IMAGE = Term(
+    "image_bytes",
+    "bytes",
+    frozenset({Kind.CONV_DENSE}),
+    "the image, converted and laid out before the stem",
+    _reads_image,
+    image=True,
 )
 _DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs", _not_stem)
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
@@ -272,6 +291,18 @@ FORMS: dict[str, Form] = {
             f"{STEM_TILE} output channels",
         ),
         _kernel_form(
+            "kernel_sizes_bytes_image",
+            (
+                *_PER_SIZE_RATES_TILED_STEM,
+                _IMAGE,
+                _CONV_BYTES,
+                _ELEMENTWISE_BYTES,
+                _CONV_OPS,
+                _ELEMENTWISE_OPS,
+            ),
+            "kernel_sizes_bytes_tiled_stem + the image's conversion and layout copy, per byte",
+        ),
+        _kernel_form(
             "kernel_sizes_bytes_epilogues",
             (
                 *_PER_SIZE_RATES_TILED_STEM,
@@ -398,7 +429,8 @@ def op_features(
         elif term.feature == "macs":
             values[index] = term.macs(record) / 1e9
         elif term.feature == "bytes":
-            values[index] = moved / 1e9
+            image = record.input_elements * IMAGE_BYTES_PER_ELEMENT
+            values[index] = (image if term.image else moved) / 1e9
         else:
             values[index] = 1.0
     return values
