@@ -4,18 +4,16 @@ output tile; a ReLU is free in registers), and the form choice when kernels are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from ablate.counting.kinds import Kind
-from ablate.counting.records import OpRecord
 from ablate.devices import fit as fitting
 from ablate.devices.costs import FORMS, is_kernel, op_features, runs_inside
 from ablate.devices.fit import Observation, fit_profile
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
+from tests.synthetic_kernels import exact_observations
 
 EPILOGUES = FORMS["kernel_sizes_bytes_epilogues"]
 TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
@@ -121,60 +119,9 @@ NETWORKS = (
 )
 
 
-@dataclass(frozen=True)
-class _Kernel:
-    records: tuple[int, ...]
-    milliseconds: float
-
-
-def _timed(records: tuple[OpRecord, ...], truth: np.ndarray) -> tuple[tuple[_Kernel, ...], tuple]:
-    """The runtime's kernels: each fused-view kernel with its fused BN and activation, and
-    every h-swish joined to the kernel before it; timed at the true costs."""
-    absorbed = frozenset({Kind.HARDSWISH})
-    members: list[list[int]] = []
-    joined: list[int] = []
-    for record in records:
-        if record.fused_into is not None and members:
-            members[-1].append(record.index)
-        elif record.kind == Kind.HARDSWISH and is_kernel(record, "fused") and members:
-            members[-1].append(record.index)
-            joined.append(record.index)
-        elif is_kernel(record, "fused"):
-            members.append([record.index])
-    kernels = tuple(
-        _Kernel(
-            tuple(indices),
-            float(
-                sum(op_features(records[i], EPILOGUES, "fused", absorbed) for i in indices) @ truth
-            ),
-        )
-        for indices in members
-    )
-    return kernels, tuple(joined)
-
-
 @pytest.fixture(scope="module")
 def observations() -> list[Observation]:
-    truth = np.array([TRUTH.get(name, 0.0) for name in EPILOGUES.term_names])
-    result = []
-    for index, (model, factors) in enumerate(NETWORKS):
-        records = count_variant(model, factors)[1].records
-        kernels, joined = _timed(records, truth)
-        result.append(
-            Observation(
-                name=f"net{index}",
-                model=model,
-                factors=factors,
-                latency_ms=sum(kernel.milliseconds for kernel in kernels),
-                source="synthetic",
-                architecture_key=index,
-                records=records,
-                kernels=kernels,
-                profiled_ms=sum(kernel.milliseconds for kernel in kernels),
-                fused_by_runtime=joined,
-            )
-        )
-    return result
+    return exact_observations(NETWORKS, EPILOGUES, TRUTH, frozenset({Kind.HARDSWISH}))
 
 
 def test_known_epilogue_costs_are_recovered_and_the_form_is_chosen(

@@ -4,17 +4,15 @@ int8 here: about 11 ns per stem output pixel plus 7 per tile of 16 output channe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from ablate.counting.kinds import Kind
-from ablate.counting.records import OpRecord
-from ablate.devices.costs import FORMS, IMAGE_BYTES_PER_ELEMENT, is_kernel, op_features
-from ablate.devices.fit import Observation, fit_profile
+from ablate.devices.costs import FORMS, IMAGE_BYTES_PER_ELEMENT, op_features
+from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
+from tests.synthetic_kernels import exact_observations
 
 IMAGE = FORMS["kernel_sizes_bytes_image"]
 TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
@@ -68,47 +66,8 @@ NETWORKS = (
 )
 
 
-@dataclass(frozen=True)
-class _Kernel:
-    records: tuple[int, ...]
-    milliseconds: float
-
-
-def _kernels(records: tuple[OpRecord, ...], truth: np.ndarray) -> tuple[_Kernel, ...]:
-    members: list[list[int]] = []
-    for record in records:
-        if record.fused_into is not None and members:
-            members[-1].append(record.index)
-        elif is_kernel(record, "fused"):
-            members.append([record.index])
-    return tuple(
-        _Kernel(
-            tuple(group), float(sum(op_features(records[i], IMAGE, "fused") for i in group) @ truth)
-        )
-        for group in members
-    )
-
-
 def test_a_known_image_cost_is_recovered_and_its_form_chosen() -> None:
-    truth = np.array([TRUTH.get(name, 0.0) for name in IMAGE.term_names])
-    observations = []
-    for index, (model, factors) in enumerate(NETWORKS):
-        records = count_variant(model, factors)[1].records
-        kernels = _kernels(records, truth)
-        total = sum(kernel.milliseconds for kernel in kernels)
-        observations.append(
-            Observation(
-                name=f"net{index}",
-                model=model,
-                factors=factors,
-                latency_ms=total,
-                source="synthetic",
-                architecture_key=index,
-                records=records,
-                kernels=kernels,
-                profiled_ms=total,
-            )
-        )
+    observations = exact_observations(NETWORKS, IMAGE, TRUTH)
     profile = fit_profile(observations, name="image", description="known image cost")
     assert profile.form == IMAGE.name
     assert profile.quality.loo_max_abs_error < 1e-6

@@ -1,0 +1,80 @@
+"""Synthetic per-kernel timings for the device-fit tests: a made-up device's kernels, timed
+at known costs, as a runtime's profiler would report them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ablate.counting.kinds import Kind
+from ablate.counting.records import OpRecord
+from ablate.devices.costs import Form, is_kernel, op_features
+from ablate.devices.fit import Observation
+from ablate.devices.observations import count_variant
+
+
+@dataclass(frozen=True)
+class Kernel:
+    records: tuple[int, ...]
+    milliseconds: float
+
+
+def timed_kernels(
+    records: tuple[OpRecord, ...],
+    form: Form,
+    truth: np.ndarray,
+    absorbed: frozenset[Kind] = frozenset(),
+) -> tuple[tuple[Kernel, ...], tuple[int, ...]]:
+    """Each fused-view kernel with its fused BN and activation, and every kernel of an
+    `absorbed` kind joined to the kernel before it, timed at `truth` (`form`'s units); and
+    the indices of the records so joined."""
+    members: list[list[int]] = []
+    joined: list[int] = []
+    for record in records:
+        if record.fused_into is not None and members:
+            members[-1].append(record.index)
+        elif record.kind in absorbed and is_kernel(record, "fused") and members:
+            members[-1].append(record.index)
+            joined.append(record.index)
+        elif is_kernel(record, "fused"):
+            members.append([record.index])
+    kernels = tuple(
+        Kernel(
+            tuple(group),
+            float(sum(op_features(records[i], form, "fused", absorbed) for i in group) @ truth),
+        )
+        for group in members
+    )
+    return kernels, tuple(joined)
+
+
+def exact_observations(
+    networks: Sequence[tuple[str, dict]],
+    form: Form,
+    costs: dict[str, float],
+    absorbed: frozenset[Kind] = frozenset(),
+) -> list[Observation]:
+    """Each network measured exactly: its latency is the sum of its kernels' true times."""
+    truth = np.array([costs.get(name, 0.0) for name in form.term_names])
+    observations = []
+    for index, (model, factors) in enumerate(networks):
+        records = count_variant(model, factors)[1].records
+        kernels, joined = timed_kernels(records, form, truth, absorbed)
+        total = sum(kernel.milliseconds for kernel in kernels)
+        observations.append(
+            Observation(
+                name=f"net{index}",
+                model=model,
+                factors=factors,
+                latency_ms=total,
+                source="synthetic",
+                architecture_key=index,
+                records=records,
+                kernels=kernels,
+                profiled_ms=total,
+                fused_by_runtime=joined,
+            )
+        )
+    return observations
