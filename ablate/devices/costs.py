@@ -428,9 +428,10 @@ def op_features(
             values[index] = record.bytes_written / 1e9
         elif term.feature == "macs":
             values[index] = term.macs(record) / 1e9
+        elif term.image:
+            values[index] = record.input_elements * IMAGE_BYTES_PER_ELEMENT / 1e9
         elif term.feature == "bytes":
-            image = record.input_elements * IMAGE_BYTES_PER_ELEMENT
-            values[index] = (image if term.image else moved) / 1e9
+            values[index] = moved / 1e9
         else:
             values[index] = 1.0
     return values
