@@ -186,10 +186,13 @@ def test_a_spec_is_estimated_on_a_sample_of_a_large_grid() -> None:
     assert isinstance(largest, ArchitectureSize)
 
 
-def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mobile_backend_run_estimates_its_exports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from ablate.runs.estimate import EXPORT_SECONDS
 
     monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))  # no history: the defaults
     text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 0.5, 0.75, 1.0]}\n"
     spec = load_spec_text(text, "e.yaml")
     assert estimate_run(spec, copies=1).export_seconds == 0.0  # eager exports nothing
@@ -200,9 +203,82 @@ def test_a_mobile_backend_run_estimates_its_exports(monkeypatch: pytest.MonkeyPa
         assert estimate.export_seconds == 4 * EXPORT_SECONDS[precision] / 2
     summary = _estimate(export_seconds=140.0, export_workers=2).summary()
     assert summary.endswith(
-        "counting about 2 s, exporting about 2.3-6.5 min (2 processes, load unknown; none for "
-        "programs in the export cache), measuring at most about 60 s"
+        "counting about 2 s, exporting about 2.3-6.5 min (2 processes at 70 s a program, a "
+        "default, load unknown; none for programs in the export cache), measuring at most "
+        "about 60 s"
     )
+
+
+def test_the_export_estimate_takes_this_hosts_recent_export_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The default of 52 s an int8 program said 21-44 min for 36 programs that took 6.1 min on
+    the host of 2026-12-07 (19 s each): the cache's entries tell how long this host takes."""
+    from ablate.measurement.export_cache import (
+        DelegationReport,
+        ExportKey,
+        ExportOrigin,
+        recent_export_seconds,
+        write_entry,
+    )
+    from ablate.runs.estimate import EXPORT_SECONDS, export_seconds_each
+
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ABLATE_EXPORT_WORKERS", "2")
+    directory = tmp_path / "exports"
+    directory.mkdir()
+    here = ExportOrigin.here()
+    made = 0
+
+    def entry(
+        seconds: float,
+        *,
+        runtime: str = "executorch",
+        precision: str = "int8",
+        origin: ExportOrigin | None = here,
+    ) -> Path:
+        nonlocal made
+        made += 1
+        key = ExportKey(runtime, (("torch", "2"),), precision, (1, 3, 8, 8), str(made), "0", 1)
+        path = directory / key.file_name()
+        delegation = DelegationReport("XNNPACK", {"aten.convolution": 1})
+        assert write_entry(path, key, b"program", delegation, seconds, origin)
+        os.utime(path, (1_000_000 + made, 1_000_000 + made))  # each newer than the last
+        return path
+
+    assert export_seconds_each("executorch", "int8") == (EXPORT_SECONDS["int8"], 0)
+    entry(10.0)
+    entry(30.0)
+    # Two of this host's programs are too few to go by.
+    assert export_seconds_each("executorch", "int8") == (EXPORT_SECONDS["int8"], 0)
+    entry(20.0)
+    assert export_seconds_each("executorch", "int8") == (20.0, 3)
+    # Not this host's int8 ExecuTorch programs: another host's, a cluster node's, another
+    # precision's or runtime's, one written before entries named their host; and files that
+    # are no entry (cut short inside the header, not an entry at all).
+    entry(500.0, origin=ExportOrigin("another-host"))
+    entry(400.0, origin=ExportOrigin(here.hostname, "node-1"))
+    entry(1.0, precision="fp32")
+    entry(2.0, runtime="litert")
+    entry(300.0, origin=None)
+    torn = entry(200.0)
+    torn.write_bytes(torn.read_bytes()[:20])
+    (directory / "executorch-int8-0000.export").write_bytes(b"not an entry")
+    assert recent_export_seconds("executorch", "int8", newest=36) == [20.0, 30.0, 10.0]
+    assert recent_export_seconds("executorch", "int8", newest=2) == [20.0, 30.0]
+    assert recent_export_seconds("executorch", "fp32", newest=36) == [1.0]
+    assert export_seconds_each("executorch", "int8") == (20.0, 3)
+
+    text = "name: e\nbase: mobilenet_v3_small\ngrid: {width: [0.35, 0.5, 0.75, 1.0]}\n"
+    spec = with_overrides(load_spec_text(text, "e.yaml"), backend="executorch", precision="int8")
+    estimate = estimate_run(spec, copies=1)
+    assert (estimate.export_seconds, estimate.export_history) == (4 * 20.0 / 2, 3)
+    assert "(2 processes at 20 s a program, the median of this host's 3 latest exports, " in (
+        estimate.summary()
+    )
+    fp32 = estimate_run(with_overrides(spec, precision="fp32"), copies=1)
+    assert (fp32.export_seconds, fp32.export_history) == (4 * EXPORT_SECONDS["fp32"] / 2, 0)
+    assert "at 16 s a program, a default, " in fp32.summary()
 
 
 def test_the_export_estimate_is_a_range_that_follows_the_load(
@@ -226,14 +302,21 @@ def test_the_export_estimate_is_a_range_that_follows_the_load(
     assert export_slowdown(3.0, 0, 1) == 4.0  # no core known: one
     idle = _estimate(export_seconds=16.0, export_workers=2, load=0.0, cores=2)
     assert idle.export_range == pytest.approx((16.0, 44.8))
-    assert "exporting about 16-45 s (2 processes, load 0.0 on 2 cores; none for programs" in (
-        idle.summary()
+    assert (
+        "exporting about 16-45 s (2 processes at 8 s a program, a default, load 0.0 on 2 "
+        "cores; none for programs" in idle.summary()
     )
     busy = _estimate(export_seconds=16.0, export_workers=2, load=4.0, cores=2)
     assert busy.export_range == pytest.approx((48.0, 72.0))  # x3 now, half as much again
-    assert "exporting about 48-72 s (2 processes, load 4.0 on 2 cores;" in busy.summary()
+    assert (
+        "exporting about 48-72 s (2 processes at 8 s a program, a default, load 4.0 on 2 "
+        "cores;" in busy.summary()
+    )
     one = _estimate(export_seconds=100.0, export_workers=1, load=2.5, cores=1)
-    assert "exporting about 5.8-8.8 min (1 process, load 2.5 on 1 core;" in one.summary()
+    assert (
+        "exporting about 5.8-8.8 min (1 process at 25 s a program, a default, load 2.5 on "
+        "1 core;" in one.summary()
+    )
 
     # The machine's load in proportion to the cores this process may use.
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 20.0))
@@ -307,8 +390,9 @@ def test_a_run_estimates_preparing_and_profiling_each_network() -> None:
     assert staged.total_high_seconds == pytest.approx(2.0 + 150.0 + 2.8 * 600.0 + 60.0 + 90.0)
     assert staged.summary().endswith(
         "counting about 2 s, preparing at most about 2.5 min, exporting about 10.0-28.0 min "
-        "(1 process, load unknown; none for programs in the export cache), measuring at most "
-        "about 60 s, profiling about 90 s; in all about 15.0-33.0 min with nothing cached"
+        "(1 process at 2.5 min a program, a default, load unknown; none for programs in the "
+        "export cache), measuring at most about 60 s, profiling about 90 s; in all about "
+        "15.0-33.0 min with nothing cached"
     )
 
 

@@ -420,3 +420,39 @@ def _lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def recent_export_seconds(
+    runtime: str, precision: str, *, newest: int, directory: Path | None = None
+) -> list[float]:
+    """How long this host's `newest` latest exports for `runtime` in `precision` took, from the
+    cache entries' headers (newest first; none when the cache holds none). What a run will
+    spend exporting is best told by this machine's own recent exports: the same program took
+    52 s on one host and 19 s on another, and an entry records its time as it was made, two
+    at a time in the export pool. Entries another host or a cluster node made, and entries
+    that fail their checks, are left out; nothing is read past a header."""
+    import socket
+
+    host = socket.gethostname()
+    candidates = []
+    for path in export_cache_directory(directory).glob(f"{runtime}-{precision}-*.export"):
+        with contextlib.suppress(OSError):
+            candidates.append((path.stat().st_mtime, path))
+    seconds: list[float] = []
+    for _, path in sorted(candidates, reverse=True):
+        if len(seconds) == newest:
+            break
+        try:
+            with path.open("rb") as handle:
+                header, _ = _read_header(handle, os.fstat(handle.fileno()).st_size)
+            key, origin = header["key"], header["exported_on"]
+            if (key["runtime"], key["precision"]) != (runtime, precision) or origin is None:
+                continue
+            if origin["hostname"] != host or origin["node_id"] is not None:
+                continue
+            value = float(header["export_seconds"])
+        except (OSError, BadEntry, ValueError, KeyError, TypeError):
+            continue
+        if 0 < value < float("inf"):
+            seconds.append(value)
+    return seconds

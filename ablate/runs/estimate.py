@@ -14,7 +14,8 @@ evenly spaced sample that includes its widest and its largest-input ones, and ex
 Time, stage by stage, from one eager forward pass per architecture (a fixed cost plus MACs at
 a fitted rate): counting grows with MACs; preparing builds every network and re-estimates its
 batch norms (16 images; skipped for statistics already in the cache); exporting (mobile
-backends) takes a fitted time per program, split over the export processes, and is given as
+backends) takes the median time of this host's latest exports in the cache (a default until
+there are some) per program, split over the export processes, and is given as
 a range: from that time slowed by the machine's present load to the slowdown measured under
 load; measuring takes the budget, unless the minimum rounds of every variant, one forward
 each, take longer; the per-op profile runs a few profiled passes per network. All are rough:
@@ -59,6 +60,13 @@ PROFILER_OVERHEAD = 2.0
 # dequantize nodes the lowering passes walk one by one); sharing it took V3-Large from 63-64 s
 # to 56-57 s, 11% less.
 EXPORT_SECONDS = {"fp32": 16.5, "int8": 52.0}
+# Those are the defaults, for a host that has exported nothing yet. Once the export cache
+# holds at least EXPORT_HISTORY_MINIMUM of this host's programs for the backend and precision,
+# the median of its latest EXPORT_HISTORY stands in for them: on the AVX-512 host of
+# 2026-12-07 an int8 program took 19 s (36 calibration networks: 694 s on 2 processes), where
+# the default said 52 and the estimate 21-44 min for 6.1.
+EXPORT_HISTORY = 36
+EXPORT_HISTORY_MINIMUM = 3
 # Exporting is CPU-bound Python, one program per process: an export process runs at the speed
 # above while it has a core to itself, and proportionally slower once the export processes and
 # the machine's other runnable processes (its load average) outnumber the cores. The same
@@ -99,6 +107,7 @@ class RunEstimate:
     available_bytes: int | None  # what this process may still use; None when unknown
     export_seconds: float = 0.0  # exporting every program, none cached, split over the workers,
     export_workers: int = 1  # on an idle machine (see `export_range`)
+    export_history: int = 0  # this host's exports the time per program came from; 0: default
     load: float | None = None  # runnable processes on this process's cores (1-minute average)
     cores: int = 1  # the cores this process may use
     prepare_seconds: float = 0.0  # building and re-estimating batch norms, none cached
@@ -162,8 +171,9 @@ class RunEstimate:
             )
             + (
                 f"exporting about {_duration_range(*self.export_range)} "
-                f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}, "
-                f"{self._load_text()}; none for programs in the export cache), "
+                f"({self.export_workers} process{'es' if self.export_workers != 1 else ''}"
+                f"{self._export_basis()}, {self._load_text()}; none for programs in the export "
+                "cache), "
                 if self.export_seconds
                 else ""
             )
@@ -180,6 +190,15 @@ class RunEstimate:
                 else ""
             )
         )
+
+    def _export_basis(self) -> str:
+        each = self.export_seconds * self.export_workers / max(self.architectures, 1)
+        if self.export_history:
+            return (
+                f" at {_duration(each)} a program, the median of this host's "
+                f"{self.export_history} latest exports"
+            )
+        return f" at {_duration(each)} a program, a default"
 
     def _load_text(self) -> str:
         if self.load is None:
@@ -232,6 +251,19 @@ def _duration_range(low: float, high: float) -> str:
     if high < 120:
         return f"{low:.0f}-{high:.0f} s"
     return f"{low / 60:.1f}-{high / 60:.1f} min"
+
+
+def export_seconds_each(backend: str, precision: str) -> tuple[float, int]:
+    """Seconds to export one program for `backend` in `precision` on an idle machine, and how
+    many of this host's exports that is the median of (0: the default, EXPORT_SECONDS)."""
+    import statistics
+
+    from ablate.measurement.export_cache import recent_export_seconds
+
+    history = recent_export_seconds(backend, precision, newest=EXPORT_HISTORY)
+    if len(history) < EXPORT_HISTORY_MINIMUM:
+        return EXPORT_SECONDS.get(precision, EXPORT_SECONDS["int8"]), 0
+    return statistics.median(history), len(history)
 
 
 def export_slowdown(load: float | None, cores: int, workers: int) -> float:
@@ -397,11 +429,10 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
     images = DEFAULT_BATCHES * DEFAULT_BATCH_SIZE
     settings = spec.measure.effective()
     workers = max(1, min(export_workers(), len(architectures)))
-    exporting = (
-        len(architectures) * EXPORT_SECONDS.get(spec.measure.precision, EXPORT_SECONDS["int8"])
-        if backend.mobile
-        else 0.0
+    each, history = (
+        export_seconds_each(backend.name, spec.measure.precision) if backend.mobile else (0.0, 0)
     )
+    exporting = len(architectures) * each
     load, cores = machine_load() if backend.mobile else (None, 1)
     profiled_by_runtime = backend.profiler is not None
     runtime_profiling = len(architectures) * RUNTIME_PROFILE_SECONDS if profiled_by_runtime else 0.0
@@ -420,6 +451,7 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         available_bytes=available_memory(),
         export_seconds=exporting / workers,
         export_workers=workers,
+        export_history=history,
         load=load,
         cores=cores,
         prepare_seconds=scale * sum(COUNT_SECONDS_FIXED + images * forward for forward in forwards),
