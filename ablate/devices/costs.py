@@ -171,6 +171,29 @@ _ELEMENTWISE_BYTES = Term(
     _ALL - MAC_KINDS,
     "traffic of kernels without MACs (h-swish, gates, SE multiply, adds, pools)",
 )
+# A bandwidth per kind of kernel without MACs. Per byte a swish or sigmoid (an exponential
+# per element) is not an add: on ExecuTorch fp32 one shared elementwise bandwidth charged the
+# calibration networks' swish kernels a third of their time and their h-swish, adds and SE
+# pools 3-4 times theirs (2026-12-07, docs/calibration.md).
+_SIGMOID_KINDS = frozenset({Kind.SIGMOID, Kind.SILU})
+_SIGMOID_BYTES = Term(
+    "sigmoid_bytes", "bytes", _SIGMOID_KINDS, "traffic of sigmoid and swish kernels"
+)
+_POOL_BYTES = Term(
+    "pool_bytes", "bytes", POOL_KINDS | {Kind.REDUCTION}, "traffic of pools (SE squeeze too)"
+)
+_BINARY_BYTES = Term(
+    "binary_bytes",
+    "bytes",
+    frozenset({Kind.RESIDUAL_ADD, Kind.ADD, Kind.SUB, Kind.MUL, Kind.DIV, Kind.SE_MULTIPLY}),
+    "traffic of adds and multiplies (residual adds, SE's multiply)",
+)
+_OTHER_ELEMENTWISE_BYTES = Term(
+    "other_elementwise_bytes",
+    "bytes",
+    _ALL - MAC_KINDS - _SIGMOID_BYTES.kinds - _POOL_BYTES.kinds - _BINARY_BYTES.kinds,
+    "traffic of the other kernels without MACs (h-swish, hard sigmoid, clamps, copies)",
+)
 _OPS = Term("ops", "ops", _ALL, "overhead per kernel launched")
 _CONV_OPS = Term("conv_ops", "ops", MAC_KINDS, "overhead per conv or linear kernel")
 _ELEMENTWISE_OPS = Term(
@@ -200,10 +223,8 @@ _PER_SIZE_RATES_TILED_STEM = (_STEM_TILED, _DENSE, _PW, _DW3, _DW5, _DW7, _FC)
 # traffic (eager PyTorch's batch norm costs several times a ReLU of the same size).
 _NORM_KINDS = frozenset({Kind.BATCH_NORM})
 _ACTIVATION_KINDS = frozenset(ACTIVATION_KINDS) | CLAMP_KINDS
-_POOLING_KINDS = POOL_KINDS | {Kind.REDUCTION}
-_BINARY_KINDS = frozenset(
-    {Kind.RESIDUAL_ADD, Kind.ADD, Kind.SUB, Kind.MUL, Kind.DIV, Kind.SE_MULTIPLY}
-)
+_POOLING_KINDS = _POOL_BYTES.kinds
+_BINARY_KINDS = _BINARY_BYTES.kinds
 _PER_KIND_OVERHEADS = (
     _CONV_OPS,
     Term("norm_ops", "ops", _NORM_KINDS, "overhead per batch-norm kernel (unfused)"),
@@ -303,6 +324,22 @@ FORMS: dict[str, Form] = {
             "kernel_sizes_bytes_tiled_stem + the image's conversion and layout copy, per byte",
         ),
         _kernel_form(
+            "kernel_sizes_bytes_elementwise_kinds",
+            (
+                *_PER_SIZE_RATES_TILED_STEM,
+                _IMAGE,
+                _CONV_BYTES,
+                _SIGMOID_BYTES,
+                _POOL_BYTES,
+                _BINARY_BYTES,
+                _OTHER_ELEMENTWISE_BYTES,
+                _CONV_OPS,
+                _ELEMENTWISE_OPS,
+            ),
+            "kernel_sizes_bytes_image with a bandwidth per kind of kernel without MACs: "
+            "sigmoid and swish, pools, adds and multiplies, the rest",
+        ),
+        _kernel_form(
             "kernel_sizes_bytes_epilogues",
             (
                 *_PER_SIZE_RATES_TILED_STEM,
@@ -345,6 +382,10 @@ _DEPTHWISE = (
     "every depthwise kernel size streams the same data through the same per-channel loop, so "
     "per MAC a larger kernel costs at most what a 3x3 does"
 )
+_STREAMS = (
+    "every kernel without MACs streams its tensors through memory once, so per byte it costs at "
+    "least what the simplest of them (a clamp, an h-swish) does"
+)
 PRIORS: tuple[PriorRule, ...] = (
     PriorRule(
         "dense_macs",
@@ -369,6 +410,20 @@ PRIORS: tuple[PriorRule, ...] = (
         "depthwise3_macs",
         "7x7 depthwise convs costed at the 3x3 rate: not measured on this device",
         _DEPTHWISE,
+    ),
+    *(
+        PriorRule(
+            term.name,
+            "other_elementwise_bytes",
+            f"{what} costed at the other elementwise kernels' bandwidth: not measured on "
+            "this device",
+            _STREAMS,
+        )
+        for term, what in (
+            (_SIGMOID_BYTES, "sigmoid and swish kernels"),
+            (_POOL_BYTES, "pools"),
+            (_BINARY_BYTES, "adds and multiplies"),
+        )
     ),
 )
 
