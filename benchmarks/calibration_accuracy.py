@@ -3,10 +3,14 @@
     ablate calibrate --backend eager --name host-eager        # the calibration run (kernels)
     ablate run experiments/why_v3_faster.yaml                 # the truth: 128 variants measured
     python benchmarks/calibration_accuracy.py CALIBRATION_RUN FULL_RUN [--json OUT.json]
+    python benchmarks/calibration_accuracy.py LITERT_CAL LITERT_FULL --like host-et  # no kernels
 
 Fits two profiles on the calibration run alone: *calibrated* (its per-kernel times, the form
 chosen among every form by leave-one-network-out) and *whole-network* (the same run's
-whole-network latencies only, today's `fit-device --from RUN`). Each predicts every variant of
+whole-network latencies only, today's `fit-device --from RUN`). With `--like PROFILE` the
+calibrated profile is `fit-device --like PROFILE`'s instead: PROFILE's kernel costs times one
+scale fitted to the run's latencies (LiteRT, whose Python API times no kernel, like an
+ExecuTorch profile of the same host: both run XNNPACK). Each predicts every variant of
 the full run, and the script prints, per profile, the three figures issue 27 judges by:
 
 - per variant: median and worst |predicted / measured - 1|;
@@ -33,10 +37,10 @@ import numpy as np
 from ablate.analysis.coalitions import CoalitionSpace
 from ablate.analysis.shapley import shapley_values
 from ablate.counting.records import OpRecord
-from ablate.devices.fit import Observation, fit_profile
+from ablate.devices.fit import Observation, fit_profile, fit_scaled
 from ablate.devices.observations import count_variant, run_observations
 from ablate.devices.predict import predict_records
-from ablate.devices.profile import Profile
+from ablate.devices.profile import Profile, load_profile
 from ablate.runs.schema import Results, load_results
 
 
@@ -146,26 +150,52 @@ def _whole_network(observations: list[Observation]) -> list[Observation]:
     ]
 
 
+def calibrated_profile(
+    observations: list[Observation],
+    view: str,
+    batch: int,
+    *,
+    form: str | None = None,
+    like: Profile | None = None,
+) -> Profile:
+    """The profile judged as *calibrated*: fitted to the run's kernels (the form chosen by
+    leave-one-out, or `form`), or `like`'s kernel costs times one scale fitted to the run."""
+    if like is not None:
+        return fit_scaled(
+            observations, like, name="calibrated", description=f"{like.name}'s kernel costs"
+        )
+    return fit_profile(
+        observations,
+        name="calibrated",
+        description="kernels",
+        view=view,  # type: ignore[arg-type]  # run_observations returns a View
+        batch=batch,
+        form_name=form,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("calibration", type=Path, help="the calibration run (measure.kernels)")
     parser.add_argument("full", type=Path, help="the measured attribution run to predict")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument(
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
         "--form", help="fit the calibrated profile with this form instead of choosing by CV"
+    )
+    choice.add_argument(
+        "--like",
+        metavar="PROFILE",
+        help="the calibrated profile: PROFILE's kernel costs times one scale fitted to the run",
     )
     arguments = parser.parse_args()
 
     observations, view, batch = run_observations([arguments.calibration])
     timed = sum(1 for observation in observations if observation.kernels)
+    reference = load_profile(arguments.like) if arguments.like else None
     fits = {
-        "calibrated": fit_profile(
-            observations,
-            name="calibrated",
-            description="kernels",
-            view=view,
-            batch=batch,
-            form_name=arguments.form,
+        "calibrated": calibrated_profile(
+            observations, view, batch, form=arguments.form, like=reference
         ),
         "whole-network": fit_profile(
             _whole_network(observations),

@@ -45,3 +45,45 @@ def test_every_factor_must_agree(script: ModuleType) -> None:
     intervals = {"a": (1.0, 2.0), "b": (-2.0, -1.0)}
     assert script.signs_agree({"a": 1.5, "b": -1.5}, intervals)
     assert not script.signs_agree({"a": 1.5, "b": 0.0}, intervals)
+
+
+def test_like_judges_the_reference_costs_times_one_scale(script: ModuleType) -> None:
+    """LiteRT's row: no kernel times, so the calibrated profile is an ExecuTorch profile's
+    kernel costs times the one scale its latencies fix (`fit-device --like`)."""
+    from dataclasses import replace
+
+    from ablate.devices.costs import FORMS
+    from ablate.devices.fit import fit_profile
+    from ablate.devices.predict import predict_records
+    from tests.synthetic_kernels import exact_observations
+    from tests.test_devices_elementwise_kinds import NETWORKS, TRUTH
+
+    form = FORMS["kernel_sizes_bytes_elementwise_kinds"]
+    timed = exact_observations(NETWORKS, form, TRUTH)
+    reference = fit_profile(timed, name="host-et", description="kernels")
+    # The same networks on a runtime 10% slower, latencies only.
+    slower = [
+        replace(o, latency_ms=1.1 * o.latency_ms, kernels=(), profiled_ms=None, kernel_match=None)
+        for o in timed
+    ]
+    judged = script.calibrated_profile(slower, "fused", 1, like=reference)
+    assert judged.form == reference.form
+    for observation in slower:
+        predicted = predict_records(judged, observation.records).ms
+        assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)
+    # Fitted on its own latencies instead, the calibrated profile is no scaled copy.
+    own = script.calibrated_profile(slower, "fused", 1)
+    assert own.form != reference.form
+
+
+def test_form_and_like_are_one_or_the_other() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(_PATH), "cal", "full", "--form", "macs", "--like", "host-et"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "not allowed with argument --form" in result.stderr
