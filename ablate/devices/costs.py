@@ -46,6 +46,10 @@ class Term:
     # MACs with the output channels rounded up to a multiple of this (0: as counted), for a
     # kernel that computes whole tiles of output channels.
     tile: int = 0
+    # MACs with the output pixels (batch x height x width: a GEMM's rows) rounded up to a
+    # multiple of this (0: as counted), for a GEMM micro-kernel that computes whole tiles of
+    # rows: with `tile`, a pointwise conv costs per mr x nr tile of its output.
+    pixel_tile: int = 0
     # Counts the op where it runs inside another kernel (a fused conv's epilogue: ONNX Runtime
     # applies a Clip or HardSwish to each output tile after the GEMM) instead of where it runs
     # as a kernel of its own; the feature is then the op's output bytes.
@@ -60,10 +64,18 @@ class Term:
     image: bool = False
 
     def macs(self, record: OpRecord) -> float:
-        if not self.tile or len(record.output_shape) < 2 or record.output_shape[1] <= 0:
+        shape = record.output_shape
+        if not (self.tile or self.pixel_tile) or len(shape) < 2 or shape[1] <= 0:
             return float(record.macs)
-        channels = record.output_shape[1]
-        return record.macs * (-(-channels // self.tile) * self.tile) / channels
+        channels = shape[1]
+        pixels = int(np.prod(shape)) // channels
+        return (
+            record.macs
+            * _rounded_up(channels, self.tile)
+            / channels
+            * _rounded_up(pixels, self.pixel_tile)
+            / max(pixels, 1)
+        )
 
     def counts(self, record: OpRecord) -> bool:
         return record.kind in self.kinds and (self.where is None or self.where(record))
@@ -71,6 +83,10 @@ class Term:
     @property
     def unit(self) -> str:
         return {"macs": "ms/GMAC", "bytes": "ms/GB", "ops": "ms/op"}[self.feature]
+
+
+def _rounded_up(count: int, tile: int) -> int:
+    return -(-count // tile) * tile if tile else count
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,25 @@ _DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) 
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
 _DW = Term("depthwise_macs", "macs", frozenset({Kind.CONV_DEPTHWISE}), "depthwise convs")
 _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
+# XNNPACK runs a pointwise conv as a GEMM whose micro-kernel computes an mr x nr tile of the
+# output (mr pixels, nr channels) per call, so a GEMM of 1, 3 or 7 pixels costs one 7-row
+# tile on AVX-512. Its f32 tiles by ISA (src/configs/gemm-config.c): AVX-512 7x16, AVX2 5x16
+# (4x16 on Zen), SSE 4x8, ARM64 NEON 6x8. Leave-one-out picks the tile: on this AVX-512 host
+# 7x16 won on both ExecuTorch fp32 calibrations of 2026-12-07 (docs/calibration.md).
+GEMM_TILES = ((7, 16), (5, 16), (4, 16), (6, 8), (4, 8))
+
+
+def _pointwise_tiled(rows: int, channels: int) -> Term:
+    return Term(
+        "pointwise_tiled_macs",
+        "macs",
+        _POINTWISE,
+        f"pointwise (1x1) convs, in whole GEMM tiles of {rows} pixels x {channels} channels",
+        tile=channels,
+        pixel_tile=rows,
+    )
+
+
 _BYTES = Term("bytes", "bytes", _ALL, "every kernel's memory traffic")
 _CONV_BYTES = Term("conv_bytes", "bytes", MAC_KINDS, "conv and linear kernels' traffic")
 
@@ -251,6 +286,19 @@ _OUTSIDE = Term(
 )
 
 
+_ELEMENTWISE_KINDS_TERMS = (
+    *_PER_SIZE_RATES_TILED_STEM,
+    _IMAGE,
+    _CONV_BYTES,
+    _SIGMOID_BYTES,
+    _POOL_BYTES,
+    _BINARY_BYTES,
+    _OTHER_ELEMENTWISE_BYTES,
+    _CONV_OPS,
+    _ELEMENTWISE_OPS,
+)
+
+
 def _kernel_form(name: str, terms: tuple[Term, ...], meaning: str) -> Form:
     """A form fitted on per-kernel rows: its terms, and the time outside the kernels."""
     return Form(name, (*terms, _OUTSIDE), f"{meaning} + time outside the kernels", kernels=True)
@@ -325,19 +373,21 @@ FORMS: dict[str, Form] = {
         ),
         _kernel_form(
             "kernel_sizes_bytes_elementwise_kinds",
-            (
-                *_PER_SIZE_RATES_TILED_STEM,
-                _IMAGE,
-                _CONV_BYTES,
-                _SIGMOID_BYTES,
-                _POOL_BYTES,
-                _BINARY_BYTES,
-                _OTHER_ELEMENTWISE_BYTES,
-                _CONV_OPS,
-                _ELEMENTWISE_OPS,
-            ),
+            _ELEMENTWISE_KINDS_TERMS,
             "kernel_sizes_bytes_image with a bandwidth per kind of kernel without MACs: "
             "sigmoid and swish, pools, adds and multiplies, the rest",
+        ),
+        *(
+            _kernel_form(
+                f"kernel_sizes_bytes_gemm_tiles_{rows}x{channels}",
+                tuple(
+                    _pointwise_tiled(rows, channels) if term is _PW else term
+                    for term in _ELEMENTWISE_KINDS_TERMS
+                ),
+                f"kernel_sizes_bytes_elementwise_kinds with the pointwise convs' MACs in whole "
+                f"GEMM tiles of {rows} pixels x {channels} channels",
+            )
+            for rows, channels in GEMM_TILES
         ),
         _kernel_form(
             "kernel_sizes_bytes_epilogues",
@@ -391,6 +441,12 @@ PRIORS: tuple[PriorRule, ...] = (
         "dense_macs",
         "pointwise_macs",
         "dense convs costed at the pointwise rate: not measured on this device",
+        _GEMM,
+    ),
+    PriorRule(
+        "dense_macs",
+        "pointwise_tiled_macs",
+        "dense convs costed at the pointwise rate (per tiled MAC): not measured on this device",
         _GEMM,
     ),
     PriorRule(

@@ -15,8 +15,12 @@ from ablate.runs.matrix import DeviceProperties
 # The depthwise rate: one term in the per-kind forms; the per-size forms' 3x3 term is the
 # kernel size MobileNets use most.
 DEPTHWISE_TERMS = ("depthwise_macs", "depthwise3_macs")
-POINTWISE_TERM = "pointwise_macs"
-ELEMENTWISE_TERM = "elementwise_bytes"  # ms/GB
+# The forms that tile the pointwise GEMM price it per tiled MAC: on the large GEMMs that set a
+# network's time, within a few percent of a MAC.
+POINTWISE_TERMS = ("pointwise_macs", "pointwise_tiled_macs")
+# One bandwidth for every kernel without MACs; the forms that split it by kind have the
+# simplest kinds' (h-swish, clamps) instead.
+ELEMENTWISE_TERMS = ("elementwise_bytes", "other_elementwise_bytes")  # ms/GB
 # The per-kernel overhead: every kernel's, or in the forms that split it, the conv kernels'.
 OVERHEAD_TERMS = ("ops", "conv_ops")  # ms/op
 MS_PER_S = 1000.0
@@ -27,11 +31,11 @@ def device_properties(profile: Profile, source: str | None = None) -> DeviceProp
     """The properties ``profile`` gives its device; ``source`` says where the profile comes
     from (default: the profile's name and form)."""
     depthwise = _first_known(profile, DEPTHWISE_TERMS)
-    pointwise = _first_known(profile, (POINTWISE_TERM,))
+    pointwise = _first_known(profile, POINTWISE_TERMS)
     ratio = None
     if depthwise is not None and pointwise:
         ratio = depthwise / pointwise
-    elementwise = _first_known(profile, (ELEMENTWISE_TERM,))
+    elementwise = _first_known(profile, ELEMENTWISE_TERMS)
     overhead = _first_known(profile, OVERHEAD_TERMS)
     return DeviceProperties(
         source=source or f"profile {profile.name} (form {profile.form})",

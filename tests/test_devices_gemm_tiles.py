@@ -1,0 +1,90 @@
+"""The GEMM-tile forms: XNNPACK runs a pointwise conv as a GEMM whose micro-kernel computes an
+mr x nr tile of the output per call (7 pixels x 16 channels for f32 on AVX-512), so a conv
+of 1 pixel (SE's) costs one whole tile and 17 channels cost two."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ablate.counting.kinds import Kind
+from ablate.devices.costs import FORMS, GEMM_TILES, PRIORS, op_features
+from ablate.devices.fit import fit_profile
+from ablate.devices.observations import count_variant
+from ablate.devices.predict import predict_records
+from tests.synthetic_kernels import exact_observations
+from tests.test_devices_elementwise_kinds import NETWORKS
+
+KINDS = FORMS["kernel_sizes_bytes_elementwise_kinds"]
+TILED = {tile: FORMS[f"kernel_sizes_bytes_gemm_tiles_{tile[0]}x{tile[1]}"] for tile in GEMM_TILES}
+
+
+def test_a_pointwise_conv_is_counted_in_whole_tiles_and_nothing_else_changes() -> None:
+    assert (7, 16) in GEMM_TILES and (6, 8) in GEMM_TILES
+    form = TILED[(7, 16)]
+    assert form.kernels
+    swapped = [(a, b) for a, b in zip(KINDS.term_names, form.term_names, strict=True) if a != b]
+    assert swapped == [("pointwise_macs", "pointwise_tiled_macs")]
+    column = form.term_names.index("pointwise_tiled_macs")
+    _, counted = count_variant("mobilenet_v3_large", {"resolution": 96})
+    pointwise = [r for r in counted.records if r.kind is Kind.CONV_POINTWISE]
+    by_shape = {(r.output_shape[1:], r.in_channels): r for r in pointwise}
+    # SE's expanding conv of block 4 at 96 px: 24 -> 72 channels on 1 pixel: one 7-row tile
+    # (7x the MACs), 72 channels in 5 tiles of 16 (80).
+    se = by_shape[((72, 1, 1), 24)]
+    assert se.macs == 24 * 72
+    assert op_features(se, form, "fused")[column] == pytest.approx(24 * 80 * 7 / 1e9)
+    # 3 x 3 = 9 pixels: two 7-row tiles (14); 960 channels: 60 whole tiles.
+    last = by_shape[((960, 3, 3), 160)]
+    assert op_features(last, form, "fused")[column] == pytest.approx(160 * 960 * 14 / 1e9)
+    # The 6x8 tiles of ARM64's NEON kernel: 12 rows, 72 channels (9 tiles of 8, exact).
+    assert op_features(se, TILED[(6, 8)], "fused")[column] == pytest.approx(24 * 72 * 6 / 1e9)
+    shared = [i for i, name in enumerate(form.term_names) if name != "pointwise_tiled_macs"]
+    for record in counted.records:
+        mine, theirs = op_features(record, form, "fused"), op_features(record, KINDS, "fused")
+        assert np.array_equal(mine[shared], theirs[shared])
+        assert mine[column] >= theirs[column]  # a tile never holds fewer MACs than the conv
+
+
+def test_dense_convs_take_the_tiled_pointwise_rate_where_unmeasured() -> None:
+    assert any(r.term == "dense_macs" and r.rate_of == "pointwise_tiled_macs" for r in PRIORS)
+
+
+# A device whose GEMMs cost per 7x16 tile, in the form's units.
+TRUTH = {
+    "stem_tiled_macs": 40.0,
+    "pointwise_tiled_macs": 6.0,
+    "depthwise3_macs": 55.0,
+    "depthwise5_macs": 90.0,
+    "depthwise7_macs": 600.0,
+    "linear_macs": 20.0,
+    "image_bytes": 20.0,
+    "conv_bytes": 5.0,
+    "sigmoid_bytes": 80.0,
+    "pool_bytes": 5.0,
+    "binary_bytes": 10.0,
+    "other_elementwise_bytes": 15.0,
+    "conv_ops": 0.001,
+    "elementwise_ops": 0.002,
+}
+
+
+def test_a_known_tile_is_recovered_and_chosen_over_the_other_tiles() -> None:
+    form = TILED[(7, 16)]
+    observations = exact_observations(NETWORKS, form, TRUTH)
+    profile = fit_profile(observations, name="tiles", description="known GEMM tiles")
+    assert profile.form == form.name
+    assert profile.quality.loo_max_abs_error < 1e-6
+    values = {parameter.name: parameter.value for parameter in profile.parameters}
+    for name, true in TRUTH.items():
+        assert values[name] == pytest.approx(true, rel=1e-5), name
+    for observation in observations:
+        assert predict_records(profile, observation.records).ms == pytest.approx(
+            observation.latency_ms, rel=1e-6
+        )
+    # Every other tile, and no tile at all, misses some network.
+    errors = {c.form: c.loo_max_abs_error for c in profile.quality.candidates}
+    for tile, other in TILED.items():
+        if tile != (7, 16):
+            assert errors[other.name] > 1e-3, other.name
+    assert errors[KINDS.name] > 1e-3
