@@ -38,7 +38,7 @@ from ablate.analysis.coalitions import CoalitionSpace
 from ablate.analysis.shapley import shapley_values
 from ablate.counting.records import OpRecord
 from ablate.devices.fit import Observation, fit_profile, fit_scaled
-from ablate.devices.observations import count_variant, run_observations
+from ablate.devices.observations import count_variant, run_gemm_tile, run_observations
 from ablate.devices.predict import predict_records
 from ablate.devices.profile import Profile, load_profile
 from ablate.runs.schema import Results, load_results
@@ -157,9 +157,11 @@ def calibrated_profile(
     *,
     form: str | None = None,
     like: Profile | None = None,
+    gemm_tile: tuple[int, int] | None = None,
 ) -> Profile:
     """The profile judged as *calibrated*: fitted to the run's kernels (the form chosen by
-    leave-one-out, or `form`), or `like`'s kernel costs times one scale fitted to the run."""
+    leave-one-out, among the forms of the run's GEMM tile where it is known, or `form`), or
+    `like`'s kernel costs times one scale fitted to the run."""
     if like is not None:
         return fit_scaled(
             observations, like, name="calibrated", description=f"{like.name}'s kernel costs"
@@ -171,6 +173,7 @@ def calibrated_profile(
         view=view,  # type: ignore[arg-type]  # run_observations returns a View
         batch=batch,
         form_name=form,
+        gemm_tile=gemm_tile,
     )
 
 
@@ -195,7 +198,12 @@ def main() -> None:
     reference = load_profile(arguments.like) if arguments.like else None
     fits = {
         "calibrated": calibrated_profile(
-            observations, view, batch, form=arguments.form, like=reference
+            observations,
+            view,
+            batch,
+            form=arguments.form,
+            like=reference,
+            gemm_tile=run_gemm_tile([arguments.calibration]),
         ),
         "whole-network": fit_profile(
             _whole_network(observations),

@@ -88,3 +88,60 @@ def test_a_known_tile_is_recovered_and_chosen_over_the_other_tiles() -> None:
         if tile != (7, 16):
             assert errors[other.name] > 1e-3, other.name
     assert errors[KINDS.name] > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "identity", "tile"),
+    [
+        # This host (2026-12-07): AVX-512.
+        ("x86_64", ["avx", "avx2", "avx512f", "fma"], "AuthenticAMD family 25 model 17", (7, 16)),
+        ("x86_64", ["avx", "avx2", "fma"], "GenuineIntel family 6 model 85", (5, 16)),
+        ("x86_64", ["avx", "avx2", "fma"], "AuthenticAMD family 23 model 49", None),  # Zen 1/2
+        ("x86_64", ["avx"], "GenuineIntel family 6 model 42", (5, 16)),
+        ("x86_64", ["sse4_1", "sse4_2"], "GenuineIntel family 6 model 23", (4, 8)),
+        ("aarch64", [], "", (6, 8)),
+        ("arm64-v8a", ["neon"], "", (6, 8)),
+        ("riscv64", [], "", None),
+    ],
+)
+def test_the_cpu_names_xnnpacks_tile(
+    machine: str, flags: list[str], identity: str, tile: tuple[int, int] | None
+) -> None:
+    from ablate.devices.costs import xnnpack_f32_gemm_tile
+
+    assert xnnpack_f32_gemm_tile(machine, flags, identity) == tile
+    assert tile is None or tile in GEMM_TILES
+
+
+def test_a_run_tells_its_tile_only_for_xnnpack_in_fp32() -> None:
+    from types import SimpleNamespace
+
+    from ablate.devices.observations import gemm_tile_of
+
+    avx512 = {"machine": "x86_64", "cpu_flags": ["avx512f"], "cpu_identity": "AuthenticAMD"}
+
+    def run(backend: str, precision: str, environment: dict) -> SimpleNamespace:
+        measurement = SimpleNamespace(backend=backend, precision=precision)
+        return SimpleNamespace(measurement=measurement, environment=environment)
+
+    assert gemm_tile_of(run("executorch", "fp32", avx512)) == (7, 16)
+    assert gemm_tile_of(run("litert", "fp32", avx512)) == (7, 16)
+    assert gemm_tile_of(run("executorch", "int8", avx512)) is None  # qs8: other kernels
+    assert gemm_tile_of(run("onnxruntime", "fp32", avx512)) is None  # MLAS, not XNNPACK
+    assert gemm_tile_of(run("eager", "fp32", avx512)) is None
+    assert gemm_tile_of(run("executorch", "fp32", {})) is None  # an environment that says nothing
+    assert gemm_tile_of(SimpleNamespace(measurement=None, environment=avx512)) is None
+
+
+def test_a_known_tile_leaves_the_other_tiles_out_of_the_choice() -> None:
+    form = TILED[(7, 16)]
+    observations = exact_observations(NETWORKS, form, TRUTH)
+    told = fit_profile(observations, name="t", description="", gemm_tile=(5, 16))
+    names = {candidate.form for candidate in told.quality.candidates}
+    assert TILED[(5, 16)].name in names and KINDS.name in names
+    assert not names & {other.name for tile, other in TILED.items() if tile != (5, 16)}
+    assert told.form in (TILED[(5, 16)].name, KINDS.name)
+    assert "pointwise GEMM tiles 5x16, XNNPACK's on the CPU" in told.quality.selection
+    # Told the tile it ran, the fit is exact again.
+    right = fit_profile(observations, name="t", description="", gemm_tile=(7, 16))
+    assert right.form == form.name and right.quality.loo_max_abs_error < 1e-6

@@ -9,7 +9,12 @@ from typing import Any
 
 from ablate.devices.costs import FORMS
 from ablate.devices.fit import fit_profile, fit_scaled
-from ablate.devices.observations import count_variant, run_observations, table_observations
+from ablate.devices.observations import (
+    count_variant,
+    run_gemm_tile,
+    run_observations,
+    table_observations,
+)
 from ablate.devices.predict import Prediction, predict_records
 from ablate.devices.profile import (
     SHIPPED_NAMES,
@@ -53,12 +58,14 @@ def fit_device(
     if form is not None and like is not None:
         raise AblateError("--form and --like: give one (--like takes the reference's form)")
     reference = load_profile(like) if like is not None else None
+    tile = None
     if table is not None:
         observations = table_observations(table)
         view, batch, origin = "fused", 1, str(table)
     else:
         observations, view, batch = run_observations(runs)
         origin = ", ".join(str(path) for path in runs)
+        tile = run_gemm_tile(runs)
     if reference is not None:
         profile = fit_scaled(
             observations,
@@ -76,6 +83,7 @@ def fit_device(
             batch=batch,
             form_name=form,
             origin=origin,
+            gemm_tile=tile,
         )
     path = out or user_directory() / f"{name}.json"
     write_profile(profile, path)

@@ -97,6 +97,8 @@ class Form:
     # Needs per-kernel rows: whole-network latencies of a few architectures cannot separate
     # this many rates (every row of a MobileNet mixes them in nearly fixed proportions).
     kernels: bool = False
+    # The GEMM tile (rows, channels) its pointwise term counts in; None: plain MACs.
+    gemm_tile: tuple[int, int] | None = None
 
     @property
     def term_names(self) -> tuple[str, ...]:
@@ -160,6 +162,28 @@ _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
 # (4x16 on Zen), SSE 4x8, ARM64 NEON 6x8. Leave-one-out picks the tile: on this AVX-512 host
 # 7x16 won on both ExecuTorch fp32 calibrations of 2026-12-07 (docs/calibration.md).
 GEMM_TILES = ((7, 16), (5, 16), (4, 16), (6, 8), (4, 8))
+
+
+def xnnpack_f32_gemm_tile(
+    machine: str, flags: Iterable[str], cpu_identity: str = ""
+) -> tuple[int, int] | None:
+    """The f32 GEMM tile XNNPACK picks on a CPU (its `gemm-config.c`), from the machine, its
+    ISA flags and its identity as a run's environment records them; None where that does not
+    settle it. AMD's family 23 (Zen to Zen 2) is left open: XNNPACK gives Zen 1 4x16, which the
+    family does not tell apart from Zen 2's 5x16."""
+    names = {flag.lower() for flag in flags}
+    machine = machine.lower()
+    if machine in ("aarch64", "arm64", "arm64-v8a"):
+        return (6, 8)
+    if machine not in ("x86_64", "amd64"):
+        return None
+    if "avx512f" in names:
+        return (7, 16)
+    if "fma" in names or "fma3" in names:
+        return None if "authenticamd family 23 " in f"{cpu_identity.lower()} " else (5, 16)
+    if "avx" in names:
+        return (5, 16)
+    return (4, 8)
 
 
 def _pointwise_tiled(rows: int, channels: int) -> Term:
@@ -299,9 +323,17 @@ _ELEMENTWISE_KINDS_TERMS = (
 )
 
 
-def _kernel_form(name: str, terms: tuple[Term, ...], meaning: str) -> Form:
+def _kernel_form(
+    name: str, terms: tuple[Term, ...], meaning: str, gemm_tile: tuple[int, int] | None = None
+) -> Form:
     """A form fitted on per-kernel rows: its terms, and the time outside the kernels."""
-    return Form(name, (*terms, _OUTSIDE), f"{meaning} + time outside the kernels", kernels=True)
+    return Form(
+        name,
+        (*terms, _OUTSIDE),
+        f"{meaning} + time outside the kernels",
+        kernels=True,
+        gemm_tile=gemm_tile,
+    )
 
 
 FORMS: dict[str, Form] = {
@@ -386,6 +418,7 @@ FORMS: dict[str, Form] = {
                 ),
                 f"kernel_sizes_bytes_elementwise_kinds with the pointwise convs' MACs in whole "
                 f"GEMM tiles of {rows} pixels x {channels} channels",
+                (rows, channels),
             )
             for rows, channels in GEMM_TILES
         ),
