@@ -107,7 +107,7 @@ def test_a_known_tile_is_recovered_and_chosen_over_the_other_tiles() -> None:
 def test_the_cpu_names_xnnpacks_tile(
     machine: str, flags: list[str], identity: str, tile: tuple[int, int] | None
 ) -> None:
-    from ablate.devices.costs import xnnpack_f32_gemm_tile
+    from ablate.measurement.kernels import xnnpack_f32_gemm_tile
 
     assert xnnpack_f32_gemm_tile(machine, flags, identity) == tile
     assert tile is None or tile in GEMM_TILES

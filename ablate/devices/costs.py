@@ -164,28 +164,6 @@ _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
 GEMM_TILES = ((7, 16), (5, 16), (4, 16), (6, 8), (4, 8))
 
 
-def xnnpack_f32_gemm_tile(
-    machine: str, flags: Iterable[str], cpu_identity: str = ""
-) -> tuple[int, int] | None:
-    """The f32 GEMM tile XNNPACK picks on a CPU (its `gemm-config.c`), from the machine, its
-    ISA flags and its identity as a run's environment records them; None where that does not
-    settle it. AMD's family 23 (Zen to Zen 2) is left open: XNNPACK gives Zen 1 4x16, which the
-    family does not tell apart from Zen 2's 5x16."""
-    names = {flag.lower() for flag in flags}
-    machine = machine.lower()
-    if machine in ("aarch64", "arm64", "arm64-v8a"):
-        return (6, 8)
-    if machine not in ("x86_64", "amd64"):
-        return None
-    if "avx512f" in names:
-        return (7, 16)
-    if "fma" in names or "fma3" in names:
-        return None if "authenticamd family 23 " in f"{cpu_identity.lower()} " else (5, 16)
-    if "avx" in names:
-        return (5, 16)
-    return (4, 8)
-
-
 def _pointwise_tiled(rows: int, channels: int) -> Term:
     return Term(
         "pointwise_tiled_macs",

@@ -481,7 +481,7 @@ def fit_profile(
     each unresolved rate that has one; the fit without priors is kept beside it.
 
     ``gemm_tile``: the GEMM tile the rows' runtime is known to compute in (XNNPACK's, from
-    the CPU: `costs.xnnpack_f32_gemm_tile`); the forms of other tiles are then no candidates.
+    the CPU: `Backend.gemm_tile`); the forms of other tiles are then no candidates.
     Where 5 and 7 rows fit alike (leave-one-out 7.490% against 7.495% on an ExecuTorch fp32
     calibration of 2026-12-07), the CPU, not a hair of error, says which one ran."""
     forms = list(FORMS.values()) if form_name is None else [FORMS[form_name]]

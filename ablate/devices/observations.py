@@ -224,9 +224,9 @@ def table_observations(path: Path, batch: int = 1) -> list[Observation]:
 
 
 def run_gemm_tile(paths: Sequence[Path]) -> tuple[int, int] | None:
-    """The GEMM tile every one of the runs' programs computed in: XNNPACK's f32 tile on the
-    CPU the run's environment names, for an fp32 run on a backend that delegates to XNNPACK;
-    None where a run says otherwise, says too little, or the runs disagree."""
+    """The GEMM tile every one of the runs' programs computed in: their backend's on the CPU
+    the run's environment names (XNNPACK's f32 tile for ExecuTorch and LiteRT), for fp32
+    runs; None where a run says otherwise, says too little, or the runs disagree."""
     from ablate.runs.schema import load_results
 
     tiles = {gemm_tile_of(load_results(path)) for path in paths}
@@ -234,23 +234,22 @@ def run_gemm_tile(paths: Sequence[Path]) -> tuple[int, int] | None:
 
 
 def gemm_tile_of(results: Any) -> tuple[int, int] | None:
-    """A run's GEMM tile (`run_gemm_tile`), from its measurement and environment."""
-    from ablate.devices.costs import xnnpack_f32_gemm_tile
+    """A run's GEMM tile (`run_gemm_tile`): its backend's (`Backend.gemm_tile`) on the CPU
+    its environment names, for an fp32 run."""
     from ablate.measurement.backends import BACKENDS
 
     measurement = results.measurement
     if measurement is None or measurement.precision != "fp32":
         return None
-    if measurement.backend not in BACKENDS or BACKENDS.get(measurement.backend).delegate != (
-        "XNNPACK"
-    ):
+    if measurement.backend not in BACKENDS:
         return None
+    tile_on = BACKENDS.get(measurement.backend).gemm_tile
     environment = results.environment or {}
     flags = environment.get("cpu_flags")
     machine = environment.get("machine")
-    if not isinstance(flags, list) or not isinstance(machine, str):
+    if tile_on is None or not isinstance(flags, list) or not isinstance(machine, str):
         return None
-    return xnnpack_f32_gemm_tile(machine, flags, str(environment.get("cpu_identity", "")))
+    return tile_on(machine, flags, str(environment.get("cpu_identity", "")))
 
 
 def run_observations(paths: Sequence[Path]) -> tuple[list[Observation], View, int]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ablate.measurement.export_cache import DelegationReport
-    from ablate.measurement.kernels import KernelEvent, KernelTimer
+    from ablate.measurement.kernels import GemmTile, KernelEvent, KernelTimer
 
 # fp32, or int8: static post-training quantization, on the backends whose descriptor lists it.
 PRECISIONS = ("fp32", "int8")
@@ -134,6 +134,10 @@ class Backend:
     kernel_timer: KernelTimer | None = None
     # The delegate its programs run in, when the program cannot say (see DelegationReport).
     delegate: str | None = None
+    # The output tile its fp32 GEMMs (pointwise convs) compute in on a CPU, from the CPU's
+    # machine, ISA flags and identity as a run's environment records them; None where the
+    # runtime's tiles are not known (the device fit then chooses among all of them).
+    gemm_tile: GemmTile | None = None
 
     def __post_init__(self) -> None:
         if self.mobile and self.program is None:

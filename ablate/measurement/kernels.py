@@ -14,6 +14,7 @@ Each runtime names its kernels its own way ("Convolution (NHWC, F32) DWConv #3" 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
@@ -79,3 +80,30 @@ def check_runs(runs: int) -> None:
     """A kernel's time is a median over runs: there must be one."""
     if runs < 1:
         raise MeasurementError(f"kernel timing needs at least 1 run (got {runs})")
+
+
+# What a pointwise conv costs depends on the GEMM micro-kernel's output tile (rows x
+# channels); XNNPACK picks its f32 tile by the CPU's ISA (src/configs/gemm-config.c).
+GemmTile = Callable[[str, Iterable[str], str], "tuple[int, int] | None"]
+
+
+def xnnpack_f32_gemm_tile(
+    machine: str, flags: Iterable[str], cpu_identity: str = ""
+) -> tuple[int, int] | None:
+    """The f32 GEMM tile XNNPACK picks on a CPU (its `gemm-config.c`), from the machine, its
+    ISA flags and its identity as a run's environment records them; None where that does not
+    settle it. AMD's family 23 (Zen to Zen 2) is left open: XNNPACK gives Zen 1 4x16, which the
+    family does not tell apart from Zen 2's 5x16."""
+    names = {flag.lower() for flag in flags}
+    machine = machine.lower()
+    if machine in ("aarch64", "arm64", "arm64-v8a"):
+        return (6, 8)
+    if machine not in ("x86_64", "amd64"):
+        return None
+    if "avx512f" in names:
+        return (7, 16)
+    if "fma" in names or "fma3" in names:
+        return None if "authenticamd family 23 " in f"{cpu_identity.lower()} " else (5, 16)
+    if "avx" in names:
+        return (5, 16)
+    return (4, 8)

@@ -26,7 +26,7 @@ from ablate.measurement.exporting import (
     shared_provenance,
     silence_import_notices,
 )
-from ablate.measurement.kernels import KernelClass, KernelEvent, check_runs
+from ablate.measurement.kernels import KernelClass, KernelEvent, check_runs, xnnpack_f32_gemm_tile
 from ablate.measurement.programs import MobileRunnable, export_program, exported
 
 if TYPE_CHECKING:
@@ -422,5 +422,6 @@ EXECUTORCH = register(
         profiler=Profiler("ETDump", executorch_op_times),
         kernel_timer=executorch_kernel_times,
         delegate=DELEGATE,
+        gemm_tile=xnnpack_f32_gemm_tile,
     )
 )

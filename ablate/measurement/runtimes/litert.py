@@ -29,7 +29,7 @@ from ablate.measurement.exporting import (
     shared_provenance,
     silence_import_notices,
 )
-from ablate.measurement.kernels import KernelClass, KernelEvent
+from ablate.measurement.kernels import KernelClass, KernelEvent, xnnpack_f32_gemm_tile
 from ablate.measurement.programs import MobileRunnable, exported
 
 if TYPE_CHECKING:
@@ -361,5 +361,6 @@ LITERT = register(
         mobile=True,
         profiler=None,  # the Python interpreter has none (see the module's docstring)
         delegate=DELEGATE,
+        gemm_tile=xnnpack_f32_gemm_tile,
     )
 )
