@@ -13,6 +13,8 @@ from ablate.counting.records import OpRecord
 from ablate.devices.costs import Form, is_kernel, op_features
 from ablate.devices.fit import Observation
 from ablate.devices.observations import count_variant
+from ablate.devices.predict import predict_records
+from ablate.devices.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,19 @@ def exact_observations(
             )
         )
     return observations
+
+
+def assert_recovered(
+    profile: Profile, observations: Sequence[Observation], costs: dict[str, float]
+) -> None:
+    """`profile` fitted `observations` exactly: leave-one-out exact, every cost in `costs`
+    recovered, every network predicted at its latency."""
+    import pytest
+
+    assert profile.quality.loo_max_abs_error < 1e-6
+    values = {parameter.name: parameter.value for parameter in profile.parameters}
+    for name, true in costs.items():
+        assert values[name] == pytest.approx(true, rel=1e-5), name
+    for observation in observations:
+        predicted = predict_records(profile, observation.records).ms
+        assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)

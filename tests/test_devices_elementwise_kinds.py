@@ -12,8 +12,7 @@ from ablate.counting.kinds import Kind
 from ablate.devices.costs import FORMS, PRIORS, op_features
 from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
-from ablate.devices.predict import predict_records
-from tests.synthetic_kernels import exact_observations
+from tests.synthetic_kernels import assert_recovered, exact_observations
 
 KINDS = FORMS["kernel_sizes_bytes_elementwise_kinds"]
 IMAGE = FORMS["kernel_sizes_bytes_image"]
@@ -102,14 +101,8 @@ def test_known_elementwise_bandwidths_are_recovered_and_the_form_chosen() -> Non
     observations = exact_observations(NETWORKS, KINDS, TRUTH)
     profile = fit_profile(observations, name="kinds", description="known elementwise costs")
     assert profile.form == KINDS.name
-    assert profile.quality.loo_max_abs_error < 1e-6
     assert [prior.term for prior in profile.priors] == ["dense_macs"]  # no dense conv here
-    values = {parameter.name: parameter.value for parameter in profile.parameters}
-    for name, true in TRUTH.items():
-        assert values[name] == pytest.approx(true, rel=1e-5), name
-    for observation in observations:
-        predicted = predict_records(profile, observation.records).ms
-        assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)
+    assert_recovered(profile, observations, TRUTH)
     # One shared bandwidth cannot price a swish and an add apart: no fit is exact.
     shared = fit_profile(observations, name="shared", description="", form_name=IMAGE.name)
     assert shared.quality.loo_max_abs_error > 1e-3

@@ -11,9 +11,9 @@ from ablate.counting.kinds import Kind
 from ablate.devices.costs import FORMS, GEMM_TILES, PRIORS, op_features
 from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
-from ablate.devices.predict import predict_records
-from tests.synthetic_kernels import exact_observations
+from tests.synthetic_kernels import assert_recovered, exact_observations
 from tests.test_devices_elementwise_kinds import NETWORKS
+from tests.test_devices_elementwise_kinds import TRUTH as KINDS_TRUTH
 
 KINDS = FORMS["kernel_sizes_bytes_elementwise_kinds"]
 TILED = {tile: FORMS[f"kernel_sizes_bytes_gemm_tiles_{tile[0]}x{tile[1]}"] for tile in GEMM_TILES}
@@ -50,22 +50,11 @@ def test_dense_convs_take_the_tiled_pointwise_rate_where_unmeasured() -> None:
     assert any(r.term == "dense_macs" and r.rate_of == "pointwise_tiled_macs" for r in PRIORS)
 
 
-# A device whose GEMMs cost per 7x16 tile, in the form's units.
+# A device whose GEMMs cost per 7x16 tile: the elementwise-kinds test's costs, its pointwise
+# rate per tiled MAC.
 TRUTH = {
-    "stem_tiled_macs": 40.0,
-    "pointwise_tiled_macs": 6.0,
-    "depthwise3_macs": 55.0,
-    "depthwise5_macs": 90.0,
-    "depthwise7_macs": 600.0,
-    "linear_macs": 20.0,
-    "image_bytes": 20.0,
-    "conv_bytes": 5.0,
-    "sigmoid_bytes": 80.0,
-    "pool_bytes": 5.0,
-    "binary_bytes": 10.0,
-    "other_elementwise_bytes": 15.0,
-    "conv_ops": 0.001,
-    "elementwise_ops": 0.002,
+    ("pointwise_tiled_macs" if name == "pointwise_macs" else name): cost
+    for name, cost in KINDS_TRUTH.items()
 }
 
 
@@ -74,14 +63,7 @@ def test_a_known_tile_is_recovered_and_chosen_over_the_other_tiles() -> None:
     observations = exact_observations(NETWORKS, form, TRUTH)
     profile = fit_profile(observations, name="tiles", description="known GEMM tiles")
     assert profile.form == form.name
-    assert profile.quality.loo_max_abs_error < 1e-6
-    values = {parameter.name: parameter.value for parameter in profile.parameters}
-    for name, true in TRUTH.items():
-        assert values[name] == pytest.approx(true, rel=1e-5), name
-    for observation in observations:
-        assert predict_records(profile, observation.records).ms == pytest.approx(
-            observation.latency_ms, rel=1e-6
-        )
+    assert_recovered(profile, observations, TRUTH)
     # Every other tile, and no tile at all, misses some network.
     errors = {c.form: c.loo_max_abs_error for c in profile.quality.candidates}
     for tile, other in TILED.items():

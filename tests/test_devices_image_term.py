@@ -11,8 +11,7 @@ from ablate.counting.kinds import Kind
 from ablate.devices.costs import FORMS, IMAGE_BYTES_PER_ELEMENT, op_features
 from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
-from ablate.devices.predict import predict_records
-from tests.synthetic_kernels import exact_observations
+from tests.synthetic_kernels import assert_recovered, exact_observations
 
 IMAGE = FORMS["kernel_sizes_bytes_image"]
 TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
@@ -70,13 +69,7 @@ def test_a_known_image_cost_is_recovered_and_its_form_chosen() -> None:
     observations = exact_observations(NETWORKS, IMAGE, TRUTH)
     profile = fit_profile(observations, name="image", description="known image cost")
     assert profile.form == IMAGE.name
-    assert profile.quality.loo_max_abs_error < 1e-6
-    values = {parameter.name: parameter.value for parameter in profile.parameters}
-    for name, true in TRUTH.items():
-        assert values[name] == pytest.approx(true, rel=1e-5), name
-    for observation in observations:
-        predicted = predict_records(profile, observation.records).ms
-        assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)
+    assert_recovered(profile, observations, TRUTH)
     # Without the term the stem's rate carries the image, and a 48-filter stem (3 tiles) is
     # charged three times an 8-filter one's conversion: no fit is exact.
     tiled = fit_profile(observations, name="tiled", description="", form_name=TILED.name)
