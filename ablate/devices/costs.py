@@ -159,8 +159,10 @@ _FC = Term("linear_macs", "macs", _LINEAR, "linear layers")
 # XNNPACK runs a pointwise conv as a GEMM whose micro-kernel computes an mr x nr tile of the
 # output (mr pixels, nr channels) per call, so a GEMM of 1, 3 or 7 pixels costs one 7-row
 # tile on AVX-512. Its f32 tiles by ISA (src/configs/gemm-config.c): AVX-512 7x16, AVX2 5x16
-# (4x16 on Zen), SSE 4x8, ARM64 NEON 6x8. Leave-one-out picks the tile: on this AVX-512 host
-# 7x16 won on both ExecuTorch fp32 calibrations of 2026-12-07 (docs/calibration.md).
+# (4x16 on Zen), SSE 4x8, ARM64 NEON 6x8. Where the runtime names its tile on the run's CPU
+# (`Backend.gemm_tile`) the fit keeps that tile's form; elsewhere leave-one-out picks (on
+# this AVX-512 host 7x16 won two of three ExecuTorch fp32 calibrations of 2026-12-07 and
+# lost the third by 0.005 point: docs/calibration.md).
 GEMM_TILES = ((7, 16), (5, 16), (4, 16), (6, 8), (4, 8))
 
 
