@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,12 @@ import numpy as np
 from ablate.analysis.coalitions import CoalitionSpace
 from ablate.analysis.shapley import shapley_values
 from ablate.counting.records import OpRecord
+from ablate.devices.costs import FORMS
 from ablate.devices.fit import Observation, fit_profile, fit_scaled
 from ablate.devices.observations import count_variant, run_gemm_tile, run_observations
 from ablate.devices.predict import predict_records
 from ablate.devices.profile import Profile, load_profile
+from ablate.errors import AblateError
 from ablate.runs.schema import Results, load_results
 
 
@@ -184,7 +187,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument(
-        "--form", help="fit the calibrated profile with this form instead of choosing by CV"
+        "--form",
+        choices=list(FORMS),
+        metavar="FORM",
+        help="fit the calibrated profile with this form instead of choosing by CV",
     )
     choice.add_argument(
         "--like",
@@ -193,9 +199,9 @@ def main() -> None:
     )
     arguments = parser.parse_args()
 
+    reference = load_profile(arguments.like) if arguments.like else None
     observations, view, batch = run_observations([arguments.calibration])
     timed = sum(1 for observation in observations if observation.kernels)
-    reference = load_profile(arguments.like) if arguments.like else None
     fits = {
         "calibrated": calibrated_profile(
             observations,
@@ -253,4 +259,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AblateError as error:  # a missing run, a run of the wrong kind, an unknown profile
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

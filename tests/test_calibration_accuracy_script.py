@@ -87,3 +87,25 @@ def test_form_and_like_are_one_or_the_other() -> None:
     )
     assert result.returncode == 2
     assert "not allowed with argument --form" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--like", "no-such-profile"], "no-such-profile"),
+        (["--form", "no_such_form"], "invalid choice: 'no_such_form'"),
+        ([], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[str], says: str) -> None:
+    import subprocess
+
+    missing = [str(tmp_path / "calibration"), str(tmp_path / "full")]
+    result = subprocess.run(
+        [sys.executable, str(_PATH), *missing, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and says in result.stderr
