@@ -13,6 +13,7 @@ from ablate.devices.costs import FORMS, PRIORS, op_features
 from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
 from tests.synthetic_kernels import assert_recovered, exact_observations
+from tests.test_devices_image_term import TRUTH as IMAGE_TRUTH
 
 KINDS = FORMS["kernel_sizes_bytes_elementwise_kinds"]
 IMAGE = FORMS["kernel_sizes_bytes_image"]
@@ -59,23 +60,15 @@ def test_an_unmeasured_elementwise_kind_borrows_the_simplest_ones_bandwidth() ->
     assert borrowed == dict.fromkeys(SPLIT[:3], "other_elementwise_bytes")
 
 
-# A device on which a swish costs 8 times an add per byte and an SE pool half of one, beside
-# made-up costs in the form's units (ms/GMAC, ms/GB, ms/kernel).
+# A device on which a swish costs 8 times an add per byte and an SE pool half of one: the
+# image test's made-up costs (ms/GMAC, ms/GB, ms/kernel) with its one elementwise bandwidth
+# split four ways.
 TRUTH = {
-    "stem_tiled_macs": 40.0,
-    "pointwise_macs": 6.0,
-    "depthwise3_macs": 55.0,
-    "depthwise5_macs": 90.0,
-    "depthwise7_macs": 600.0,
-    "linear_macs": 20.0,
-    "image_bytes": 20.0,
-    "conv_bytes": 5.0,
+    **{name: cost for name, cost in IMAGE_TRUTH.items() if name != "elementwise_bytes"},
     "sigmoid_bytes": 80.0,
     "pool_bytes": 5.0,
     "binary_bytes": 10.0,
-    "other_elementwise_bytes": 15.0,
-    "conv_ops": 0.001,
-    "elementwise_ops": 0.002,
+    "other_elementwise_bytes": IMAGE_TRUTH["elementwise_bytes"],
 }
 NETWORKS = (
     ("mobilenet_v3_small", {"resolution": 96, "stem_channels": 8}),
