@@ -238,6 +238,15 @@ _CONV_OPS = Term("conv_ops", "ops", MAC_KINDS, "overhead per conv or linear kern
 _ELEMENTWISE_OPS = Term(
     "elementwise_ops", "ops", _ALL - MAC_KINDS, "overhead per kernel without MACs"
 )
+# Eager PyTorch on this host (2026-12-07, one thread): oneDNN's call costs about 80 µs per
+# depthwise conv, 100 per stem and 15-20 per pointwise conv whatever its size (per-kernel
+# fits of the calibration's convs), where one `conv_ops` charged every conv the same.
+_CONV_KIND_OPS = (
+    Term("pointwise_ops", "ops", _POINTWISE, "overhead per pointwise (1x1) conv kernel"),
+    Term("depthwise_ops", "ops", frozenset({Kind.CONV_DEPTHWISE}), "overhead per depthwise conv"),
+    Term("dense_ops", "ops", frozenset({Kind.CONV_DENSE}), "overhead per dense conv (the stem)"),
+    Term("linear_ops", "ops", _LINEAR, "overhead per linear layer"),
+)
 
 
 def _epilogue(name: str, kinds: Iterable[Kind], what: str) -> Term:
@@ -264,8 +273,7 @@ _NORM_KINDS = frozenset({Kind.BATCH_NORM})
 _ACTIVATION_KINDS = frozenset(ACTIVATION_KINDS) | CLAMP_KINDS
 _POOLING_KINDS = _POOL_BYTES.kinds
 _BINARY_KINDS = _BINARY_BYTES.kinds
-_PER_KIND_OVERHEADS = (
-    _CONV_OPS,
+_ELEMENTWISE_KIND_OVERHEADS = (
     Term("norm_ops", "ops", _NORM_KINDS, "overhead per batch-norm kernel (unfused)"),
     Term("activation_ops", "ops", _ACTIVATION_KINDS, "overhead per activation kernel"),
     Term("pool_ops", "ops", _POOLING_KINDS, "overhead per pooling kernel (SE squeeze too)"),
@@ -277,6 +285,7 @@ _PER_KIND_OVERHEADS = (
         "overhead per other kernel (copies, ...)",
     ),
 )
+_PER_KIND_OVERHEADS = (_CONV_OPS, *_ELEMENTWISE_KIND_OVERHEADS)
 
 # ExecuTorch int8 on this host, 2026-12-07: the kernels' events cover 0.71 of a 104-kernel
 # V3-Large-0.35's latency and 0.94 of a 64-kernel V2's; about 3 µs per kernel runs between
@@ -401,6 +410,21 @@ FORMS: dict[str, Form] = {
                 (rows, channels),
             )
             for rows, channels in GEMM_TILES
+        ),
+        _kernel_form(
+            "kernel_sizes_bytes_kind_overheads",
+            (
+                *_PER_SIZE_RATES,
+                _CONV_BYTES,
+                _SIGMOID_BYTES,
+                _POOL_BYTES,
+                _BINARY_BYTES,
+                _OTHER_ELEMENTWISE_BYTES,
+                *_CONV_KIND_OPS,
+                *_ELEMENTWISE_KIND_OVERHEADS,
+            ),
+            "a MAC rate per conv kind and depthwise size, a bandwidth per elementwise kind, "
+            "an overhead per kind of kernel",
         ),
         _kernel_form(
             "kernel_sizes_bytes_epilogues",

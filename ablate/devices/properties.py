@@ -21,8 +21,9 @@ POINTWISE_TERMS = ("pointwise_macs", "pointwise_tiled_macs")
 # One bandwidth for every kernel without MACs; the forms that split it by kind have the
 # simplest kinds' (h-swish, clamps) instead.
 ELEMENTWISE_TERMS = ("elementwise_bytes", "other_elementwise_bytes")  # ms/GB
-# The per-kernel overhead: every kernel's, or in the forms that split it, the conv kernels'.
-OVERHEAD_TERMS = ("ops", "conv_ops")  # ms/op
+# The per-kernel overhead: every kernel's, or in the forms that split it, the conv kernels' (by
+# kind: the pointwise convs', the most numerous).
+OVERHEAD_TERMS = ("ops", "conv_ops", "pointwise_ops")  # ms/op
 MS_PER_S = 1000.0
 US_PER_MS = 1000.0
 
