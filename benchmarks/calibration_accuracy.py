@@ -19,6 +19,10 @@ the full run, and the script prints, per profile, the three figures issue 27 jud
   interval excludes 0;
 - the to / from ratio (V3-Large / V2), predicted against measured.
 
+It first says how steady each run's latencies were (median IQR, flags, "unsteady" where more
+than half moved while measured): a judgement against an unsteady run measures the machine as
+much as the profile.
+
 Shares are computed the same way on both sides (exact Shapley values of the per-variant
 medians, over the from-model's median); the measured intervals come from the full run's own
 paired attribution.
@@ -69,6 +73,43 @@ class Judged:
     signs_agree: bool
     ratio: float
     ratio_error: float
+
+
+# Flags that say a latency moved while it was measured (`measurement.statistics`).
+UNSTEADY_FLAGS = ("high_iqr", "drift")
+
+
+@dataclass(frozen=True)
+class Steadiness:
+    """How steady a run's latencies were: a judgement against an unsteady run measures the
+    machine as much as the profile (eager's full run of 11:28, 2026-12-07: every latency's
+    IQR above 10% of its median, V2 11% slower than in the steady run 20 min before)."""
+
+    latencies: int
+    median_iqr: float  # the median over the latencies of IQR / median
+    flagged: dict[str, int]  # flag name -> latencies carrying it
+
+    @property
+    def unsteady(self) -> bool:
+        return any(2 * self.flagged.get(flag, 0) > self.latencies for flag in UNSTEADY_FLAGS)
+
+    def describe(self) -> str:
+        flags = ", ".join(f"{name} {count}" for name, count in sorted(self.flagged.items()))
+        verdict = " (unsteady: more than half flagged)" if self.unsteady else ""
+        return (
+            f"{self.latencies} latencies, median IQR {100 * self.median_iqr:.1f}% of the "
+            f"median, flagged: {flags or 'none'}{verdict}"
+        )
+
+
+def steadiness(results: Results) -> Steadiness:
+    latencies = [variant.latency for variant in results.variants if variant.latency is not None]
+    flagged: dict[str, int] = {}
+    for latency in latencies:
+        for name in {flag.name for flag in latency.flags}:
+            flagged[name] = flagged.get(name, 0) + 1
+    iqr = [latency.iqr_ms / latency.median_ms for latency in latencies if latency.median_ms > 0]
+    return Steadiness(len(latencies), float(np.median(iqr)) if iqr else 0.0, flagged)
 
 
 def _truth(path: Path) -> Truth:
@@ -226,6 +267,12 @@ def main() -> None:
         f"{arguments.full} ({truth.backend}): {len(truth.measured)} coalitions; calibration "
         f"{arguments.calibration}: {len(observations)} networks, {timed} with kernel times"
     )
+    steady = {
+        "calibration": steadiness(load_results(arguments.calibration)),
+        "full run": steadiness(load_results(arguments.full)),
+    }
+    for label, state in steady.items():
+        print(f"{label}: {state.describe()}")
     judged = {label: judge(profile, truth) for label, profile in fits.items()}
     print(
         "| profile | form | variants: median / worst error | largest share gap (points) "
@@ -253,6 +300,7 @@ def main() -> None:
             "backend": truth.backend,
             "measured_shares": measured_shares,
             "measured_ratio": measured_ratio,
+            "steadiness": {label: state.__dict__ for label, state in steady.items()},
             "profiles": {label: result.__dict__ for label, result in judged.items()},
         }
         arguments.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

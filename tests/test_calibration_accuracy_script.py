@@ -109,3 +109,53 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[str], 
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and says in result.stderr
+
+
+def _latency(median: float, iqr: float, *flags: str) -> object:
+    from types import SimpleNamespace
+
+    from ablate.runs.schema import Flag, Latency
+
+    latency = Latency(
+        median_ms=median,
+        iqr_ms=iqr,
+        ci95_ms=(median, median),
+        rounds=20,
+        ratio_to_baseline=None,
+        significant=None,
+        flags=[Flag(name=name, detail="") for name in flags],
+    )
+    return SimpleNamespace(latency=latency)
+
+
+def test_a_run_whose_latencies_mostly_moved_is_called_unsteady(script: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    steady = script.steadiness(
+        SimpleNamespace(
+            variants=[
+                _latency(10.0, 0.2),
+                _latency(20.0, 1.0, "drift"),
+                _latency(5.0, 0.2),
+                SimpleNamespace(latency=None),  # a predicted or failed variant
+            ]
+        )
+    )
+    assert (steady.latencies, steady.flagged, steady.unsteady) == (3, {"drift": 1}, False)
+    assert steady.median_iqr == pytest.approx(0.04)  # 2%, 5%, 4%
+    assert steady.describe() == ("3 latencies, median IQR 4.0% of the median, flagged: drift 1")
+    # Eager's full run of 11:28: every latency's IQR above 10% of its median.
+    unsteady = script.steadiness(
+        SimpleNamespace(
+            variants=[_latency(17.0, 2.0, "high_iqr"), _latency(15.0, 1.8, "high_iqr", "drift")]
+        )
+    )
+    assert unsteady.unsteady and unsteady.flagged == {"high_iqr": 2, "drift": 1}
+    assert unsteady.describe().endswith(
+        "flagged: drift 1, high_iqr 2 (unsteady: more than half flagged)"
+    )
+    # Exactly half is not more than half.
+    half = script.steadiness(
+        SimpleNamespace(variants=[_latency(1.0, 0.0, "drift"), _latency(1.0, 0.0)])
+    )
+    assert not half.unsteady
