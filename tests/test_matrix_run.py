@@ -279,6 +279,20 @@ def test_properties_of_a_per_size_form_with_every_rate_resolved() -> None:
     assert properties.overhead_us == pytest.approx(20.0)
 
 
+def test_a_form_with_an_overhead_per_conv_kind_reports_the_pointwise_one() -> None:
+    kinds = {
+        "pointwise_tiled_macs": 150.0,
+        "depthwise3_macs": 600.0,
+        "other_elementwise_bytes": 250.0,
+        "pointwise_ops": 0.015,  # eager PyTorch's oneDNN call: 15 us per pointwise conv
+        "depthwise_ops": 0.08,  # and 80 per depthwise conv
+    }
+    properties = device_properties(_profile(kinds, set(kinds)))
+    assert properties.depthwise_to_pointwise == pytest.approx(600 / 150)
+    assert properties.elementwise_gb_per_s == pytest.approx(4.0)
+    assert properties.overhead_us == pytest.approx(15.0)
+
+
 def test_an_unresolved_rate_is_no_property_unless_a_prior_ties_it_to_a_resolved_one() -> None:
     unresolved = device_properties(_profile(PER_SIZE, {"depthwise3_macs", "dense_macs"}))
     assert unresolved.depthwise_to_pointwise is None  # pointwise unresolved
