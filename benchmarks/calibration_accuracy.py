@@ -19,8 +19,8 @@ the full run, and the script prints, per profile, the three figures issue 27 jud
   interval excludes 0;
 - the to / from ratio (V3-Large / V2), predicted against measured.
 
-It first says how steady each run's latencies were (median IQR, flags, "unsteady" where more
-than half moved while measured): a judgement against an unsteady run measures the machine as
+It first says how steady each run's latencies were (median IQR, flags, "unsteady" where half
+or more moved while measured): a judgement against an unsteady run measures the machine as
 much as the profile.
 
 Shares are computed the same way on both sides (exact Shapley values of the per-variant
@@ -46,8 +46,9 @@ from ablate.devices.costs import FORMS
 from ablate.devices.fit import Observation, fit_profile, fit_scaled
 from ablate.devices.observations import count_variant, run_gemm_tile, run_observations
 from ablate.devices.predict import predict_records
-from ablate.devices.profile import Profile, load_profile
+from ablate.devices.profile import UNSTEADY_SHARE, Profile, load_profile
 from ablate.errors import AblateError
+from ablate.measurement.statistics import MOVED_FLAGS
 from ablate.runs.schema import Results, load_results
 
 
@@ -75,10 +76,6 @@ class Judged:
     ratio_error: float
 
 
-# Flags that say a latency moved while it was measured (`measurement.statistics`).
-UNSTEADY_FLAGS = ("high_iqr", "drift")
-
-
 @dataclass(frozen=True)
 class Steadiness:
     """How steady a run's latencies were: a judgement against an unsteady run measures the
@@ -88,14 +85,16 @@ class Steadiness:
     latencies: int
     median_iqr: float  # the median over the latencies of IQR / median
     flagged: dict[str, int]  # flag name -> latencies carrying it
+    moved: int  # latencies with a flag that says they moved (`MOVED_FLAGS`)
 
     @property
     def unsteady(self) -> bool:
-        return any(2 * self.flagged.get(flag, 0) > self.latencies for flag in UNSTEADY_FLAGS)
+        # The rule a profile fitted on the run applies to itself (`Profile.unsteady`).
+        return self.moved > 0 and self.moved >= UNSTEADY_SHARE * self.latencies
 
     def describe(self) -> str:
         flags = ", ".join(f"{name} {count}" for name, count in sorted(self.flagged.items()))
-        verdict = " (unsteady: more than half flagged)" if self.unsteady else ""
+        verdict = " (unsteady: half or more moved)" if self.unsteady else ""
         return (
             f"{self.latencies} latencies, median IQR {100 * self.median_iqr:.1f}% of the "
             f"median, flagged: {flags or 'none'}{verdict}"
@@ -108,8 +107,9 @@ def steadiness(results: Results) -> Steadiness:
     for latency in latencies:
         for name in {flag.name for flag in latency.flags}:
             flagged[name] = flagged.get(name, 0) + 1
+    moved = sum(1 for latency in latencies if {f.name for f in latency.flags} & set(MOVED_FLAGS))
     iqr = [latency.iqr_ms / latency.median_ms for latency in latencies if latency.median_ms > 0]
-    return Steadiness(len(latencies), float(np.median(iqr)) if iqr else 0.0, flagged)
+    return Steadiness(len(latencies), float(np.median(iqr)) if iqr else 0.0, flagged, moved)
 
 
 def _truth(path: Path) -> Truth:

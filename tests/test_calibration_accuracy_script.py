@@ -151,11 +151,17 @@ def test_a_run_whose_latencies_mostly_moved_is_called_unsteady(script: ModuleTyp
         )
     )
     assert unsteady.unsteady and unsteady.flagged == {"high_iqr": 2, "drift": 1}
+    assert unsteady.moved == 2  # two latencies moved, one of them both ways
     assert unsteady.describe().endswith(
-        "flagged: drift 1, high_iqr 2 (unsteady: more than half flagged)"
+        "flagged: drift 1, high_iqr 2 (unsteady: half or more moved)"
     )
-    # Exactly half is not more than half.
+    # Half is enough, as for a profile fitted on the run; a flag that says nothing about the
+    # level (a wide interval) is not a move.
     half = script.steadiness(
         SimpleNamespace(variants=[_latency(1.0, 0.0, "drift"), _latency(1.0, 0.0)])
     )
-    assert not half.unsteady
+    assert half.unsteady
+    wide = script.steadiness(
+        SimpleNamespace(variants=[_latency(1.0, 0.0, "wide_interval"), _latency(1.0, 0.0)])
+    )
+    assert (wide.moved, wide.unsteady) == (0, False)

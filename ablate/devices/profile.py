@@ -39,7 +39,7 @@ SCHEMA = "ablate.device/2"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
-# A profile is called unsteady when at least this share of its rows drifted while measured.
+# A profile is called unsteady when at least this share of its rows moved while measured.
 UNSTEADY_SHARE = 0.5
 KIND_PATTERN = "^(" + "|".join(kind.value for kind in Kind) + ")$"
 
@@ -207,19 +207,26 @@ class Profile(_Strict):
         return [parameter.value for parameter in self.parameters]
 
     def unsteady(self) -> str | None:
-        """One sentence when the latencies the profile was fitted on drifted while they were
-        measured in at least `UNSTEADY_SHARE` of its rows; None otherwise. A machine that
-        slows down during a calibration biases every rate it fits (ExecuTorch int8 here,
-        2026-12-07: every network drifted, a median +25%, and the profile predicted the full
-        networks 15% too slow; measured again on the quiet machine, 2.1%)."""
-        from ablate.measurement.statistics import DRIFT
+        """One sentence when the latencies the profile was fitted on moved while they were
+        measured (`MOVED_FLAGS`: a wide spread or a drift) in at least `UNSTEADY_SHARE` of its
+        rows; None otherwise. A machine that slows down or turns noisy during a calibration
+        biases every rate it fits (this host, 2026-12-07: an ExecuTorch int8 calibration in
+        which every network drifted, a median +25%, predicted the full networks 15% too
+        slow, and 2.1% measured again on the quiet machine; an fp32 calibration whose 36
+        latencies all spread over 10% of their medians, 16.5% too slow)."""
+        from ablate.measurement.statistics import MOVED_FLAGS
 
-        drifted = sum(1 for row in self.rows if DRIFT in row.flags)
-        if drifted == 0 or drifted < UNSTEADY_SHARE * len(self.rows):
+        moved = sum(1 for row in self.rows if any(flag in row.flags for flag in MOVED_FLAGS))
+        if moved == 0 or moved < UNSTEADY_SHARE * len(self.rows):
             return None
+        counts = ", ".join(
+            f"{flag!r} on {count}"
+            for flag in MOVED_FLAGS
+            if (count := sum(1 for row in self.rows if flag in row.flags))
+        )
         return (
-            f"{drifted} of {len(self.rows)} rows' latencies drifted while they were measured "
-            f"(flag {DRIFT!r} in their runs): the machine was not steady, and the fitted "
+            f"{moved} of {len(self.rows)} rows' latencies moved while they were measured "
+            f"(flags in their runs: {counts}): the machine was not steady, and the fitted "
             "costs carry that; measure on a quiet machine, pinned to a core"
         )
 

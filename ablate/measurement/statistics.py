@@ -290,6 +290,9 @@ DRIFT = "drift"
 RATIO_DRIFT = "ratio_drift"
 WIDE_INTERVAL = "wide_interval"
 WARMUP_UNSTABLE = "warmup_unstable"
+# The flags that say a latency moved while it was measured: its rounds spread wide, or its
+# level changed from the first third of them to the last.
+MOVED_FLAGS = (HIGH_IQR, DRIFT)
 
 # Below this many rounds per third, a third's median interval is the third's full range
 # (see median_interval) and a drift test would be meaningless.
