@@ -3,6 +3,7 @@ at known costs, as a runtime's profiler would report them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,13 @@ def timed_kernels(
     return kernels, tuple(joined)
 
 
+@functools.cache
+def _counted(model: str, factors: tuple[tuple[str, object], ...]) -> tuple[OpRecord, ...]:
+    """A network's counting records, counted once per test session: several test modules fit
+    the same networks (counting runs the model: a quarter of a second each)."""
+    return count_variant(model, dict(factors))[1].records
+
+
 def exact_observations(
     networks: Sequence[tuple[str, dict]],
     form: Form,
@@ -62,7 +70,7 @@ def exact_observations(
     truth = np.array([costs.get(name, 0.0) for name in form.term_names])
     observations = []
     for index, (model, factors) in enumerate(networks):
-        records = count_variant(model, factors)[1].records
+        records = _counted(model, tuple(sorted(factors.items())))
         kernels, joined = timed_kernels(records, form, truth, absorbed)
         total = sum(kernel.milliseconds for kernel in kernels)
         observations.append(

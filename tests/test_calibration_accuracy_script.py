@@ -76,6 +76,8 @@ def test_like_judges_the_reference_costs_times_one_scale(script: ModuleType) -> 
     assert own.form != reference.form
 
 
+# A subprocess each (the script imports torch): in CI, not in the daily suite.
+@pytest.mark.slow
 def test_form_and_like_are_one_or_the_other() -> None:
     import subprocess
 
@@ -89,6 +91,7 @@ def test_form_and_like_are_one_or_the_other() -> None:
     assert "not allowed with argument --form" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("arguments", "says"),
     [
