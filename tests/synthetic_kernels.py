@@ -104,3 +104,18 @@ def assert_recovered(
     for observation in observations:
         predicted = predict_records(profile, observation.records).ms
         assert predicted == pytest.approx(observation.latency_ms, rel=1e-6)
+
+
+def assert_chosen_over(
+    observations: Sequence[Observation], form: Form, costs: dict[str, float], rival: Form
+) -> Profile:
+    """`form` fits `observations` exactly and is the form chosen, and `rival` (the form
+    without the terms under test) cannot fit them exactly: the fitted profile."""
+    from ablate.devices.fit import fit_profile
+
+    profile = fit_profile(observations, name=form.name, description="known costs")
+    assert profile.form == form.name
+    assert_recovered(profile, observations, costs)
+    fitted = fit_profile(observations, name=rival.name, description="", form_name=rival.name)
+    assert fitted.quality.loo_max_abs_error > 1e-3
+    return profile

@@ -9,9 +9,8 @@ import pytest
 
 from ablate.counting.kinds import Kind
 from ablate.devices.costs import FORMS, IMAGE_BYTES_PER_ELEMENT, op_features
-from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
-from tests.synthetic_kernels import assert_recovered, exact_observations
+from tests.synthetic_kernels import assert_chosen_over, exact_observations
 
 IMAGE = FORMS["kernel_sizes_bytes_image"]
 TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
@@ -67,10 +66,6 @@ NETWORKS = (
 
 def test_a_known_image_cost_is_recovered_and_its_form_chosen() -> None:
     observations = exact_observations(NETWORKS, IMAGE, TRUTH)
-    profile = fit_profile(observations, name="image", description="known image cost")
-    assert profile.form == IMAGE.name
-    assert_recovered(profile, observations, TRUTH)
     # Without the term the stem's rate carries the image, and a 48-filter stem (3 tiles) is
     # charged three times an 8-filter one's conversion: no fit is exact.
-    tiled = fit_profile(observations, name="tiled", description="", form_name=TILED.name)
-    assert tiled.quality.loo_max_abs_error > 1e-3
+    assert_chosen_over(observations, IMAGE, TRUTH, rival=TILED)
