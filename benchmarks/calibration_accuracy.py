@@ -46,9 +46,9 @@ from ablate.devices.costs import FORMS
 from ablate.devices.fit import Observation, fit_profile, fit_scaled
 from ablate.devices.observations import count_variant, run_gemm_tile, run_observations
 from ablate.devices.predict import predict_records
-from ablate.devices.profile import UNSTEADY_SHARE, Profile, load_profile
+from ablate.devices.profile import Profile, load_profile
 from ablate.errors import AblateError
-from ablate.measurement.statistics import MOVED_FLAGS
+from ablate.measurement.statistics import mostly_moved, moved
 from ablate.runs.schema import Results, load_results
 
 
@@ -90,7 +90,7 @@ class Steadiness:
     @property
     def unsteady(self) -> bool:
         # The rule a profile fitted on the run applies to itself (`Profile.unsteady`).
-        return self.moved > 0 and self.moved >= UNSTEADY_SHARE * self.latencies
+        return mostly_moved(self.moved, self.latencies)
 
     def describe(self) -> str:
         flags = ", ".join(f"{name} {count}" for name, count in sorted(self.flagged.items()))
@@ -107,13 +107,12 @@ def steadiness(results: Results) -> Steadiness:
     for latency in latencies:
         for name in {flag.name for flag in latency.flags}:
             flagged[name] = flagged.get(name, 0) + 1
-    moved = sum(1 for latency in latencies if {f.name for f in latency.flags} & set(MOVED_FLAGS))
+    count = sum(1 for latency in latencies if moved(flag.name for flag in latency.flags))
     iqr = [latency.iqr_ms / latency.median_ms for latency in latencies if latency.median_ms > 0]
-    return Steadiness(len(latencies), float(np.median(iqr)) if iqr else 0.0, flagged, moved)
+    return Steadiness(len(latencies), float(np.median(iqr)) if iqr else 0.0, flagged, count)
 
 
-def _truth(path: Path) -> Truth:
-    results: Results = load_results(path)
+def _truth(path: Path, results: Results) -> Truth:
     attribution = results.attribution
     if attribution is None or results.measurement is None:
         raise SystemExit(f"{path}: needs a measured run with an attribution (why_v3_faster)")
@@ -260,7 +259,8 @@ def main() -> None:
             batch=batch,
         ),
     }
-    truth = _truth(arguments.full)
+    full = load_results(arguments.full)
+    truth = _truth(arguments.full, full)
     measured_shares = _shares(truth.measured, truth.factors)
     measured_ratio = float(truth.measured[-1] / truth.measured[0])
     print(
@@ -269,7 +269,7 @@ def main() -> None:
     )
     steady = {
         "calibration": steadiness(load_results(arguments.calibration)),
-        "full run": steadiness(load_results(arguments.full)),
+        "full run": steadiness(full),
     }
     for label, state in steady.items():
         print(f"{label}: {state.describe()}")

@@ -39,8 +39,6 @@ SCHEMA = "ablate.device/2"
 PROFILE_DIRECTORY_VARIABLE = "ABLATE_DEVICES_DIR"
 SHIPPED_PACKAGE = "ablate.devices"
 SHIPPED_NAMES = ("pixel1",)
-# A profile is called unsteady when at least this share of its rows moved while measured.
-UNSTEADY_SHARE = 0.5
 KIND_PATTERN = "^(" + "|".join(kind.value for kind in Kind) + ")$"
 
 # A measured latency, in ms: a forward pass under a nanosecond or over a day is a unit
@@ -209,23 +207,24 @@ class Profile(_Strict):
     def unsteady(self) -> str | None:
         """One sentence when the latencies the profile was fitted on moved while they were
         measured (`MOVED_FLAGS`: a wide spread or a drift) in at least `UNSTEADY_SHARE` of its
-        rows; None otherwise. A machine that slows down or turns noisy during a calibration
-        biases every rate it fits (this host, 2026-12-07: an ExecuTorch int8 calibration in
-        which every network drifted, a median +25%, predicted the full networks 15% too
-        slow, and 2.1% measured again on the quiet machine; an fp32 calibration whose 36
-        latencies all spread over 10% of their medians, 16.5% too slow)."""
-        from ablate.measurement.statistics import MOVED_FLAGS
+        rows (`measurement.statistics.mostly_moved`); None otherwise. A machine that slows
+        down or turns noisy during a calibration biases every rate it fits (this host,
+        2026-12-07: an ExecuTorch int8 calibration in which every network drifted, a median
+        +25%, predicted the full networks 15% too slow, and 2.1% measured again on the quiet
+        machine; an fp32 calibration whose 36 latencies all spread over 10% of their
+        medians, 16.5% too slow)."""
+        from ablate.measurement.statistics import MOVED_FLAGS, mostly_moved, moved
 
-        moved = sum(1 for row in self.rows if any(flag in row.flags for flag in MOVED_FLAGS))
-        if moved == 0 or moved < UNSTEADY_SHARE * len(self.rows):
+        count = sum(1 for row in self.rows if moved(row.flags))
+        if not mostly_moved(count, len(self.rows)):
             return None
         counts = ", ".join(
-            f"{flag!r} on {count}"
+            f"{flag!r} on {flagged}"
             for flag in MOVED_FLAGS
-            if (count := sum(1 for row in self.rows if flag in row.flags))
+            if (flagged := sum(1 for row in self.rows if flag in row.flags))
         )
         return (
-            f"{moved} of {len(self.rows)} rows' latencies moved while they were measured "
+            f"{count} of {len(self.rows)} rows' latencies moved while they were measured "
             f"(flags in their runs: {counts}): the machine was not steady, and the fitted "
             "costs carry that; measure on a quiet machine, pinned to a core"
         )

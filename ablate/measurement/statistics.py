@@ -21,7 +21,7 @@ t3, and 10%-preempted rounds; 20 to 550 rounds), at about 5% more rounds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,6 +293,19 @@ WARMUP_UNSTABLE = "warmup_unstable"
 # The flags that say a latency moved while it was measured: its rounds spread wide, or its
 # level changed from the first third of them to the last.
 MOVED_FLAGS = (HIGH_IQR, DRIFT)
+# A set of latencies (a run, a profile's rows) is unsteady when at least this share moved.
+UNSTEADY_SHARE = 0.5
+
+
+def moved(flags: Iterable[str]) -> bool:
+    """Whether a latency with these flags moved while it was measured."""
+    return any(flag in MOVED_FLAGS for flag in flags)
+
+
+def mostly_moved(moved_count: int, total: int) -> bool:
+    """Whether `moved_count` of `total` latencies make the set unsteady."""
+    return moved_count > 0 and moved_count >= UNSTEADY_SHARE * total
+
 
 # Below this many rounds per third, a third's median interval is the third's full range
 # (see median_interval) and a drift test would be meaningless.
