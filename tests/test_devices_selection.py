@@ -1,0 +1,36 @@
+"""Which forms compete: with every network's kernels timed, only the per-kernel forms. Beside
+them a whole-network form won eager's leave-one-out on both calibrations of 2026-12-07's
+afternoon by interpolating 36 latencies with rates the kernels contradict, and predicted the
+full attribution worse on every eager pair (docs/calibration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ablate.devices.costs import FORMS
+from ablate.devices.fit import fit_profile
+from tests.synthetic_kernels import exact_observations
+from tests.test_devices_elementwise_kinds import KINDS, NETWORKS, TRUTH
+
+
+def test_with_every_kernel_timed_only_per_kernel_forms_compete() -> None:
+    observations = exact_observations(NETWORKS, KINDS, TRUTH)
+    profile = fit_profile(observations, name="timed", description="")
+    candidates = {candidate.form for candidate in profile.quality.candidates}
+    assert candidates == {form.name for form in FORMS.values() if form.kernels}
+    assert profile.quality.selection.startswith("the per-kernel form of lowest")
+    # Without kernel times the same networks choose among the whole-network forms only.
+    untimed = [replace(observation, kernels=(), profiled_ms=None) for observation in observations]
+    whole = fit_profile(untimed, name="whole", description="")
+    assert {candidate.form for candidate in whole.quality.candidates} == {
+        form.name for form in FORMS.values() if not form.kernels
+    }
+    assert not FORMS[whole.form].kernels
+    assert whole.quality.selection.startswith("the fewest coefficients")
+
+
+def test_one_network_without_kernel_times_leaves_the_whole_network_forms() -> None:
+    observations = exact_observations(NETWORKS, KINDS, TRUTH)
+    mixed = [replace(observations[0], kernels=(), profiled_ms=None), *observations[1:]]
+    profile = fit_profile(mixed, name="mixed", description="")
+    assert not any(FORMS[candidate.form].kernels for candidate in profile.quality.candidates)
