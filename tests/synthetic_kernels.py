@@ -11,7 +11,7 @@ import numpy as np
 
 from ablate.counting.kinds import Kind
 from ablate.counting.records import OpRecord
-from ablate.devices.costs import Form, is_kernel, op_features
+from ablate.devices.costs import Form, View, is_kernel, op_features
 from ablate.devices.fit import Observation
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
@@ -29,24 +29,25 @@ def timed_kernels(
     form: Form,
     truth: np.ndarray,
     absorbed: frozenset[Kind] = frozenset(),
+    view: View = "fused",
 ) -> tuple[tuple[Kernel, ...], tuple[int, ...]]:
-    """Each fused-view kernel with its fused BN and activation, and every kernel of an
+    """Each kernel of `view` (fused: with its fused BN and activation), and every kernel of an
     `absorbed` kind joined to the kernel before it, timed at `truth` (`form`'s units); and
     the indices of the records so joined."""
     members: list[list[int]] = []
     joined: list[int] = []
     for record in records:
-        if record.fused_into is not None and members:
+        if view == "fused" and record.fused_into is not None and members:
             members[-1].append(record.index)
-        elif record.kind in absorbed and is_kernel(record, "fused") and members:
+        elif record.kind in absorbed and is_kernel(record, view) and members:
             members[-1].append(record.index)
             joined.append(record.index)
-        elif is_kernel(record, "fused"):
+        elif is_kernel(record, view):
             members.append([record.index])
     kernels = tuple(
         Kernel(
             tuple(group),
-            float(sum(op_features(records[i], form, "fused", absorbed) for i in group) @ truth),
+            float(sum(op_features(records[i], form, view, absorbed) for i in group) @ truth),
         )
         for group in members
     )
@@ -65,13 +66,15 @@ def exact_observations(
     form: Form,
     costs: dict[str, float],
     absorbed: frozenset[Kind] = frozenset(),
+    view: View = "fused",
 ) -> list[Observation]:
-    """Each network measured exactly: its latency is the sum of its kernels' true times."""
+    """Each network measured exactly, its kernels as `view` runs them: its latency is the sum
+    of its kernels' true times."""
     truth = np.array([costs.get(name, 0.0) for name in form.term_names])
     observations = []
     for index, (model, factors) in enumerate(networks):
         records = _counted(model, tuple(sorted(factors.items())))
-        kernels, joined = timed_kernels(records, form, truth, absorbed)
+        kernels, joined = timed_kernels(records, form, truth, absorbed, view)
         total = sum(kernel.milliseconds for kernel in kernels)
         observations.append(
             Observation(
@@ -107,15 +110,22 @@ def assert_recovered(
 
 
 def assert_chosen_over(
-    observations: Sequence[Observation], form: Form, costs: dict[str, float], rival: Form
+    observations: Sequence[Observation],
+    form: Form,
+    costs: dict[str, float],
+    rival: Form,
+    view: View = "fused",
 ) -> Profile:
-    """`form` fits `observations` exactly and is the form chosen, and `rival` (the form
-    without the terms under test) cannot fit them exactly: the fitted profile."""
+    """`form` fits `observations` (kernels of `view`) exactly and is the form chosen, and
+    `rival` (the form without the terms under test) cannot fit them exactly: the fitted
+    profile."""
     from ablate.devices.fit import fit_profile
 
-    profile = fit_profile(observations, name=form.name, description="known costs")
+    profile = fit_profile(observations, name=form.name, description="known costs", view=view)
     assert profile.form == form.name
     assert_recovered(profile, observations, costs)
-    fitted = fit_profile(observations, name=rival.name, description="", form_name=rival.name)
+    fitted = fit_profile(
+        observations, name=rival.name, description="", form_name=rival.name, view=view
+    )
     assert fitted.quality.loo_max_abs_error > 1e-3
     return profile

@@ -249,6 +249,50 @@ _CONV_KIND_OPS = (
 )
 
 
+def _one_pixel(record: OpRecord) -> bool:
+    shape = record.output_shape
+    return len(shape) == 4 and shape[2] * shape[3] == 1
+
+
+def _gemm(record: OpRecord) -> bool:
+    return not _one_pixel(record)
+
+
+def _matrix_vector(record: OpRecord) -> bool:
+    return record.kind in _LINEAR or _one_pixel(record)
+
+
+# At batch 1 a linear layer, and a pointwise conv on one pixel per image (SE's two), is a
+# matrix-vector product: it reads each weight once for one multiply-add, so it runs at the
+# weights' bandwidth, not at a matrix multiply's rate. Eager PyTorch, 2026-12-07: SE's
+# convs, priced at the pointwise GEMMs' rate, took 1.25 times the model's price in a full
+# V3-Large (docs/calibration.md).
+_PW_GEMM = Term(
+    "pointwise_gemm_macs",
+    "macs",
+    _POINTWISE,
+    "pointwise (1x1) convs over more than one pixel per image (a matrix multiply)",
+    _gemm,
+)
+_MATRIX_VECTOR = Term(
+    "matrix_vector_macs",
+    "macs",
+    _LINEAR | _POINTWISE,
+    "linear layers and pointwise convs on one pixel per image (SE's): a matrix-vector product",
+    _matrix_vector,
+)
+# What an h-swish or hard sigmoid costs per byte beyond a clamp's: eager PyTorch's hardswish_
+# computes a multiply, an add and two comparisons per element where relu_ and hardtanh_
+# compare once or twice; one bandwidth for both priced V3's h-swish 15% under its time and
+# V2's ReLU6 40% over (a full run's kernels, 2026-12-07, docs/calibration.md).
+_HARD_EXTRA_BYTES = Term(
+    "hard_activation_extra_bytes",
+    "bytes",
+    frozenset({Kind.HARDSWISH, Kind.HARDSIGMOID}),
+    "traffic of h-swish and hard sigmoid, their cost beyond the other elementwise kernels'",
+)
+
+
 def _epilogue(name: str, kinds: Iterable[Kind], what: str) -> Term:
     return Term(name, "bytes", frozenset(kinds), f"{what} run inside a conv kernel", inside=True)
 
@@ -427,6 +471,28 @@ FORMS: dict[str, Form] = {
             "an overhead per kind of kernel",
         ),
         _kernel_form(
+            "kernel_sizes_bytes_kind_overheads_matrix_vector",
+            (
+                _STEM,
+                _DENSE,
+                _PW_GEMM,
+                _DW3,
+                _DW5,
+                _DW7,
+                _MATRIX_VECTOR,
+                _CONV_BYTES,
+                _SIGMOID_BYTES,
+                _POOL_BYTES,
+                _BINARY_BYTES,
+                _OTHER_ELEMENTWISE_BYTES,
+                _HARD_EXTRA_BYTES,
+                *_CONV_KIND_OPS,
+                *_ELEMENTWISE_KIND_OVERHEADS,
+            ),
+            "kernel_sizes_bytes_kind_overheads with the matrix-vector products (linear layers, "
+            "SE's 1-pixel convs) at a rate of their own and h-swish's extra cost per byte",
+        ),
+        _kernel_form(
             "kernel_sizes_bytes_epilogues",
             (
                 *_PER_SIZE_RATES_TILED_STEM,
@@ -490,6 +556,12 @@ PRIORS: tuple[PriorRule, ...] = (
         "pointwise_macs",
         "dense_macs",
         "pointwise convs costed at the dense-conv rate: not measured on this device",
+        _GEMM,
+    ),
+    PriorRule(
+        "dense_macs",
+        "pointwise_gemm_macs",
+        "dense convs costed at the pointwise rate: not measured on this device",
         _GEMM,
     ),
     PriorRule(

@@ -17,7 +17,7 @@ from ablate.runs.matrix import DeviceProperties
 DEPTHWISE_TERMS = ("depthwise_macs", "depthwise3_macs")
 # The forms that tile the pointwise GEMM price it per tiled MAC: on the large GEMMs that set a
 # network's time, within a few percent of a MAC.
-POINTWISE_TERMS = ("pointwise_macs", "pointwise_tiled_macs")
+POINTWISE_TERMS = ("pointwise_macs", "pointwise_tiled_macs", "pointwise_gemm_macs")
 # One bandwidth for every kernel without MACs; the forms that split it by kind have the
 # simplest kinds' (h-swish, clamps) instead.
 ELEMENTWISE_TERMS = ("elementwise_bytes", "other_elementwise_bytes")  # ms/GB
