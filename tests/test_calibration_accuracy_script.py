@@ -47,6 +47,8 @@ def test_every_factor_must_agree(script: ModuleType) -> None:
     assert not script.signs_agree({"a": 1.5, "b": 0.0}, intervals)
 
 
+# Slow: fits the whole-network forms with leave-one-out and its nested selection (seconds).
+@pytest.mark.slow
 def test_like_judges_the_reference_costs_times_one_scale(script: ModuleType) -> None:
     """LiteRT's row: no kernel times, so the calibrated profile is an ExecuTorch profile's
     kernel costs times the one scale its latencies fix (`fit-device --like`)."""

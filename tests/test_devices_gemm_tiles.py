@@ -115,6 +115,8 @@ def test_a_run_tells_its_tile_only_for_xnnpack_in_fp32() -> None:
     assert gemm_tile_of(SimpleNamespace(measurement=None, environment=avx512)) is None
 
 
+# Slow: fits every candidate form with leave-one-out and its nested selection (seconds).
+@pytest.mark.slow
 def test_a_known_tile_leaves_the_other_tiles_out_of_the_choice() -> None:
     form = TILED[(7, 16)]
     observations = exact_observations(NETWORKS, form, TRUTH)

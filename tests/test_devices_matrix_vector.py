@@ -98,6 +98,8 @@ TRUTH = {
 }
 
 
+# Slow: fits every candidate form with leave-one-out and its nested selection (seconds).
+@pytest.mark.slow
 def test_known_matrix_vector_and_hswish_costs_are_recovered_and_the_form_chosen() -> None:
     assert TRUTH["pointwise_gemm_macs"] == 6.0
     observations = exact_observations(NETWORKS, MATRIX_VECTOR, TRUTH, view="unfused")

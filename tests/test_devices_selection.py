@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from ablate.devices.costs import FORMS
 from ablate.devices.fit import fit_profile
 from tests.synthetic_kernels import exact_observations
 from tests.test_devices_elementwise_kinds import KINDS, NETWORKS, TRUTH
 
 
+# Slow: fits every candidate form with leave-one-out and its nested selection (seconds).
+@pytest.mark.slow
 def test_with_every_kernel_timed_only_per_kernel_forms_compete() -> None:
     observations = exact_observations(NETWORKS, KINDS, TRUTH)
     profile = fit_profile(observations, name="timed", description="")
