@@ -265,8 +265,8 @@ def _matrix_vector(record: OpRecord) -> bool:
 # At batch 1 a linear layer, and a pointwise conv on one pixel per image (SE's two), is a
 # matrix-vector product: it reads each weight once for one multiply-add, so it runs at the
 # weights' bandwidth, not at a matrix multiply's rate. Eager PyTorch, 2026-12-07: SE's
-# convs, priced at the pointwise GEMMs' rate, took 1.25 times the model's price in a full
-# V3-Large (docs/calibration.md).
+# convs, priced at the pointwise GEMMs' rate, took 1.13-1.24 times the model's price in a
+# full V3-Large (docs/calibration.md).
 _PW_GEMM = Term(
     "pointwise_gemm_macs",
     "macs",
@@ -283,7 +283,7 @@ _MATRIX_VECTOR = Term(
 )
 # What an h-swish or hard sigmoid costs per byte beyond a clamp's: eager PyTorch's hardswish_
 # computes a multiply, an add and two comparisons per element where relu_ and hardtanh_
-# compare once or twice; one bandwidth for both priced V3's h-swish 15% under its time and
+# compare once or twice; one bandwidth for both priced V3's h-swish up to 15% under its time and
 # V2's ReLU6 40% over (a full run's kernels, 2026-12-07, docs/calibration.md).
 _HARD_EXTRA_BYTES = Term(
     "hard_activation_extra_bytes",

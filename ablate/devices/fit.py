@@ -496,9 +496,9 @@ def fit_profile(
     if form_name is None:
         # A per-kernel form fits where every network's kernels were timed, and there only
         # they compete: a whole-network form interpolates the calibration networks' latencies
-        # (eager, 2026-12-07: leave-one-out 4.7% against 6.1% for the best per-kernel form)
+        # (eager, 2026-12-07: leave-one-out 4.7% against 6.5% for the best per-kernel form)
         # with rates the kernels contradict, and predicts the full attribution worse on
-        # every eager pair of the day (shares off by 2.3-4.0 points against 1.1-2.1;
+        # every eager pair of the day (shares off by 1.8-4.0 points against 1.1-2.3;
         # docs/calibration.md). A form given by name is fitted as asked (its whole-network
         # rows alone if no kernel was timed).
         forms = [form for form in forms if form.kernels == timed]
