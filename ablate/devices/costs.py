@@ -254,7 +254,7 @@ def _one_pixel(record: OpRecord) -> bool:
     return len(shape) == 4 and shape[2] * shape[3] == 1
 
 
-def _gemm(record: OpRecord) -> bool:
+def _many_pixels(record: OpRecord) -> bool:
     return not _one_pixel(record)
 
 
@@ -272,7 +272,7 @@ _PW_GEMM = Term(
     "macs",
     _POINTWISE,
     "pointwise (1x1) convs over more than one pixel per image (a matrix multiply)",
-    _gemm,
+    _many_pixels,
 )
 _MATRIX_VECTOR = Term(
     "matrix_vector_macs",
@@ -354,6 +354,24 @@ _ELEMENTWISE_KINDS_TERMS = (
     _CONV_OPS,
     _ELEMENTWISE_OPS,
 )
+
+
+_KIND_OVERHEADS_TERMS = (
+    *_PER_SIZE_RATES,
+    _CONV_BYTES,
+    _SIGMOID_BYTES,
+    _POOL_BYTES,
+    _BINARY_BYTES,
+    _OTHER_ELEMENTWISE_BYTES,
+    *_CONV_KIND_OPS,
+    *_ELEMENTWISE_KIND_OVERHEADS,
+)
+# The matrix-vector form is the per-kind overheads form with these terms replaced.
+_MATRIX_VECTOR_SWAPS = {
+    _PW: (_PW_GEMM,),
+    _FC: (_MATRIX_VECTOR,),
+    _OTHER_ELEMENTWISE_BYTES: (_OTHER_ELEMENTWISE_BYTES, _HARD_EXTRA_BYTES),
+}
 
 
 def _kernel_form(
@@ -457,37 +475,16 @@ FORMS: dict[str, Form] = {
         ),
         _kernel_form(
             "kernel_sizes_bytes_kind_overheads",
-            (
-                *_PER_SIZE_RATES,
-                _CONV_BYTES,
-                _SIGMOID_BYTES,
-                _POOL_BYTES,
-                _BINARY_BYTES,
-                _OTHER_ELEMENTWISE_BYTES,
-                *_CONV_KIND_OPS,
-                *_ELEMENTWISE_KIND_OVERHEADS,
-            ),
+            _KIND_OVERHEADS_TERMS,
             "a MAC rate per conv kind and depthwise size, a bandwidth per elementwise kind, "
             "an overhead per kind of kernel",
         ),
         _kernel_form(
             "kernel_sizes_bytes_kind_overheads_matrix_vector",
-            (
-                _STEM,
-                _DENSE,
-                _PW_GEMM,
-                _DW3,
-                _DW5,
-                _DW7,
-                _MATRIX_VECTOR,
-                _CONV_BYTES,
-                _SIGMOID_BYTES,
-                _POOL_BYTES,
-                _BINARY_BYTES,
-                _OTHER_ELEMENTWISE_BYTES,
-                _HARD_EXTRA_BYTES,
-                *_CONV_KIND_OPS,
-                *_ELEMENTWISE_KIND_OVERHEADS,
+            tuple(
+                replaced
+                for term in _KIND_OVERHEADS_TERMS
+                for replaced in _MATRIX_VECTOR_SWAPS.get(term, (term,))
             ),
             "kernel_sizes_bytes_kind_overheads with the matrix-vector products (linear layers, "
             "SE's 1-pixel convs) at a rate of their own and h-swish's extra cost per byte",
