@@ -206,6 +206,20 @@ def test_two_runs_list_environment_differences_and_flips() -> None:
     assert pair.median_ratio == pytest.approx(8.599 / 14.101, rel=1e-3)
 
 
+def test_a_run_timed_in_warm_caches_and_one_from_before_list_the_difference() -> None:
+    # The fixtures were recorded before `cache_state` existed: their timings followed the
+    # round's previous variant.
+    older = fixture_results("hswish_eager")
+    assert older.measurement is not None and older.measurement.cache_state == "rotating"
+
+    def warm(document: dict[str, Any]) -> None:
+        document["measurement"]["cache_state"] = "warm"
+
+    newer = modified_results("hswish_eager", warm)
+    differences = {d.key: (d.first, d.second) for d in environment_differences(older, newer)}
+    assert differences == {"cache_state": ("rotating", "warm")}
+
+
 def test_two_runs_match_variants_by_name() -> None:
     def rename(document: dict[str, Any]) -> None:
         document["variants"][-1]["name"] = "v2_renamed"

@@ -38,15 +38,19 @@ class FakeMachine:
         *,
         jitter: float = 0.02,
         cold_excess: float = 0.0,
+        evicted_excess: float = 0.0,
     ) -> Callable[[], None]:
         """`cold_excess`: the first run costs that much extra, decaying by e every 3 runs
-        (caches, allocator and lazy initialisation warming up)."""
+        (caches, allocator and lazy initialisation warming up). `evicted_excess`: a run right
+        after another variant's costs that much extra (its weights were evicted)."""
         runs = 0
 
         def run() -> None:
             nonlocal runs
             cost = seconds * (1 + self.drift_per_second * self.now)
             cost *= self.rng.lognormal(0.0, jitter) * (1 + cold_excess * np.exp(-runs / 3))
+            if self.calls and self.calls[-1] != name:
+                cost *= 1 + evicted_excess
             runs += 1
             self.calls.append(name)
             self.now += cost
@@ -230,10 +234,30 @@ def test_every_round_runs_every_variant_once_in_varying_order():
         maximum_rounds=40,
         minimum_rounds=40,
     )
-    rounds_calls = machine.calls[-3 * result.rounds :]
-    orders = {tuple(rounds_calls[index : index + 3]) for index in range(0, len(rounds_calls), 3)}
+    # Each visit is an untimed call and the timed one, of the same variant.
+    rounds_calls = machine.calls[-6 * result.rounds :]
+    assert rounds_calls[0::2] == rounds_calls[1::2]
+    timed = rounds_calls[1::2]
+    orders = {tuple(timed[index : index + 3]) for index in range(0, len(timed), 3)}
     assert all(sorted(order) == sorted(names) for order in orders)
     assert len(orders) > 3  # not one fixed order
+
+
+def test_each_timing_follows_a_call_of_its_own_variant_so_caches_hold_it():
+    # A run after another variant's costs 15% more (its weights come from memory again), as
+    # ONNX Runtime's V2 did on the Xeon of 2026-12-07 after an LLC-sized sweep. The medians
+    # are the warm costs, and a ratio does not take the two variants' different excesses.
+    machine = FakeMachine(seed=12)
+    variants = {
+        "base": machine.variant("base", 0.010, jitter=0.001, evicted_excess=0.15),
+        "other": machine.variant("other", 0.008, jitter=0.001, evicted_excess=0.30),
+    }
+    result = measure(machine, variants, maximum_rounds=30, minimum_rounds=30)
+    assert result.cache_state == "warm"
+    assert result.variant("base").median_ms == pytest.approx(10.0, rel=0.005)
+    assert result.variant("other").median_ms == pytest.approx(8.0, rel=0.005)
+    ratio = result.variant("other").ratio_to_baseline
+    assert ratio is not None and ratio.median == pytest.approx(0.8, rel=0.005)
 
 
 def test_warm_up_runs_until_timings_settle_and_keeps_cold_runs_out():
@@ -584,9 +608,12 @@ def test_a_variant_timed_several_times_a_round_keeps_the_median_of_its_timings()
     assert list(result.variant("base").samples_ms) == pytest.approx(
         [seconds["base"] * 1e3 for seconds, _ in rounds]
     )
-    # Each round made 6 timings, the five of `base` at varying places among them.
-    calls = machine.calls[-6 * 25 :]
-    orders = [tuple(calls[start : start + 6]) for start in range(0, len(calls), 6)]
+    # Each round made 6 timings, the five of `base` at varying places among them, each after
+    # an untimed call of the same variant.
+    calls = machine.calls[-12 * 25 :]
+    assert calls[0::2] == calls[1::2]
+    timed = calls[1::2]
+    orders = [tuple(timed[start : start + 6]) for start in range(0, len(timed), 6)]
     assert all(sorted(order) == ["base"] * 5 + ["x"] for order in orders)
     assert len({order.index("x") for order in orders}) == 6
 

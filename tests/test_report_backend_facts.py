@@ -4,6 +4,7 @@ backend's descriptor; files written before that read them from the results model
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -54,6 +55,12 @@ def test_the_runner_records_whether_the_backend_fuses(backend: str, fuses: bool)
     measurement = measurement_entry(_latency(backend), None)
     assert measurement.fuses is fuses
     assert measurement.model_dump()["fuses"] is fuses  # written to results.json
+
+
+def test_the_runner_records_the_cache_state_the_engine_timed_in() -> None:
+    assert measurement_entry(_latency("eager"), None).cache_state == "rotating"
+    warm = dataclasses.replace(_latency("eager"), cache_state="warm")
+    assert measurement_entry(warm, None).model_dump()["cache_state"] == "warm"
 
 
 def test_an_older_file_reads_its_facts_from_the_backend_name() -> None:

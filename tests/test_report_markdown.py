@@ -161,6 +161,23 @@ def test_markdown_table_cells_escape_pipes() -> None:
     assert "note=a\\|b" in text
 
 
+def test_the_caches_row_says_what_each_timing_followed() -> None:
+    def warm(document: dict[str, Any]) -> None:
+        document["measurement"]["cache_state"] = "warm"
+
+    def predicted(document: dict[str, Any]) -> None:
+        document["measurement"]["cache_state"] = None
+
+    older = render_markdown(fixture_results("why_eager"), plots={})
+    newer = render_markdown(modified_results("why_eager", warm), plots={})
+    assert (
+        "| caches | each timing right after the round's previous variant (runs before "
+        "2026-12-07) |"
+    ) in older
+    assert "| caches | each timing right after an untimed call of the same model |" in newer
+    assert "| caches |" not in render_markdown(modified_results("why_eager", predicted), plots={})
+
+
 def test_the_target_row_says_what_the_target_judged() -> None:
     def judged_attribution(document: dict[str, Any]) -> None:
         document["measurement"]["stop_on"] = "attribution"

@@ -98,6 +98,7 @@ def predicted_measurement(profile: Profile, threads: int) -> Measurement:
         batch=profile.batch,
         threads=threads,
         target_ci=0.0,
+        cache_state=None,
         budget_s=0.0,
         seed=profile.bootstrap.seed,
         roofline_calibration=None,

@@ -149,6 +149,7 @@ def measure_latency(
         seed=seed,
         environment=collect_environment(setup),
         precision=setup.precision,
+        cache_state="warm",
     )
 
 
@@ -164,6 +165,15 @@ def _instances(name: str, given: Runnable | Sequence[Runnable]) -> list[Runnable
 # Every round times every variant once, in a fresh random order: a drift of the machine (a
 # neighbour's job, a frequency change) then lands on all variants of a round alike and cancels
 # in the per-round ratios, and no variant always runs right after the same other one.
+#
+# Each timing follows one untimed call of the same instance (cache state "warm"): timed
+# right after the round's previous variant, a model finds in the caches only what all the
+# variants together leave there, so its latency would depend on how many variants the spec
+# has. On the 2-core Xeon of 2026-12-07 (480 MiB L3; benchmarks/cache_state.py) ONNX Runtime's
+# V2 takes 7.3 ms after a call of itself and 8.4 ms after an LLC-sized sweep (+14%), V3-Large
+# +15%, eager +15% and +19%: 128 variants of ~20 MB each are the sweep. The untimed call makes
+# every timing what the model costs run on its own, repeatedly, as the bundle's driver
+# (run_host.py, benchmark_model --warmup_runs=1) and the per-kernel profilers time it.
 #
 # A variant may come as several instances (the same model built several times): rounds cycle
 # through them. Two builds of one model differ by up to about 1% on a CPU (where their weights
@@ -269,6 +279,7 @@ class TimedInstance:
     iterations: int  # per block, from warm-up
 
     def seconds_per_iteration(self) -> float:
+        self.block(1)  # untimed: the caches hold this model, not the previous variant's
         return self.block(self.iterations) / self.iterations
 
 

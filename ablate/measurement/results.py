@@ -25,6 +25,15 @@ StopOn = Literal["ratios", "attribution"]
 RATIOS: StopOn = "ratios"
 ATTRIBUTION: StopOn = "attribution"
 
+# What the caches held when each timing started (engine.py, "Interleaved rounds", says why
+# it matters): right after an untimed call of the same model, or right after whichever
+# variant the round ran before it, as runs did before this was recorded.
+CacheState = Literal["warm", "rotating"]
+CACHE_STATES: dict[CacheState, str] = {
+    "warm": "each timing right after an untimed call of the same model",
+    "rotating": "each timing right after the round's previous variant (runs before 2026-12-07)",
+}
+
 JSON_SCHEMA = "ablate.latency/1"
 
 
@@ -124,6 +133,7 @@ class LatencyResult:
     environment: Environment
     precision: str = "fp32"
     stop_on: StopOn = RATIOS
+    cache_state: CacheState = "rotating"  # older files; the engine records "warm"
 
     def variant(self, name: str) -> VariantResult:
         for variant in self.variants:

@@ -420,6 +420,7 @@ MEASUREMENT_SETTINGS = (
     "threads",
     "target_ci",
     "stop_on",
+    "cache_state",
     "budget_s",
 )
 

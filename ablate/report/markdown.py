@@ -81,7 +81,7 @@ from ablate.report.summary import (
     machine_phrase,
     versus_answer,
 )
-from ablate.runs.schema import STOP_REASONS, Extrapolation, Results, Variant
+from ablate.runs.schema import CACHE_STATES, STOP_REASONS, Extrapolation, Results, Variant
 
 _FIGURE_TITLES = {
     LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
@@ -249,6 +249,8 @@ def _machine(results: Results) -> list[str]:
             ("target interval", target_phrase(measurement.target_ci, measurement.stop_on)),
             ("seed", measurement.seed),
         ]
+        if measurement.cache_state is not None:
+            rows.append(("caches", CACHE_STATES[measurement.cache_state]))
         repeated = _repeated_timings(results)
         if repeated:
             rows.append(("timed more than once a round", repeated))

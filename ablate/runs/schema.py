@@ -37,9 +37,10 @@ from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
 from ablate.measurement.kernels import KernelClass, KernelEvent
 from ablate.measurement.results import ATTRIBUTION as ATTRIBUTION  # what `stop_on` can judge,
+from ablate.measurement.results import CACHE_STATES as CACHE_STATES  # for the reports
 from ablate.measurement.results import RATIOS as RATIOS  # for the readers of results
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
-from ablate.measurement.results import StopOn
+from ablate.measurement.results import CacheState, StopOn
 from ablate.measurement.results import StopReason as MeasuredStopReason
 from ablate.metrics import PER_BLOCK, STORED, Metric
 from ablate.spec.schema import VARIANT_NAME_PATTERN, PublishedChange, ReferenceSection
@@ -361,6 +362,9 @@ class Measurement(_Strict):
     # What target_ci judged: each variant's ratio, or the attribution's Shapley values and total
     # (in fractions of the `from` model's latency).
     stop_on: StopOn = RATIOS
+    # What the caches held when each timing started (CACHE_STATES); None where nothing was
+    # timed (a prediction).
+    cache_state: CacheState | None = "rotating"  # files written before it was recorded
     budget_s: float
     seed: int
     roofline_calibration: Calibration | None = None
