@@ -18,10 +18,16 @@ import numpy as np
 from latency_common import prepared_variants
 
 from ablate.measurement.setup import MeasurementSetup, collect_environment, configure_torch
+from ablate.measurement.statistics import median_interval, ratio_interval
 
 
-def _median_ms(samples: list[float]) -> float:
-    return float(np.median(samples)) * 1e3
+def _median_ms(samples: list[float]) -> str:
+    """The median in ms with its distribution-free 95% interval."""
+    interval = median_interval(samples)
+    return (
+        f"{float(np.median(samples)) * 1e3:7.3f} ms "
+        f"[{interval.low * 1e3:.3f}, {interval.high * 1e3:.3f}]"
+    )
 
 
 def main() -> None:
@@ -39,7 +45,9 @@ def main() -> None:
     models = {"V2": "mobilenet_v2", "V3-Large": "mobilenet_v3_large"}
     runnables = prepared_variants({name: (arch, None) for name, arch in models.items()}, setup, 1)
     sweep = np.ones(arguments.sweep_mib * 2**20 // 8)
-    medians: dict[str, tuple[float, float]] = {}
+    ratios: dict[str, np.ndarray] = {}
+    warm_medians: dict[str, float] = {}
+    evicted_medians: dict[str, float] = {}
     for name, (run,) in runnables.items():
         for _ in range(20):
             run()
@@ -53,14 +61,21 @@ def main() -> None:
             started = time.perf_counter()
             run()
             warm.append(time.perf_counter() - started)
-        medians[name] = (_median_ms(warm), _median_ms(evicted))
-        w, e = medians[name]
-        print(
-            f"  {name:9s} warm {w:7.3f} ms   after a {arguments.sweep_mib} MiB sweep {e:7.3f} ms"
-            f"   +{(e / w - 1) * 100:.1f}%"
+        # Each evicted call and the warm call after it are adjacent: a paired ratio.
+        ratios[name] = np.array(evicted) / np.array(warm)
+        warm_medians[name], evicted_medians[name] = (
+            float(np.median(warm)),
+            float(np.median(evicted)),
         )
-    (w2, e2), (w3, e3) = medians["V2"], medians["V3-Large"]
-    print(f"  V3-Large / V2: warm {w3 / w2:.3f}, evicted {e3 / e2:.3f}")
+        excess = ratio_interval(ratios[name])
+        print(
+            f"  {name:9s} warm {_median_ms(warm)}   after a {arguments.sweep_mib} MiB sweep "
+            f"{_median_ms(evicted)}   evicted / warm {float(np.median(ratios[name])):.3f} "
+            f"[{excess.low:.3f}, {excess.high:.3f}] (medians, 95% intervals)"
+        )
+    warm_ratio = warm_medians["V3-Large"] / warm_medians["V2"]
+    evicted_ratio = evicted_medians["V3-Large"] / evicted_medians["V2"]
+    print(f"  V3-Large / V2 (ratio of medians): warm {warm_ratio:.3f}, evicted {evicted_ratio:.3f}")
 
 
 if __name__ == "__main__":
