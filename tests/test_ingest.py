@@ -506,9 +506,15 @@ def test_the_journal_written_at_once_is_the_one_appended_round_by_round(tmp_path
 
     names = ['a,"b"', "é 100%", "z"]
     seconds = np.array([[0.0015, 2e-9, 1.0 / 3], [3.0, 0.25, 1e-3]])
-    write_journal(tmp_path / "at-once.jsonl", names, seconds)
+    write_journal(tmp_path / "at-once.jsonl", names, seconds, cache_state="warm")
     for index, row in enumerate(seconds.tolist()):
-        append_round(tmp_path / "appended.jsonl", index, dict(zip(names, row, strict=True)))
+        append_round(
+            tmp_path / "appended.jsonl",
+            index,
+            dict(zip(names, row, strict=True)),
+            cache_state="warm",
+        )
     assert (tmp_path / "at-once.jsonl").read_bytes() == (tmp_path / "appended.jsonl").read_bytes()
     journal = read_journal(tmp_path / "at-once.jsonl", set(names))
     assert journal.rounds == [dict(zip(names, row, strict=True)) for row in seconds.tolist()]
+    assert journal.cache_state == "warm"

@@ -41,6 +41,7 @@ from ablate.runs.storage import (
     new_run_directory,
     read_journal,
     read_rounds,
+    set_journal_aside,
     unfinished_run,
 )
 from ablate.services.experiment import run_experiment
@@ -762,6 +763,126 @@ def test_journals_without_elapsed_time_still_read(tmp_path: Path) -> None:
     journal.write_text('{"round": 0, "seconds": {"a": 0.01}, "elapsed_s": -1}\n')
     with pytest.raises(InputFileError, match=r"journal.jsonl:1: elapsed_s: elapsed time is not"):
         read_journal(journal, {"a"})
+
+
+def test_a_journal_holds_one_cache_state_and_older_ones_read_as_rotating(tmp_path: Path) -> None:
+    journal = tmp_path / JOURNAL_NAME
+    journal.write_text('{"round": 0, "seconds": {"a": 0.01}}\n')
+    assert read_journal(journal, {"a"}).cache_state == "rotating"
+    assert read_journal(tmp_path / "none.jsonl", {"a"}).cache_state is None
+    journal.write_text(
+        '{"round": 0, "seconds": {"a": 0.01}, "cache_state": "warm"}\n'
+        '{"round": 1, "seconds": {"a": 0.02}}\n'
+    )
+    with pytest.raises(
+        InputFileError,
+        match=r"journal.jsonl:2: cache_state: round timed with rotating caches after rounds "
+        r"timed with warm ones",
+    ):
+        read_journal(journal, {"a"})
+    journal.write_text('{"round": 0, "seconds": {"a": 0.01}, "cache_state": "hot"}\n')
+    with pytest.raises(
+        InputFileError,
+        match=r"journal.jsonl:1: cache_state: unknown cache state 'hot'; valid: rotating, warm$",
+    ):
+        read_journal(journal, {"a"})
+
+
+class Notes(SilentProgress):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_rounds_timed_with_rotating_caches_are_kept_aside_not_resumed(tmp_path: Path) -> None:
+    """A journal begun before each timing followed an untimed call of its own model: its
+    rounds ran 10-19% slower (evicted weights), so pooling them with warm ones would give
+    each variant a median of two regimes. The resumed run keeps the file whole, beside it,
+    measures from round 0 with the whole budget, and says so."""
+    spec = load_spec(tiny_spec(tmp_path, budget_s=3.0, max_rounds=10_000))
+    directory = new_run_directory(tmp_path / "runs", spec.name)
+    journal = directory / JOURNAL_NAME
+    with pytest.raises(Killed):
+        Run(spec, directory, KillAtRound(9), clock=SimulatedClock(5)).execute(resume=False)
+    lines = journal_lines(journal)
+    assert [line["cache_state"] for line in lines] == ["warm"] * 10
+    # The same rounds as a journal of before: no cache state, so "rotating".
+    older = "".join(
+        json.dumps({key: value for key, value in line.items() if key != "cache_state"}) + "\n"
+        for line in lines
+    )
+    journal.write_text(older)
+
+    progress = Notes()
+    Run(spec, directory, progress, clock=SimulatedClock(6)).execute(resume=True)
+    aside = directory / "journal.rotating.jsonl"
+    assert aside.read_text() == older  # kept byte for byte
+    assert progress.notes[0] == (
+        f"{journal}: its 10 rounds were timed with rotating caches (each timing right after "
+        "the round's previous variant (runs before 2026-12-07)); kept as "
+        "journal.rotating.jsonl, and the measurement starts again"
+    )
+    assert not any("resuming" in note for note in progress.notes)
+    fresh = journal_lines(journal)
+    assert [line["round"] for line in fresh] == list(range(len(fresh)))
+    assert {line["cache_state"] for line in fresh} == {"warm"}
+    # The whole budget again, from zero: the set-aside rounds' time is not charged.
+    assert float(fresh[0]["elapsed_s"]) < float(lines[0]["elapsed_s"]) + 0.2  # type: ignore[arg-type]
+    assert float(fresh[-1]["elapsed_s"]) == pytest.approx(3.0, abs=0.05)  # type: ignore[arg-type]
+    results = load_results(directory)
+    assert results.measurement is not None
+    assert results.measurement.cache_state == "warm"
+    assert results.measurement.rounds == len(fresh)
+
+    # A second journal of the old regime does not overwrite the first one set aside.
+    journal.write_text(older[: len(older) // 2])
+    assert set_journal_aside(journal, "rotating") == directory / "journal.rotating.2.jsonl"
+    assert not journal.exists() and aside.read_text() == older
+
+
+def test_a_journal_set_aside_on_a_node_replaces_the_drivers_copy(tmp_path: Path) -> None:
+    """A node's resumed run that sets its journal aside starts a shorter one: the driver's
+    mirror takes it whole, not appended to the old lines (a journal of two cache states)."""
+    from ablate.services.cluster_devices import DeviceRun, _mirror
+
+    node = DeviceRun()
+    try:
+        directory = node.out / "20261207-000000-tiny"
+        directory.mkdir()
+        journal = directory / JOURNAL_NAME
+        older = "".join(
+            json.dumps({"round": index, "seconds": {"small": 0.01, "relu": 0.02}}) + "\n"
+            for index in range(3)
+        )
+        journal.write_text(older)
+        driver = tmp_path / "driver"
+        _mirror(driver, node.changes())
+        assert (driver / JOURNAL_NAME).read_text() == older
+
+        set_journal_aside(journal, "rotating")
+        storage_module.append_round(
+            journal, 0, {"small": 0.009, "relu": 0.019}, cache_state="warm", elapsed_s=0.1
+        )
+        snapshot = node.changes()
+        assert snapshot.journal == b""
+        assert set(snapshot.files) == {JOURNAL_NAME, "journal.rotating.jsonl"}
+        _mirror(driver, snapshot)
+        assert (driver / "journal.rotating.jsonl").read_text() == older
+        assert read_journal(driver / JOURNAL_NAME, NAMES).rounds == [
+            {"small": 0.009, "relu": 0.019}
+        ]
+        # From then on, only the new lines travel again.
+        storage_module.append_round(
+            journal, 1, {"small": 0.008, "relu": 0.018}, cache_state="warm", elapsed_s=0.2
+        )
+        snapshot = node.changes()
+        assert JOURNAL_NAME not in snapshot.files and snapshot.journal.count(b"\n") == 1
+        _mirror(driver, snapshot)
+        assert len(read_journal(driver / JOURNAL_NAME, NAMES).rounds) == 2
+    finally:
+        shutil.rmtree(node.root)
 
 
 def test_a_full_disk_outside_ablates_own_writes_is_one_line_too(

@@ -38,8 +38,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
 def test_journal_round_trip_and_torn_last_line(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     assert read_rounds(journal, {"a", "b"}) == []
-    append_round(journal, 0, {"a": 0.010, "b": 0.012})
-    append_round(journal, 1, {"a": 0.011, "b": 0.013})
+    append_round(journal, 0, {"a": 0.010, "b": 0.012}, cache_state="warm")
+    append_round(journal, 1, {"a": 0.011, "b": 0.013}, cache_state="warm")
     with journal.open("a") as handle:
         handle.write('{"round": 2, "seconds": {"a": 0.0')  # killed mid-write
     assert read_rounds(journal, {"a", "b"}) == [
@@ -100,8 +100,14 @@ def test_journal_keeps_every_repeated_timing_and_resumes_from_their_median(
     tmp_path: Path,
 ) -> None:
     journal = tmp_path / "journal.jsonl"
-    append_round(journal, 0, {"a": 0.011, "b": 0.012}, timings={"a": [0.013, 0.010, 0.011]})
-    append_round(journal, 1, {"a": 0.010, "b": 0.013}, timings={})
+    append_round(
+        journal,
+        0,
+        {"a": 0.011, "b": 0.012},
+        cache_state="warm",
+        timings={"a": [0.013, 0.010, 0.011]},
+    )
+    append_round(journal, 1, {"a": 0.010, "b": 0.013}, cache_state="warm", timings={})
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert lines[0]["timings"] == {"a": [0.013, 0.010, 0.011]}
     assert "timings" not in lines[1]  # nothing repeated: the line is as before

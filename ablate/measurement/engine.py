@@ -25,6 +25,7 @@ from ablate.measurement.clock import (
     warm_up,
 )
 from ablate.measurement.results import (
+    ENGINE_CACHE_STATE,
     RATIOS,
     LatencyResult,
     StopOn,
@@ -149,7 +150,7 @@ def measure_latency(
         seed=seed,
         environment=collect_environment(setup),
         precision=setup.precision,
-        cache_state="warm",
+        cache_state=ENGINE_CACHE_STATE,
     )
 
 

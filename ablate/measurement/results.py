@@ -33,6 +33,8 @@ CACHE_STATES: dict[CacheState, str] = {
     "warm": "each timing right after an untimed call of the same model",
     "rotating": "each timing right after the round's previous variant (runs before 2026-12-07)",
 }
+# The state the engine times in now; a journal's rounds timed in another are not resumed.
+ENGINE_CACHE_STATE: CacheState = "warm"
 
 JSON_SCHEMA = "ablate.latency/1"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ablate import __version__
 from ablate.errors import AblateError, RunInterrupted, WriteError
 from ablate.files import write_json_atomic, write_text_atomic
-from ablate.measurement.results import ATTRIBUTION
+from ablate.measurement.results import ATTRIBUTION, CACHE_STATES, ENGINE_CACHE_STATE
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
     PRECISION_BYTES,
@@ -57,6 +57,7 @@ from ablate.runs.storage import (
     read_rounds,
     repair_journal,
     saved_rounds,
+    set_journal_aside,
 )
 
 if TYPE_CHECKING:
@@ -518,6 +519,16 @@ class Run:
         if repair_journal(journal):
             self.progress.note(f"{journal}: dropped a torn last line (a round cut short)")
         recorded = read_journal(journal, set(names))
+        state = recorded.cache_state
+        if state is not None and state != ENGINE_CACHE_STATE:
+            # Pooled with this session's, they would give each variant a median of two
+            # regimes (the evicted ones run 10-19% slower); kept whole, beside the new journal.
+            aside = set_journal_aside(journal, state)
+            self.progress.note(
+                f"{journal}: its {len(recorded.rounds)} rounds were timed with {state} caches "
+                f"({CACHE_STATES[state]}); kept as {aside.name}, and the measurement starts again"
+            )
+            recorded = read_journal(journal, set(names))
         prior = recorded.rounds
         settings = self.spec.measure.effective()
         budget_s = max(settings.budget_s - recorded.elapsed_s, SPENT_BUDGET_S)
@@ -685,7 +696,12 @@ class Run:
         ) -> None:
             session_s = clock() - started
             append_round(
-                journal, index, seconds, elapsed_s=prior_elapsed_s + session_s, timings=timings
+                journal,
+                index,
+                seconds,
+                cache_state=ENGINE_CACHE_STATE,
+                elapsed_s=prior_elapsed_s + session_s,
+                timings=timings,
             )
             self.progress.measuring(index, judged, widest[0], budget_s - session_s)
 

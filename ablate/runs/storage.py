@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError, InputFileError, RunLockedError, WriteError
 from ablate.files import append_line, atomic_path, truncate_torn_tail, write_all
-from ablate.measurement.results import round_value
+from ablate.measurement.results import CACHE_STATES, CacheState, round_value
 from ablate.runs.schema import RESULTS_NAME
 
 if TYPE_CHECKING:
@@ -288,12 +288,15 @@ def latest_run(out_dir: Path) -> Path:
 
 
 # The measurement journal: one JSON line per round, appended and fsynced as it is taken:
-# {"round": i, "seconds": {variant: s}, "elapsed_s": measuring time so far, all sessions}.
+# {"round": i, "seconds": {variant: s}, "cache_state": what the caches held (CACHE_STATES),
+#  "elapsed_s": measuring time so far, all sessions}.
 #
 # A run killed mid-write (or a disk filling up) leaves at most a torn last line: reading drops
 # it, and `repair_journal` cuts it off before a resumed run appends, so it never becomes a
 # malformed line in the middle. Any other malformed line means the file was damaged and is
-# reported, never guessed around. Journals from before `elapsed_s` read as 0 s elapsed.
+# reported, never guessed around. Journals from before `elapsed_s` read as 0 s elapsed, and
+# those from before `cache_state` as "rotating" (how every round was timed then). One journal
+# holds rounds of one cache state: they are pooled into one median each.
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -302,6 +305,7 @@ JOURNAL_NAME = "journal.jsonl"
 class Journal:
     rounds: list[dict[str, float]]  # oldest first
     elapsed_s: float  # measuring time (warm-up included) spent on them, over every session
+    cache_state: CacheState | None = None  # what the caches held; None without rounds
 
 
 def append_round(
@@ -309,12 +313,13 @@ def append_round(
     index: int,
     seconds: Mapping[str, float],
     *,
+    cache_state: CacheState,
     elapsed_s: float | None = None,
     timings: Mapping[str, Sequence[float]] | None = None,
 ) -> None:
     """One round, as one line. `timings` keeps every timing of the variants timed more than
     once that round; `seconds` holds their median, which is all a resumed run reads."""
-    entry: dict[str, Any] = {"round": index, "seconds": dict(seconds)}
+    entry: dict[str, Any] = {"round": index, "seconds": dict(seconds), "cache_state": cache_state}
     if timings:
         entry["timings"] = {name: list(values) for name, values in timings.items()}
     if elapsed_s is not None:
@@ -322,13 +327,16 @@ def append_round(
     append_line(path, json.dumps(entry, separators=(",", ":")))
 
 
-def write_journal(path: Path, names: Sequence[str], seconds: np.ndarray) -> None:
+def write_journal(
+    path: Path, names: Sequence[str], seconds: np.ndarray, *, cache_state: CacheState
+) -> None:
     """A whole journal at once, atomically and with one fsync, for rounds measured elsewhere:
     the lines `append_round` writes for round i, `seconds[i]` (a value per name)."""
     # One %-template for every line: json.dumps's keys, and floats as repr, which is how
     # json.dumps writes them.
     keys = ",".join(json.dumps(name).replace("%", "%%") + ":%r" for name in names)
-    template = '{"round":%d,"seconds":{' + keys + "}}\n"
+    state = json.dumps(cache_state).replace("%", "%%")
+    template = '{"round":%d,"seconds":{' + keys + '},"cache_state":' + state + "}\n"
     with atomic_path(path) as temporary:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         try:
@@ -376,12 +384,14 @@ def read_journal(path: Path, expected_names: set[str]) -> Journal:
     complete = lines[:-1]  # text after the last newline was never finished
     rounds: list[dict[str, float]] = []
     elapsed_s = 0.0
+    cache_state: CacheState | None = None
     for number, line in enumerate(complete, start=1):
         try:
             entry = json.loads(line)
             seconds = entry["seconds"]
             index = entry["round"]
             elapsed = entry.get("elapsed_s", 0.0)
+            state = entry.get("cache_state", "rotating")
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise InputFileError(
                 path, "malformed journal line (expected {round, seconds})", line=number
@@ -412,10 +422,42 @@ def read_journal(path: Path, expected_names: set[str]) -> Journal:
                 line=number,
                 key_path="elapsed_s",
             )
+        if state not in CACHE_STATES:
+            raise InputFileError(
+                path,
+                f"unknown cache state {state!r}",
+                line=number,
+                key_path="cache_state",
+                choices=sorted(CACHE_STATES),
+            )
+        if cache_state is not None and state != cache_state:
+            raise InputFileError(
+                path,
+                f"round timed with {state} caches after rounds timed with {cache_state} ones",
+                line=number,
+                key_path="cache_state",
+            )
         _check_timings(path, number, entry.get("timings", {}), seconds)
         rounds.append({name: float(value) for name, value in seconds.items()})
         elapsed_s = max(elapsed_s, float(elapsed))
-    return Journal(rounds, elapsed_s)
+        cache_state = state
+    return Journal(rounds, elapsed_s, cache_state)
+
+
+def set_journal_aside(path: Path, cache_state: CacheState) -> Path:
+    """Rename a journal whose rounds were timed in `cache_state` to a free name beside it
+    (journal.rotating.jsonl, then .2, ...): kept whole, and out of the measurement."""
+    stem = path.name.removesuffix(".jsonl")
+    for number in range(1, 1000):
+        suffix = "" if number == 1 else f".{number}"
+        aside = path.with_name(f"{stem}.{cache_state}{suffix}.jsonl")
+        if not aside.exists():
+            break
+    try:
+        os.rename(path, aside)
+    except OSError as error:
+        raise WriteError(aside, error) from None
+    return aside
 
 
 def _check_timings(path: Path, line: int, timings: object, seconds: Mapping[str, float]) -> None:

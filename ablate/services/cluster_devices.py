@@ -6,7 +6,8 @@ A node advertises what it measures as custom resources (`ablate node`: one unit 
 and the actor runs `ablate run`'s own `run_experiment` of the matrix's spec there, in a
 directory of its own. While it runs, the driver asks the actor every `POLL_S` for what its
 run directory gained: whole files that changed (results.json, the resolved spec, the
-environment) and the journal's new whole lines. The driver keeps that mirror as the device's
+environment) and the journal's new whole lines (the whole journal where a resumed run set the
+mirrored one aside, `runs.storage.set_journal_aside`). The driver keeps that mirror as the device's
 run directory in the matrix, so the rounds a node has measured are on the driver's disk
 within `POLL_S` of being taken (a lost node costs at most the rounds of its last poll).
 
@@ -73,6 +74,7 @@ class DeviceRun:
         self.progress = _NoteProgress()
         self._sent: dict[str, tuple[int, int]] = {}  # file -> (size, mtime_ns) sent
         self._journal_sent = 0
+        self._journal_inode: int | None = None  # the journal file the sent bytes came from
 
     def node(self) -> str:
         import ray
@@ -101,6 +103,8 @@ class DeviceRun:
             for name, data in mirror.items():
                 (run_directory / name).write_bytes(data)
             self._journal_sent = len(mirror.get(JOURNAL, b""))
+            journal = run_directory / JOURNAL
+            self._journal_inode = journal.stat().st_ino if journal.exists() else None
             self._sent = {name: _stamp(run_directory / name) for name in mirror if name != JOURNAL}
         directory = run_experiment(
             spec_path=spec,
@@ -132,8 +136,14 @@ class DeviceRun:
             if path.name == JOURNAL:
                 data = path.read_bytes()
                 whole = data[: data.rfind(b"\n") + 1]  # never a line still being written
-                snapshot.journal = whole[self._journal_sent :]
-                self._journal_sent = len(whole)
+                inode = path.stat().st_ino
+                if self._journal_inode not in (None, inode):
+                    # A new journal: the resumed run set the mirrored one aside (rounds of
+                    # another cache state; sent as its own file). Replace, never append.
+                    snapshot.files[JOURNAL] = whole
+                else:
+                    snapshot.journal = whole[self._journal_sent :]
+                self._journal_sent, self._journal_inode = len(whole), inode
                 continue
             stamp = _stamp(path)
             if self._sent.get(path.name) != stamp:

@@ -251,7 +251,7 @@ def ingest(
             for profile in profiles.values():
                 shutil.copyfile(profile.path, staging / PROFILES_DIRECTORY / profile.path.name)
         write_text_atomic(staging / ROUND_ORDERS_NAME, _orders_json(rounds))
-        write_journal(staging / JOURNAL_NAME, rounds.names, rounds.seconds)
+        write_journal(staging / JOURNAL_NAME, rounds.names, rounds.seconds, cache_state="warm")
         run = Run(spec, staging, SilentProgress())
         run.results = state
         run.save()
