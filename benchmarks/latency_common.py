@@ -12,6 +12,7 @@ from ablate.measurement.clock import Runnable
 from ablate.measurement.engine import StoppingPolicy, measure_latency
 from ablate.measurement.results import LatencyResult
 from ablate.measurement.setup import MeasurementSetup, configure_torch, example_input
+from ablate.spec import defaults
 from ablate.variants.resolve import resolve_architecture
 
 
@@ -26,6 +27,12 @@ def parser(description: str, *, repeats: int, budget: float) -> argparse.Argumen
     options.add_argument("--backend", default="eager")
     options.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     options.add_argument("--seed", type=int, default=0)
+    options.add_argument(
+        "--settle-s",
+        type=float,
+        default=defaults.SETTLE_S,
+        help="untimed seconds of a model before each timing (measure.settle_s)",
+    )
     options.add_argument(
         "--instances", type=int, default=3, help="separately built copies of each variant"
     )
@@ -85,6 +92,7 @@ def measure(
         setup=setup,
         stopping=StoppingPolicy(target_ci=arguments.target_ci, budget_seconds=arguments.budget),
         seed=seed,
+        settle_s=arguments.settle_s,
     )
 
 

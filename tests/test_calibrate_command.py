@@ -31,7 +31,7 @@ TINY_CALIBRATION = """\
 name: calibrate
 base: mobilenet_v3_small
 input: {resolution: 32}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 8}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 8}
 baseline: small
 variants:
   small: {}

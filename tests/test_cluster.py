@@ -32,7 +32,7 @@ SPEC = """\
 name: two
 base: mobilenet_v3_small
 input: {resolution: 32}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
 baseline: a
 variants:
   a: {width: 0.25}
@@ -51,7 +51,8 @@ MATRIX_SPEC = """\
 name: nodes
 base: mobilenet_v3_large
 input: {resolution: 384}
-measure: {budget_s: 120, warmup_s: 0.1, min_rounds: 6, max_rounds: 40, target_ci: 0.00001}
+measure: {settle_s: 0, budget_s: 120, warmup_s: 0.1, min_rounds: 6, max_rounds: 40,
+  target_ci: 0.00001}
 baseline: a
 variants:
   a: {}
@@ -70,7 +71,7 @@ PHONE_SPEC = f"""\
 name: phones
 base: mobilenet_v3_small
 input: {{resolution: 32}}
-measure: {{budget_s: 60, warmup_s: 0.1, min_rounds: 6, max_rounds: 6}}
+measure: {{settle_s: 0, budget_s: 60, warmup_s: 0.1, min_rounds: 6, max_rounds: 6}}
 baseline: a
 variants:
   a: {{width: 0.25}}

@@ -353,7 +353,7 @@ TINY_DETECTOR_SPEC = """\
 name: tiny-detector
 base: ssdlite_mobilenet_v3_small
 input: {resolution: 96}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
 baseline: lite
 variants:
   lite: {}

@@ -51,7 +51,7 @@ name: mine
 model: {TINY}
 args: {{classes: 10}}
 input: {{resolution: 32}}
-measure: {{budget_s: 1, warmup_s: 0.05, min_rounds: 6, max_rounds: 8}}
+measure: {{settle_s: 0, budget_s: 1, warmup_s: 0.05, min_rounds: 6, max_rounds: 8}}
 baseline: narrow
 variants:
   narrow: {{}}

@@ -51,7 +51,7 @@ TINY_SPEC = """\
 name: tiny
 base: mobilenet_v3_small
 input: {resolution: 64}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
 baseline: published
 variants:
   published: {width: 0.35}

@@ -75,6 +75,9 @@ def test_bench_json_for_a_pair(app: typer.Typer):
     )
     assert latency["variants"][1]["ratio_to_baseline"]["median"] == pytest.approx(1.0)
     assert latency["variants"][1]["significant"] is False
+    # Each timing after untimed calls, as a spec's runs (the constant clock never reaches
+    # 0.2 s: the 30-call limit ends each settling).
+    assert (latency["cache_state"], latency["settle_s"]) == ("settled", 0.2)
     assert data["calibrated"] is False
     assert [b["variant"] for b in data["breakdowns"]] == names
     assert data["breakdowns"][0]["by_block"][0]["name"] == "stem"

@@ -1217,7 +1217,7 @@ TWO_SMALL_VARIANTS = """\
 name: two-small
 base: mobilenet_v3_small
 input: {resolution: 96}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
 baseline: se
 variants:
   se: {width: 0.35}

@@ -21,7 +21,8 @@ SPEC = """\
 name: live-phone
 base: mobilenet_v3_small
 input: {{resolution: 32}}
-measure: {{backend: {backend}, budget_s: 60, min_rounds: 6, max_rounds: 6, warmup_s: 1}}
+measure: {{backend: {backend}, settle_s: 0, budget_s: 60, min_rounds: 6, max_rounds: 6,
+  warmup_s: 1}}
 baseline: se
 variants:
   se: {{width: 0.35}}
@@ -218,4 +219,4 @@ def test_a_bad_phone_entry_in_a_spec_names_the_line_and_key(tmp_path: Path) -> N
     assert result.exit_code == 2, result.output
     line = result.output.strip()
     assert len(line.splitlines()) == 1
-    assert f"{spec}:10: devices[0].device" in line and "a phone runs a backend's program" in line
+    assert f"{spec}:11: devices[0].device" in line and "a phone runs a backend's program" in line

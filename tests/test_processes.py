@@ -31,7 +31,7 @@ SPEC = """\
 name: pool
 base: mobilenet_v3_small
 input: {resolution: 32}
-measure: {budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
+measure: {settle_s: 0, budget_s: 2, warmup_s: 0.1, min_rounds: 6, max_rounds: 12}
 baseline: a
 variants:
   a: {width: 0.25}

@@ -51,15 +51,21 @@ NAMES = {"small", "relu"}
 
 
 def tiny_spec(
-    directory: Path, *, budget_s: float = 60, max_rounds: int = 40, name: str = "tiny"
+    directory: Path,
+    *,
+    budget_s: float = 60,
+    max_rounds: int = 40,
+    name: str = "tiny",
+    settle_s: float = 0.0,
 ) -> Path:
-    """Two distinct architectures that take milliseconds a pass: a run takes seconds."""
+    """Two distinct architectures that take milliseconds a pass: a run takes seconds (each
+    timing after one untimed call unless `settle_s` is given)."""
     path = directory / f"{name}.yaml"
     path.write_text(
         f"name: {name}\n"
         "base: mobilenet_v3_small\n"
         "input: {resolution: 64}\n"
-        f"measure: {{budget_s: {budget_s}, warmup_s: 0.1, min_rounds: 6, "
+        f"measure: {{budget_s: {budget_s}, warmup_s: 0.1, settle_s: {settle_s}, min_rounds: 6, "
         f"max_rounds: {max_rounds}, target_ci: 0.0001}}\n"
         "baseline: small\n"
         "variants:\n"
@@ -783,7 +789,8 @@ def test_a_journal_holds_one_cache_state_and_older_ones_read_as_rotating(tmp_pat
     journal.write_text('{"round": 0, "seconds": {"a": 0.01}, "cache_state": "hot"}\n')
     with pytest.raises(
         InputFileError,
-        match=r"journal.jsonl:1: cache_state: unknown cache state 'hot'; valid: rotating, warm$",
+        match=r"journal.jsonl:1: cache_state: unknown cache state 'hot'; "
+        r"valid: rotating, settled, warm$",
     ):
         read_journal(journal, {"a"})
 
@@ -801,13 +808,13 @@ def test_rounds_timed_with_rotating_caches_are_kept_aside_not_resumed(tmp_path: 
     rounds ran 10-19% slower (evicted weights), so pooling them with warm ones would give
     each variant a median of two regimes. The resumed run keeps the file whole, beside it,
     measures from round 0 with the whole budget, and says so."""
-    spec = load_spec(tiny_spec(tmp_path, budget_s=3.0, max_rounds=10_000))
+    spec = load_spec(tiny_spec(tmp_path, budget_s=3.0, max_rounds=10_000, settle_s=0.01))
     directory = new_run_directory(tmp_path / "runs", spec.name)
     journal = directory / JOURNAL_NAME
     with pytest.raises(Killed):
         Run(spec, directory, KillAtRound(9), clock=SimulatedClock(5)).execute(resume=False)
     lines = journal_lines(journal)
-    assert [line["cache_state"] for line in lines] == ["warm"] * 10
+    assert [line["cache_state"] for line in lines] == ["settled"] * 10
     # The same rounds as a journal of before: no cache state, so "rotating".
     older = "".join(
         json.dumps({key: value for key, value in line.items() if key != "cache_state"}) + "\n"
@@ -827,13 +834,13 @@ def test_rounds_timed_with_rotating_caches_are_kept_aside_not_resumed(tmp_path: 
     assert not any("resuming" in note for note in progress.notes)
     fresh = journal_lines(journal)
     assert [line["round"] for line in fresh] == list(range(len(fresh)))
-    assert {line["cache_state"] for line in fresh} == {"warm"}
+    assert {line["cache_state"] for line in fresh} == {"settled"}
     # The whole budget again, from zero: the set-aside rounds' time is not charged.
     assert float(fresh[0]["elapsed_s"]) < float(lines[0]["elapsed_s"]) + 0.2  # type: ignore[arg-type]
     assert float(fresh[-1]["elapsed_s"]) == pytest.approx(3.0, abs=0.05)  # type: ignore[arg-type]
     results = load_results(directory)
     assert results.measurement is not None
-    assert results.measurement.cache_state == "warm"
+    assert (results.measurement.cache_state, results.measurement.settle_s) == ("settled", 0.01)
     assert results.measurement.rounds == len(fresh)
 
     # A second journal of the old regime does not overwrite the first one set aside.

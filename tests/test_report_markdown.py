@@ -165,16 +165,24 @@ def test_the_caches_row_says_what_each_timing_followed() -> None:
     def warm(document: dict[str, Any]) -> None:
         document["measurement"]["cache_state"] = "warm"
 
+    def settled(document: dict[str, Any]) -> None:
+        document["measurement"].update(cache_state="settled", settle_s=0.2)
+
     def predicted(document: dict[str, Any]) -> None:
         document["measurement"]["cache_state"] = None
 
     older = render_markdown(fixture_results("why_eager"), plots={})
     newer = render_markdown(modified_results("why_eager", warm), plots={})
+    newest = render_markdown(modified_results("why_eager", settled), plots={})
     assert (
         "| caches | each timing right after the round's previous variant (runs before "
         "2026-12-07) |"
     ) in older
-    assert "| caches | each timing right after an untimed call of the same model |" in newer
+    assert (
+        "| caches | each timing right after one untimed call of the same model (runs of "
+        "2026-12-07) |"
+    ) in newer
+    assert "| caches | each timing after untimed calls of the same model for 0.2 s |" in newest
     assert "| caches |" not in render_markdown(modified_results("why_eager", predicted), plots={})
 
 

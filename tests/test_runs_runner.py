@@ -28,7 +28,7 @@ TINY_SPEC = """\
 name: tiny
 base: mobilenet_v3_small
 input: {resolution: 64}
-measure: {budget_s: 3, warmup_s: 0.1, min_rounds: 12, max_rounds: 24, target_ci: 0.001}
+measure: {settle_s: 0, budget_s: 3, warmup_s: 0.1, min_rounds: 12, max_rounds: 24, target_ci: 0.001}
 baseline: published
 variants:
   published: {}
@@ -88,7 +88,7 @@ def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) ->
 ATTRIBUTION_SPEC = """\
 name: tiny-why
 input: {resolution: 64}
-measure: {budget_s: 20, warmup_s: 0.1, min_rounds: 8, max_rounds: 200, target_ci: 0.2}
+measure: {settle_s: 0, budget_s: 20, warmup_s: 0.1, min_rounds: 8, max_rounds: 200, target_ci: 0.2}
 attribution: {from: mobilenet_v2, to: mobilenet_v3_small, factors: [layout, kernel]}
 """
 

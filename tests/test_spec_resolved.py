@@ -55,6 +55,7 @@ def test_resolved_spec_has_every_default_filled_in() -> None:
             "stop_on": "attribution",
             "budget_s": 30.0,
             "warmup_s": 10.0,
+            "settle_s": 0.2,
             "min_rounds": 20,
             "max_rounds": None,
             "seed": 0,

@@ -39,6 +39,7 @@ def test_every_default_comes_from_the_defaults_module() -> None:
     assert defaults.STOP_ON == "auto" and measure.stop_on == "ratios"  # no attribution here
     assert measure.budget_s == defaults.BUDGET_S
     assert measure.warmup_s == defaults.WARMUP_S
+    assert measure.settle_s == defaults.SETTLE_S == 0.2
     assert measure.min_rounds == defaults.MIN_ROUNDS
     assert measure.max_rounds == defaults.MAX_ROUNDS
     assert measure.seed == defaults.MEASURE_SEED
@@ -54,7 +55,7 @@ def test_all_settings_given() -> None:
         "base: mobilenet_v2\n"
         "input: {resolution: 160, batch: 4}\n"
         "measure: {backend: torchscript, device: cuda, threads: 2, channels_last: true,\n"
-        "          target_ci: 0.02, budget_s: 30, warmup_s: 2.5, min_rounds: 10,\n"
+        "          target_ci: 0.02, budget_s: 30, warmup_s: 2.5, settle_s: 0.5, min_rounds: 10,\n"
         "          max_rounds: 500, seed: 7, quick: true}\n"
         f"{VARIANTS}"
     )
@@ -72,6 +73,7 @@ def test_all_settings_given() -> None:
         "stop_on": "ratios",
         "budget_s": 30.0,
         "warmup_s": 2.5,
+        "settle_s": 0.5,
         "min_rounds": 10,
         "max_rounds": 500,
         "seed": 7,
@@ -94,7 +96,7 @@ def test_unknown_top_level_key() -> None:
 def test_unknown_measure_key() -> None:
     assert measure_message("thread: 2") == (
         "spec.yaml:5: measure.thread: unknown key; valid: backend, precision, device, "
-        "threads, channels_last, target_ci, stop_on, budget_s, warmup_s, min_rounds, "
+        "threads, channels_last, target_ci, stop_on, budget_s, warmup_s, settle_s, min_rounds, "
         "max_rounds, seed, quick, kernels"
     )
 
@@ -205,6 +207,12 @@ def test_seed_and_warmup() -> None:
     assert measure_message("warmup_s: 0") == (
         "spec.yaml:5: measure.warmup_s: must be greater than 0 (got 0)"
     )
+    assert measure_message("settle_s: -0.1") == (
+        "spec.yaml:5: measure.settle_s: must be at least 0 (got -0.1)"
+    )
+    assert measure_message("settle_s: 11") == (
+        "spec.yaml:5: measure.settle_s: must be at most 10 (got 11)"
+    )
 
 
 def test_section_given_as_null_or_scalar() -> None:
@@ -221,6 +229,7 @@ def test_quick_caps_the_effective_settings() -> None:
     effective = spec.measure.effective()
     assert effective.budget_s == defaults.QUICK_BUDGET_S
     assert effective.warmup_s == defaults.QUICK_WARMUP_S
+    assert effective.settle_s == defaults.QUICK_SETTLE_S == 0.0  # one untimed call
     assert effective.min_rounds == defaults.QUICK_MIN_ROUNDS
     assert spec.measure.budget_s == 300  # the spec itself keeps what was written
     plain = load_spec_text(f"name: t\n{VARIANTS}")

@@ -20,6 +20,7 @@ from ablate.commands.architecture import (
 )
 from ablate.commands.devices import ClusterOption
 from ablate.measurement.backends import BACKENDS, PRECISIONS, backends_offering
+from ablate.spec.defaults import SETTLE_S
 
 
 def bench_command(
@@ -69,6 +70,15 @@ def bench_command(
         float,
         typer.Option(help="Stop once every 95% interval is within +/- this fraction (0.01 = 1%)."),
     ] = 0.01,
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle-s",
+            min=0.0,
+            help="Untimed seconds of a model before each timing (at most 30 calls; 0: one "
+            "call), as a spec's measure.settle_s.",
+        ),
+    ] = SETTLE_S,
     instances: Annotated[
         int,
         typer.Option(
@@ -118,6 +128,7 @@ def bench_command(
         batch=batch,
         channels_last=channels_last,
         target_ci=target_ci,
+        settle_s=settle,
         instances=instances,
         breakdown=breakdown,
         cluster=cluster,

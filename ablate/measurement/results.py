@@ -26,15 +26,27 @@ RATIOS: StopOn = "ratios"
 ATTRIBUTION: StopOn = "attribution"
 
 # What the caches held when each timing started (engine.py, "Interleaved rounds", says why
-# it matters): right after an untimed call of the same model, or right after whichever
-# variant the round ran before it, as runs did before this was recorded.
-CacheState = Literal["warm", "rotating"]
+# it matters): after untimed calls of the same model for `settle_s` seconds, after one
+# untimed call (runs of 2026-12-07), or right after whichever variant the round ran before
+# it, as runs did before that.
+CacheState = Literal["settled", "warm", "rotating"]
 CACHE_STATES: dict[CacheState, str] = {
-    "warm": "each timing right after an untimed call of the same model",
+    "settled": "each timing after untimed calls of the same model for settle_s seconds",
+    "warm": "each timing right after one untimed call of the same model (runs of 2026-12-07)",
     "rotating": "each timing right after the round's previous variant (runs before 2026-12-07)",
 }
-# The state the engine times in now; a journal's rounds timed in another are not resumed.
-ENGINE_CACHE_STATE: CacheState = "warm"
+
+
+def describe_cache_state(state: CacheState, settle_s: float | None) -> str:
+    """One line for a report: the state's meaning, with its settling time where it has one."""
+    text = CACHE_STATES[state]
+    return text if settle_s is None else text.replace("settle_s seconds", f"{settle_s:g} s")
+
+
+def cache_state_of(settle_s: float) -> CacheState:
+    """The state the engine times in, given its settling time (0: one untimed call)."""
+    return "settled" if settle_s > 0 else "warm"
+
 
 JSON_SCHEMA = "ablate.latency/1"
 
@@ -135,7 +147,8 @@ class LatencyResult:
     environment: Environment
     precision: str = "fp32"
     stop_on: StopOn = RATIOS
-    cache_state: CacheState = "rotating"  # older files; the engine records "warm"
+    cache_state: CacheState = "rotating"  # older files; the engine records its own
+    settle_s: float | None = None  # untimed seconds before each timing; None in older files
 
     def variant(self, name: str) -> VariantResult:
         for variant in self.variants:

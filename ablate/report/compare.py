@@ -421,6 +421,7 @@ MEASUREMENT_SETTINGS = (
     "target_ci",
     "stop_on",
     "cache_state",
+    "settle_s",
     "budget_s",
 )
 

@@ -81,7 +81,13 @@ from ablate.report.summary import (
     machine_phrase,
     versus_answer,
 )
-from ablate.runs.schema import CACHE_STATES, STOP_REASONS, Extrapolation, Results, Variant
+from ablate.runs.schema import (
+    STOP_REASONS,
+    Extrapolation,
+    Results,
+    Variant,
+    describe_cache_state,
+)
 
 _FIGURE_TITLES = {
     LATENCY_VS_MACS: "Median latency against MACs, with 95% intervals",
@@ -250,7 +256,9 @@ def _machine(results: Results) -> list[str]:
             ("seed", measurement.seed),
         ]
         if measurement.cache_state is not None:
-            rows.append(("caches", CACHE_STATES[measurement.cache_state]))
+            rows.append(
+                ("caches", describe_cache_state(measurement.cache_state, measurement.settle_s))
+            )
         repeated = _repeated_timings(results)
         if repeated:
             rows.append(("timed more than once a round", repeated))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ablate import __version__
 from ablate.errors import AblateError, RunInterrupted, WriteError
 from ablate.files import write_json_atomic, write_text_atomic
-from ablate.measurement.results import ATTRIBUTION, CACHE_STATES, ENGINE_CACHE_STATE
+from ablate.measurement.results import ATTRIBUTION, CACHE_STATES, cache_state_of
 from ablate.metrics import ATTRIBUTABLE
 from ablate.runs.entries import (
     PRECISION_BYTES,
@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from ablate.measurement.kernels import KernelTimer
     from ablate.measurement.phone import Phone
     from ablate.measurement.profile import OpProfile
+    from ablate.measurement.results import CacheState
     from ablate.measurement.setup import MeasurementSetup
     from ablate.spec.model import ExperimentSpec
 
@@ -519,8 +520,10 @@ class Run:
         if repair_journal(journal):
             self.progress.note(f"{journal}: dropped a torn last line (a round cut short)")
         recorded = read_journal(journal, set(names))
+        settings = self.spec.measure.effective()
+        timing_state = cache_state_of(settings.settle_s)
         state = recorded.cache_state
-        if state is not None and state != ENGINE_CACHE_STATE:
+        if state is not None and state != timing_state:
             # Pooled with this session's, they would give each variant a median of two
             # regimes (the evicted ones run 10-19% slower); kept whole, beside the new journal.
             aside = set_journal_aside(journal, state)
@@ -530,7 +533,6 @@ class Run:
             )
             recorded = read_journal(journal, set(names))
         prior = recorded.rounds
-        settings = self.spec.measure.effective()
         budget_s = max(settings.budget_s - recorded.elapsed_s, SPENT_BUDGET_S)
         if prior:
             self.progress.note(
@@ -542,7 +544,9 @@ class Run:
             runnables, runtimes = self._prepare(built_copies(len(self.units)))
         else:
             runnables, runtimes = self._phone_programs()
-        on_round, on_check = self._round_recorder(journal, budget_s, recorded.elapsed_s)
+        on_round, on_check = self._round_recorder(
+            journal, budget_s, recorded.elapsed_s, timing_state
+        )
         result = measure_latency(
             runnables,
             baseline=baseline,
@@ -562,6 +566,7 @@ class Run:
             prior_rounds=prior,
             timings_per_round=self._timings_per_round(),
             seed=settings.seed,
+            settle_s=settings.settle_s,
         )
         # The roofline calibration is this host's: no statement about a phone.
         calibration = (
@@ -678,7 +683,7 @@ class Run:
         return WarmupPolicy(maximum_seconds=min(warmup_s, share))
 
     def _round_recorder(
-        self, journal: Path, budget_s: float, prior_elapsed_s: float
+        self, journal: Path, budget_s: float, prior_elapsed_s: float, cache_state: CacheState
     ) -> tuple[RoundCallback, CheckCallback]:
         """The engine's callbacks: per round, journal it and report progress; per stopping
         check, keep the widest judged interval, which the progress shows from then on.
@@ -699,7 +704,7 @@ class Run:
                 journal,
                 index,
                 seconds,
-                cache_state=ENGINE_CACHE_STATE,
+                cache_state=cache_state,
                 elapsed_s=prior_elapsed_s + session_s,
                 timings=timings,
             )

@@ -37,11 +37,13 @@ from ablate.errors import InputFileError, excerpt, format_key_path
 from ablate.files import read_json
 from ablate.measurement.kernels import KernelClass, KernelEvent
 from ablate.measurement.results import ATTRIBUTION as ATTRIBUTION  # what `stop_on` can judge,
-from ablate.measurement.results import CACHE_STATES as CACHE_STATES  # for the reports
 from ablate.measurement.results import RATIOS as RATIOS  # for the readers of results
 from ablate.measurement.results import STOP_REASONS as MEASURED_STOP_REASONS
 from ablate.measurement.results import CacheState, StopOn
 from ablate.measurement.results import StopReason as MeasuredStopReason
+from ablate.measurement.results import (  # for the reports
+    describe_cache_state as describe_cache_state,
+)
 from ablate.metrics import PER_BLOCK, STORED, Metric
 from ablate.spec.schema import VARIANT_NAME_PATTERN, PublishedChange, ReferenceSection
 
@@ -365,6 +367,8 @@ class Measurement(_Strict):
     # What the caches held when each timing started (CACHE_STATES); None where nothing was
     # timed (a prediction).
     cache_state: CacheState | None = "rotating"  # files written before it was recorded
+    # Seconds of untimed calls before each timing (`measure.settle_s`) where it is "settled".
+    settle_s: float | None = None
     budget_s: float
     seed: int
     roofline_calibration: Calibration | None = None

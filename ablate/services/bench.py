@@ -22,6 +22,7 @@ from ablate.runs.runner import runtime_profile
 from ablate.runs.schema import RuntimeProfile
 from ablate.services.inspect import ModelChoice as ModelChoice  # a model as bench takes it
 from ablate.services.inspect import model_choice
+from ablate.spec import defaults
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +66,7 @@ def run_bench(
     batch: int = 1,
     channels_last: bool = False,
     target_ci: float = 0.01,
+    settle_s: float = defaults.SETTLE_S,
     instances: int = INSTANCES,
     breakdown: bool = True,
     seed: int = 0,
@@ -86,7 +88,8 @@ def run_bench(
     activations, see measurement.activations), copied `instances` times into separate memory,
     and the rounds cycle through the copies (see measurement.engine); on a mobile backend the
     copies share one exported program from the cache. `clock` replaces the real clock (tests),
-    as in `measure_latency`. `cluster`: export the programs on that Ray cluster.
+    as in `measure_latency`, and so does `settle_s` (a spec's `measure.settle_s` by default).
+    `cluster`: export the programs on that Ray cluster.
     """
     from ablate.measurement.backends import check_backend_available
 
@@ -141,7 +144,13 @@ def run_bench(
         for label, pairs in copies.items()
     }
     latency = measure_latency(
-        runnables, baseline=labels[0], setup=setup, stopping=stopping, seed=seed, clock=clock
+        runnables,
+        baseline=labels[0],
+        setup=setup,
+        stopping=stopping,
+        seed=seed,
+        clock=clock,
+        settle_s=settle_s,
     )
     calibration = cached_calibration(threads=threads, device=device)
     breakdowns: list[Breakdown] = []

@@ -37,6 +37,11 @@ STOP_ON_CHOICES = (STOP_ON, *get_args(StopOn))
 BUDGET_S = 60.0
 # Upper bound on each variant's warm-up; warm-up usually settles in well under a second.
 WARMUP_S = 10.0
+# Untimed calls of a model before each of its timings, in seconds (0: one call): a shared L3
+# may keep a model's weights only after many reads (measurement/engine.py, "Interleaved
+# rounds"). ONNX Runtime's V2 settles within about 0.2 s on the Xeon of 2026-12-07.
+SETTLE_S = 0.2
+SETTLE_S_LIMIT = 10.0  # per timing of each variant: more is a typo, not a setting
 # The distribution-free 95% interval of a median needs at least 6 samples; 20 rounds also
 # give the drift checks something to compare.
 MIN_ROUNDS = 20
@@ -53,6 +58,7 @@ KERNELS = False
 # for plumbing, not conclusions. These caps replace the settings above when quick is on.
 QUICK_BUDGET_S = 10.0
 QUICK_WARMUP_S = 1.0
+QUICK_SETTLE_S = 0.0
 QUICK_MIN_ROUNDS = MIN_ROUNDS_FLOOR
 
 # attribution: exact Shapley values up to 8 factors (2^8 = 256 variants), sampled beyond.

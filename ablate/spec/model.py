@@ -44,6 +44,7 @@ class MeasureSpec:
     stop_on: str  # ratios | attribution: `auto` is resolved when the spec is loaded
     budget_s: float
     warmup_s: float
+    settle_s: float  # untimed calls before each timing (engine.py)
     min_rounds: int
     max_rounds: int | None
     seed: int
@@ -58,6 +59,7 @@ class MeasureSpec:
             self,
             budget_s=min(self.budget_s, defaults.QUICK_BUDGET_S),
             warmup_s=min(self.warmup_s, defaults.QUICK_WARMUP_S),
+            settle_s=min(self.settle_s, defaults.QUICK_SETTLE_S),
             min_rounds=min(self.min_rounds, defaults.QUICK_MIN_ROUNDS),
         )
 

@@ -116,6 +116,7 @@ class MeasureSection(_Section):
     stop_on: Annotated[str, _one_of("stop_on", defaults.STOP_ON_CHOICES)] = defaults.STOP_ON
     budget_s: FiniteFloat = Field(defaults.BUDGET_S, gt=0)
     warmup_s: FiniteFloat = Field(defaults.WARMUP_S, gt=0)
+    settle_s: FiniteFloat = Field(defaults.SETTLE_S, ge=0, le=defaults.SETTLE_S_LIMIT)
     min_rounds: int = Field(defaults.MIN_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
     max_rounds: int | None = Field(defaults.MAX_ROUNDS, ge=defaults.MIN_ROUNDS_FLOOR)
     seed: int = Field(defaults.MEASURE_SEED, ge=0)

@@ -226,7 +226,6 @@ def _check_plain_data(root: Node, source: str) -> None:
 # Where a spec came from, and how a problem at a key path becomes a one-line error.
 
 
-
 @dataclass(frozen=True)
 class SpecSource:
     label: str
