@@ -171,6 +171,25 @@ def test_too_much_memory_or_too_little_budget_is_refused_with_the_figures() -> N
     assert _estimate(available_bytes=None).refusal() is None
 
 
+def test_the_minimum_measuring_time_counts_each_timings_untimed_calls() -> None:
+    from ablate.runs.estimate import _visit_seconds
+
+    # A 7 ms model: one timed call after 0.2 s of untimed ones (30 calls would be 0.21 s).
+    assert _visit_seconds(0.007, 0.2) == pytest.approx(0.207)
+    # A 1 ms model stops settling after 30 calls; with settle_s 0, one untimed call.
+    assert _visit_seconds(0.001, 0.2) == pytest.approx(0.031)
+    assert _visit_seconds(0.001, 0.0) == pytest.approx(0.002)
+    text = "name: s\nbase: mobilenet_v3_small\nvariants: {a: {}, b: {width: 0.5}}\n"
+    settled = estimate_run(load_spec_text(text, "s.yaml"), copies=1)
+    one_call = estimate_run(
+        load_spec_text(text + "measure: {settle_s: 0}\n", "s.yaml"), copies=1
+    )
+    # Both models take well under 0.2 / 30 s a call here: 31 calls against 2 per visit.
+    assert settled.minimum_measure_seconds == pytest.approx(
+        one_call.minimum_measure_seconds * 31 / 2
+    )
+
+
 def test_a_spec_is_estimated_on_a_sample_of_a_large_grid() -> None:
     values = [0.35, 0.5, 0.75, 1.0]
     grid = {"width": values, "resolution": [96, 128, 160, 192, 224]}

@@ -11,16 +11,17 @@ come from a forward pass on a small input, scaled by the area (every activation 
 networks scales with height x width). A spec with many architectures is estimated on an
 evenly spaced sample that includes its widest and its largest-input ones, and extrapolated.
 
-Time, stage by stage, from one eager forward pass per architecture (a fixed cost plus MACs at
-a fitted rate): counting grows with MACs; preparing builds every network and re-estimates its
-batch norms (16 images; skipped for statistics already in the cache); exporting (mobile
+Time, stage by stage, from one eager forward pass per architecture (a fixed cost plus MACs
+at a fitted rate): counting grows with MACs; preparing builds every network and re-estimates
+its batch norms (16 images; skipped for statistics already in the cache); exporting (mobile
 backends) takes the median time of this host's latest exports in the cache (a default until
-there are some) per program, split over the export processes, and is given as
-a range: from that time slowed by the machine's present load to the slowdown measured under
-load; measuring takes the budget, unless the minimum rounds of every variant, one forward
-each, take longer; the per-op profile runs a few profiled passes per network. All are rough:
-the forward rate is fitted on one machine on one day, and a shared VM can run three times
-slower on another. Memory is what is refused, because running out of it kills the run.
+there are some) per program, split over the export processes, and is given as a range: from
+that time slowed by the machine's present load to the slowdown measured under load;
+measuring takes the budget, unless the minimum rounds of every variant, each one timed
+forward after its untimed ones (`measure.settle_s`, at most 30 calls), take longer; the
+per-op profile runs a few profiled passes per network. All are rough: the forward rate is
+fitted on one machine on one day, and a shared VM can run three times slower on another.
+Memory is what is refused, because running out of it kills the run.
 """
 
 from __future__ import annotations
@@ -223,6 +224,14 @@ class RunEstimate:
                 "measure.budget_s, measure fewer variants, or pass --force to take them anyway"
             )
         return None
+
+
+def _visit_seconds(forward: float, settle_s: float) -> float:
+    """One variant's part of a round: its untimed calls (one, then until `settle_s` or
+    `SETTLE_CALLS` calls) and the timed one."""
+    from ablate.measurement.engine import SETTLE_CALLS
+
+    return forward + max(forward, min(settle_s, SETTLE_CALLS * forward))
 
 
 def _gigabytes(value: int) -> str:
@@ -446,7 +455,8 @@ def estimate_run(spec: ExperimentSpec, copies: int) -> RunEstimate:
         weight_bytes=int(weights),
         activation_bytes=2 * batch * max(size.activation_peak_bytes for size in sizes),
         count_seconds=count_seconds * scale,
-        minimum_measure_seconds=settings.min_rounds * sum(forwards) * scale,
+        minimum_measure_seconds=settings.min_rounds
+        * sum(_visit_seconds(forward * scale, settings.settle_s) for forward in forwards),
         budget_seconds=settings.budget_s,
         available_bytes=available_memory(),
         export_seconds=exporting / workers,
