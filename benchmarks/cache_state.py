@@ -7,7 +7,8 @@ median time of the k-th call after the sweep, and per cache state (measurement/r
 
 - evicted: the first call (a timing right after the round's previous variant, "rotating");
 - warm: the second call (one untimed call first, what ablate timed on 2026-12-07);
-- settled: the first call after `--settle-s` seconds of calls (`measure.settle_s`).
+- settled: the first call after `--settle-s` seconds of calls, or after 30 calls if those
+  end first (`measure.settle_s`).
 
 each median with its distribution-free 95% interval, and V3-Large / V2 in each state.
 
@@ -22,6 +23,7 @@ import time
 import numpy as np
 from latency_common import prepared_variants
 
+from ablate.measurement.engine import SETTLE_CALLS
 from ablate.measurement.setup import MeasurementSetup, collect_environment, configure_torch
 from ablate.measurement.statistics import median_interval
 from ablate.spec import defaults
@@ -39,11 +41,11 @@ def _median_ms(samples: list[float]) -> str:
 
 
 def _settled_call(calls: np.ndarray, settle_s: float) -> int:
-    """The index of the call the engine times: the first after `settle_s` of calls (at
-    least one) since the sweep."""
+    """The index of the call the engine times: the first after `settle_s` of calls or
+    `SETTLE_CALLS` calls, whichever end first (at least one) since the sweep."""
     elapsed = np.cumsum(calls)
     index = int(np.searchsorted(elapsed, settle_s, side="left")) + 1
-    return max(1, index)
+    return max(1, min(index, SETTLE_CALLS))
 
 
 def main() -> None:
