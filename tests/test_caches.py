@@ -460,6 +460,7 @@ def _notes(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("note: ")]
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_bench_says_once_which_entries_it_rebuilt(bench_app: Path) -> None:
     """Three instances and the profile read the statistics four times, the roofline reads the
     calibration: two bad entries, one line naming both, then nothing on the next run."""

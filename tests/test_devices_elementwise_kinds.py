@@ -90,6 +90,7 @@ NETWORKS = (
 )
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_known_elementwise_bandwidths_are_recovered_and_the_form_chosen() -> None:
     observations = exact_observations(NETWORKS, KINDS, TRUTH)
     profile = fit_profile(observations, name="kinds", description="known elementwise costs")

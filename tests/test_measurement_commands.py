@@ -83,6 +83,7 @@ def test_bench_json_for_a_pair(app: typer.Typer):
     assert data["breakdowns"][0]["by_block"][0]["name"] == "stem"
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_bench_a_a_labels_and_table(app: typer.Typer):
     result = CliRunner().invoke(
         app, ["bench", "mobilenet_v3_small", *TINY, "--vs", "mobilenet_v3_small", *TINY2], env=WIDE

@@ -1183,6 +1183,7 @@ def test_a_killed_export_worker_leaves_the_export_to_the_runnable(tmp_path: Path
         np.testing.assert_allclose(output_array(runnable()), model(x).numpy(), atol=1e-4)
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_cache_hit_copies_and_folds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
