@@ -188,7 +188,7 @@ def _instances(name: str, given: Runnable | Sequence[Runnable]) -> list[Runnable
 # over and over after other networks, takes 8.3, 7.2, 7.2, 7.2, 7.1 ... ms, and 6.6 ms from
 # about the 25th call (~170 ms) on; V3-Large 7.4, 6.5 ... 5.6 ms; a V2 at 96 px, whose time
 # is mostly its 14 MB of weights, 3.3, 3.2, 2.6, 2.2 ... 2.0 ms (benchmarks/cache_state.py
-# --settle). V3-Large / V2 is 0.90 at the second call and 0.85 settled, and the per-kernel
+# prints the curve). V3-Large / V2 is 0.90 at the second call and 0.85 settled, and the per-kernel
 # profilers, which run a model many times in a row, see the settled costs. So by default a
 # timing follows `settle_s` (0.2 s) of untimed calls, or SETTLE_CALLS of them if those end
 # first: what the model costs run on its own, repeatedly, as benchmark_model and

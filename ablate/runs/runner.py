@@ -51,6 +51,7 @@ from ablate.runs.storage import (
     PREDICTED_SAMPLES_NAME,
     RESOLVED_SPEC_NAME,
     SPEC_NAME,
+    Journal,
     append_round,
     hold_run_directory,
     read_journal,
@@ -525,13 +526,13 @@ class Run:
         state = recorded.cache_state
         if state is not None and state != timing_state:
             # Pooled with this session's, they would give each variant a median of two
-            # regimes (the evicted ones run 10-19% slower); kept whole, beside the new journal.
+            # regimes (up to 50% apart, docs/measuring.md); kept whole, beside the new one.
             aside = set_journal_aside(journal, state)
             self.progress.note(
                 f"{journal}: its {len(recorded.rounds)} rounds were timed with {state} caches "
                 f"({CACHE_STATES[state]}); kept as {aside.name}, and the measurement starts again"
             )
-            recorded = read_journal(journal, set(names))
+            recorded = Journal([], 0.0)
         prior = recorded.rounds
         budget_s = max(settings.budget_s - recorded.elapsed_s, SPENT_BUDGET_S)
         if prior:

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -448,7 +449,7 @@ def set_journal_aside(path: Path, cache_state: CacheState) -> Path:
     """Rename a journal whose rounds were timed in `cache_state` to a free name beside it
     (journal.rotating.jsonl, then .2, ...): kept whole, and out of the measurement."""
     stem = path.name.removesuffix(".jsonl")
-    for number in range(1, 1000):
+    for number in itertools.count(1):
         suffix = "" if number == 1 else f".{number}"
         aside = path.with_name(f"{stem}.{cache_state}{suffix}.jsonl")
         if not aside.exists():
