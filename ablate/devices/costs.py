@@ -366,6 +366,22 @@ _KIND_OVERHEADS_TERMS = (
     *_CONV_KIND_OPS,
     *_ELEMENTWISE_KIND_OVERHEADS,
 )
+# ONNX Runtime runs SE's 1-pixel convs and the linear layers as matrix-vector products too:
+# their rate and their overhead per kernel apart from the other convs'.
+_MATRIX_VECTOR_OPS = Term(
+    "matrix_vector_ops",
+    "ops",
+    _LINEAR | _POINTWISE,
+    "overhead per matrix-vector product (linear layers, SE's 1-pixel convs)",
+    _matrix_vector,
+)
+_OTHER_CONV_OPS = Term(
+    "other_conv_ops",
+    "ops",
+    MAC_KINDS,
+    "overhead per conv kernel that is not a matrix-vector product",
+    lambda record: not _matrix_vector(record),
+)
 # The matrix-vector form is the per-kind overheads form with these terms replaced.
 _MATRIX_VECTOR_SWAPS = {
     _PW: (_PW_GEMM,),
@@ -501,6 +517,27 @@ FORMS: dict[str, Form] = {
             ),
             "kernel_sizes_bytes_tiled_stem + a cost per output byte of each activation (and "
             "add) that runs as a fused conv's epilogue",
+        ),
+        _kernel_form(
+            "kernel_sizes_bytes_epilogues_matrix_vector",
+            (
+                *(
+                    {_PW: _PW_GEMM, _FC: _MATRIX_VECTOR}.get(term, term)
+                    for term in _PER_SIZE_RATES_TILED_STEM
+                ),
+                _CONV_BYTES,
+                _SIGMOID_BYTES,
+                _POOL_BYTES,
+                _BINARY_BYTES,
+                _OTHER_ELEMENTWISE_BYTES,
+                _OTHER_CONV_OPS,
+                _MATRIX_VECTOR_OPS,
+                _ELEMENTWISE_OPS,
+                *_EPILOGUES,
+            ),
+            "kernel_sizes_bytes_epilogues with the matrix-vector products (linear layers, SE's "
+            "1-pixel convs) at a rate and an overhead of their own, and a bandwidth per kind of "
+            "kernel without MACs",
         ),
         _kernel_form(
             "kernel_sizes_bytes",

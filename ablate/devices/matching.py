@@ -11,8 +11,11 @@ events x records) that maximises the events matched: a runtime may run one recor
 kernels (XNNPACK's hard sigmoid is an add, a clamp and a divide), add kernels that no record
 asks for, or leave a record out (an op it folded away), and none of these may shift the
 matches after it. Layout kernels (transposes between NCHW and NHWC) and int8 conversions are
-no counted op: each joins the row of the op that needed it, the next one matched, and the
-match reports them.
+no counted op: each joins the row of the op that needed it, and the match reports them. That
+is the next one matched, except for a copy back into the runtime's own layout (ONNX Runtime's
+ReorderInput after SE's multiply, which it runs in plain NCHW): the op before it caused it.
+Joined to the next op, those copies made the pointwise conv after every SE block look slower
+than its size, and SE's own kernels cheaper than they are.
 """
 
 from __future__ import annotations
@@ -78,8 +81,10 @@ ACCEPTED: Mapping[Kind, tuple[Pattern, ...]] = MappingProxyType(
     }
 )
 
-# Kernels that run no record of their own but serve the op after them.
-_JOINED = frozenset({_K.LAYOUT, _K.CONVERT})
+# Kernels that run no record of their own but serve the op after them (or, for RELAYOUT, the
+# op before them).
+_JOINED = frozenset({_K.LAYOUT, _K.CONVERT, _K.RELAYOUT})
+_LAYOUT = frozenset({_K.LAYOUT, _K.RELAYOUT})
 
 # The summary names this many unmatched records, then counts the rest.
 _NAMED_RECORDS = 5
@@ -248,7 +253,12 @@ def match_kernels(
         for position, event in enumerate(events)
         if event.record is None and event.kind in _JOINED and assigned[position] is None
     ]
-    _join_following(assigned, joined)
+    matched = tuple(assigned)
+    relayout = [position for position in joined if events[position].kind is _K.RELAYOUT]
+    _join_preceding(assigned, matched, relayout)
+    _join_following(
+        assigned, matched, [position for position in joined if assigned[position] is None]
+    )
 
     ran: dict[int, list[int]] = {}
     for position, row in enumerate(assigned):
@@ -262,7 +272,7 @@ def match_kernels(
         )
         for anchor in sorted(ran)
     )
-    layout = [position for position in joined if events[position].kind is _K.LAYOUT]
+    layout = [position for position in joined if events[position].kind in _LAYOUT]
     convert = [position for position in joined if events[position].kind is _K.CONVERT]
     joined_positions = set(joined)
     return KernelMatch(
@@ -373,17 +383,34 @@ def _align(
     return matched
 
 
-def _join_following(assigned: list[int | None], joined: Iterable[int]) -> None:
-    """Each of the `joined` events joins the row of the next matched event (the op that needed
-    the new layout or type); the ones after the last matched event join its row."""
+def _join_preceding(
+    assigned: list[int | None], matched: Sequence[int | None], joined: Iterable[int]
+) -> None:
+    """Each of the `joined` events joins the row of the `matched` event before it (the op
+    whose output it copies back); one before every matched event stays unassigned, for
+    `_join_following` (a copy of the image before the first kernel)."""
+    pending = set(joined)
+    preceding: int | None = None
+    for position, row in enumerate(matched):
+        if position in pending:
+            assigned[position] = preceding
+        elif row is not None:
+            preceding = row
+
+
+def _join_following(
+    assigned: list[int | None], matched: Sequence[int | None], joined: Iterable[int]
+) -> None:
+    """Each of the `joined` events joins the row of the next `matched` event (the op that
+    needed the new layout or type); the ones after the last matched event join its row."""
     pending = set(joined)
     following: int | None = None
-    for position in range(len(assigned) - 1, -1, -1):
+    for position in range(len(matched) - 1, -1, -1):
         if position in pending:
             assigned[position] = following
-        elif assigned[position] is not None:
-            following = assigned[position]
-    last = next((row for row in reversed(assigned) if row is not None), None)
+        elif matched[position] is not None:
+            following = matched[position]
+    last = next((row for row in reversed(matched) if row is not None), None)
     for position in pending:
         if assigned[position] is None:
             assigned[position] = last

@@ -109,14 +109,14 @@ class _Counter:
 def _matched(kernels: KernelTimes, records: Sequence[OpRecord], view: View) -> KernelMatch:
     """The run's kernel times of one network joined to its counting records."""
     from ablate.devices.matching import match_kernels
-    from ablate.measurement.kernels import KernelClass, KernelEvent
+    from ablate.measurement.kernels import KernelEvent, stored_kernel_class
 
     events = [
         KernelEvent(
             name=entry.name,
             milliseconds=entry.milliseconds,
             delegated=entry.delegated,
-            kind=KernelClass(entry.kind),
+            kind=stored_kernel_class(entry.kind, entry.name),
             record=entry.record,
         )
         for entry in kernels.events

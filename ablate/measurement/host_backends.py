@@ -219,7 +219,7 @@ _ONNX_CLASSES = {
     "Flatten": KernelClass.LAYOUT,
     "Squeeze": KernelClass.LAYOUT,
     "Unsqueeze": KernelClass.LAYOUT,
-    "ReorderInput": KernelClass.LAYOUT,
+    "ReorderInput": KernelClass.RELAYOUT,
     "ReorderOutput": KernelClass.LAYOUT,
     "QuantizeLinear": KernelClass.CONVERT,
     "DequantizeLinear": KernelClass.CONVERT,

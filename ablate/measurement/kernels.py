@@ -45,6 +45,10 @@ class KernelClass(str, Enum):
     AVERAGE_POOL = "average_pool"
     MAX_POOL = "max_pool"
     LAYOUT = "layout"  # transposes and copies between memory layouts: no counting record
+    # A copy of the kernel before's output back into the runtime's own layout (ONNX Runtime's
+    # ReorderInput to NCHWc after an op it ran in plain NCHW, such as SE's multiply): a layout
+    # copy that the op before it caused, where LAYOUT serves the op after it.
+    RELAYOUT = "relayout"
     CONVERT = "convert"  # int8: fp32 <-> int8 conversions around quantized ops: no record
     OTHER = "other"
 
@@ -60,6 +64,18 @@ class KernelEvent:
     # The counting record it is, where the profiler knows (eager PyTorch: the aten op at that
     # position); None where it must be matched by order and kind.
     record: int | None = None
+
+
+# Results written before RELAYOUT existed store ONNX Runtime's ReorderInput nodes as LAYOUT.
+_RELAYOUT_NAMES = ("ReorderInput",)
+
+
+def stored_kernel_class(kind: str, name: str) -> KernelClass:
+    """The class of a kernel event as a results file stores it, upgraded to this vocabulary."""
+    stored = KernelClass(kind)
+    if stored is KernelClass.LAYOUT and name.startswith(_RELAYOUT_NAMES):
+        return KernelClass.RELAYOUT
+    return stored
 
 
 class KernelTimer(Protocol):
