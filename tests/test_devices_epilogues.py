@@ -13,11 +13,14 @@ from ablate.devices.costs import FORMS, is_kernel, op_features, runs_inside
 from ablate.devices.fit import Observation, fit_profile
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
-from tests.synthetic_kernels import exact_observations
+from ablate.devices.properties import device_properties
+from tests.synthetic_kernels import assert_chosen_over, exact_observations
+from tests.test_devices_elementwise_kinds import NETWORKS as KIND_NETWORKS
 
 EPILOGUES = FORMS["kernel_sizes_bytes_epilogues"]
 TILED = FORMS["kernel_sizes_bytes_tiled_stem"]
 EPILOGUE_TERMS = [term.name for term in EPILOGUES.terms if term.inside]
+MATRIX_VECTOR = FORMS["kernel_sizes_bytes_epilogues_matrix_vector"]
 
 
 def _index(name: str) -> int:
@@ -36,9 +39,10 @@ def test_the_epilogue_form_is_the_tiled_stem_form_plus_one_term_per_activation()
         "epilogue_add_bytes",
     ]
     assert all(term.feature == "bytes" for term in EPILOGUES.terms if term.inside)
-    # No other form counts what runs inside a kernel: their features are unchanged.
+    # No other form but its matrix-vector variant counts what runs inside a kernel.
     assert [name for name, form in FORMS.items() if any(t.inside for t in form.terms)] == [
-        EPILOGUES.name
+        EPILOGUES.name,
+        MATRIX_VECTOR.name,
     ]
 
 
@@ -185,3 +189,79 @@ def test_kernel_rows_choose_the_lowest_error_and_whole_networks_the_one_standard
     }
     chosen, _ = fitting._select([simple, richer], tied, latency, kernels_timed=True)
     assert chosen is simple
+
+
+def test_the_matrix_vector_variant_splits_rates_overheads_and_bandwidths() -> None:
+    replaced = {
+        "pointwise_macs": ["pointwise_gemm_macs"],
+        "linear_macs": ["matrix_vector_macs"],
+        "elementwise_bytes": [
+            "sigmoid_bytes", "pool_bytes", "binary_bytes", "other_elementwise_bytes"
+        ],
+        "conv_ops": ["other_conv_ops", "matrix_vector_ops"],
+    }  # fmt: skip
+    expected = [new for name in EPILOGUES.term_names for new in replaced.get(name, [name])]
+    assert list(MATRIX_VECTOR.term_names) == expected
+    assert MATRIX_VECTOR.kernels and MATRIX_VECTOR.term_names[-1] == "outside_ops"
+
+
+def test_se_convs_and_the_classifier_pay_the_matrix_vector_rate_and_overhead() -> None:
+    records = count_variant("mobilenet_v3_small", {"resolution": 96})[1].records
+    column = {name: index for index, name in enumerate(MATRIX_VECTOR.term_names)}
+    charged: dict[str, list[int]] = {name: [] for name in column}
+    for record in records:
+        if not is_kernel(record, "fused"):
+            continue
+        features = op_features(record, MATRIX_VECTOR, "fused")
+        for name, index in column.items():
+            if features[index]:
+                charged[name].append(record.index)
+        if record.kind in (Kind.CONV_POINTWISE, Kind.LINEAR):
+            one_pixel = record.kind is Kind.LINEAR or record.output_shape[2:] == (1, 1)
+            macs = "matrix_vector_macs" if one_pixel else "pointwise_gemm_macs"
+            assert features[column[macs]] == pytest.approx(record.macs / 1e9)
+            overhead = "matrix_vector_ops" if one_pixel else "other_conv_ops"
+            assert (features[column[overhead]], features[column["conv_bytes"]] > 0) == (1, True)
+        if record.kind is Kind.SE_POOL:
+            assert features[column["pool_bytes"]] > 0 and features[column["elementwise_ops"]] == 1
+    # V3-Small: 9 SE blocks of two 1-pixel convs, and two linear layers (576 -> 1024 -> 1000).
+    assert len(charged["matrix_vector_ops"]) == 2 * 9 + 2
+    assert len(charged["matrix_vector_macs"]) == 2 * 9 + 2
+    # Every other conv: the stem, 11 depthwise, and the pointwise convs over more than one
+    # pixel (block 0 has no expansion: 1 + 2 x 10, and the last stage's 96 -> 576).
+    assert len(charged["other_conv_ops"]) == 1 + 11 + 1 + 2 * 10 + 1
+    assert len(charged["pool_bytes"]) == 9 + 1  # SE's squeezes and the global pool
+    assert len(charged["binary_bytes"]) == 9 + 6  # SE's multiplies and the residual adds
+
+
+# A made-up ONNX Runtime: matrix-vector products at the weights' bandwidth with an overhead of
+# their own, every h-swish run inside the conv before it, and SE's pool and multiply priced by
+# kind (ms/GMAC, ms/GB, ms per kernel).
+MATRIX_VECTOR_TRUTH = {
+    **{
+        name: value
+        for name, value in TRUTH.items()
+        if name not in ("pointwise_macs", "linear_macs", "elementwise_bytes", "conv_ops")
+    },
+    "pointwise_gemm_macs": 25.0,
+    "matrix_vector_macs": 140.0,
+    "sigmoid_bytes": 70.0,
+    "pool_bytes": 90.0,
+    "binary_bytes": 55.0,
+    "other_elementwise_bytes": 30.0,
+    "other_conv_ops": 0.004,
+    "matrix_vector_ops": 0.009,
+}
+
+
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
+def test_known_matrix_vector_costs_are_recovered_and_that_form_is_chosen() -> None:
+    # The elementwise kinds' networks: enough swish and sigmoid gates to resolve their
+    # bandwidth in every bootstrap resample.
+    observations = exact_observations(
+        KIND_NETWORKS, MATRIX_VECTOR, MATRIX_VECTOR_TRUTH, frozenset({Kind.HARDSWISH})
+    )
+    profile = assert_chosen_over(observations, MATRIX_VECTOR, MATRIX_VECTOR_TRUTH, rival=EPILOGUES)
+    assert [entry.kind for entry in profile.absorbed] == ["hardswish"]
+    # The matrix report reads the overhead from the other convs' term.
+    assert device_properties(profile).overhead_us == pytest.approx(1e3 * 0.004)

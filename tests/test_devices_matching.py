@@ -21,7 +21,7 @@ from ablate.devices.matching import (
     match_kernels,
 )
 from ablate.measurement.kernels import KernelClass as K
-from ablate.measurement.kernels import KernelEvent
+from ablate.measurement.kernels import KernelEvent, stored_kernel_class
 
 
 class _SqueezeExcite(nn.Module):
@@ -246,6 +246,107 @@ def test_int8_conversions_join_the_op_that_needed_them(records: tuple[OpRecord, 
         "14 kernels matched to 12 records (96.0% of the profiled time); "
         "2 layout copies (0.8%); 1 int8 conversion (3.1%)"
     )
+
+
+# ONNX Runtime's nodes for _Tiny on x86 (NCHWc): the image reordered into NCHWc, then copies
+# to plain NCHW before each op MLAS runs there (SE's pool and multiply, the flatten) and back
+# to NCHWc after it; the residual add runs inside the projection's FusedConv.
+ONNX_RUNTIME = (
+    ("ReorderInput", K.RELAYOUT),
+    ("/stem/Relu_output_0_nchwc", K.CONV),
+    ("/dw/Conv_output_0_nchwc", K.DEPTHWISE),
+    ("/dw/HardSwish", K.HARDSWISH),
+    ("ReorderOutput_token_1", K.LAYOUT),
+    ("/se/ReduceMean", K.MEAN),
+    ("/se/fc1/Relu_output_0_nchwc", K.CONV),
+    ("/se/fc2/Conv_output_0_nchwc", K.CONV),
+    ("/se/gate/HardSigmoid", K.HARDSIGMOID),
+    ("/se/Mul", K.MULTIPLY),
+    ("ReorderInput_token_2", K.RELAYOUT),
+    ("/pw/Conv_output_0_nchwc", K.CONV),
+    ("/GlobalAveragePool", K.MEAN),
+    ("/Flatten", K.LAYOUT),
+    ("/fc/Gemm", K.GEMM),
+)
+
+
+def test_a_copy_back_to_the_runtimes_layout_joins_the_op_before_it(
+    records: tuple[OpRecord, ...],
+) -> None:
+    match = match_kernels(_events(ONNX_RUNTIME), records, "fused")
+    rows = {row.records[0]: row for row in match.rows}
+    # SE's multiply ran in plain NCHW: the copy of its output back to NCHWc is its cost, not
+    # the projection conv's after it.
+    assert rows[11] == KernelRow((11,), _ms(9, 10), ("/se/Mul", "ReorderInput_token_2"))
+    assert rows[12] == KernelRow((12, 13), _ms(11), ("/pw/Conv_output_0_nchwc",))
+    # A copy to plain NCHW still serves the op after it.
+    assert rows[6] == KernelRow((6,), _ms(4, 5), ("ReorderOutput_token_1", "/se/ReduceMean"))
+    # The image's reorder has no op before it: it joins the stem.
+    assert rows[0] == KernelRow((0, 1, 2), _ms(0, 1), ("ReorderInput", "/stem/Relu_output_0_nchwc"))
+    assert rows[17] == KernelRow((17,), _ms(13, 14), ("/Flatten", "/fc/Gemm"))
+    # The FusedConv ran the residual add: the view's record joins the projection's row.
+    assert match.unmatched_records == (UnmatchedRecord(14, "residual_add", ""),)
+    assert (match.layout_events, match.layout_ms) == (4, _ms(0, 4, 10, 13))
+    assert match.unmatched_events == ()
+    assert sum(row.milliseconds for row in match.rows) == _ms(*range(len(ONNX_RUNTIME)))
+
+
+def test_results_that_stored_a_reorder_input_as_layout_read_it_as_a_copy_back() -> None:
+    # Results written before RELAYOUT existed.
+    assert stored_kernel_class("layout", "ReorderInput_token_7") is K.RELAYOUT
+    assert stored_kernel_class("layout", "ReorderInput") is K.RELAYOUT
+    assert stored_kernel_class("layout", "ReorderOutput_token_7") is K.LAYOUT
+    assert stored_kernel_class("layout", "Transpose (ND, X32)") is K.LAYOUT
+    assert stored_kernel_class("relayout", "ReorderInput") is K.RELAYOUT
+    assert stored_kernel_class("conv", "ReorderInput_output_0_nchwc") is K.CONV
+    with pytest.raises(ValueError, match="'reorder' is not a valid KernelClass"):
+        stored_kernel_class("reorder", "ReorderInput")
+
+
+def test_onnxruntime_copies_back_after_se_join_the_multiply_on_a_real_session() -> None:
+    pytest.importorskip("onnxruntime")
+    from ablate.measurement.host_backends import onnxruntime_kernel_times
+
+    class Wide(nn.Module):
+        """_Tiny's block at 32 channels, which MLAS runs in NCHWc (8 it runs in NCHW)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()
+            )
+            self.dw = nn.Sequential(
+                nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False),
+                nn.BatchNorm2d(32),
+                nn.Hardswish(),
+            )
+            self.se = _SqueezeExcite(32, 8)
+            self.pw = nn.Sequential(nn.Conv2d(32, 32, 1, bias=False), nn.BatchNorm2d(32))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            return x + self.pw(self.se(self.dw(x)))
+
+    torch.manual_seed(0)
+    model = Wide().eval()
+    example = torch.randn(1, 3, 32, 32)
+    events = onnxruntime_kernel_times(model, example, precision="fp32", runs=2, threads=1)
+    if not any(event.kind is K.RELAYOUT for event in events):
+        pytest.skip("ONNX Runtime runs no NCHWc reorders on this CPU")
+    records = count_model(model, tuple(example.shape)).records
+    multiply = next(record.index for record in records if record.kind is Kind.SE_MULTIPLY)
+    rows = {row.records[0]: row for row in match_kernels(events, records, "fused").rows}
+    # On x86: ReorderOutput (the gate to NCHW), Mul, ReorderInput (its output to NCHWc).
+    assert [name.split("_")[0] for name in rows[multiply].events] == [
+        "ReorderOutput", "/se/Mul", "ReorderInput"
+    ]  # fmt: skip
+    projection = next(row for index, row in rows.items() if index > multiply)
+    assert projection.events[0] == "/pw/pw.0/Conv_output_0_nchwc"
+    # Every copy back joined the row of the node just before it.
+    for position, event in enumerate(events):
+        if event.kind is K.RELAYOUT and position > 0:
+            before = events[position - 1].name
+            assert any(event.name in row.events and before in row.events for row in rows.values())
 
 
 def test_layout_with_nothing_matched_is_reported_not_joined(

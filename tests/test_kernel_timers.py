@@ -138,14 +138,17 @@ def test_onnxruntime_gives_its_nodes_in_order_with_fusions_applied(
     # hardswish, the depthwise's and SE reduce's ReLU, SE expand's hardsigmoid) and the
     # residual add into the projection conv; the depthwise conv is known by its weight
     # [8, 1, 3, 3]. On x86 the convs run in a blocked layout (NCHWc), and a ReorderOutput
-    # node (LAYOUT) returns to NCHW before each op that does not: where it appears depends on
-    # the CPU, so it is checked apart.
-    computing = [event for event in events if event.kind is not C.LAYOUT]
+    # node (LAYOUT) returns to NCHW before each op that does not, and a ReorderInput node
+    # (RELAYOUT) back to NCHWc after it: where they appear depends on the CPU, so they are
+    # checked apart.
+    computing = [event for event in events if event.kind not in (C.LAYOUT, C.RELAYOUT)]
     assert _classes(computing) == [
         C.CONV, C.DEPTHWISE, C.MEAN, C.CONV, C.CONV, C.MULTIPLY, C.CONV,
     ]  # fmt: skip
     assert computing[0].name == "/stem/conv/Conv_output_0_nchwc"
     assert all(event.name.startswith("ReorderOutput") for event in events if event.kind is C.LAYOUT)
+    relayout = [event.name for event in events if event.kind is C.RELAYOUT]
+    assert all(name.startswith("ReorderInput") for name in relayout)
     assert all(event.milliseconds >= 0 and event.delegated for event in events)
     assert all(event.record is None for event in events)
 

@@ -22,8 +22,9 @@ POINTWISE_TERMS = ("pointwise_macs", "pointwise_tiled_macs", "pointwise_gemm_mac
 # simplest kinds' (h-swish, clamps) instead.
 ELEMENTWISE_TERMS = ("elementwise_bytes", "other_elementwise_bytes")  # ms/GB
 # The per-kernel overhead: every kernel's, or in the forms that split it, the conv kernels' (by
-# kind: the pointwise convs', the most numerous).
-OVERHEAD_TERMS = ("ops", "conv_ops", "pointwise_ops")  # ms/op
+# kind: the pointwise convs', the most numerous; apart from the matrix-vector products: the
+# other convs').
+OVERHEAD_TERMS = ("ops", "conv_ops", "pointwise_ops", "other_conv_ops")  # ms/op
 MS_PER_S = 1000.0
 US_PER_MS = 1000.0
 
