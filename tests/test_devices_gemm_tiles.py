@@ -58,6 +58,7 @@ TRUTH = {
 }
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_known_tile_is_recovered_and_chosen_over_the_other_tiles() -> None:
     form = TILED[(7, 16)]
     observations = exact_observations(NETWORKS, form, TRUTH)

@@ -4,6 +4,8 @@ every conv the same (docs/calibration.md)."""
 
 from __future__ import annotations
 
+import pytest
+
 from ablate.counting.kinds import Kind
 from ablate.devices.costs import FORMS, op_features
 from ablate.devices.observations import count_variant
@@ -83,6 +85,7 @@ TRUTH = {
 }
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_known_overheads_per_kind_are_recovered_and_the_form_chosen() -> None:
     observations = exact_observations(NETWORKS, OVERHEADS, TRUTH)
     # One overhead per conv and one per elementwise kernel cannot price them apart.

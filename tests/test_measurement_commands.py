@@ -51,6 +51,7 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> typer.Typer:
     return application
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_bench_json_for_a_pair(app: typer.Typer):
     result = CliRunner().invoke(
         app, ["bench", "mobilenet_v3_small", *TINY, *TINY2, "--set2", "se=off", "--json"]
@@ -260,6 +261,7 @@ def test_share_table_keeps_factor_settings_in_headers():
     assert "75.0%" in text
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_bench_shows_the_runtime_kernel_shares_beside_the_eager_ones():
     from ablate.report.bench_console import bench_report
     from ablate.runs.schema import RuntimeOpTime, RuntimeProfile

@@ -191,6 +191,7 @@ def test_a_phone_is_a_device_of_the_matrix_vocabulary() -> None:
         parse_device("pixel1", phone="X1")
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_matrix_device_on_a_phone_here_runs_live_without_a_cluster(
     phone: dict[str, str], tmp_path: Path
 ) -> None:

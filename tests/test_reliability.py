@@ -234,6 +234,7 @@ def start_bytes(spec_path: Path) -> int:
     return len(f"{os.getpid()}\n") + len(resolved.encode()) + len(spec.source_text.encode())
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 @pytest.mark.parametrize(
     ("at", "free", "failing", "kept"),
     [
@@ -714,6 +715,7 @@ def elapsed(journal: Path) -> list[float]:
     return [float(line["elapsed_s"]) for line in journal_lines(journal)]  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_resumed_run_gets_the_budget_that_is_left(tmp_path: Path) -> None:
     budget = 3.0
     spec = load_spec(tiny_spec(tmp_path, budget_s=budget, max_rounds=10_000))
@@ -803,6 +805,7 @@ class Notes(SilentProgress):
         self.notes.append(text)
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_rounds_timed_with_rotating_caches_are_kept_aside_not_resumed(tmp_path: Path) -> None:
     """A journal begun before each timing followed an untimed call of its own model: its
     rounds ran 10-19% slower (evicted weights), so pooling them with warm ones would give

@@ -188,6 +188,7 @@ def test_resume_after_a_kill_during_measurement(
     assert results.measurement is not None and results.measurement.rounds == len(after)
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 @pytest.mark.parametrize(
     ("save_interval_s", "saved", "recounted"),
     [(0.0, ["published", "same-as-published"], 2), (3600.0, [], 3)],
