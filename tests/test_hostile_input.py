@@ -460,6 +460,7 @@ def test_running_out_of_memory_mid_run_is_one_line_and_resumable(tmp_path: Path)
     assert json.loads((run / "results.json").read_text())["status"] == "counting"
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_missing_runtime_is_named_before_any_run_directory_exists(tmp_path: Path) -> None:
     # A real absence: a package on the path that fails to import, as a missing one does.
     shadow = tmp_path / "shadow" / "onnxruntime"

@@ -103,6 +103,7 @@ def test_bench_a_a_labels_and_table(app: typer.Typer):
         assert text in result.stdout
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_bench_shows_the_roofline_once_calibrated(
     app: typer.Typer, monkeypatch: pytest.MonkeyPatch
 ):

@@ -53,6 +53,7 @@ def _run_on_phone(tmp_path: Path, serial: str, *arguments: str) -> Any:
     return CliRunner().invoke(app, command)
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 @pytest.mark.parametrize(
     "backend", ["onnxruntime", pytest.param("executorch", marks=pytest.mark.slow)]
 )

@@ -290,6 +290,7 @@ def test_disk_full_is_one_line_and_resume_completes(
     assert [line["round"] for line in journal_lines(journal)] == list(range(40))
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_disk_full_before_anything_is_saved_says_to_run_again(
     tmp_path: Path, full_disk: FullDisk
 ) -> None:
@@ -746,6 +747,7 @@ def test_a_resumed_run_gets_the_budget_that_is_left(tmp_path: Path) -> None:
     assert results.measurement.rounds == len(total)
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_a_resumed_run_whose_budget_is_spent_takes_one_round(tmp_path: Path) -> None:
     spec = load_spec(tiny_spec(tmp_path, budget_s=1.0, max_rounds=10_000))
     directory = new_run_directory(tmp_path / "runs", spec.name)

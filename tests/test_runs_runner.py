@@ -45,6 +45,7 @@ def tiny_spec(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # several seconds: CI runs it, daily work need not
 def test_run_writes_a_complete_run_directory(tiny_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     result = CliRunner().invoke(app, ["run", str(tiny_spec), "--out", str(out)])
