@@ -307,28 +307,8 @@ def test_onnxruntime_copies_back_after_se_join_the_multiply_on_a_real_session() 
     pytest.importorskip("onnxruntime")
     from ablate.measurement.host_backends import onnxruntime_kernel_times
 
-    class Wide(nn.Module):
-        """_Tiny's block at 32 channels, which MLAS runs in NCHWc (8 it runs in NCHW)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Sequential(
-                nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()
-            )
-            self.dw = nn.Sequential(
-                nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False),
-                nn.BatchNorm2d(32),
-                nn.Hardswish(),
-            )
-            self.se = _SqueezeExcite(32, 8)
-            self.pw = nn.Sequential(nn.Conv2d(32, 32, 1, bias=False), nn.BatchNorm2d(32))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.stem(x)
-            return x + self.pw(self.se(self.dw(x)))
-
     torch.manual_seed(0)
-    model = Wide().eval()
+    model = _Tiny().eval()
     example = torch.randn(1, 3, 32, 32)
     events = onnxruntime_kernel_times(model, example, precision="fp32", runs=2, threads=1)
     if not any(event.kind is K.RELAYOUT for event in events):
