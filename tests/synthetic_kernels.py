@@ -11,7 +11,7 @@ import numpy as np
 
 from ablate.counting.kinds import Kind
 from ablate.counting.records import OpRecord
-from ablate.devices.costs import Form, View, is_kernel, op_features
+from ablate.devices.costs import Form, View, is_kernel, network_traffic, op_features
 from ablate.devices.fit import Observation
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
@@ -44,10 +44,13 @@ def timed_kernels(
             joined.append(record.index)
         elif is_kernel(record, view):
             members.append([record.index])
+    traffic = network_traffic(records, view)
     kernels = tuple(
         Kernel(
             tuple(group),
-            float(sum(op_features(records[i], form, view, absorbed) for i in group) @ truth),
+            float(
+                sum(op_features(records[i], form, view, absorbed, traffic) for i in group) @ truth
+            ),
         )
         for group in members
     )

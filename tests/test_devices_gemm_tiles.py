@@ -125,7 +125,9 @@ def test_a_known_tile_leaves_the_other_tiles_out_of_the_choice() -> None:
     names = {candidate.form for candidate in told.quality.candidates}
     assert TILED[(5, 16)].name in names and KINDS.name in names
     assert not names & {other.name for tile, other in TILED.items() if tile != (5, 16)}
-    assert told.form in (TILED[(5, 16)].name, KINDS.name)
+    # The wrong tile's misfit may take a spill variant of the chosen form (a cache's worth of
+    # matrix-vector weights): still a form of the tile told, or of none.
+    assert told.form.split("_spill_")[0] in (TILED[(5, 16)].name, KINDS.name)
     assert "pointwise GEMM tiles 5x16, XNNPACK's on the CPU" in told.quality.selection
     # Told the tile it ran, the fit is exact again.
     right = fit_profile(observations, name="t", description="", gemm_tile=(7, 16))

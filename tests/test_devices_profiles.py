@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.counting.kinds import Kind
-from ablate.devices.costs import FORMS
+from ablate.devices.costs import FORMS, form_choices
 from ablate.devices.fit import Observation, fit_profile
 from ablate.devices.profile import load_profile, profile_from_json, shipped_path
 from ablate.devices.runs import coefficient_samples_ms, predicted_entry
@@ -96,7 +96,7 @@ BROKEN = [
     (
         "an unknown form",
         _set("form", value="quantum"),
-        "form: unknown cost model 'quantum'; valid: " + ", ".join(FORMS),
+        "form: unknown cost model 'quantum'; valid: " + form_choices(),
     ),
     (
         "a bootstrap resample one coefficient short",

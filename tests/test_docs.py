@@ -330,9 +330,9 @@ def _check_values(
         except AblateError as error:
             problems.append(str(error))
     if "form" in by_name:
-        from ablate.devices.costs import FORMS
+        from ablate.devices.costs import FORMS, form_choices
 
-        valid = ", ".join(FORMS)
+        valid = form_choices()
         problems += [f"--form {v}: valid: {valid}" for v in by_name["form"] if v not in FORMS]
     model = arguments.get("model")
     if command in ("inspect", "bench", "predict") and model and not _placeholder(model):

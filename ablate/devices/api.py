@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.devices.costs import FORMS
+from ablate.devices.costs import FORMS, form_choices
 from ablate.devices.fit import fit_profile, fit_scaled
 from ablate.devices.observations import (
     count_variant,
@@ -54,7 +54,7 @@ def fit_device(
     if (table is None) == (not runs):
         raise AblateError("give either --from RUN (repeatable) or --from-table TABLE.csv")
     if form is not None and form not in FORMS:
-        raise AblateError(f"--form {form!r}: unknown cost model; valid: {', '.join(FORMS)}")
+        raise AblateError(f"--form {form!r}: unknown cost model; valid: {form_choices()}")
     if form is not None and like is not None:
         raise AblateError("--form and --like: give one (--like takes the reference's form)")
     reference = load_profile(like) if like is not None else None

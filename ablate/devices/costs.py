@@ -62,6 +62,10 @@ class Term:
     # (int8) and layout copy (NCHW to NHWC) that runtimes run on the network's input before
     # the stem, whose cost follows the image, not the stem's channels.
     image: bool = False
+    # A bytes term over the weights the op reads, times the share of its network's traffic
+    # per pass that the form's cache cannot hold (`spill_share`): weights re-read from further
+    # out than the cache.
+    spill: bool = False
 
     def macs(self, record: OpRecord) -> float:
         shape = record.output_shape
@@ -99,6 +103,9 @@ class Form:
     kernels: bool = False
     # The GEMM tile (rows, channels) its pointwise term counts in; None: plain MACs.
     gemm_tile: tuple[int, int] | None = None
+    # The cache its spill term measures a network's traffic per pass against (`spill_share`);
+    # None: a form without one.
+    cache_bytes: int | None = None
 
     @property
     def term_names(self) -> tuple[str, ...]:
@@ -281,6 +288,36 @@ _MATRIX_VECTOR = Term(
     "linear layers and pointwise convs on one pixel per image (SE's): a matrix-vector product",
     _matrix_vector,
 )
+# A network reads every weight once per pass. Where the pass moves more bytes than the caches
+# hold, the weights come back from further out, and a kernel that uses each weight once (a
+# matrix-vector product) pays the difference; a conv that reuses its weights over many pixels
+# hides it. ONNX Runtime, 2026-12-07: V3-Large's SE convs took the time of the same convs in
+# the calibration's width-1.0 networks, 1.8-2.2 times their time in its width-0.5 ones, and
+# the profile, its rate fitted mostly on those, priced them at half their time; ExecuTorch
+# fp32 and eager the same way (docs/calibration.md, tenth series).
+_MATRIX_VECTOR_SPILL = Term(
+    "matrix_vector_spill_bytes",
+    "bytes",
+    _MATRIX_VECTOR.kinds,
+    "weights of matrix-vector products read again from beyond the cache, in the share of the "
+    "network's traffic per pass that exceeds the cache",
+    _matrix_vector,
+    spill=True,
+)
+# The caches a spill form measures traffic against, in MiB of traffic per pass (bytes read
+# and written by every kernel): an effective size that leave-one-out picks, not the CPU's
+# nominal cache (on this host's calibrations 48 MiB fitted best, 2026-12-08).
+SPILL_CACHES_MIB = (8, 16, 32, 48, 64)
+
+
+def spill_share(traffic_bytes: float, cache_bytes: int | None) -> float:
+    """The share of a pass's traffic beyond the cache: 0 for a network whose traffic fits,
+    tending to 1 as it grows past it."""
+    if not cache_bytes or traffic_bytes <= cache_bytes:
+        return 0.0
+    return 1.0 - cache_bytes / traffic_bytes
+
+
 # What an h-swish or hard sigmoid costs per byte beyond a clamp's: eager PyTorch's hardswish_
 # computes a multiply, an add and two comparisons per element where relu_ and hardtanh_
 # compare once or twice; one bandwidth for both priced V3's h-swish up to 15% under its time and
@@ -549,6 +586,47 @@ FORMS: dict[str, Form] = {
 }
 
 
+def _with_spill(form: Form, mebibytes: int) -> Form:
+    """``form`` with the matrix-vector weights' spill beyond a cache of ``mebibytes``."""
+    inside = tuple(term for term in form.terms if not term.outside)
+    outside = tuple(term for term in form.terms if term.outside)
+    return Form(
+        f"{form.name}_spill_{mebibytes}mib",
+        (*inside, _MATRIX_VECTOR_SPILL, *outside),
+        f"{form.meaning}; + matrix-vector weights read again from beyond a {mebibytes} MiB cache",
+        kernels=True,
+        gemm_tile=form.gemm_tile,
+        cache_bytes=mebibytes * 2**20,
+    )
+
+
+# Every per-kernel form has a spill variant per cache: leave-one-out compares them with the
+# form it chose (`fit.fit_profile`), so the candidates grow by SPILL_CACHES_MIB, not by
+# their product with the forms.
+BASE_FORMS: tuple[str, ...] = tuple(FORMS)
+FORMS.update(
+    {
+        spilled.name: spilled
+        for form in [form for form in FORMS.values() if form.kernels]
+        for spilled in (_with_spill(form, mebibytes) for mebibytes in SPILL_CACHES_MIB)
+    }
+)
+
+
+def spill_variants(form: Form) -> list[Form]:
+    """``form``'s variants with a spill term, one per cache; none for a whole-network form
+    or a spill variant."""
+    if not form.kernels or form.cache_bytes is not None:
+        return []
+    return [FORMS[f"{form.name}_spill_{mebibytes}mib"] for mebibytes in SPILL_CACHES_MIB]
+
+
+def form_choices() -> str:
+    """The valid form names, for a one-line error: the base forms, then the spill suffix."""
+    suffixes = ", ".join(f"_spill_{mebibytes}mib" for mebibytes in SPILL_CACHES_MIB)
+    return f"{', '.join(BASE_FORMS)} (each per-kernel form also with {suffixes})"
+
+
 @dataclass(frozen=True)
 class PriorRule:
     """A rate the physics of the kernels gives when the rows do not: ``term`` is costed at
@@ -665,11 +743,26 @@ def runs_inside(record: OpRecord, view: View, absorbed: Absorbed = NOTHING_ABSOR
     return view == "fused" and record.fused_into is not None
 
 
+def network_traffic(records: Iterable[OpRecord], view: View) -> float:
+    """Bytes a network's ops read and write in one pass, as counted in ``view`` (an op the
+    runtime runs inside another kernel included): the size of its pass, which a spill term
+    measures against its cache. Counted so, and not over the device's kernels only, the
+    cache leave-one-out picks moved less between this host's calibrations (2026-12-08)."""
+    return float(
+        sum(record.fused_bytes if view == "fused" else record.bytes_unfused for record in records)
+    )
+
+
 def op_features(
-    record: OpRecord, form: Form, view: View, absorbed: Absorbed = NOTHING_ABSORBED
+    record: OpRecord,
+    form: Form,
+    view: View,
+    absorbed: Absorbed = NOTHING_ABSORBED,
+    traffic_bytes: float = 0.0,
 ) -> np.ndarray:
     """The op's feature per term of ``form`` (GMAC, GB, ops); zeros when it is no kernel and
-    runs inside none."""
+    runs inside none. ``traffic_bytes``: its network's traffic per pass (`network_traffic`),
+    which a spill term needs."""
     values = np.zeros(len(form.terms))
     inside = runs_inside(record, view, absorbed)
     if not inside and not is_kernel(record, view, absorbed):
@@ -684,6 +777,9 @@ def op_features(
             values[index] = term.macs(record) / 1e9
         elif term.image:
             values[index] = record.input_elements * IMAGE_BYTES_PER_ELEMENT / 1e9
+        elif term.spill:
+            share = spill_share(traffic_bytes, form.cache_bytes)
+            values[index] = record.weight_bytes_read * share / 1e9
         elif term.feature == "bytes":
             values[index] = moved / 1e9
         else:
@@ -695,9 +791,11 @@ def group_features(
     records: Iterable[OpRecord], form: Form, view: View, absorbed: Absorbed = NOTHING_ABSORBED
 ) -> dict[str, np.ndarray]:
     """Features summed per reporting group (stem, blocks.0, ...), in execution order."""
+    listed = tuple(records)
+    traffic = network_traffic(listed, view) if form.cache_bytes else 0.0
     groups: dict[str, np.ndarray] = {}
-    for record in records:
-        features = op_features(record, form, view, absorbed)
+    for record in listed:
+        features = op_features(record, form, view, absorbed, traffic)
         if record.group in groups:
             groups[record.group] += features
         else:

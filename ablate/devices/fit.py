@@ -43,8 +43,10 @@ from ablate.devices.costs import (
     View,
     group_features,
     is_kernel,
+    network_traffic,
     op_features,
     readable,
+    spill_variants,
     total_features,
 )
 from ablate.devices.predict import predict_records
@@ -189,6 +191,7 @@ def _design(
             timed = sum(kernel.milliseconds for kernel in observation.kernels)
             if timed <= 0:
                 continue
+            traffic = network_traffic(observation.records, view) if form.cache_bytes else 0.0
             # A profiler's own per-kernel cost inflates the sum (eager's and ONNX Runtime's
             # by up to 2x): such kernels are scaled down to the measured latency, keeping the
             # proportions the profiler saw. Kernels that sum to less are left as timed: the
@@ -200,7 +203,7 @@ def _design(
             for kernel in observation.kernels:
                 row = np.zeros(len(form.terms))
                 for index in kernel.records:
-                    row += op_features(observation.records[index], form, view, absorbed)
+                    row += op_features(observation.records[index], form, view, absorbed, traffic)
                 row *= inside_kernel
                 milliseconds = kernel.milliseconds * factor
                 features.append(row)
@@ -485,7 +488,11 @@ def fit_profile(
     the CPU: `Backend.gemm_tile`); the forms of other tiles are then no candidates.
     Where 5 and 7 rows fit alike (leave-one-out 7.490% against 7.495% on an ExecuTorch fp32
     calibration of 2026-12-07), the CPU, not a hair of error, says which one ran."""
-    forms = list(FORMS.values()) if form_name is None else [FORMS[form_name]]
+    forms = (
+        [form for form in FORMS.values() if form.cache_bytes is None]
+        if form_name is None
+        else [FORMS[form_name]]
+    )
     if form_name is None and gemm_tile is not None:
         forms = [form for form in forms if form.gemm_tile in (None, gemm_tile)]
     check_observations(observations, forms, origin)
@@ -507,6 +514,15 @@ def fit_profile(
     absorbed_set = frozenset(Kind(entry["kind"]) for entry in absorbed)
     designs = {form.name: _design(observations, form, view, groups, absorbed_set) for form in forms}
     form, loo = _select(forms, designs, latency, timed)
+    if form_name is None and spill_variants(form):
+        # The chosen form against its spill variants (one per cache), chosen the same way:
+        # a variant is kept only where it predicts the left-out networks better.
+        variants = spill_variants(form)
+        for variant in variants:
+            designs[variant.name] = _design(observations, variant, view, groups, absorbed_set)
+        form, spilled = _select([form, *variants], designs, latency, timed)
+        forms += variants
+        loo.update(spilled)
     selection = SELECTION[timed] if form_name is None else "given"
     if form_name is None and gemm_tile is not None:
         selection += f"; pointwise GEMM tiles {gemm_tile[0]}x{gemm_tile[1]}, XNNPACK's on the CPU"

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ablate.counting.kinds import Kind
 from ablate.devices import PRIOR_CHOICES
-from ablate.devices.costs import FORMS, Form
+from ablate.devices.costs import FORMS, Form, form_choices
 from ablate.errors import AblateError, InputFileError, excerpt, format_key_path
 from ablate.files import read_json, write_json_atomic
 
@@ -399,7 +399,7 @@ def _check_shapes(profile: Profile) -> None:
     """What pydantic's field types cannot see: the parts that must agree with each other."""
     form = FORMS.get(profile.form)
     if form is None:
-        raise ProfileError("form", f"unknown cost model {profile.form!r}", list(FORMS))
+        raise ProfileError("form", f"unknown cost model {profile.form!r}", [form_choices()])
     rows = len(profile.rows)
     _check_fit("", form, profile.parameters, profile.bootstrap, profile.quality, rows)
     if profile.support is not None:
