@@ -292,7 +292,7 @@ _MATRIX_VECTOR = Term(
 # hold, the weights come back from further out, and a kernel that uses each weight once (a
 # matrix-vector product) pays the difference; a conv that reuses its weights over many pixels
 # hides it. ONNX Runtime, 2026-12-07: V3-Large's SE convs took the time of the same convs in
-# the calibration's width-1.0 networks, 1.8-2.2 times their time in its width-0.5 ones, and
+# the calibration's width-1.0 networks, 1.5-2.7 times their time in its width-0.5 ones, and
 # the profile, its rate fitted mostly on those, priced them at half their time; ExecuTorch
 # fp32 and eager the same way (docs/calibration.md, tenth series).
 _MATRIX_VECTOR_SPILL = Term(
@@ -743,14 +743,17 @@ def runs_inside(record: OpRecord, view: View, absorbed: Absorbed = NOTHING_ABSOR
     return view == "fused" and record.fused_into is not None
 
 
+def _moved(record: OpRecord, view: View) -> float:
+    """The op's traffic as ``view`` counts it: what a bytes term charges."""
+    return record.fused_bytes if view == "fused" else record.bytes_unfused
+
+
 def network_traffic(records: Iterable[OpRecord], view: View) -> float:
     """Bytes a network's ops read and write in one pass, as counted in ``view`` (an op the
     runtime runs inside another kernel included): the size of its pass, which a spill term
     measures against its cache. Counted so, and not over the device's kernels only, the
     cache leave-one-out picks moved less between this host's calibrations (2026-12-08)."""
-    return float(
-        sum(record.fused_bytes if view == "fused" else record.bytes_unfused for record in records)
-    )
+    return float(sum(_moved(record, view) for record in records))
 
 
 def op_features(
@@ -767,7 +770,7 @@ def op_features(
     inside = runs_inside(record, view, absorbed)
     if not inside and not is_kernel(record, view, absorbed):
         return values
-    moved = record.fused_bytes if view == "fused" else record.bytes_unfused
+    moved = _moved(record, view)
     for index, term in enumerate(form.terms):
         if term.inside != inside or not term.counts(record):
             continue

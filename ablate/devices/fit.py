@@ -514,10 +514,10 @@ def fit_profile(
     absorbed_set = frozenset(Kind(entry["kind"]) for entry in absorbed)
     designs = {form.name: _design(observations, form, view, groups, absorbed_set) for form in forms}
     form, loo = _select(forms, designs, latency, timed)
-    if form_name is None and spill_variants(form):
+    variants = spill_variants(form) if form_name is None else []
+    if variants:
         # The chosen form against its spill variants (one per cache), chosen the same way:
         # a variant is kept only where it predicts the left-out networks better.
-        variants = spill_variants(form)
         for variant in variants:
             designs[variant.name] = _design(observations, variant, view, groups, absorbed_set)
         form, spilled = _select([form, *variants], designs, latency, timed)
