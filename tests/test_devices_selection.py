@@ -9,7 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from ablate.devices.costs import FORMS, SPILL_CACHES_MIB, spill_variants
+from ablate.devices.costs import (
+    CHANNEL_BLOCKS,
+    FORMS,
+    SPILL_CACHES_MIB,
+    spill_variants,
+    unblocked_variants,
+)
 from ablate.devices.fit import fit_profile
 from tests.synthetic_kernels import exact_observations
 from tests.test_devices_elementwise_kinds import KINDS, NETWORKS, TRUTH
@@ -21,12 +27,23 @@ def test_with_every_kernel_timed_only_per_kernel_forms_compete() -> None:
     observations = exact_observations(NETWORKS, KINDS, TRUTH)
     profile = fit_profile(observations, name="timed", description="")
     candidates = {candidate.form for candidate in profile.quality.candidates}
-    # Every base per-kernel form, then the chosen one's spill variants (one per cache).
-    chosen_base = profile.form.split("_spill_")[0]
-    assert candidates == {
-        form.name for form in FORMS.values() if form.kernels and form.cache_bytes is None
-    } | {variant.name for variant in spill_variants(FORMS[chosen_base])}
-    assert len(spill_variants(FORMS[chosen_base])) == len(SPILL_CACHES_MIB)
+    # Every base per-kernel form; the chosen one's unblocked variants (one per channel
+    # block), every base again with a block if one won; then the spill variants (one per
+    # cache) of the form chosen so. These exact rows have no unblocked conv: no block wins.
+    bases = {
+        form.name
+        for form in FORMS.values()
+        if form.kernels and form.cache_bytes is None and form.channel_block is None
+    }
+    unspilled = FORMS[profile.form.split("_spill_")[0]]
+    assert unspilled.name in bases and FORMS[profile.form].channel_block is None
+    assert candidates == (
+        bases
+        | {variant.name for variant in unblocked_variants(unspilled)}
+        | {variant.name for variant in spill_variants(unspilled)}
+    )
+    assert len(spill_variants(unspilled)) == len(SPILL_CACHES_MIB)
+    assert len(unblocked_variants(unspilled)) == len(CHANNEL_BLOCKS)
     assert profile.quality.selection.startswith("the per-kernel form of lowest")
     # Without kernel times the same networks choose among the whole-network forms only.
     untimed = [replace(observation, kernels=(), profiled_ms=None) for observation in observations]

@@ -16,7 +16,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 EXPECTED = {
     "hswish.yaml": (8, 7, "published"),
     "host_profile.yaml": (16, 16, "s-1.0-224"),
-    "calibrate.yaml": (36, 36, "s-0.5-160"),
+    "calibrate.yaml": (39, 39, "s-0.5-160"),
     "se.yaml": (5, 5, "published"),
     "kernels.yaml": (3, 3, "published"),
     "expansion.yaml": (5, 5, "v3_published"),
@@ -87,6 +87,26 @@ def test_the_calibration_spec_switches_every_cost_on_and_off() -> None:
     resolutions = {a.resolution for a in architectures}
     assert (min(resolutions), max(resolutions)) == (96, 320)
     assert {a.num_classes for a in architectures} == {10, 100, 1000}
+
+
+def test_the_calibration_spec_runs_convs_over_channels_off_a_multiple_of_4() -> None:
+    # ONNX Runtime runs them outside its channel-blocked layout: the unblocked terms'
+    # networks, with 3x3 and 5x5 depthwise convs among them.
+    from ablate.counting.kinds import Kind
+    from ablate.devices.observations import count_variant
+
+    spec = load("calibrate.yaml")
+    sizes = set()
+    for name in ("v2-0.75-192-e2.3", "s-1.0-192-e2.3", "m-0.75-256-e2.3"):
+        variant = spec.variant(name)
+        records = count_variant(variant.base, variant.factors)[1].records
+        unblocked = [r for r in records if r.kind is Kind.CONV_DEPTHWISE and r.in_channels % 4 != 0]
+        assert unblocked, name
+        sizes |= {r.kernel for r in unblocked}
+    assert sizes == {(3, 3), (5, 5)}
+    # Beside the 36 networks of 2026-12-07.
+    others = [v for v in spec.variants if "-e2." not in v.name]
+    assert len(others) == 36
 
 
 def test_the_calibration_spec_holds_none_of_the_networks_it_is_judged_on() -> None:

@@ -12,6 +12,7 @@ and ms per op, and read back as GMAC/s, GB/s and µs per op.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,7 +22,7 @@ import numpy as np
 from ablate.counting.kinds import ACTIVATION_KINDS, CLAMP_KINDS, MAC_KINDS, POOL_KINDS, Kind
 from ablate.counting.records import OpRecord
 
-Feature = Literal["macs", "bytes", "ops"]
+Feature = Literal["macs", "bytes", "ops", "channels"]
 View = Literal["fused", "unfused"]
 VIEWS: tuple[View, ...] = ("fused", "unfused")
 
@@ -58,10 +59,13 @@ class Term:
     # XNNPACK delegate between its kernels): counted on whole-network rows and in
     # predictions, never in a kernel's row, whose time does not hold it.
     outside: bool = False
-    # A bytes term over the image the op reads rather than its traffic: the conversion
-    # (int8) and layout copy (NCHW to NHWC) that runtimes run on the network's input before
-    # the stem, whose cost follows the image, not the stem's channels.
-    image: bool = False
+    # A bytes term over the op's input (fp32) rather than its traffic: the image's conversion
+    # (int8) and layout copy (NCHW to NHWC) that runtimes run before the stem, whose cost
+    # follows the image, not the stem's channels; the copies a plain depthwise kernel makes
+    # of its input.
+    reads_input: bool = False
+    # Times the kernel's taps (k x k): a feature of each tap's copy of the input.
+    per_tap: bool = False
     # A bytes term over the weights the op reads, times the share of its network's traffic
     # per pass that the form's cache cannot hold (`spill_share`): weights re-read from further
     # out than the cache.
@@ -86,7 +90,9 @@ class Term:
 
     @property
     def unit(self) -> str:
-        return {"macs": "ms/GMAC", "bytes": "ms/GB", "ops": "ms/op"}[self.feature]
+        return {"macs": "ms/GMAC", "bytes": "ms/GB", "ops": "ms/op", "channels": "ms/channel"}[
+            self.feature
+        ]
 
 
 def _rounded_up(count: int, tile: int) -> int:
@@ -106,6 +112,9 @@ class Form:
     # The cache its spill term measures a network's traffic per pass against (`spill_share`);
     # None: a form without one.
     cache_bytes: int | None = None
+    # The channel block its unblocked terms count against (`CHANNEL_BLOCKS`); None: a form
+    # without them.
+    channel_block: int | None = None
 
     @property
     def term_names(self) -> tuple[str, ...]:
@@ -157,7 +166,7 @@ _IMAGE = Term(
     frozenset({Kind.CONV_DENSE}),
     "the image, converted and laid out before the stem",
     _reads_image,
-    image=True,
+    reads_input=True,
 )
 _DENSE = Term("dense_macs", "macs", frozenset({Kind.CONV_DENSE}), "dense (full) convs", _not_stem)
 _PW = Term("pointwise_macs", "macs", _POINTWISE, "pointwise (1x1) convs")
@@ -316,6 +325,72 @@ def spill_share(traffic_bytes: float, cache_bytes: int | None) -> float:
     if not cache_bytes or traffic_bytes <= cache_bytes:
         return 0.0
     return 1.0 - cache_bytes / traffic_bytes
+
+
+# ONNX Runtime's x86 convs run in a channel-blocked layout (NCHWc) only where the channels
+# fit the block of its MLAS library; elsewhere a depthwise conv, or a pointwise conv reading
+# such channels, falls back to a plain NCHW kernel between layout copies. Which multiple a CPU
+# needs is left to leave-one-out: MLAS's source names 8 (AVX2) and 16 (AVX-512), but ONNX
+# Runtime 1.32 on this AVX-512 host ran 276 and 60 channels blocked and 37, 55, 110, 147 and
+# 166 plain (2026-12-08). There V2's layout with V3's expansion ratios has two 147-channel
+# blocks (64 x 2.3), whose depthwise 3x3 took 105-116 µs where the profile priced 11 and a
+# 160-channel one took 27: in the 32 of 128 coalitions with the expansion and without V3's
+# layout, 2.0 points of V2's time in the layout's share. ExecuTorch and eager ran those convs
+# at their usual rates (docs/calibration.md, eleventh series).
+CHANNEL_BLOCKS = (4, 8, 16)
+
+
+def _unblocked(block: int) -> Callable[[OpRecord], bool]:
+    def unblocked(record: OpRecord) -> bool:
+        return record.in_channels > STEM_CHANNELS and record.in_channels % block != 0
+
+    return unblocked
+
+
+def _unblocked_pointwise(block: int) -> Callable[[OpRecord], bool]:
+    unblocked = _unblocked(block)
+
+    def pointwise(record: OpRecord) -> bool:
+        return _many_pixels(record) and unblocked(record)
+
+    return pointwise
+
+
+def _unblocked_terms(block: int) -> tuple[Term, Term, Term]:
+    # A plain depthwise kernel runs a small matrix multiply per channel over a copy of the
+    # channel's input per tap: a cost per channel and one per input byte and tap. On this
+    # host's calibration (2026-12-08) per MAC it ranged 170-820 ps (55 channels at 96x96
+    # against 221 at 6x6, 5x5); per channel and input tap the 34 kernels' median error was
+    # 8%, against 20% per MAC and channel.
+    unblocked = _unblocked(block)
+    return (
+        Term(
+            "unblocked_depthwise_input_tap_bytes",
+            "bytes",
+            _DW_KINDS,
+            f"input (fp32) times taps of depthwise convs over channels not a multiple of "
+            f"{block}, copied per tap by a plain kernel (beyond the depthwise rate)",
+            unblocked,
+            reads_input=True,
+            per_tap=True,
+        ),
+        Term(
+            "unblocked_depthwise_channels",
+            "channels",
+            _DW_KINDS,
+            f"channels of depthwise convs over channels not a multiple of {block}: a plain "
+            "kernel's matrix multiply per channel",
+            unblocked,
+        ),
+        Term(
+            "unblocked_pointwise_macs",
+            "macs",
+            _POINTWISE,
+            f"pointwise convs over more than one pixel reading channels not a multiple of "
+            f"{block}: their cost beyond the pointwise rate",
+            _unblocked_pointwise(block),
+        ),
+    )
 
 
 # What an h-swish or hard sigmoid costs per byte beyond a clamp's: eager PyTorch's hardswish_
@@ -613,18 +688,58 @@ FORMS.update(
 )
 
 
+def _with_unblocked(form: Form, block: int) -> Form:
+    """``form`` with the cost of convs over channels not a multiple of ``block``."""
+    inside = tuple(term for term in form.terms if not term.outside)
+    outside = tuple(term for term in form.terms if term.outside)
+    return Form(
+        f"{form.name}_unblocked_{block}",
+        (*inside, *_unblocked_terms(block), *outside),
+        f"{form.meaning}; + convs over channels not a multiple of {block}",
+        kernels=True,
+        gemm_tile=form.gemm_tile,
+        cache_bytes=form.cache_bytes,
+        channel_block=block,
+    )
+
+
+# Every per-kernel form, spill variants included, has an unblocked variant per channel block,
+# compared with the form chosen before it (`fit.fit_profile`): unblocked, then spill.
+FORMS.update(
+    {
+        unblocked.name: unblocked
+        for form in [form for form in FORMS.values() if form.kernels]
+        for unblocked in (_with_unblocked(form, block) for block in CHANNEL_BLOCKS)
+    }
+)
+
+
 def spill_variants(form: Form) -> list[Form]:
-    """``form``'s variants with a spill term, one per cache; none for a whole-network form
-    or a spill variant."""
+    """``form``'s variants with a spill term, one per cache (with its unblocked terms, if
+    any); none for a whole-network form or a spill variant."""
     if not form.kernels or form.cache_bytes is not None:
         return []
-    return [FORMS[f"{form.name}_spill_{mebibytes}mib"] for mebibytes in SPILL_CACHES_MIB]
+    suffix = f"_unblocked_{form.channel_block}" if form.channel_block else ""
+    base = form.name.removesuffix(suffix)
+    return [FORMS[f"{base}_spill_{mebibytes}mib{suffix}"] for mebibytes in SPILL_CACHES_MIB]
+
+
+def unblocked_variants(form: Form) -> list[Form]:
+    """``form``'s variants with unblocked terms, one per channel block; none for a
+    whole-network form or an unblocked variant."""
+    if not form.kernels or form.channel_block is not None:
+        return []
+    return [FORMS[f"{form.name}_unblocked_{block}"] for block in CHANNEL_BLOCKS]
 
 
 def form_choices() -> str:
-    """The valid form names, for a one-line error: the base forms, then the spill suffix."""
-    suffixes = ", ".join(f"_spill_{mebibytes}mib" for mebibytes in SPILL_CACHES_MIB)
-    return f"{', '.join(BASE_FORMS)} (each per-kernel form also with {suffixes})"
+    """The valid form names, for a one-line error: the base forms, then the suffixes."""
+    spills = ", ".join(f"_spill_{mebibytes}mib" for mebibytes in SPILL_CACHES_MIB)
+    blocks = ", ".join(f"_unblocked_{block}" for block in CHANNEL_BLOCKS)
+    return (
+        f"{', '.join(BASE_FORMS)} (each per-kernel form also with one of {spills}, "
+        f"then one of {blocks})"
+    )
 
 
 @dataclass(frozen=True)
@@ -709,6 +824,8 @@ def feature_text(term: Term, value: float) -> str:
     """A feature in the unit a person reads: "1.19 GMAC", "10.8 MMAC", "3.2 MB", "64 kernels"."""
     if term.feature == "ops":
         return f"{value:.4g} kernels"
+    if term.feature == "channels":
+        return f"{value:.4g} channels"
     unit = "MAC" if term.feature == "macs" else "B"
     for scale, prefix in ((1.0, "G"), (1e-3, "M"), (1e-6, "k")):
         if value >= scale:
@@ -778,13 +895,16 @@ def op_features(
             values[index] = record.bytes_written / 1e9
         elif term.feature == "macs":
             values[index] = term.macs(record) / 1e9
-        elif term.image:
-            values[index] = record.input_elements * IMAGE_BYTES_PER_ELEMENT / 1e9
+        elif term.reads_input:
+            taps = math.prod(record.kernel) if term.per_tap else 1
+            values[index] = record.input_elements * IMAGE_BYTES_PER_ELEMENT * taps / 1e9
         elif term.spill:
             share = spill_share(traffic_bytes, form.cache_bytes)
             values[index] = record.weight_bytes_read * share / 1e9
         elif term.feature == "bytes":
             values[index] = moved / 1e9
+        elif term.feature == "channels":
+            values[index] = float(record.output_shape[1])
         else:
             values[index] = 1.0
     return values
@@ -814,6 +934,8 @@ def readable(term: Term, coefficient: float) -> str:
     """A coefficient as a person reads it: "12.3 GMAC/s", "4.1 GB/s", "25 µs per op"."""
     if term.feature == "ops":
         return f"{coefficient * 1e3:.3g} µs per op"
+    if term.feature == "channels":
+        return f"{coefficient * 1e3:.3g} µs per channel"
     if coefficient <= 0:
         return "free (not resolved by the fit)"
     rate = 1e3 / coefficient
