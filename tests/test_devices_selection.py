@@ -27,23 +27,29 @@ def test_with_every_kernel_timed_only_per_kernel_forms_compete() -> None:
     observations = exact_observations(NETWORKS, KINDS, TRUTH)
     profile = fit_profile(observations, name="timed", description="")
     candidates = {candidate.form for candidate in profile.quality.candidates}
-    # Every base per-kernel form; the chosen one's unblocked variants (one per channel
-    # block), every base again with a block if one won; then the spill variants (one per
-    # cache) of the form chosen so. These exact rows have no unblocked conv: no block wins.
-    bases = {
-        form.name
+    # The richest base form and its unblocked variants (one per channel block), which choose
+    # the block; every base per-kernel form at that block, and the chosen one without it
+    # (these exact rows have no unblocked conv); then the spill variants (one per cache) of
+    # the form chosen so.
+    bases = [
+        form
         for form in FORMS.values()
         if form.kernels and form.cache_bytes is None and form.channel_block is None
-    }
+    ]
+    reference = max(bases, key=lambda form: len(form.terms))
     unspilled = FORMS[profile.form.split("_spill_")[0]]
-    assert unspilled.name in bases and FORMS[profile.form].channel_block is None
+    assert unspilled in bases
+    block = FORMS[profile.quality.candidates[0].form].channel_block
+    at_block = {form.name if block is None else f"{form.name}_unblocked_{block}" for form in bases}
     assert candidates == (
-        bases
-        | {variant.name for variant in unblocked_variants(unspilled)}
+        at_block
+        | {unspilled.name}
+        | {variant.name for variant in unblocked_variants(reference)}
+        | {reference.name}
         | {variant.name for variant in spill_variants(unspilled)}
     )
     assert len(spill_variants(unspilled)) == len(SPILL_CACHES_MIB)
-    assert len(unblocked_variants(unspilled)) == len(CHANNEL_BLOCKS)
+    assert len(unblocked_variants(reference)) == len(CHANNEL_BLOCKS)
     assert profile.quality.selection.startswith("the per-kernel form of lowest")
     # Without kernel times the same networks choose among the whole-network forms only.
     untimed = [replace(observation, kernels=(), profiled_ms=None) for observation in observations]

@@ -513,39 +513,50 @@ def fit_profile(
     forms = _eligible(forms, architectures, timed)
     absorbed = absorbed_kinds(observations, view)
     absorbed_set = frozenset(Kind(entry["kind"]) for entry in absorbed)
-    designs = {form.name: _design(observations, form, view, groups, absorbed_set) for form in forms}
-    form, loo = _select(forms, designs, latency, timed)
-    if form_name is None:
-        # In stages, each chosen the same way, a variant kept only where it predicts the
-        # left-out networks better: the chosen form against its unblocked variants (one per
-        # channel block); where one wins, every base form again with that block (a base
-        # chosen without the unblocked terms is chosen against convs it cannot price; the
-        # synthetic test's `kernel_sizes` over its true form); then the form so chosen
-        # against its spill variants (one per cache). Not as one product of forms and
-        # variants: that fits ONNX Runtime's calibration in 162 s, one core, against 54 s
-        # (2026-12-08), and the calibration has 5 minutes.
-        bases = [candidate for candidate in forms if candidate.kernels]
-        stages = [
-            lambda chosen: unblocked_variants(chosen),
-            lambda chosen: [
-                FORMS[f"{base.name}_unblocked_{chosen.channel_block}"]
-                for base in bases
-                if chosen.channel_block
-            ],
-            lambda chosen: spill_variants(chosen),
-        ]
-        for stage in stages:
-            variants = [variant for variant in stage(form) if variant.name != form.name]
-            if not variants:
-                continue
-            for variant in variants:
-                if variant.name not in designs:
-                    designs[variant.name] = _design(
-                        observations, variant, view, groups, absorbed_set
-                    )
-            form, chosen = _select([form, *variants], designs, latency, timed)
-            forms += [variant for variant in variants if variant not in forms]
-            loo.update(chosen)
+    designs: dict[str, _Design] = {}
+    loo: dict[str, np.ndarray] = {}
+    trial: list[Form] = []
+    if form_name is None and timed:
+        # The block first, on the richest base form against its unblocked variants (one per
+        # channel block), then the base form at the block chosen so, then the spill. A base
+        # chosen without the unblocked terms is chosen against convs it cannot price (the
+        # synthetic test's `kernel_sizes`, over its true form); every base at every block
+        # fits ONNX Runtime's calibration in 162 s on one core against 54 (2026-12-08).
+        reference = max(forms, key=lambda form: len(form.terms))
+        trial = [reference, *unblocked_variants(reference)]
+        for candidate in trial:
+            designs[candidate.name] = _design(observations, candidate, view, groups, absorbed_set)
+        blocked, loo = _select(trial, designs, latency, timed)
+        if blocked.channel_block is not None:
+            forms = _eligible(
+                [FORMS[f"{form.name}_unblocked_{blocked.channel_block}"] for form in forms],
+                architectures,
+                timed,
+            )
+    for candidate in forms:
+        if candidate.name not in designs:
+            designs[candidate.name] = _design(observations, candidate, view, groups, absorbed_set)
+    form, chosen = _select(forms, designs, latency, timed)
+    loo.update(chosen)
+    if form.channel_block is not None:
+        # The chosen base without the unblocked terms, kept where they buy nothing: a block
+        # can win on the richest form by standing in for a cost that form lacks (exact rows
+        # of known elementwise costs, no unblocked conv among them: the block of 16).
+        plain = FORMS[form.name.removesuffix(f"_unblocked_{form.channel_block}")]
+        designs[plain.name] = _design(observations, plain, view, groups, absorbed_set)
+        form, chosen = _select([form, plain], designs, latency, timed)
+        loo.update(chosen)
+        forms.append(plain)
+    forms += [candidate for candidate in trial if candidate not in forms]
+    variants = spill_variants(form) if form_name is None else []
+    if variants:
+        # The chosen form against its spill variants (one per cache), chosen the same way:
+        # a variant is kept only where it predicts the left-out networks better.
+        for variant in variants:
+            designs[variant.name] = _design(observations, variant, view, groups, absorbed_set)
+        form, spilled = _select([form, *variants], designs, latency, timed)
+        forms += variants
+        loo.update(spilled)
     selection = SELECTION[timed] if form_name is None else "given"
     if form_name is None and gemm_tile is not None:
         selection += f"; pointwise GEMM tiles {gemm_tile[0]}x{gemm_tile[1]}, XNNPACK's on the CPU"
