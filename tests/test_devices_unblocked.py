@@ -22,6 +22,7 @@ from ablate.devices.costs import (
     total_features,
     unblocked_variants,
 )
+from ablate.devices.fit import fit_profile
 from ablate.devices.observations import count_variant
 from ablate.devices.predict import predict_records
 from tests.synthetic_kernels import assert_chosen_over, exact_observations
@@ -171,3 +172,14 @@ def test_a_known_unblocked_cost_is_recovered_and_its_block_chosen() -> None:
     # 0.26 ms; this host's full run measured 0.23-0.26 ms above the profile on these kernels.
     assert extra == pytest.approx(0.2559, abs=1e-4)
     assert expected - without @ base == pytest.approx(extra, rel=1e-9)
+
+
+@pytest.mark.slow  # fits with leave-one-out (seconds): CI runs it
+def test_an_unblocked_form_given_by_name_is_fitted_as_asked() -> None:
+    # Rows with no unblocked cost: chosen freely, the terms would buy nothing and the plain
+    # form would win; named, the unblocked form is the one fitted.
+    absorbed = frozenset({Kind.HARDSWISH})
+    observations = exact_observations(KIND_NETWORKS, MATRIX_VECTOR, MATRIX_VECTOR_TRUTH, absorbed)
+    named = fit_profile(observations, name="named", description="", form_name=UNBLOCKED_4.name)
+    assert named.form == UNBLOCKED_4.name
+    assert named.quality.loo_max_abs_error < 1e-6

@@ -538,12 +538,13 @@ def fit_profile(
             designs[candidate.name] = _design(observations, candidate, view, groups, absorbed_set)
     form, chosen = _select(forms, designs, latency, timed)
     loo.update(chosen)
-    if form.channel_block is not None:
+    if form_name is None and form.channel_block is not None:
         # The chosen base without the unblocked terms, kept where they buy nothing: a block
         # can win on the richest form by standing in for a cost that form lacks (exact rows
         # of known elementwise costs, no unblocked conv among them: the block of 16).
         plain = FORMS[form.name.removesuffix(f"_unblocked_{form.channel_block}")]
-        designs[plain.name] = _design(observations, plain, view, groups, absorbed_set)
+        if plain.name not in designs:
+            designs[plain.name] = _design(observations, plain, view, groups, absorbed_set)
         form, chosen = _select([form, plain], designs, latency, timed)
         loo.update(chosen)
         forms.append(plain)
