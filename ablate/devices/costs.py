@@ -333,7 +333,7 @@ def spill_share(traffic_bytes: float, cache_bytes: int | None) -> float:
 # needs is left to leave-one-out: MLAS's source names 8 (AVX2) and 16 (AVX-512), but ONNX
 # Runtime 1.32 on this AVX-512 host ran 276 and 60 channels blocked and 37, 55, 110, 147 and
 # 166 plain (2026-12-08). There V2's layout with V3's expansion ratios has two 147-channel
-# blocks (64 x 2.3), whose depthwise 3x3 took 105-116 µs where the profile priced 11 and a
+# blocks (64 x 2.3), whose depthwise 3x3 took 104-121 µs where the profile priced 11 and a
 # 160-channel one took 27: in the 32 of 128 coalitions with the expansion and without V3's
 # layout, 2.0 points of V2's time in the layout's share. ExecuTorch and eager ran those convs
 # at their usual rates (docs/calibration.md, eleventh series).
@@ -703,8 +703,9 @@ def _with_unblocked(form: Form, block: int) -> Form:
     )
 
 
-# Every per-kernel form, spill variants included, has an unblocked variant per channel block,
-# compared with the form chosen before it (`fit.fit_profile`): unblocked, then spill.
+# Every per-kernel form, spill variants included, has an unblocked variant per channel block;
+# `fit.fit_profile` chooses the block first, on the richest base form, then the base form at
+# that block, then the spill.
 FORMS.update(
     {
         unblocked.name: unblocked
