@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -661,16 +661,27 @@ FORMS: dict[str, Form] = {
 }
 
 
-def _with_spill(form: Form, mebibytes: int) -> Form:
-    """``form`` with the matrix-vector weights' spill beyond a cache of ``mebibytes``."""
+def _variant(form: Form, suffix: str, terms: tuple[Term, ...], meaning: str, **fields: int) -> Form:
+    """``form`` with ``terms`` added before the time outside the kernels, named with
+    ``suffix``; ``fields`` set the variant's cache or channel block."""
     inside = tuple(term for term in form.terms if not term.outside)
     outside = tuple(term for term in form.terms if term.outside)
-    return Form(
-        f"{form.name}_spill_{mebibytes}mib",
-        (*inside, _MATRIX_VECTOR_SPILL, *outside),
-        f"{form.meaning}; + matrix-vector weights read again from beyond a {mebibytes} MiB cache",
-        kernels=True,
-        gemm_tile=form.gemm_tile,
+    return replace(
+        form,
+        name=f"{form.name}{suffix}",
+        terms=(*inside, *terms, *outside),
+        meaning=f"{form.meaning}; + {meaning}",
+        **fields,
+    )
+
+
+def _with_spill(form: Form, mebibytes: int) -> Form:
+    """``form`` with the matrix-vector weights' spill beyond a cache of ``mebibytes``."""
+    return _variant(
+        form,
+        f"_spill_{mebibytes}mib",
+        (_MATRIX_VECTOR_SPILL,),
+        f"matrix-vector weights read again from beyond a {mebibytes} MiB cache",
         cache_bytes=mebibytes * 2**20,
     )
 
@@ -690,15 +701,11 @@ FORMS.update(
 
 def _with_unblocked(form: Form, block: int) -> Form:
     """``form`` with the cost of convs over channels not a multiple of ``block``."""
-    inside = tuple(term for term in form.terms if not term.outside)
-    outside = tuple(term for term in form.terms if term.outside)
-    return Form(
-        f"{form.name}_unblocked_{block}",
-        (*inside, *_unblocked_terms(block), *outside),
-        f"{form.meaning}; + convs over channels not a multiple of {block}",
-        kernels=True,
-        gemm_tile=form.gemm_tile,
-        cache_bytes=form.cache_bytes,
+    return _variant(
+        form,
+        f"_unblocked_{block}",
+        _unblocked_terms(block),
+        f"convs over channels not a multiple of {block}",
         channel_block=block,
     )
 
